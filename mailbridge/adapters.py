@@ -1,0 +1,128 @@
+"""The two things a provider implements, and how the core finds them.
+
+A provider adapts one remote system to one of two small interfaces. Adapters translate; they
+never decide. Every decision (is this an interview, is this a reply, is a draft due, may it be
+deleted) is taken by the core from the plain values the adapters return.
+
+Terms (shared by every adapter):
+
+calendar source
+    Reports events. ``changes(cursor, window)`` returns a `CalendarBatch`: the events that are
+    new or changed since ``cursor`` (or every event in ``window`` when ``cursor`` is None or
+    no longer accepted, with ``complete=True``), the keys removed at the source, and the next
+    cursor. Times are aware datetimes. All-day events set ``all_day``. Each instance of a
+    recurring series is its own event, keyed by its original start.
+mailbox
+    Holds drafts and reports mail. ``messages(cursor, since)`` returns the headers of messages
+    that arrived in the inbox or the sent folder since ``cursor`` (on the first call: since
+    ``since``), never whole bodies beyond a short excerpt. ``create_draft`` stores a draft
+    (with the draft flag) and returns its provider id; ``find_draft`` looks a draft up by its
+    Message-ID (used to repair a crash between creating a draft and recording it);
+    ``observe`` says whether a draft we made is still in Drafts (and its fingerprint, from
+    `mailbridge.compose.fingerprint`), was sent, or is gone; ``update_draft`` replaces an
+    unedited draft; ``retract`` removes a draft (to Trash where the mailbox has one). A
+    mailbox never sends mail: no adapter has, or may grow, a method that sends.
+cursor
+    An opaque string the adapter hands back to continue incrementally (sync token, history id,
+    delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag). The core stores it in the ledger and
+    passes it back unchanged.
+
+Providers register factories under the entry-point group ``mailbridge.providers``:
+``mailbox.KIND`` (``(AccountSettings) -> Mailbox``) and ``calendar.KIND``
+(``(AccountSettings) -> CalendarSource``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Protocol, cast
+
+from mailbridge.model import (
+    CalendarBatch,
+    DraftMessage,
+    MessageBatch,
+    Observation,
+    Window,
+)
+from mailbridge.settings import AccountSettings
+
+ENTRY_POINT_GROUP = "mailbridge.providers"
+
+
+class ProviderError(Exception):
+    """A remote system failed in a way that may pass (network, 5xx, throttling)."""
+
+
+class AuthError(ProviderError):
+    """Credentials are missing, expired or revoked: the user must run `mailbridge auth`."""
+
+
+class FolderMissing(ProviderError):
+    """A folder we rely on (Drafts) is not there. Treated as a fault, never as a fact."""
+
+
+class CalendarSource(Protocol):
+    def changes(self, cursor: str | None, window: Window) -> CalendarBatch: ...
+
+    def close(self) -> None: ...
+
+
+class Mailbox(Protocol):
+    def messages(self, cursor: str | None, since: datetime) -> MessageBatch: ...
+
+    def find_draft(self, message_id: str) -> str | None: ...
+
+    def create_draft(self, draft: DraftMessage) -> str: ...
+
+    def observe(self, provider_id: str, message_id: str) -> Observation: ...
+
+    def update_draft(self, provider_id: str, draft: DraftMessage) -> str: ...
+
+    def retract(self, provider_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+MailboxFactory = Callable[[AccountSettings], Mailbox]
+CalendarFactory = Callable[[AccountSettings], CalendarSource]
+
+
+def _load(name: str) -> object:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise LookupError(name)
+
+
+def available(prefix: str) -> list[str]:
+    """The registered kinds for ``prefix`` ("mailbox" or "calendar")."""
+    return sorted(
+        ep.name.split(".", 1)[1]
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if ep.name.startswith(prefix + ".")
+    )
+
+
+def open_mailbox(account: AccountSettings) -> Mailbox:
+    try:
+        factory = cast(MailboxFactory, _load("mailbox." + account.provider))
+    except LookupError:
+        raise ProviderError(
+            f"account {account.name!r}: no mailbox provider {account.provider!r} is installed "
+            f"(installed: {', '.join(available('mailbox')) or 'none'})"
+        ) from None
+    return factory(account)
+
+
+def open_calendar(account: AccountSettings) -> CalendarSource:
+    kind = account.calendar.kind
+    try:
+        factory = cast(CalendarFactory, _load("calendar." + kind))
+    except LookupError:
+        raise ProviderError(
+            f"account {account.name!r}: no calendar provider {kind!r} is installed "
+            f"(installed: {', '.join(available('calendar')) or 'none'})"
+        ) from None
+    return factory(account)

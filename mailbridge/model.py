@@ -1,0 +1,339 @@
+"""Plain data shared by the core and the providers.
+
+Everything here is an immutable value: no I/O, no behaviour beyond trivial derivations.
+Times are timezone-aware; instants stored or compared are in UTC.
+
+Terms used throughout the project:
+
+event
+    One calendar entry (one instance of a recurring series), as a calendar source reports it.
+interview
+    An event that detection judged to be a job interview the user attended as a candidate.
+attendee
+    A person on an event. After hygiene, the attendees of an interview are the interviewers
+    that get a thank-you draft.
+lead
+    The one interviewer who receives the follow-up.
+draft
+    A message we create in the user's Drafts folder; never sent by us.
+reply
+    An inbound message matched to an interview, with its classification.
+ledger
+    The SQLite state of one installation: interviews, drafts, messages, sync cursors, audit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+
+class Response(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    TENTATIVE = "tentative"
+    NEEDS_ACTION = "needs-action"
+    UNKNOWN = "unknown"
+
+
+class AttendeeKind(enum.StrEnum):
+    PERSON = "person"
+    RESOURCE = "resource"  # rooms and equipment
+    GROUP = "group"  # distribution lists
+    UNKNOWN = "unknown"
+
+
+class EventStatus(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    TENTATIVE = "tentative"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Attendee:
+    email: str
+    name: str = ""
+    kind: AttendeeKind = AttendeeKind.PERSON
+    response: Response = Response.UNKNOWN
+    is_self: bool = False
+    is_organizer: bool = False
+
+
+@dataclass(frozen=True)
+class EventKey:
+    """Identifies one event instance within an account."""
+
+    calendar: str  # calendar id or URL inside the account
+    uid: str
+    instance: str = ""  # "" for a single event; the original start (ISO, UTC) of an instance
+
+
+@dataclass(frozen=True)
+class Event:
+    key: EventKey
+    title: str
+    start: datetime  # aware
+    end: datetime  # aware
+    description: str = ""
+    location: str = ""
+    all_day: bool = False
+    status: EventStatus = EventStatus.CONFIRMED
+    organizer: Person | None = None
+    attendees: tuple[Attendee, ...] = ()
+    recurring: bool = False  # an instance of a recurring series
+
+
+@dataclass(frozen=True)
+class CalendarBatch:
+    """What a calendar source reports for one sync."""
+
+    events: tuple[Event, ...]  # new or changed events; cancelled ones carry CANCELLED
+    removed: tuple[EventKey, ...] = ()  # deleted at the source
+    complete: bool = False  # events is the whole window: anything known and absent is gone
+    cursor: str | None = None  # opaque token for the next incremental sync
+
+
+@dataclass(frozen=True)
+class Window:
+    """The span of time a calendar sync looks at."""
+
+    start: datetime
+    end: datetime
+
+
+class Folder(enum.StrEnum):
+    INBOX = "inbox"
+    SENT = "sent"
+
+
+@dataclass(frozen=True)
+class MailHeaders:
+    """The headers of one message (and a short excerpt of its text) as classification needs them."""
+
+    folder: Folder
+    provider_id: str
+    message_id: str
+    sender: Person
+    subject: str = ""
+    date: datetime | None = None
+    to: tuple[Person, ...] = ()
+    cc: tuple[Person, ...] = ()
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    # Lower-cased header name -> value, for the headers that tell automatic mail apart
+    # (auto-submitted, precedence, list-id, x-ms-exchange-*, content-type, ...).
+    headers: tuple[tuple[str, str], ...] = ()
+    excerpt: str = ""  # the first few hundred characters of the text body, or ""
+
+    def header(self, name: str) -> str:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return ""
+
+
+@dataclass(frozen=True)
+class MessageBatch:
+    messages: tuple[MailHeaders, ...]
+    cursor: str | None = None
+
+
+class DraftKind(enum.StrEnum):
+    THANK_YOU = "thank_you"
+    FOLLOW_UP = "follow_up"
+
+
+class DraftState(enum.StrEnum):
+    PLANNED = "planned"  # due in the future; nothing on the server
+    CREATING = "creating"  # written intent before the server call: repaired by Message-ID lookup
+    CREATED = "created"  # on the server, as we made it
+    SENT = "sent"  # the user sent it
+    USER_EDITED = "user_edited"  # on the server, changed by the user: never deleted by us
+    USER_DELETED = "user_deleted"  # gone from Drafts without being sent: never recreated
+    RETRACTED = "retracted"  # we removed it (employer replied)
+    CANCELLED = "cancelled"  # planned, then no longer wanted; never created
+    SKIPPED = "skipped"  # never planned to be made (too late, …); kept so the decision sticks
+
+    @property
+    def final(self) -> bool:
+        return self in (
+            DraftState.SENT,
+            DraftState.USER_DELETED,
+            DraftState.RETRACTED,
+            DraftState.CANCELLED,
+            DraftState.SKIPPED,
+        )
+
+    @property
+    def on_server(self) -> bool:
+        return self in (DraftState.CREATED, DraftState.USER_EDITED)
+
+
+class InterviewState(enum.StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class InterviewRow:
+    id: int
+    account: str
+    key: EventKey
+    title: str
+    company: str
+    role: str
+    start: datetime  # UTC
+    end: datetime  # UTC
+    state: InterviewState
+    attendees: tuple[Person, ...]  # the interviewers kept after hygiene
+    lead: Person | None
+    notes: str = ""
+    notes_version: int = 0
+    decision_date: date | None = None  # when the employer said they would decide
+    employer_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DraftRow:
+    id: int
+    interview_id: int
+    kind: DraftKind
+    seq: int  # 1 for a thank-you; 1..3 for follow-ups
+    recipient: Person
+    state: DraftState
+    due: datetime  # UTC
+    message_id: str
+    provider_id: str | None = None
+    created_at: datetime | None = None
+    content_hash: str = ""
+    notes_version: int = 0  # the interview notes the draft was rendered with
+    late: bool = False
+    reminded_at: datetime | None = None
+
+
+class MessageKind(enum.StrEnum):
+    HUMAN = "human"
+    AUTO_REPLY = "auto_reply"
+    OUT_OF_OFFICE = "out_of_office"
+    BOUNCE = "bounce"
+    CALENDAR = "calendar"
+    BULK = "bulk"
+    OWN = "own"
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: MessageKind
+    reason: str
+    return_date: date | None = None  # for an out-of-office that names one
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """A message matched to an interview."""
+
+    interview_id: int
+    kind: MessageKind
+    folder: Folder
+    sender: str
+    at: datetime  # UTC
+    message_id: str
+    recipients: tuple[str, ...] = ()
+    return_date: date | None = None
+    our_draft_id: int | None = None  # the draft this sent message came from, if any
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the planner sees of one account."""
+
+    interviews: tuple[InterviewRow, ...]
+    drafts: tuple[DraftRow, ...]
+    messages: tuple[MessageRow, ...]
+
+
+# --- timing policy ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delay:
+    """A fixed delay: "2h", "90 minutes", "3 days"."""
+
+    amount: timedelta
+
+
+@dataclass(frozen=True)
+class BusinessDays:
+    """A number of business days: "7 business days"."""
+
+    days: int
+
+
+@dataclass(frozen=True)
+class NextBusinessMorning:
+    """The next business morning at a time: "next business morning 08:00"."""
+
+    at: time
+
+
+Timing = Delay | BusinessDays | NextBusinessMorning
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The timing rules of one account, as the planner applies them."""
+
+    timezone: str = "UTC"  # IANA zone name of the user
+    country: str | None = None  # ISO 3166 code for public holidays; None: weekends only
+    subdivision: str | None = None
+    thank_you: Timing = Delay(timedelta(hours=2))
+    follow_up: Timing = BusinessDays(7)
+    max_follow_ups: int = 1  # hard cap 3
+    follow_up_spacing: timedelta = timedelta(days=7)
+    morning: time = time(9, 0)  # when business-day drafts appear
+    lookback: timedelta = timedelta(days=3)
+    thank_you_bound: timedelta = timedelta(hours=24)
+    reminder_after: timedelta | None = timedelta(hours=20)
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 0)
+
+
+HARD_MAX_FOLLOW_UPS = 3
+
+
+@dataclass(frozen=True)
+class DraftMessage:
+    """A rendered draft, ready for a mailbox."""
+
+    kind: DraftKind
+    message_id: str
+    sender: Person
+    to: Person
+    subject: str
+    body: str
+    raw: bytes  # the RFC 5322 message
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    content_hash: str = ""
+    gaps: tuple[str, ...] = field(default=())  # the marked gaps the user still has to fill
+
+
+class Presence(enum.StrEnum):
+    PRESENT = "present"  # still in Drafts
+    SENT = "sent"  # the user sent it
+    GONE = "gone"  # neither in Drafts nor seen sent
+
+
+@dataclass(frozen=True)
+class Observation:
+    presence: Presence
+    content_hash: str = ""  # compose.fingerprint of what is in Drafts now (PRESENT only)
+    provider_id: str | None = None  # the id now, if the mailbox changed it
