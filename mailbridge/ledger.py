@@ -1,0 +1,818 @@
+"""The ledger: SQLite state of interviews, drafts, matched messages, sync cursors and the audit log.
+
+One file per state directory, WAL mode. Every row is keyed so that replaying a reconcile pass
+is harmless. A lock file lets only one daemon work on one ledger at a time; one-shot commands
+(status, note, preview) share the database through SQLite's own locking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from mailbridge.model import (
+    DraftKind,
+    DraftRow,
+    DraftState,
+    EventKey,
+    Folder,
+    InterviewRow,
+    InterviewState,
+    MessageKind,
+    MessageRow,
+    Person,
+    Snapshot,
+)
+
+SCHEMA_VERSION = 1
+DB_NAME = "ledger.sqlite3"
+LOCK_NAME = "daemon.lock"
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used (newer schema, locked by another daemon, unreadable)."""
+
+
+# Each entry migrates from version i to i+1. Append only; never edit a shipped step.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE interview (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        calendar TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL,
+        company TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL DEFAULT '',
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attendees TEXT NOT NULL DEFAULT '[]',
+        lead TEXT,
+        lead_override TEXT,
+        notes TEXT NOT NULL DEFAULT '',
+        notes_version INTEGER NOT NULL DEFAULT 0,
+        decision_date TEXT,
+        employer_domains TEXT NOT NULL DEFAULT '[]',
+        updated_at TEXT NOT NULL,
+        UNIQUE (account, calendar, uid, instance)
+    );
+    CREATE TABLE event (
+        account TEXT NOT NULL,
+        calendar TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL,
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        interview INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (account, calendar, uid, instance)
+    );
+    CREATE TABLE draft (
+        id INTEGER PRIMARY KEY,
+        interview_id INTEGER NOT NULL REFERENCES interview(id),
+        kind TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        recipient_email TEXT NOT NULL,
+        recipient_name TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        due TEXT NOT NULL,
+        message_id TEXT NOT NULL UNIQUE,
+        provider_id TEXT,
+        created_at TEXT,
+        content_hash TEXT NOT NULL DEFAULT '',
+        notes_version INTEGER NOT NULL DEFAULT 0,
+        late INTEGER NOT NULL DEFAULT 0,
+        reminded_at TEXT,
+        flagged TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        gaps INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        UNIQUE (interview_id, kind, seq, recipient_email)
+    );
+    CREATE TABLE message (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        message_id TEXT NOT NULL DEFAULT '',
+        interview_id INTEGER REFERENCES interview(id),
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        sender TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '[]',
+        subject TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL,
+        return_date TEXT,
+        our_draft_id INTEGER REFERENCES draft(id),
+        UNIQUE (account, folder, provider_id)
+    );
+    CREATE TABLE sync (
+        account TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        cursor TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, resource)
+    );
+    CREATE TABLE account_state (
+        account TEXT PRIMARY KEY,
+        paused TEXT,
+        resume_confirmed INTEGER NOT NULL DEFAULT 0,
+        last_ok TEXT,
+        last_error TEXT,
+        error_since TEXT
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        account TEXT NOT NULL,
+        interview_id INTEGER,
+        draft_id INTEGER,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (account, at);
+    CREATE INDEX message_interview ON message (interview_id);
+    CREATE INDEX draft_interview ON draft (interview_id);
+    """,
+]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _person(value: str | None) -> Person | None:
+    if not value:
+        return None
+    data = json.loads(value)
+    return Person(email=data["email"], name=data.get("name", ""))
+
+
+def _person_json(person: Person | None) -> str | None:
+    return json.dumps({"email": person.email, "name": person.name}) if person else None
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account: str
+    paused: str | None
+    resume_confirmed: bool
+    last_ok: datetime | None
+    last_error: str | None
+    error_since: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    account: str
+    interview_id: int | None
+    draft_id: int | None
+    decision: str
+    reason: str
+
+
+class Ledger:
+    def __init__(self, conn: sqlite3.Connection, state_dir: Path) -> None:
+        self.conn = conn
+        self.state_dir = state_dir
+        self._lock_file: IO[str] | None = None
+
+    # --- opening, schema, lock ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Ledger:
+        state_dir = Path(state_dir).expanduser()
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(state_dir, 0o700)
+        path = state_dir / DB_NAME
+        fresh = not path.exists()
+        if fresh:
+            # Created private to the user before SQLite writes anything into it.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+        ledger = cls(conn, state_dir)
+        ledger._migrate(path)
+        return ledger
+
+    def schema_version(self) -> int:
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row["value"]) if row else 0
+
+    def _migrate(self, path: Path) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{path} was written by a newer mailbridge (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade mailbridge, or point state_dir elsewhere. "
+                "The ledger was not touched."
+            )
+        while version < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                version += 1
+                self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(version),),
+                )
+
+    def lock(self) -> None:
+        """Take the daemon lock, or fail naming the state directory."""
+        handle = open(self.state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise LedgerError(
+                f"another mailbridge daemon is already working on {self.state_dir}; "
+                "stop it first (or give this one another state_dir)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # --- audit -------------------------------------------------------------------------
+
+    def audit(
+        self,
+        account: str,
+        decision: str,
+        reason: str,
+        *,
+        now: datetime,
+        interview_id: int | None = None,
+        draft_id: int | None = None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO audit (at, account, interview_id, draft_id, decision, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_iso(now), account, interview_id, draft_id, decision, reason),
+        )
+
+    def audit_entries(
+        self, account: str | None = None, since: datetime | None = None, limit: int = 10_000
+    ) -> list[AuditEntry]:
+        query = "SELECT * FROM audit WHERE 1=1"
+        args: list[Any] = []
+        if account:
+            query += " AND account = ?"
+            args.append(account)
+        if since:
+            query += " AND at >= ?"
+            args.append(_iso(since))
+        query += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return [
+            AuditEntry(
+                at=datetime.fromisoformat(r["at"]),
+                account=r["account"],
+                interview_id=r["interview_id"],
+                draft_id=r["draft_id"],
+                decision=r["decision"],
+                reason=r["reason"],
+            )
+            for r in self.conn.execute(query, args)
+        ]
+
+    # --- sync cursors and account state --------------------------------------------------
+
+    def cursor(self, account: str, resource: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT cursor FROM sync WHERE account=? AND resource=?", (account, resource)
+        ).fetchone()
+        return row["cursor"] if row else None
+
+    def set_cursor(self, account: str, resource: str, cursor: str | None, now: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO sync (account, resource, cursor, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(account, resource) DO UPDATE SET cursor=excluded.cursor, "
+            "updated_at=excluded.updated_at",
+            (account, resource, cursor, _iso(now)),
+        )
+
+    def account_status(self, account: str) -> AccountStatus:
+        row = self.conn.execute(
+            "SELECT * FROM account_state WHERE account=?", (account,)
+        ).fetchone()
+        if row is None:
+            return AccountStatus(account, None, False, None, None, None)
+        return AccountStatus(
+            account=account,
+            paused=row["paused"],
+            resume_confirmed=bool(row["resume_confirmed"]),
+            last_ok=_dt(row["last_ok"]),
+            last_error=row["last_error"],
+            error_since=_dt(row["error_since"]),
+        )
+
+    def _ensure_account(self, account: str) -> None:
+        self.conn.execute(
+            "INSERT INTO account_state (account) VALUES (?) ON CONFLICT(account) DO NOTHING",
+            (account,),
+        )
+
+    def set_paused(self, account: str, reason: str | None) -> None:
+        self._ensure_account(account)
+        self.conn.execute(
+            "UPDATE account_state SET paused=?, resume_confirmed=0 WHERE account=?",
+            (reason, account),
+        )
+
+    def confirm_resume(self, account: str) -> None:
+        self._ensure_account(account)
+        self.conn.execute(
+            "UPDATE account_state SET resume_confirmed=1 WHERE account=?", (account,)
+        )
+
+    def record_ok(self, account: str, now: datetime) -> None:
+        self._ensure_account(account)
+        self.conn.execute(
+            "UPDATE account_state SET last_ok=?, last_error=NULL, error_since=NULL WHERE account=?",
+            (_iso(now), account),
+        )
+
+    def record_error(self, account: str, error: str, now: datetime) -> None:
+        self._ensure_account(account)
+        self.conn.execute(
+            "UPDATE account_state SET last_error=?, error_since=COALESCE(error_since, ?) "
+            "WHERE account=?",
+            (error, _iso(now), account),
+        )
+
+    # --- events and interviews ---------------------------------------------------------
+
+    def event_keys(self, account: str, since: datetime) -> set[EventKey]:
+        rows = self.conn.execute(
+            "SELECT calendar, uid, instance FROM event WHERE account=? AND end >= ?",
+            (account, _iso(since)),
+        )
+        return {EventKey(r["calendar"], r["uid"], r["instance"]) for r in rows}
+
+    def event_seen(self, account: str, key: EventKey) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM event WHERE account=? AND calendar=? AND uid=? AND instance=?",
+                (account, key.calendar, key.uid, key.instance),
+            ).fetchone()
+            is not None
+        )
+
+    def upsert_event(
+        self,
+        account: str,
+        key: EventKey,
+        title: str,
+        start: datetime,
+        end: datetime,
+        is_interview: bool,
+        reason: str,
+    ) -> bool:
+        """Record an event; True when it is new or its verdict changed (worth an audit line)."""
+        row = self.conn.execute(
+            "SELECT interview, reason FROM event "
+            "WHERE account=? AND calendar=? AND uid=? AND instance=?",
+            (account, key.calendar, key.uid, key.instance),
+        ).fetchone()
+        self.conn.execute(
+            "INSERT INTO event (account, calendar, uid, instance, title, start, end, interview, "
+            "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(account, calendar, uid, instance) DO UPDATE SET title=excluded.title, "
+            "start=excluded.start, end=excluded.end, interview=excluded.interview, "
+            "reason=excluded.reason",
+            (
+                account,
+                key.calendar,
+                key.uid,
+                key.instance,
+                title,
+                _iso(start),
+                _iso(end),
+                int(is_interview),
+                reason,
+            ),
+        )
+        return row is None or bool(row["interview"]) != is_interview or row["reason"] != reason
+
+    def remove_event(self, account: str, key: EventKey) -> list[EventKey]:
+        """Forget an event (instance "*" means every instance of the UID); the removed keys."""
+        if key.instance == "*":
+            rows = self.conn.execute(
+                "SELECT calendar, uid, instance FROM event WHERE account=? AND calendar=? "
+                "AND uid=?",
+                (account, key.calendar, key.uid),
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT calendar, uid, instance FROM event WHERE account=? AND calendar=? "
+                "AND uid=? AND instance=?",
+                (account, key.calendar, key.uid, key.instance),
+            ).fetchall()
+        keys = [EventKey(r["calendar"], r["uid"], r["instance"]) for r in rows]
+        for k in keys:
+            self.conn.execute(
+                "DELETE FROM event WHERE account=? AND calendar=? AND uid=? AND instance=?",
+                (account, k.calendar, k.uid, k.instance),
+            )
+        return keys
+
+    def _interview(self, row: sqlite3.Row) -> InterviewRow:
+        lead = _person(row["lead"])
+        return InterviewRow(
+            id=row["id"],
+            account=row["account"],
+            key=EventKey(row["calendar"], row["uid"], row["instance"]),
+            title=row["title"],
+            company=row["company"],
+            role=row["role"],
+            start=datetime.fromisoformat(row["start"]),
+            end=datetime.fromisoformat(row["end"]),
+            state=InterviewState(row["state"]),
+            attendees=tuple(
+                Person(email=a["email"], name=a.get("name", ""))
+                for a in json.loads(row["attendees"])
+            ),
+            lead=lead,
+            notes=row["notes"],
+            notes_version=row["notes_version"],
+            decision_date=date.fromisoformat(row["decision_date"])
+            if row["decision_date"]
+            else None,
+            employer_domains=tuple(json.loads(row["employer_domains"])),
+        )
+
+    def interview_by_key(self, account: str, key: EventKey) -> InterviewRow | None:
+        row = self.conn.execute(
+            "SELECT * FROM interview WHERE account=? AND calendar=? AND uid=? AND instance=?",
+            (account, key.calendar, key.uid, key.instance),
+        ).fetchone()
+        return self._interview(row) if row else None
+
+    def interview(self, interview_id: int) -> InterviewRow | None:
+        row = self.conn.execute("SELECT * FROM interview WHERE id=?", (interview_id,)).fetchone()
+        return self._interview(row) if row else None
+
+    def lead_override(self, interview_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT lead_override FROM interview WHERE id=?", (interview_id,)
+        ).fetchone()
+        return row["lead_override"] if row else None
+
+    def interviews(self, account: str | None = None) -> list[InterviewRow]:
+        if account is None:
+            rows = self.conn.execute("SELECT * FROM interview ORDER BY start, id")
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM interview WHERE account=? ORDER BY start, id", (account,)
+            )
+        return [self._interview(r) for r in rows]
+
+    def upsert_interview(
+        self,
+        account: str,
+        key: EventKey,
+        *,
+        title: str,
+        company: str,
+        role: str,
+        start: datetime,
+        end: datetime,
+        state: InterviewState,
+        attendees: Sequence[Person],
+        lead: Person | None,
+        employer_domains: Sequence[str],
+        now: datetime,
+    ) -> tuple[int, bool]:
+        """Insert or update; returns (id, changed)."""
+        existing = self.interview_by_key(account, key)
+        values = (
+            title,
+            company,
+            role,
+            _iso(start),
+            _iso(end),
+            state.value,
+            json.dumps([{"email": p.email, "name": p.name} for p in attendees]),
+            _person_json(lead),
+            json.dumps(list(employer_domains)),
+            _iso(now),
+        )
+        if existing is None:
+            cur = self.conn.execute(
+                "INSERT INTO interview (account, calendar, uid, instance, title, company, role, "
+                "start, end, state, attendees, lead, employer_domains, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, key.calendar, key.uid, key.instance, *values),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid, True
+        changed = (
+            existing.title != title
+            or existing.company != company
+            or existing.role != role
+            or existing.start != start
+            or existing.end != end
+            or existing.state != state
+            or existing.attendees != tuple(attendees)
+            or existing.lead != lead
+        )
+        if changed:
+            self.conn.execute(
+                "UPDATE interview SET title=?, company=?, role=?, start=?, end=?, state=?, "
+                "attendees=?, lead=?, employer_domains=?, updated_at=? WHERE id=?",
+                (*values, existing.id),
+            )
+        return existing.id, changed
+
+    def set_interview_state(self, interview_id: int, state: InterviewState, now: datetime) -> None:
+        self.conn.execute(
+            "UPDATE interview SET state=?, updated_at=? WHERE id=?",
+            (state.value, _iso(now), interview_id),
+        )
+
+    def set_notes(self, interview_id: int, notes: str, now: datetime) -> None:
+        self.conn.execute(
+            "UPDATE interview SET notes=?, notes_version=notes_version+1, updated_at=? "
+            "WHERE id=?",
+            (notes, _iso(now), interview_id),
+        )
+
+    def set_decision_date(self, interview_id: int, day: date | None, now: datetime) -> None:
+        self.conn.execute(
+            "UPDATE interview SET decision_date=?, updated_at=? WHERE id=?",
+            (day.isoformat() if day else None, _iso(now), interview_id),
+        )
+
+    def set_lead_override(self, interview_id: int, email: str | None, now: datetime) -> None:
+        self.conn.execute(
+            "UPDATE interview SET lead_override=?, updated_at=? WHERE id=?",
+            (email, _iso(now), interview_id),
+        )
+
+    # --- drafts --------------------------------------------------------------------------
+
+    def _draft(self, row: sqlite3.Row) -> DraftRow:
+        return DraftRow(
+            id=row["id"],
+            interview_id=row["interview_id"],
+            kind=DraftKind(row["kind"]),
+            seq=row["seq"],
+            recipient=Person(row["recipient_email"], row["recipient_name"]),
+            state=DraftState(row["state"]),
+            due=datetime.fromisoformat(row["due"]),
+            message_id=row["message_id"],
+            provider_id=row["provider_id"],
+            created_at=_dt(row["created_at"]),
+            content_hash=row["content_hash"],
+            notes_version=row["notes_version"],
+            late=bool(row["late"]),
+            reminded_at=_dt(row["reminded_at"]),
+            flagged=row["flagged"],
+        )
+
+    def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
+        query = "SELECT d.* FROM draft d JOIN interview i ON i.id = d.interview_id WHERE 1=1"
+        args: list[Any] = []
+        if account is not None:
+            query += " AND i.account=?"
+            args.append(account)
+        if interview_id is not None:
+            query += " AND d.interview_id=?"
+            args.append(interview_id)
+        query += " ORDER BY d.id"
+        return [self._draft(r) for r in self.conn.execute(query, args)]
+
+    def draft(self, draft_id: int) -> DraftRow:
+        row = self.conn.execute("SELECT * FROM draft WHERE id=?", (draft_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no draft {draft_id}")
+        return self._draft(row)
+
+    def draft_subject(self, draft_id: int) -> str:
+        row = self.conn.execute("SELECT subject FROM draft WHERE id=?", (draft_id,)).fetchone()
+        return str(row["subject"]) if row else ""
+
+    def draft_gaps(self, draft_id: int) -> int:
+        row = self.conn.execute("SELECT gaps FROM draft WHERE id=?", (draft_id,)).fetchone()
+        return int(row["gaps"]) if row else 0
+
+    def insert_draft(
+        self,
+        interview_id: int,
+        kind: DraftKind,
+        seq: int,
+        recipient: Person,
+        state: DraftState,
+        due: datetime,
+        message_id: str,
+        late: bool,
+        now: datetime,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO draft (interview_id, kind, seq, recipient_email, recipient_name, state, "
+            "due, message_id, late, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(interview_id, kind, seq, recipient_email) DO NOTHING",
+            (
+                interview_id,
+                kind.value,
+                seq,
+                recipient.email.lower(),
+                recipient.name,
+                state.value,
+                _iso(due),
+                message_id,
+                int(late),
+                _iso(now),
+            ),
+        )
+        if cur.lastrowid and cur.rowcount:
+            return cur.lastrowid
+        row = self.conn.execute(
+            "SELECT id FROM draft WHERE interview_id=? AND kind=? AND seq=? AND recipient_email=?",
+            (interview_id, kind.value, seq, recipient.email.lower()),
+        ).fetchone()
+        return int(row["id"])
+
+    def update_draft(self, draft_id: int, now: datetime, **fields: Any) -> None:
+        allowed = {
+            "state",
+            "due",
+            "provider_id",
+            "created_at",
+            "content_hash",
+            "notes_version",
+            "late",
+            "reminded_at",
+            "flagged",
+            "subject",
+            "gaps",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown draft fields: {sorted(unknown)}")
+        values: list[Any] = []
+        for value in fields.values():
+            if isinstance(value, datetime):
+                values.append(_iso(value))
+            elif isinstance(value, DraftState):
+                values.append(value.value)
+            elif isinstance(value, bool):
+                values.append(int(value))
+            else:
+                values.append(value)
+        assignments = ", ".join(f"{name}=?" for name in fields)
+        self.conn.execute(
+            f"UPDATE draft SET {assignments}, updated_at=? WHERE id=?",
+            (*values, _iso(now), draft_id),
+        )
+
+    # --- messages ------------------------------------------------------------------------
+
+    def message_known(self, account: str, folder: Folder, provider_id: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM message WHERE account=? AND folder=? AND provider_id=?",
+                (account, folder.value, provider_id),
+            ).fetchone()
+            is not None
+        )
+
+    def insert_message(
+        self,
+        account: str,
+        *,
+        folder: Folder,
+        provider_id: str,
+        message_id: str,
+        interview_id: int | None,
+        kind: MessageKind,
+        reason: str,
+        sender: str,
+        recipients: Sequence[str],
+        subject: str,
+        at: datetime,
+        return_date: date | None,
+        our_draft_id: int | None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO message (account, folder, provider_id, message_id, interview_id, kind, "
+            "reason, sender, recipients, subject, at, return_date, our_draft_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(account, folder, provider_id) DO NOTHING",
+            (
+                account,
+                folder.value,
+                provider_id,
+                message_id,
+                interview_id,
+                kind.value,
+                reason,
+                sender,
+                json.dumps(list(recipients)),
+                subject,
+                _iso(at),
+                return_date.isoformat() if return_date else None,
+                our_draft_id,
+            ),
+        )
+
+    def messages(self, account: str) -> list[MessageRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM message WHERE account=? AND interview_id IS NOT NULL ORDER BY at, id",
+            (account,),
+        )
+        return [
+            MessageRow(
+                interview_id=r["interview_id"],
+                kind=MessageKind(r["kind"]),
+                folder=Folder(r["folder"]),
+                sender=r["sender"],
+                at=datetime.fromisoformat(r["at"]),
+                message_id=r["message_id"],
+                recipients=tuple(json.loads(r["recipients"])),
+                return_date=date.fromisoformat(r["return_date"]) if r["return_date"] else None,
+                our_draft_id=r["our_draft_id"],
+            )
+            for r in rows
+        ]
+
+    def known_message_ids(self, account: str) -> dict[str, int]:
+        """Message-IDs of our drafts and of the user's matched mail, to their interview."""
+        known: dict[str, int] = {}
+        for r in self.conn.execute(
+            "SELECT d.message_id, d.interview_id FROM draft d JOIN interview i "
+            "ON i.id = d.interview_id WHERE i.account=?",
+            (account,),
+        ):
+            known[r["message_id"]] = r["interview_id"]
+        for r in self.conn.execute(
+            "SELECT message_id, interview_id FROM message WHERE account=? AND "
+            "interview_id IS NOT NULL AND message_id != ''",
+            (account,),
+        ):
+            known.setdefault(r["message_id"], r["interview_id"])
+        return known
+
+    # --- the planner's view --------------------------------------------------------------
+
+    def snapshot(self, account: str) -> Snapshot:
+        return Snapshot(
+            interviews=tuple(self.interviews(account)),
+            drafts=tuple(self.drafts(account)),
+            messages=tuple(self.messages(account)),
+        )
