@@ -1,0 +1,644 @@
+"""One reconcile pass for one account: the imperative shell around the pure core.
+
+read calendar changes -> detect interviews -> read mail -> classify and match -> observe our drafts
+-> plan (pure) -> carry out the actions -> record outcome and audit.
+
+The pass is level-triggered and idempotent: running it twice in a row changes nothing the
+second time. Every step commits before the next remote call, and a draft is recorded as
+``creating`` before it is written to the mailbox, so a crash anywhere is repaired on the next
+pass by looking the draft's Message-ID up instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from mailbridge import classify, compose, detect, planner
+from mailbridge.adapters import (
+    AuthError,
+    CalendarSource,
+    FolderMissing,
+    Mailbox,
+    ProviderError,
+    open_calendar,
+    open_mailbox,
+)
+from mailbridge.ledger import Ledger
+from mailbridge.model import (
+    CalendarBatch,
+    DraftKind,
+    DraftMessage,
+    DraftRow,
+    DraftState,
+    Event,
+    EventKey,
+    EventStatus,
+    Folder,
+    InterviewRow,
+    InterviewState,
+    MailHeaders,
+    MessageKind,
+    Presence,
+    Window,
+)
+from mailbridge.settings import AccountSettings
+
+log = logging.getLogger("mailbridge")
+
+CALENDAR = "calendar"
+MAILBOX = "mailbox"
+
+# A full calendar listing that drops more than this share of the known events (with at least
+# VALVE_MIN_KNOWN known) is treated as a fault of the source, not as mass cancellation.
+VALVE_SHARE = 0.5
+VALVE_MIN_KNOWN = 3
+
+
+@dataclass
+class Notice:
+    """Something the candidate should hear about (drafts ready, retracted, reminder)."""
+
+    interview_id: int
+    kind: str  # "drafts_ready" | "follow_up_ready" | "retracted" | "reminder"
+    text: str
+
+
+@dataclass
+class PassReport:
+    account: str
+    actions: list[str] = field(default_factory=list)  # one line per decision, for logs/dry-run
+    notices: list[Notice] = field(default_factory=list)
+    error: str | None = None
+    paused: str | None = None
+    next_wakeup: datetime | None = None
+
+
+Notifier = Callable[[AccountSettings, list[Notice]], None]
+
+
+def _window(account: AccountSettings, now: datetime) -> Window:
+    return Window(
+        start=now - account.policy.lookback - timedelta(days=1),
+        end=now + account.calendar.lookahead,
+    )
+
+
+class Pass:
+    """The state of one pass; methods are its steps, in order."""
+
+    def __init__(
+        self,
+        account: AccountSettings,
+        ledger: Ledger,
+        now: datetime,
+        mailbox: Mailbox,
+        calendar: CalendarSource,
+        dry_run: bool,
+    ) -> None:
+        self.account = account
+        self.ledger = ledger
+        self.now = now
+        self.mailbox = mailbox
+        self.calendar = calendar
+        self.dry_run = dry_run
+        self.report = PassReport(account=account.name)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        decision: str,
+        reason: str,
+        *,
+        interview_id: int | None = None,
+        draft_id: int | None = None,
+    ) -> None:
+        self.ledger.audit(
+            self.account.name,
+            decision,
+            reason,
+            now=self.now,
+            interview_id=interview_id,
+            draft_id=draft_id,
+        )
+        line = f"{self.account.name}: {decision}: {reason}"
+        self.report.actions.append(line)
+        log.info(line)
+
+    # --- calendar ----------------------------------------------------------------------
+
+    def sync_calendar(self) -> bool:
+        """Apply calendar changes; False when the safety valve paused the account."""
+        account = self.account.name
+        cursor = self.ledger.cursor(account, CALENDAR)
+        window = _window(self.account, self.now)
+        batch = self.calendar.changes(cursor, window)
+        status = self.ledger.account_status(account)
+        fault = self._calendar_fault(batch, window)
+        if fault and not status.resume_confirmed:
+            with self.ledger.transaction():
+                if status.paused != fault:
+                    self.ledger.set_paused(account, fault)
+                    self.decide("paused", fault)
+            self.report.paused = fault
+            return False
+        with self.ledger.transaction():
+            if status.paused:
+                self.ledger.set_paused(account, None)
+                self.decide("resumed", "the calendar looks sane again, or you confirmed it")
+            present: set[EventKey] = set()
+            for event in batch.events:
+                present.add(event.key)
+                self._apply_event(event)
+            removed = list(batch.removed)
+            if batch.complete:
+                known = self.ledger.event_keys(account, window.start)
+                removed += [k for k in known if k not in present]
+            for key in removed:
+                for gone in self.ledger.remove_event(account, key):
+                    self._cancel_interview(gone, "the event was removed from the calendar")
+            self.ledger.set_cursor(account, CALENDAR, batch.cursor, self.now)
+        return True
+
+    def _calendar_fault(self, batch: CalendarBatch, window: Window) -> str | None:
+        if not batch.complete:
+            return None
+        known = self.ledger.event_keys(self.account.name, window.start)
+        if len(known) < VALVE_MIN_KNOWN:
+            return None
+        present = {e.key for e in batch.events}
+        missing = [k for k in known if k not in present]
+        if len(missing) > VALVE_SHARE * len(known):
+            return (
+                f"the calendar suddenly lost {len(missing)} of {len(known)} known events; "
+                "nothing was cancelled. If that is real, run `mailbridge resume "
+                f"{self.account.name}`"
+            )
+        return None
+
+    def _apply_event(self, event: Event) -> None:
+        account = self.account
+        existing = self.ledger.interview_by_key(account.name, event.key)
+        override = self.ledger.lead_override(existing.id) if existing else None
+        found = detect.detect(
+            event,
+            account.own_addresses,
+            account.org_domains or detect.default_org_domains(account.address),
+            account.rules,
+            lead_override=override,
+        )
+        changed = self.ledger.upsert_event(
+            account.name, event.key, event.title, event.start, event.end,
+            found.is_interview, found.reason,
+        )
+        if not found.is_interview:
+            if existing and existing.state == InterviewState.ACTIVE:
+                self._cancel_interview(event.key, f"no longer an interview: {found.reason}")
+            elif changed:
+                self.decide("not an interview", f"{event.title!r}: {found.reason}")
+            return
+        state = (
+            InterviewState.CANCELLED
+            if event.status == EventStatus.CANCELLED
+            else InterviewState.ACTIVE
+        )
+        interview_id, updated = self.ledger.upsert_interview(
+            account.name,
+            event.key,
+            title=event.title,
+            company=found.company,
+            role=found.role,
+            start=event.start.astimezone(UTC),
+            end=event.end.astimezone(UTC),
+            state=state,
+            attendees=found.attendees,
+            lead=found.lead,
+            employer_domains=found.employer_domains,
+            now=self.now,
+        )
+        if existing is None:
+            self.decide(
+                "interview found",
+                f"{event.title!r} with {found.company or 'unknown company'}: {found.reason}",
+                interview_id=interview_id,
+            )
+            for skipped in found.skipped:
+                self.decide(
+                    "attendee skipped",
+                    f"skipped {skipped.email}: {skipped.reason}",
+                    interview_id=interview_id,
+                )
+        elif updated:
+            self.decide(
+                "interview updated", f"{event.title!r} changed at the source",
+                interview_id=interview_id,
+            )
+
+    def _cancel_interview(self, key: EventKey, reason: str) -> None:
+        interview = self.ledger.interview_by_key(self.account.name, key)
+        if interview and interview.state == InterviewState.ACTIVE:
+            self.ledger.set_interview_state(interview.id, InterviewState.CANCELLED, self.now)
+            self.decide("interview cancelled", reason, interview_id=interview.id)
+
+    # --- mail ----------------------------------------------------------------------------
+
+    def sync_mail(self) -> None:
+        account = self.account
+        interviews = [
+            i for i in self.ledger.interviews(account.name)
+            if i.end >= self.now - timedelta(days=120)
+        ]
+        if not interviews:
+            return  # nothing to match mail against: not even a request
+        cursor = self.ledger.cursor(account.name, MAILBOX)
+        since = min(i.start for i in interviews) - timedelta(days=1)
+        batch = self.mailbox.messages(cursor, since)
+        candidates = [
+            classify.Candidate(
+                interview_id=i.id,
+                attendees=tuple(p.email.lower() for p in i.attendees),
+                employer_domains=i.employer_domains,
+                company=i.company,
+                start=i.start,
+                end=i.end,
+            )
+            for i in interviews
+        ]
+        drafts_by_mid = {d.message_id: d for d in self.ledger.drafts(account.name)}
+        with self.ledger.transaction():
+            known = self.ledger.known_message_ids(account.name)
+            for message in batch.messages:
+                self._apply_message(message, candidates, known, drafts_by_mid)
+            self.ledger.set_cursor(account.name, MAILBOX, batch.cursor, self.now)
+
+    def _apply_message(
+        self,
+        message: MailHeaders,
+        candidates: list[classify.Candidate],
+        known: dict[str, int],
+        drafts_by_mid: dict[str, DraftRow],
+    ) -> None:
+        account = self.account
+        if self.ledger.message_known(account.name, message.folder, message.provider_id):
+            return
+        verdict = classify.classify(message, account.own_addresses)
+        ours = drafts_by_mid.get(message.message_id)
+        if ours is not None and message.folder == Folder.SENT:
+            # The user sent one of our drafts.
+            self._record_message(message, ours.interview_id, verdict.kind, verdict.reason,
+                                 None, ours.id)
+            if not ours.state.final:
+                self.ledger.update_draft(ours.id, self.now, state=DraftState.SENT)
+                self.decide("draft sent", f"you sent the draft to {ours.recipient.email}",
+                            interview_id=ours.interview_id, draft_id=ours.id)
+            return
+        if verdict.kind not in (MessageKind.HUMAN, MessageKind.OUT_OF_OFFICE, MessageKind.OWN):
+            return  # bounces, lists, invitations: not a reply, and not worth a row
+        interview_id, how = classify.match(message, candidates, known, account.own_addresses)
+        if interview_id is None:
+            return
+        self._record_message(message, interview_id, verdict.kind, f"{verdict.reason}; {how}",
+                             verdict.return_date, None)
+        if message.message_id:
+            known.setdefault(message.message_id, interview_id)
+        who = message.sender.email
+        if verdict.kind == MessageKind.HUMAN:
+            text = f"reply from {who} ({verdict.reason}; {how})"
+        elif verdict.kind == MessageKind.OUT_OF_OFFICE:
+            back = verdict.return_date.isoformat() if verdict.return_date else "no date given"
+            text = f"out-of-office from {who}, back {back} ({how})"
+        else:
+            text = f"you wrote to the employer ({how})"
+        self.decide("mail matched", text, interview_id=interview_id)
+
+    def _record_message(
+        self,
+        message: MailHeaders,
+        interview_id: int | None,
+        kind: MessageKind,
+        reason: str,
+        return_date: date | None,
+        our_draft_id: int | None,
+    ) -> None:
+        self.ledger.insert_message(
+            self.account.name,
+            folder=message.folder,
+            provider_id=message.provider_id,
+            message_id=message.message_id,
+            interview_id=interview_id,
+            kind=kind,
+            reason=reason,
+            sender=message.sender.email,
+            recipients=[p.email for p in (*message.to, *message.cc)],
+            subject=message.subject,
+            at=(message.date or self.now).astimezone(UTC),
+            return_date=return_date,
+            our_draft_id=our_draft_id,
+        )
+
+    # --- our drafts ------------------------------------------------------------------------
+
+    def observe_drafts(self) -> None:
+        for draft in self.ledger.drafts(self.account.name):
+            if not draft.state.on_server or draft.provider_id is None:
+                continue
+            seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+            with self.ledger.transaction():
+                self._apply_observation(draft, seen.presence, seen.content_hash,
+                                        seen.provider_id)
+
+    def _apply_observation(
+        self, draft: DraftRow, presence: Presence, content_hash: str, provider_id: str | None
+    ) -> None:
+        who = draft.recipient.email
+        if presence == Presence.SENT:
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
+            self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}",
+                        interview_id=draft.interview_id, draft_id=draft.id)
+        elif presence == Presence.GONE:
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
+            self.decide("draft deleted by you",
+                        f"the {draft.kind.value} draft to {who} is gone from Drafts; "
+                        "it will not be recreated",
+                        interview_id=draft.interview_id, draft_id=draft.id)
+        else:
+            if provider_id and provider_id != draft.provider_id:
+                self.ledger.update_draft(draft.id, self.now, provider_id=provider_id)
+            if content_hash != draft.content_hash and draft.state == DraftState.CREATED:
+                self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_EDITED)
+                self.decide("draft edited by you",
+                            f"the {draft.kind.value} draft to {who} was edited; "
+                            "it will never be changed or deleted by mailbridge",
+                            interview_id=draft.interview_id, draft_id=draft.id)
+
+    # --- plan and act ----------------------------------------------------------------------
+
+    def plan_and_act(self) -> None:
+        snapshot = self.ledger.snapshot(self.account.name)
+        actions = planner.plan(snapshot, self.account.policy, self.now)
+        interviews = {i.id: i for i in snapshot.interviews}
+        created: dict[int, list[DraftRow]] = {}
+        for action in actions:
+            self._act(action, interviews, created)
+        for interview_id, drafts in created.items():
+            interview = interviews[interview_id]
+            thanks = [d for d in drafts if d.kind == DraftKind.THANK_YOU]
+            follow = [d for d in drafts if d.kind == DraftKind.FOLLOW_UP]
+            company = interview.company or interview.title
+            if thanks:
+                n = len(thanks)
+                self.report.notices.append(Notice(
+                    interview_id, "drafts_ready",
+                    f"{n} thank-you draft{'s' if n != 1 else ''} for your {company} interview "
+                    f"{'are' if n != 1 else 'is'} in your Drafts",
+                ))
+            if follow:
+                self.report.notices.append(Notice(
+                    interview_id, "follow_up_ready",
+                    f"A follow-up draft to {follow[0].recipient.name or follow[0].recipient.email} "
+                    f"about your {company} interview is in your Drafts",
+                ))
+        after = self.ledger.snapshot(self.account.name)
+        self.report.next_wakeup = planner.next_wakeup(after, self.account.policy, self.now)
+
+    def _act(
+        self,
+        action: planner.Action,
+        interviews: dict[int, InterviewRow],
+        created: dict[int, list[DraftRow]],
+    ) -> None:
+        ledger = self.ledger
+        if isinstance(action, planner.PlanDraft):
+            interview = interviews[action.interview_id]
+            message_id = compose.message_id(
+                self.account.name, interview.key, action.recipient.email, action.kind,
+                action.seq, _domain(self.account.address),
+            )
+            state = DraftState.SKIPPED if action.skip_reason else DraftState.PLANNED
+            with ledger.transaction():
+                draft_id = ledger.insert_draft(
+                    action.interview_id, action.kind, action.seq, action.recipient, state,
+                    action.due, message_id, action.late, self.now,
+                )
+                if action.skip_reason:
+                    self.decide("draft skipped", action.skip_reason,
+                                interview_id=action.interview_id, draft_id=draft_id)
+                else:
+                    self.decide("draft planned", action.reason,
+                                interview_id=action.interview_id, draft_id=draft_id)
+        elif isinstance(action, planner.Reschedule):
+            with ledger.transaction():
+                ledger.update_draft(action.draft_id, self.now, due=action.due)
+                self.decide("draft rescheduled", action.reason, draft_id=action.draft_id)
+        elif isinstance(action, planner.CreateDraft):
+            row = self._create(action.draft_id, interviews, action.reason)
+            if row is not None:
+                created.setdefault(row.interview_id, []).append(row)
+        elif isinstance(action, planner.UpdateDraft):
+            self._update(action.draft_id, interviews, action.reason)
+        elif isinstance(action, planner.CancelDraft):
+            with ledger.transaction():
+                ledger.update_draft(action.draft_id, self.now, state=DraftState.CANCELLED)
+                self.decide("draft cancelled", action.reason, draft_id=action.draft_id)
+        elif isinstance(action, planner.RetractDraft):
+            self._retract(action.draft_id, interviews, action.reason)
+        elif isinstance(action, planner.FlagDraft):
+            with ledger.transaction():
+                ledger.update_draft(action.draft_id, self.now, flagged=action.reason)
+                self.decide("draft flagged", action.reason, draft_id=action.draft_id)
+        elif isinstance(action, planner.Remind):
+            with ledger.transaction():
+                for draft_id in action.draft_ids:
+                    ledger.update_draft(draft_id, self.now, reminded_at=self.now)
+                self.decide("reminder", action.reason, interview_id=action.interview_id)
+            interview = interviews[action.interview_id]
+            self.report.notices.append(Notice(
+                action.interview_id, "reminder",
+                f"Your thank-you drafts for {interview.company or interview.title} are still "
+                "waiting in Drafts; the advice is to send them within 24 hours",
+            ))
+
+    def _render(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage:
+        in_reply_to = ""
+        references: tuple[str, ...] = ()
+        thread_subject = ""
+        if draft.kind == DraftKind.FOLLOW_UP:
+            # Thread the follow-up under the thank-you the user sent to the same person.
+            for other in self.ledger.drafts(interview_id=interview.id):
+                if (
+                    other.kind == DraftKind.THANK_YOU
+                    and other.state == DraftState.SENT
+                    and other.recipient.email.lower() == draft.recipient.email.lower()
+                ):
+                    in_reply_to = other.message_id
+                    references = (other.message_id,)
+                    thread_subject = self.ledger.draft_subject(other.id)
+        return compose.render(
+            draft.kind, interview, draft.recipient, self.account, seq=draft.seq,
+            in_reply_to=in_reply_to, references=references, thread_subject=thread_subject,
+            now=self.now,
+        )
+
+    def _create(
+        self, draft_id: int, interviews: dict[int, InterviewRow], reason: str
+    ) -> DraftRow | None:
+        ledger = self.ledger
+        draft = ledger.draft(draft_id)
+        interview = interviews[draft.interview_id]
+        message = self._render(draft, interview)
+        if self.dry_run:
+            self.report.actions.append(
+                f"{self.account.name}: would create {draft.kind.value} draft to "
+                f"{draft.recipient.email}: {message.subject!r}"
+            )
+            return None
+        provider_id: str | None = None
+        if draft.state == DraftState.CREATING:
+            # A previous pass may have created it and died before recording it.
+            provider_id = self.mailbox.find_draft(draft.message_id)
+            if provider_id:
+                self.decide("draft recovered",
+                            f"found the {draft.kind.value} draft to {draft.recipient.email} "
+                            "already in Drafts after an interruption; not creating it twice",
+                            interview_id=interview.id, draft_id=draft.id)
+        else:
+            with ledger.transaction():
+                ledger.update_draft(draft.id, self.now, state=DraftState.CREATING)
+        if provider_id is None:
+            provider_id = self.mailbox.create_draft(message)
+        with ledger.transaction():
+            ledger.update_draft(
+                draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
+                created_at=self.now, content_hash=message.content_hash,
+                notes_version=interview.notes_version, subject=message.subject,
+                gaps=len(message.gaps),
+            )
+            late = " (late: the 24-hour window had passed)" if draft.late else ""
+            self.decide("draft created",
+                        f"{draft.kind.value} draft to {draft.recipient.email}: {reason}{late}",
+                        interview_id=interview.id, draft_id=draft.id)
+        return ledger.draft(draft.id)
+
+    def _update(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
+        draft = self.ledger.draft(draft_id)
+        interview = interviews[draft.interview_id]
+        if draft.provider_id is None or self.dry_run:
+            return
+        # Check right before writing: an edit made since the last look must win.
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+        if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
+            with self.ledger.transaction():
+                self._apply_observation(draft, seen.presence, seen.content_hash,
+                                        seen.provider_id)
+            return
+        message = self._render(draft, interview)
+        provider_id = self.mailbox.update_draft(seen.provider_id or draft.provider_id, message)
+        with self.ledger.transaction():
+            self.ledger.update_draft(
+                draft.id, self.now, provider_id=provider_id, content_hash=message.content_hash,
+                notes_version=interview.notes_version, subject=message.subject,
+                gaps=len(message.gaps),
+            )
+            self.decide("draft updated", reason, interview_id=interview.id, draft_id=draft.id)
+
+    def _retract(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
+        draft = self.ledger.draft(draft_id)
+        if draft.provider_id is None:
+            return
+        if self.dry_run:
+            self.report.actions.append(
+                f"{self.account.name}: would retract follow-up to {draft.recipient.email}"
+            )
+            return
+        # Byte-for-byte check right before removing: never delete what the user touched.
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+        if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
+            with self.ledger.transaction():
+                self._apply_observation(draft, seen.presence, seen.content_hash,
+                                        seen.provider_id)
+            return
+        self.mailbox.retract(seen.provider_id or draft.provider_id)
+        interview = interviews[draft.interview_id]
+        with self.ledger.transaction():
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
+            self.decide("draft retracted", reason, interview_id=interview.id, draft_id=draft.id)
+        self.report.notices.append(Notice(
+            interview.id, "retracted",
+            f"{interview.company or interview.title} replied; the follow-up draft was removed",
+        ))
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] or "mailbridge.invalid"
+
+
+def reconcile(
+    account: AccountSettings,
+    ledger: Ledger,
+    *,
+    now: datetime | None = None,
+    mailbox: Mailbox | None = None,
+    calendar: CalendarSource | None = None,
+    dry_run: bool = False,
+    notify: Notifier | None = None,
+) -> PassReport:
+    """One pass for one account. Never raises for a provider fault: it is in the report."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    owned: list[Mailbox | CalendarSource] = []
+    report = PassReport(account=account.name)
+    savepoint = dry_run and not ledger.conn.in_transaction
+    if savepoint:
+        ledger.conn.execute("BEGIN IMMEDIATE")
+    try:
+        if calendar is None:
+            calendar = open_calendar(account)
+            owned.append(calendar)
+        if mailbox is None:
+            mailbox = open_mailbox(account)
+            owned.append(mailbox)
+        step = Pass(account, ledger, now, mailbox, calendar, dry_run)
+        report = step.report
+        if step.sync_calendar():
+            step.sync_mail()
+            step.observe_drafts()
+            step.plan_and_act()
+        if not dry_run:
+            with ledger.transaction():
+                ledger.record_ok(account.name, now)
+    except FolderMissing as exc:
+        report.error = str(exc)
+        report.paused = f"the mailbox looks wrong ({exc}); nothing was changed"
+        if not dry_run:
+            with ledger.transaction():
+                ledger.set_paused(account.name, report.paused)
+                ledger.record_error(account.name, report.paused, now)
+        log.warning("%s: paused: %s", account.name, report.paused)
+    except AuthError as exc:
+        report.error = str(exc)
+        if not dry_run:
+            with ledger.transaction():
+                ledger.record_error(account.name, report.error, now)
+        log.error("%s: %s", account.name, exc)
+    except ProviderError as exc:
+        report.error = str(exc)
+        if not dry_run:
+            with ledger.transaction():
+                ledger.record_error(account.name, report.error, now)
+        log.warning("%s: will retry: %s", account.name, exc)
+    finally:
+        if savepoint:
+            ledger.conn.execute("ROLLBACK")
+        for thing in owned:
+            try:
+                thing.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the pass's outcome
+                log.debug("closing %r failed", thing, exc_info=True)
+    if notify is not None and report.notices and not dry_run:
+        try:
+            notify(account, report.notices)
+        except Exception as exc:  # noqa: BLE001 - notifying never blocks drafting
+            log.warning("%s: notification failed: %s", account.name, exc)
+    return report
