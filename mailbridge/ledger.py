@@ -98,6 +98,7 @@ MIGRATIONS: list[str] = [
         flagged TEXT NOT NULL DEFAULT '',
         subject TEXT NOT NULL DEFAULT '',
         gaps INTEGER NOT NULL DEFAULT 0,
+        warnings TEXT NOT NULL DEFAULT '[]',
         updated_at TEXT NOT NULL,
         UNIQUE (interview_id, kind, seq, recipient_email)
     );
@@ -210,7 +211,8 @@ class Ledger:
             # Created private to the user before SQLite writes anything into it.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -266,6 +268,12 @@ class Ledger:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -647,9 +655,9 @@ class Ledger:
         row = self.conn.execute("SELECT subject FROM draft WHERE id=?", (draft_id,)).fetchone()
         return str(row["subject"]) if row else ""
 
-    def draft_gaps(self, draft_id: int) -> int:
-        row = self.conn.execute("SELECT gaps FROM draft WHERE id=?", (draft_id,)).fetchone()
-        return int(row["gaps"]) if row else 0
+    def draft_warnings(self, draft_id: int) -> list[str]:
+        row = self.conn.execute("SELECT warnings FROM draft WHERE id=?", (draft_id,)).fetchone()
+        return list(json.loads(row["warnings"])) if row else []
 
     def insert_draft(
         self,
@@ -701,6 +709,7 @@ class Ledger:
             "flagged",
             "subject",
             "gaps",
+            "warnings",
         }
         unknown = set(fields) - allowed
         if unknown:

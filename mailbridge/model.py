@@ -338,3 +338,4 @@ class Observation:
     presence: Presence
     content_hash: str = ""  # compose.fingerprint of what is in Drafts now (PRESENT only)
     provider_id: str | None = None  # the id now, if the mailbox changed it
+    body: str = ""  # the text body now (PRESENT only, when the mailbox has it at hand): proofread
