@@ -115,7 +115,7 @@ def _person(name: str, address: str) -> Person | None:
 
 def parse_addresses(values: Iterable[str]) -> tuple[Person, ...]:
     """The people in address header values ("Jane Doe <jane@acme.com>, bob@x.org")."""
-    raw = [v[:_MAX_HEADER_CHARS * 4] for v in values if v]
+    raw = [v[: _MAX_HEADER_CHARS * 4] for v in values if v]
     if not raw:
         return ()
     try:
