@@ -165,6 +165,16 @@ def _when(t: datetime, policy: Policy) -> str:
     return t.astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _duration(span: timedelta) -> str:
+    """A plain "3 days" / "36 hours" / "90 minutes" for the audit log."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{seconds} seconds"
+
+
 def _who(person: Person) -> str:
     return f"{person.name} <{person.email}>" if person.name else person.email
 
@@ -292,7 +302,8 @@ def _thank_yous(
                 out.add(
                     CancelDraft(
                         row.id,
-                        f"{what}: too late, the interview ended more than {policy.lookback} ago.",
+                        f"{what}: too late, the interview ended more than "
+                        f"{_duration(policy.lookback)} ago.",
                     )
                 )
             else:
@@ -305,7 +316,7 @@ def _thank_yous(
             skip = (
                 f"you already wrote to {person.email} yourself"
                 if by_hand
-                else f"the interview ended more than {policy.lookback} ago"
+                else f"the interview ended more than {_duration(policy.lookback)} ago"
             )
             out.add(
                 PlanDraft(
@@ -314,7 +325,7 @@ def _thank_yous(
                     1,
                     person,
                     now,
-                    late,
+                    False,  # never made, so never late
                     skip,
                     f"{what} skipped: {skip}.",
                 )
@@ -518,12 +529,12 @@ def _reminder(
     at, ids = found
     closes = iv.end + _bound(policy)
     if at <= now < closes and not in_quiet_hours(now, policy):
-        count = f"{len(ids)} thank-you drafts are" if len(ids) > 1 else "A thank-you draft is"
+        count = f"{len(ids)} thank-you drafts are" if len(ids) > 1 else "a thank-you draft is"
         out.add(
             Remind(
                 iv.id,
                 ids,
-                f"{count} still waiting for {_about(iv)}; the 24-hour "
+                f"Reminder: {count} still waiting for {_about(iv)}; the 24-hour "
                 f"window closes at {_when(closes, policy)}.",
             )
         )
