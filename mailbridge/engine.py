@@ -11,12 +11,13 @@ pass by looking the draft's Message-ID up instead of creating a second one.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from mailbridge import classify, compose, detect, planner
+from mailbridge import classify, compose, detect, planner, proofread
 from mailbridge.adapters import (
     AuthError,
     CalendarSource,
@@ -348,10 +349,15 @@ class Pass:
             seen = self.mailbox.observe(draft.provider_id, draft.message_id)
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id)
+                                        seen.provider_id, seen.body)
 
     def _apply_observation(
-        self, draft: DraftRow, presence: Presence, content_hash: str, provider_id: str | None
+        self,
+        draft: DraftRow,
+        presence: Presence,
+        content_hash: str,
+        provider_id: str | None,
+        body: str = "",
     ) -> None:
         who = draft.recipient.email
         if presence == Presence.SENT:
@@ -367,6 +373,10 @@ class Pass:
         else:
             if provider_id and provider_id != draft.provider_id:
                 self.ledger.update_draft(draft.id, self.now, provider_id=provider_id)
+            if body:
+                # Proofread what is in Drafts now, the user's edits included.
+                warnings = proofread.proofread(body, [draft.recipient])
+                self.ledger.update_draft(draft.id, self.now, warnings=json.dumps(warnings))
             if content_hash != draft.content_hash and draft.state == DraftState.CREATED:
                 self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_EDITED)
                 self.decide("draft edited by you",
@@ -515,6 +525,7 @@ class Pass:
                 created_at=self.now, content_hash=message.content_hash,
                 notes_version=interview.notes_version, subject=message.subject,
                 gaps=len(message.gaps),
+                warnings=json.dumps(proofread.proofread(message.body, [draft.recipient])),
             )
             late = " (late: the 24-hour window had passed)" if draft.late else ""
             self.decide("draft created",
@@ -532,7 +543,7 @@ class Pass:
         if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id)
+                                        seen.provider_id, seen.body)
             return
         message = self._render(draft, interview)
         provider_id = self.mailbox.update_draft(seen.provider_id or draft.provider_id, message)
@@ -541,6 +552,7 @@ class Pass:
                 draft.id, self.now, provider_id=provider_id, content_hash=message.content_hash,
                 notes_version=interview.notes_version, subject=message.subject,
                 gaps=len(message.gaps),
+                warnings=json.dumps(proofread.proofread(message.body, [draft.recipient])),
             )
             self.decide("draft updated", reason, interview_id=interview.id, draft_id=draft.id)
 
@@ -558,7 +570,7 @@ class Pass:
         if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id)
+                                        seen.provider_id, seen.body)
             return
         self.mailbox.retract(seen.provider_id or draft.provider_id)
         interview = interviews[draft.interview_id]
@@ -569,6 +581,16 @@ class Pass:
             interview.id, "retracted",
             f"{interview.company or interview.title} replied; the follow-up draft was removed",
         ))
+
+
+class _NoCalendar:
+    """Stands in when a pass does not read the calendar (it is read on its own interval)."""
+
+    def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        raise AssertionError("the calendar is not read on this pass")
+
+    def close(self) -> None:
+        pass
 
 
 def _domain(address: str) -> str:
@@ -584,6 +606,7 @@ def reconcile(
     calendar: CalendarSource | None = None,
     dry_run: bool = False,
     notify: Notifier | None = None,
+    read_calendar: bool = True,
 ) -> PassReport:
     """One pass for one account. Never raises for a provider fault: it is in the report."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -594,14 +617,14 @@ def reconcile(
         ledger.conn.execute("BEGIN IMMEDIATE")
     try:
         if calendar is None:
-            calendar = open_calendar(account)
+            calendar = open_calendar(account) if read_calendar else _NoCalendar()
             owned.append(calendar)
         if mailbox is None:
             mailbox = open_mailbox(account)
             owned.append(mailbox)
         step = Pass(account, ledger, now, mailbox, calendar, dry_run)
         report = step.report
-        if step.sync_calendar():
+        if not read_calendar or step.sync_calendar():
             step.sync_mail()
             step.observe_drafts()
             step.plan_and_act()

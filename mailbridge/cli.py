@@ -1,0 +1,529 @@
+"""The `mailbridge` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailbridge import __version__, compose, engine, paths, secrets
+from mailbridge import config as config_module
+from mailbridge.adapters import ProviderError
+from mailbridge.durations import DurationError, parse_delay
+from mailbridge.ledger import Ledger, LedgerError
+from mailbridge.model import DraftKind, DraftState, InterviewState
+from mailbridge.settings import AccountSettings, Settings
+
+log = logging.getLogger("mailbridge")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one message, never a traceback."""
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # journald stamps every line itself; elsewhere a time helps.
+    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else (
+        "%(asctime)s %(levelname)s %(message)s"
+    )
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger("mailbridge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config).expanduser() if args.config else paths.default_config_path()
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    path = _config_path(args)
+    if not path.exists():
+        raise UserError(
+            f"no config file at {path}. Create one with `mailbridge init` "
+            "(or pass --config PATH)."
+        )
+    return config_module.load(path)
+
+
+def _accounts(settings: Settings, name: str | None) -> list[AccountSettings]:
+    if name is None:
+        return [a for a in settings.accounts if a.enabled]
+    for account in settings.accounts:
+        if account.name == name:
+            return [account]
+    names = ", ".join(a.name for a in settings.accounts)
+    raise UserError(f"no account named {name!r} in the config (accounts: {names})")
+
+
+def _open_ledger(settings: Settings) -> Ledger:
+    return Ledger.open(settings.state_dir)
+
+
+def _interview_id(ledger: Ledger, text: str) -> int:
+    try:
+        interview_id = int(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not an interview number; `mailbridge status` lists them") \
+            from None
+    if ledger.interview(interview_id) is None:
+        raise UserError(f"no interview {interview_id}; `mailbridge status` lists them")
+    return interview_id
+
+
+def _local(t: datetime | None, tz: str) -> str:
+    if t is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return t.astimezone(ZoneInfo(tz)).strftime("%a %b %d %H:%M")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if path.exists() and not args.force:
+        raise UserError(f"{path} already exists; edit it, or pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_module.starter_config(args.address, args.provider), encoding="utf-8")
+    print(f"Wrote {path}. Edit it, then run `mailbridge check`.")
+    return 0
+
+
+def _credential_problem(account: AccountSettings) -> str | None:
+    """Whether the account's credentials can be found, without touching a server."""
+    def have(purpose: str, command: str | None) -> bool:
+        return bool(command) or bool(secrets.lookup(account.name, purpose))
+
+    try:
+        if account.provider == "imap" and account.imap is not None:
+            if not (account.imap.oauth2_token_command or
+                    have("imap", account.imap.password_command)):
+                return f"no IMAP password: run `mailbridge auth {account.name}`"
+        elif account.provider == "gmail":
+            google = account.google
+            if google is None or not google.client_secrets:
+                return "google.client_secrets is not set"
+            if not Path(google.client_secrets).expanduser().exists():
+                return f"google.client_secrets file {google.client_secrets} does not exist"
+            if not have("google-refresh-token", None):
+                return f"not signed in to Google: run `mailbridge auth {account.name}`"
+        elif account.provider == "outlook":
+            if account.outlook is None or not account.outlook.client_id:
+                return "outlook.client_id is not set"
+            if not have("msal-cache", None):
+                return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
+        elif account.provider == "local" and account.maildir is not None:
+            if not Path(account.maildir.path).expanduser().is_dir():
+                return f"maildir.path {account.maildir.path} does not exist"
+        cal = account.calendar
+        if cal.kind == "file" and cal.path and not Path(cal.path).expanduser().exists():
+            return f"calendar.path {cal.path} does not exist"
+        if cal.kind == "caldav" and not have("caldav", cal.password_command):
+            return f"no CalDAV password: set calendar.password_command or run `mailbridge auth {account.name}`"
+    except ProviderError as exc:
+        return str(exc)
+    return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    problems = 0
+    print(f"{settings.path}: configuration is valid")
+    for account in settings.accounts:
+        issues = []
+        for error in compose.check_templates(account.templates_dir):
+            issues.append(error)
+        credential = _credential_problem(account)
+        if credential:
+            issues.append(credential)
+        state = "disabled" if not account.enabled else ("ok" if not issues else "problem")
+        print(f"  {account.name} ({account.provider}, calendar {account.calendar.kind}): {state}")
+        for issue in issues:
+            print(f"    - {issue}")
+        problems += len(issues)
+    return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if not args.once:
+        from mailbridge.daemon import Daemon
+
+        return Daemon(settings.path, settings).serve()
+    from mailbridge import notify
+
+    failures = 0
+    with _open_ledger(settings) as ledger:
+        if not args.dry_run:
+            ledger.lock()
+        for account in _accounts(settings, args.account):
+            report = engine.reconcile(
+                account, ledger, dry_run=args.dry_run,
+                notify=None if args.dry_run else notify.send,
+            )
+            if args.dry_run:
+                for line in report.actions:
+                    print(line)
+                if not report.actions:
+                    print(f"{account.name}: nothing to do")
+            if report.paused:
+                print(f"{account.name}: paused: {report.paused}", file=sys.stderr)
+            if report.error:
+                failures += 1
+                print(f"{account.name}: {report.error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> dict[str, Any]:
+    accounts = []
+    now = datetime.now(UTC)
+    for account in settings.accounts:
+        tz = account.policy.timezone
+        state = ledger.account_status(account.name)
+        warnings: list[str] = []
+        if state.paused:
+            warnings.append(f"paused: {state.paused}")
+        if state.last_error:
+            warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
+        interviews = []
+        for interview in ledger.interviews(account.name):
+            if since and interview.end < since and interview.state == InterviewState.ACTIVE:
+                pass
+            drafts = []
+            for draft in ledger.drafts(interview_id=interview.id):
+                row: dict[str, Any] = {
+                    "id": draft.id,
+                    "kind": draft.kind.value,
+                    "to": draft.recipient.email,
+                    "state": draft.state.value,
+                    "due": draft.due.isoformat(),
+                    "late": draft.late,
+                }
+                if draft.flagged:
+                    row["flagged"] = draft.flagged
+                    warnings.append(
+                        f"interview {interview.id}: {draft.kind.value} to {draft.recipient.email}:"
+                        f" {draft.flagged}"
+                    )
+                if draft.state in (DraftState.CREATED, DraftState.USER_EDITED):
+                    waiting = ledger.draft_warnings(draft.id)
+                    row["warnings"] = waiting
+                    for text in waiting:
+                        warnings.append(
+                            f"interview {interview.id}: {draft.kind.value} to "
+                            f"{draft.recipient.email}: {text}"
+                        )
+                drafts.append(row)
+            replies = [
+                {"from": m.sender, "kind": m.kind.value, "at": m.at.isoformat()}
+                for m in ledger.messages(account.name) if m.interview_id == interview.id
+            ]
+            interviews.append({
+                "id": interview.id,
+                "title": interview.title,
+                "company": interview.company,
+                "role": interview.role,
+                "start": interview.start.isoformat(),
+                "end": interview.end.isoformat(),
+                "state": interview.state.value,
+                "lead": interview.lead.email if interview.lead else None,
+                "notes": interview.notes,
+                "drafts": drafts,
+                "replies": replies,
+            })
+        upcoming = sorted(
+            (d for d in ledger.drafts(account.name) if d.state == DraftState.PLANNED),
+            key=lambda d: d.due,
+        )
+        accounts.append({
+            "account": account.name,
+            "provider": account.provider,
+            "last_ok": state.last_ok.isoformat() if state.last_ok else None,
+            "paused": state.paused,
+            "error": state.last_error,
+            "warnings": warnings,
+            "interviews": interviews,
+            "next_due": [
+                {"draft": d.id, "kind": d.kind.value, "to": d.recipient.email,
+                 "due": d.due.isoformat()} for d in upcoming[:10]
+            ],
+        })
+    data: dict[str, Any] = {"generated": now.isoformat(), "accounts": accounts}
+    if since is not None:
+        data["since"] = since.isoformat()
+        data["digest"] = [
+            {"at": e.at.isoformat(), "account": e.account, "decision": e.decision,
+             "reason": e.reason, "interview": e.interview_id}
+            for e in ledger.audit_entries(since=since)
+        ]
+    return data
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    since = None
+    if args.since:
+        try:
+            since = datetime.now(UTC) - parse_delay(args.since)
+        except DurationError as exc:
+            raise UserError(f"--since: {exc}") from None
+    with _open_ledger(settings) as ledger:
+        data = _status_data(settings, ledger, since)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for account_data in data["accounts"]:
+        account = settings.account(account_data["account"])
+        tz = account.policy.timezone
+        last = account_data["last_ok"]
+        last_text = _local(datetime.fromisoformat(last), tz) if last else "never"
+        print(f"{account.name} ({account.provider}) — last good pass: {last_text}")
+        for warning in account_data["warnings"]:
+            print(f"  ! {warning}")
+        for iv in account_data["interviews"]:
+            start = datetime.fromisoformat(iv["start"])
+            print(f"  [{iv['id']}] {_local(start, tz)}  {iv['title']}  "
+                  f"({iv['company'] or '?'}{', ' + iv['role'] if iv['role'] else ''})"
+                  f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}")
+            for d in iv["drafts"]:
+                label = "thank-you" if d["kind"] == DraftKind.THANK_YOU.value else "follow-up"
+                state = d["state"].replace("_", " ")
+                when = ""
+                if d["state"] == DraftState.PLANNED.value:
+                    when = f", due {_local(datetime.fromisoformat(d['due']), tz)}"
+                first = _plain_line(label, d["to"], d["state"])
+                print(f"      {label:9} to {d['to']:32} {state}{when}"
+                      f"{' (late)' if d['late'] else ''}")
+                if first:
+                    print(f"                {first}")
+            for r in iv["replies"]:
+                print(f"      {r['kind'].replace('_', ' ')} from {r['from']} "
+                      f"{_local(datetime.fromisoformat(r['at']), tz)}")
+        if account_data["next_due"]:
+            nxt = account_data["next_due"][0]
+            print(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "
+                  f"{_local(datetime.fromisoformat(nxt['due']), tz)}")
+    if since is not None:
+        print(f"\nSince {since.date().isoformat()}:")
+        counts: dict[str, int] = {}
+        for entry in data["digest"]:
+            counts[entry["decision"]] = counts.get(entry["decision"], 0) + 1
+        for decision, count in sorted(counts.items()):
+            print(f"  {decision}: {count}")
+        for entry in data["digest"]:
+            if "skip" in entry["decision"] or entry["decision"] == "not an interview":
+                print(f"  - {entry['decision']}: {entry['reason']}")
+    return 0
+
+
+def _plain_line(label: str, to: str, state: str) -> str:
+    """A plain-language first line for a draft that waits for the user."""
+    if state == DraftState.CREATED.value:
+        return f"→ a {label} draft to {to} is waiting in your Drafts: review it and send it"
+    if state == DraftState.USER_EDITED.value:
+        return f"→ you edited the {label} draft to {to}; it is yours to send"
+    return ""
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    with _open_ledger(settings) as ledger:
+        interview_id = _interview_id(ledger, args.interview)
+        interview = ledger.interview(interview_id)
+        assert interview is not None
+        account = settings.account(interview.account)
+        for person in interview.attendees:
+            message = compose.render(DraftKind.THANK_YOU, interview, person, account)
+            _print_message(message.raw)
+        if interview.lead:
+            message = compose.render(DraftKind.FOLLOW_UP, interview, interview.lead, account)
+            _print_message(message.raw)
+    return 0
+
+
+def _print_message(raw: bytes) -> None:
+    import email
+    import email.policy
+
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    print("=" * 72)
+    for name in ("From", "To", "Subject"):
+        print(f"{name}: {parsed[name]}")
+    print()
+    body = parsed.get_body(preferencelist=("plain",))
+    print(body.get_content() if body is not None else "")  # type: ignore[attr-defined]
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    now = datetime.now(UTC)
+    with _open_ledger(settings) as ledger:
+        interview_id = _interview_id(ledger, args.interview)
+        interview = ledger.interview(interview_id)
+        assert interview is not None
+        with ledger.transaction():
+            if args.text is not None:
+                ledger.set_notes(interview_id, args.text, now)
+                ledger.audit(interview.account, "notes", "you added notes", now=now,
+                             interview_id=interview_id)
+            if args.decision_by:
+                try:
+                    day = date.fromisoformat(args.decision_by)
+                except ValueError:
+                    raise UserError("--decision-by takes a date like 2026-12-04") from None
+                ledger.set_decision_date(interview_id, day, now)
+                ledger.audit(interview.account, "decision date",
+                             f"the employer expects to decide by {day}", now=now,
+                             interview_id=interview_id)
+            if args.lead:
+                emails = {p.email.lower() for p in interview.attendees}
+                if args.lead.lower() not in emails:
+                    raise UserError(f"{args.lead} is not one of this interview's interviewers "
+                                    f"({', '.join(sorted(emails))})")
+                ledger.set_lead_override(interview_id, args.lead.lower(), now)
+        print(f"Saved for interview {interview_id}.")
+        # Apply at once when no daemon holds the ledger; otherwise the daemon's next pass does.
+        account = settings.account(interview.account)
+        try:
+            ledger.lock()
+        except LedgerError:
+            print("The running daemon will update unedited drafts at its next pass.")
+            return 0
+        report = engine.reconcile(account, ledger)
+        if report.error:
+            print(f"{account.name}: {report.error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    account = _accounts(settings, args.account)[0]
+    module = importlib.import_module(f"providers.{account.provider}")
+    authenticate = getattr(module, "authenticate", None)
+    if authenticate is None:
+        raise UserError(f"provider {account.provider} needs no sign-in")
+    print(authenticate(account, no_browser=args.no_browser))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    account = _accounts(settings, args.account)[0]
+    with _open_ledger(settings) as ledger, ledger.transaction():
+        ledger.confirm_resume(account.name)
+        ledger.audit(account.name, "resume confirmed", "you confirmed the source is right",
+                     now=datetime.now(UTC))
+    print(f"{account.name}: the next pass accepts the source as it is.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mailbridge import demo
+
+    return demo.run(Path(args.dir) if args.dir else None)
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from mailbridge import service
+
+    return service.install(_config_path(args), dry=args.print)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbridge",
+        description="Thank-you and follow-up drafts for your job interviews. Never sends mail.",
+    )
+    parser.add_argument("--config", help="the config file (default: %(default)s)",
+                        default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write a starter config")
+    p.add_argument("--address", default="you@example.com", help="your email address")
+    p.add_argument("--provider", default="local", choices=["local", "imap", "gmail", "outlook"])
+    p.add_argument("--force", action="store_true", help="replace an existing config")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("check", help="validate the config and find credentials (no network)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="run the service (or one pass with --once)")
+    p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --once: write nothing, print what would be done")
+    p.add_argument("--account", help="only this account (with --once)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="interviews, drafts, replies, what is next, warnings")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--since", help='also summarise what happened, e.g. "7d"')
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("preview", help="show an interview's drafts without writing them")
+    p.add_argument("interview", help="the interview number from `status`")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("note", help="add notes (and decision date, lead) to an interview")
+    p.add_argument("interview", help="the interview number from `status`")
+    p.add_argument("text", nargs="?", help="what you want the drafts to mention")
+    p.add_argument("--decision-by", help="when the employer said they would decide (YYYY-MM-DD)")
+    p.add_argument("--lead", help="the interviewer who gets the follow-up")
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("auth", help="sign in to an account and store the credential")
+    p.add_argument("account")
+    p.add_argument("--no-browser", action="store_true", help="print the sign-in URL instead")
+    p.set_defaults(func=cmd_auth)
+
+    p = sub.add_parser("resume", help="accept a source that tripped a safety valve")
+    p.add_argument("account")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("demo", help="watch the whole loop on a throwaway local example")
+    p.add_argument("--dir", help="keep the example here instead of a temporary folder")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("service", help="run mailbridge at login (systemd user unit / launchd)")
+    p.add_argument("action", choices=["install"])
+    p.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    p.set_defaults(func=cmd_service)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        result: int = args.func(args)
+        return result
+    except (UserError, config_module.ConfigError, LedgerError, ProviderError) as exc:
+        print(f"mailbridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""`mailbridge demo`: the whole loop on a throwaway local example, narrated.
+
+It writes a calendar with an interview that ended an hour ago, an empty Maildir and a config
+using the local provider, then runs the real engine at a few moments of a simulated clock:
+thank-you drafts appear, the candidate sends them, the employer stays quiet, a follow-up to
+the lead appears, the employer replies, and the follow-up is taken back.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import tempfile
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from mailbridge import config as config_module
+from mailbridge import engine, timing
+from mailbridge.ledger import Ledger
+from mailbridge.model import DraftKind, DraftState
+
+USER = "jordan.lee@example.com"
+LEAD = ("Dana Whitfield", "dana.whitfield@northwind-robotics.com")
+SECOND = ("Priya Raman", "priya.raman@northwind-robotics.com")
+
+
+def _ics(start: datetime, end: datetime) -> str:
+    stamp = "%Y%m%dT%H%M%SZ"
+    return "\r\n".join([
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//mailbridge//demo//EN",
+        "BEGIN:VEVENT",
+        "UID:demo-interview-1@mailbridge",
+        f"DTSTAMP:{start.strftime(stamp)}",
+        f"DTSTART:{start.strftime(stamp)}",
+        f"DTEND:{end.strftime(stamp)}",
+        "SUMMARY:Northwind Robotics - Technical Interview (Robotics Software Engineer)",
+        "DESCRIPTION:Panel with the navigation team.",
+        f"ORGANIZER;CN={LEAD[0]}:mailto:{LEAD[1]}",
+        f"ATTENDEE;CN={LEAD[0]};PARTSTAT=ACCEPTED:mailto:{LEAD[1]}",
+        f"ATTENDEE;CN={SECOND[0]};PARTSTAT=ACCEPTED:mailto:{SECOND[1]}",
+        f"ATTENDEE;CN=Jordan Lee;PARTSTAT=ACCEPTED:mailto:{USER}",
+        "ATTENDEE;CN=Room 4B;CUTYPE=ROOM;PARTSTAT=ACCEPTED:mailto:room-4b@northwind-robotics.com",
+        "ATTENDEE;CN=Sam (personal);PARTSTAT=ACCEPTED:mailto:sam.k.1988@gmail.com",
+        "END:VEVENT",
+        "END:VCALENDAR",
+        "",
+    ])
+
+
+CONFIG = """# Written by `mailbridge demo`. A real config lives in your config folder (`mailbridge init`).
+[mailbridge]
+timezone = "UTC"
+country = "US"
+state_dir = "state"
+
+[accounts.demo]
+provider = "local"
+address = "{user}"
+name = "Jordan Lee"
+signature = "Jordan Lee\\n555-0100"
+calendar = {{ kind = "file", path = "calendar" }}
+maildir = {{ path = "Maildir" }}
+"""
+
+
+def write_example(root: Path, now: datetime) -> Path:
+    """Lay out the example under ``root``; returns the config path."""
+    end = (now - timedelta(hours=1)).replace(second=0, microsecond=0)
+    start = end - timedelta(hours=1)
+    (root / "calendar").mkdir(parents=True, exist_ok=True)
+    (root / "calendar" / "interview.ics").write_text(_ics(start, end), encoding="utf-8")
+    mailbox.Maildir(root / "Maildir", create=True)
+    path = root / "config.toml"
+    path.write_text(CONFIG.format(user=USER), encoding="utf-8")
+    return path
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}")
+
+
+def _show_folder(root: Path, folder: str) -> list[EmailMessage]:
+    box = mailbox.Maildir(root / "Maildir" / f".{folder}", factory=None, create=False)
+    shown = []
+    for key in sorted(box.keys()):
+        parsed = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        shown.append(parsed)
+    return shown
+
+
+def _print_draft(message: EmailMessage) -> None:
+    print(f"   To: {message['To']}\n   Subject: {message['Subject']}")
+    body = message.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    for line in str(text).strip().splitlines():
+        print(f"   | {line}")
+
+
+def run(directory: Path | None = None) -> int:
+    root = directory or Path(tempfile.mkdtemp(prefix="mailbridge-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    real_now = datetime.now(UTC)
+    path = write_example(root, real_now)
+    settings = config_module.load(path)
+    account = settings.accounts[0]
+    print(f"mailbridge demo in {root}")
+    print("A calendar with a Northwind Robotics interview that ended an hour ago, an empty "
+          "Maildir, and a config using the local provider.")
+
+    with Ledger.open(settings.state_dir) as ledger:
+        ledger.lock()
+
+        def step(now: datetime) -> engine.PassReport:
+            report = engine.reconcile(account, ledger, now=now)
+            for line in report.actions:
+                print("   " + line.split(": ", 1)[1])
+            if report.error:
+                print(f"   error: {report.error}")
+            return report
+
+        _say(f"Now ({real_now:%a %H:%M} UTC): the first pass finds the interview")
+        step(real_now)
+
+        due = min(d.due for d in ledger.drafts(account.name)
+                  if d.kind == DraftKind.THANK_YOU and d.state == DraftState.PLANNED)
+        _say(f"{due:%a %H:%M} UTC (simulated): the thank-you drafts are due")
+        step(due)
+        drafts = _show_folder(root, "Drafts")
+        print(f"\n   {len(drafts)} drafts in Maildir/.Drafts:")
+        for message in drafts:
+            _print_draft(message)
+            print()
+
+        _say("The candidate fills the gaps and sends both thank-yous (moved to Sent)")
+        drafts_box = mailbox.Maildir(root / "Maildir" / ".Drafts", factory=None, create=False)
+        sent_box = mailbox.Maildir(root / "Maildir" / ".Sent", factory=None, create=False)
+        for key in list(drafts_box.keys()):
+            sent_box.add(drafts_box.get_bytes(key))
+            drafts_box.remove(key)
+        sent_at = due + timedelta(minutes=30)
+        step(sent_at)
+
+        interview = ledger.interviews(account.name)[0]
+        follow_due = timing.follow_up_due(interview.end, None, account.policy)
+        _say(f"{follow_due:%a %b %d %H:%M} UTC (simulated): no word from the employer")
+        step(follow_due)
+        for message in _show_folder(root, "Drafts"):
+            _print_draft(message)
+
+        _say("The lead replies")
+        thank_you = next(d for d in ledger.drafts(account.name)
+                         if d.kind == DraftKind.THANK_YOU
+                         and d.recipient.email == LEAD[1])
+        reply = EmailMessage()
+        reply["From"] = f"{LEAD[0]} <{LEAD[1]}>"
+        reply["To"] = USER
+        reply["Subject"] = "Re: next steps"
+        reply["Date"] = format_datetime(follow_due + timedelta(hours=2))
+        reply["Message-ID"] = "<reply-1@northwind-robotics.com>"
+        reply["In-Reply-To"] = thank_you.message_id
+        reply.set_content("Hi Jordan, thanks for your patience. Could we talk on Monday?\nDana")
+        inbox = mailbox.Maildir(root / "Maildir", factory=None, create=False)
+        inbox.add(reply.as_bytes())
+        step(follow_due + timedelta(hours=2, minutes=5))
+        left = _show_folder(root, "Drafts")
+        trash = _show_folder(root, "Trash")
+        print(f"\n   Drafts now: {len(left)}; in Trash: {len(trash)} (the unedited follow-up)")
+
+    print(f"\nLook around: {root}\n  mailbridge --config {path} status\n"
+          f"  mailbridge --config {path} run        # the service, on this example")
+    return 0
