@@ -1,0 +1,731 @@
+"""Outlook and Microsoft 365 through Microsoft Graph v1.0: msal signs in, plain HTTP does the rest.
+
+What maps to what:
+
+- ``calendar.outlook``: ``GET /me/calendarView/delta`` over the sync window → `CalendarBatch`.
+  Pages follow ``@odata.nextLink``; the cursor holds the final ``@odata.deltaLink`` plus the keys
+  of recurring instances seen (a removal names only the Graph id). ``@removed`` → removed keys;
+  an expired delta token (410) → a fresh full round with ``complete=True``.
+- ``mailbox.outlook``: drafts are Graph messages in Drafts. ``POST /me/messages`` creates one;
+  a follow-up in the thank-you's thread is ``POST /me/messages/{id}/createReply`` on the sent
+  thank-you, then ``PATCH``; ``PATCH`` updates, ``DELETE`` retracts (Graph moves it to Deleted
+  Items), ``GET`` observes. Mail is ``GET /me/mailFolders/{inbox,sentitems}/messages/delta``
+  → `MessageBatch`; the cursor is both delta links. Full headers are fetched only for inbound
+  mail from others (``$select=internetMessageHeaders``).
+
+Every request asks for immutable ids (``Prefer: IdType="ImmutableId"``) so a draft keeps its id
+when the user sends or deletes it. Scopes are Calendars.Read, Mail.ReadWrite and User.Read:
+never Mail.Send, and this module has no code path that sends.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, formataddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+
+from mailbridge import secrets
+from mailbridge.adapters import AuthError, FolderMissing, ProviderError
+from mailbridge.model import (
+    Attendee,
+    AttendeeKind,
+    CalendarBatch,
+    DraftMessage,
+    Event,
+    EventKey,
+    EventStatus,
+    Folder,
+    MailHeaders,
+    MessageBatch,
+    Observation,
+    Person,
+    Presence,
+    Response,
+    Window,
+)
+from mailbridge.settings import AccountSettings, OutlookSettings
+
+SCOPES: tuple[str, ...] = ("Calendars.Read", "Mail.ReadWrite", "User.Read")
+CACHE_PURPOSE = "msal-cache"
+PUBLIC_CLOUD_HOSTS = frozenset({"login.microsoftonline.com"})
+CALENDAR = "outlook"  # EventKey.calendar: the user's primary calendar
+IMMUTABLE = 'IdType="ImmutableId"'
+MESSAGE_FIELDS = (
+    "from,toRecipients,ccRecipients,subject,receivedDateTime,sentDateTime,internetMessageId,"
+    "conversationId,bodyPreview,isDraft,inferenceClassification"
+)
+DRAFT_FIELDS = "isDraft,subject,toRecipients,body,internetMessageId,parentFolderId,changeKey"
+MAIL_FOLDERS = {"inbox": Folder.INBOX, "sentitems": Folder.SENT}
+EXPIRED_SYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
+
+
+class GraphError(ProviderError):
+    """Graph answered with an error status we do not retry."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+def _settings(account: AccountSettings) -> OutlookSettings:
+    if account.outlook is None or not account.outlook.client_id:
+        raise AuthError(
+            f"account {account.name!r}: outlook.client_id is not set; register an app in "
+            "Microsoft Entra (public client, device code flow) and put its id in the config"
+        )
+    return account.outlook
+
+
+def _app(
+    account: AccountSettings, cache: msal.SerializableTokenCache, http_client: Any
+) -> msal.PublicClientApplication:
+    conf = _settings(account)
+    authority = f"{conf.authority_url.rstrip('/')}/{conf.tenant}"
+    public = urlsplit(conf.authority_url).hostname in PUBLIC_CLOUD_HOSTS
+    try:
+        return msal.PublicClientApplication(
+            conf.client_id,
+            authority=authority,
+            token_cache=cache,
+            http_client=http_client,
+            # Instance discovery asks the public cloud about the authority; other clouds
+            # (and test authorities) are trusted as configured.
+            instance_discovery=None if public else False,
+        )
+    except (ValueError, requests.RequestException) as exc:
+        raise ProviderError(
+            f"account {account.name!r}: cannot reach the sign-in authority {authority}: {exc}"
+        ) from None
+
+
+def authenticate(
+    account: AccountSettings,
+    *,
+    no_browser: bool = False,
+    http_client: Any = None,
+    say: Callable[[str], None] = print,
+) -> str:
+    """`mailbridge auth NAME`: the device-code flow, which never needs a local browser."""
+    del no_browser  # the device code is entered on any device, so both modes are the same
+    cache = msal.SerializableTokenCache()
+    app = _app(account, cache, http_client)
+    flow = app.initiate_device_flow(scopes=list(SCOPES))
+    if "user_code" not in flow:
+        raise AuthError(
+            f"account {account.name!r}: Microsoft refused the sign-in: "
+            f"{flow.get('error_description') or flow.get('error') or 'no device code'}"
+        )
+    say(flow["message"])
+    result = app.acquire_token_by_device_flow(flow)
+    if "access_token" not in result:
+        raise AuthError(
+            f"account {account.name!r}: sign-in did not complete: "
+            f"{result.get('error_description') or result.get('error')}"
+        )
+    secrets.store(account.name, CACHE_PURPOSE, cache.serialize())
+    who = (result.get("id_token_claims") or {}).get("preferred_username") or account.address
+    return f"account {account.name!r}: signed in to Microsoft 365 as {who}"
+
+
+class _Tokens:
+    """Access tokens from the msal cache kept in the keyring, refreshed by msal as needed."""
+
+    def __init__(self, account: AccountSettings, http_client: Any = None) -> None:
+        self._account = account
+        self._http_client = http_client
+        self._app: msal.PublicClientApplication | None = None
+        self._cache = msal.SerializableTokenCache()
+        self._lock = threading.Lock()
+
+    def auth_error(self, why: str) -> AuthError:
+        name = self._account.name
+        return AuthError(
+            f"account {name!r}: the Microsoft 365 sign-in is no longer valid ({why}); "
+            f"run `mailbridge auth {name}`"
+        )
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            if self._app is None:
+                self._cache.deserialize(secrets.require(self._account.name, CACHE_PURPOSE))
+                self._app = _app(self._account, self._cache, self._http_client)
+            accounts = self._app.get_accounts()
+            if not accounts:
+                raise self.auth_error("no signed-in account in the token cache")
+            try:
+                result = self._app.acquire_token_silent(
+                    list(SCOPES), account=accounts[0], force_refresh=force_refresh
+                )
+            except requests.RequestException as exc:
+                raise ProviderError(
+                    f"account {self._account.name!r}: token refresh failed: {exc}"
+                ) from None
+            if self._cache.has_state_changed:
+                secrets.store(self._account.name, CACHE_PURPOSE, self._cache.serialize())
+                self._cache.has_state_changed = False
+            if not result:
+                raise self.auth_error("the token cache cannot be refreshed")
+            if "access_token" not in result:
+                error = str(result.get("error", ""))
+                if error in ("invalid_grant", "interaction_required", "invalid_client", ""):
+                    raise self.auth_error(str(result.get("error_description") or error))
+                raise ProviderError(f"account {self._account.name!r}: token refresh: {error}")
+            return str(result["access_token"])
+
+
+# --- HTTP with throttling ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a throttled or failing request before giving up."""
+
+    attempts: int = 5
+    base: float = 0.5  # seconds; doubled per attempt, with full jitter
+    cap: float = 30.0
+    max_retry_after: float = 120.0  # a longer Retry-After is a fault for this pass
+    timeout: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
+_SEMAPHORES_LOCK = threading.Lock()
+MAX_CONCURRENT = 4  # Graph's mailbox limit on concurrent requests
+
+
+def _semaphore(account: str) -> threading.BoundedSemaphore:
+    with _SEMAPHORES_LOCK:
+        return _SEMAPHORES.setdefault(account, threading.BoundedSemaphore(MAX_CONCURRENT))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class _Graph:
+    """One account's Graph client: bearer token, immutable ids, bounded retries, ≤ 4 in flight."""
+
+    def __init__(
+        self,
+        account: AccountSettings,
+        *,
+        tokens: _Tokens,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.account = account
+        self.base = _settings(account).graph_url.rstrip("/")
+        self._tokens = tokens
+        self._session = session or requests.Session()
+        self._retry = retry or RetryPolicy()
+        self._slots = _semaphore(account.name)
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        prefer: tuple[str, ...] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON answer ({} for 204); raises GraphError, ProviderError or AuthError."""
+        if not url.startswith(("http://", "https://")):
+            url = self.base + url
+        refreshed = False
+        for attempt in range(1, self._retry.attempts + 1):
+            head = {
+                "Authorization": "Bearer " + self._tokens.token(force_refresh=refreshed),
+                "Prefer": ", ".join((IMMUTABLE, *prefer)),
+                **(headers or {}),
+            }
+            try:
+                with self._slots:
+                    resp = self._session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=body,
+                        headers=head,
+                        timeout=self._retry.timeout,
+                    )
+            except requests.RequestException as exc:
+                if attempt == self._retry.attempts:
+                    raise ProviderError(f"account {self.account.name!r}: Graph: {exc}") from None
+                self._retry.sleep(self._backoff(attempt))
+                continue
+            if resp.status_code == 401 and not refreshed:
+                refreshed = True  # a token revoked early: one forced refresh, then AuthError
+                continue
+            if resp.status_code in _RETRY_STATUS and attempt < self._retry.attempts:
+                wait = _retry_after(resp.headers.get("Retry-After"))
+                if wait is not None and wait > self._retry.max_retry_after:
+                    break
+                self._retry.sleep(wait if wait is not None else self._backoff(attempt))
+                continue
+            return self._answer(method, url, resp)
+        raise ProviderError(
+            f"account {self.account.name!r}: Microsoft Graph kept refusing {method} requests "
+            "(throttled or unavailable); will try again on the next pass"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self._retry.cap, self._retry.base * 2 ** (attempt - 1)))
+
+    def _answer(self, method: str, url: str, resp: requests.Response) -> dict[str, Any]:
+        if resp.status_code < 300:
+            return resp.json() if resp.content else {}
+        try:
+            error = resp.json().get("error", {})
+        except ValueError:
+            error = {}
+        code, message = str(error.get("code", "")), str(error.get("message", ""))
+        if resp.status_code == 401:
+            raise self._tokens.auth_error(f"Graph refused the token: {code or 401}")
+        raise GraphError(
+            resp.status_code,
+            code,
+            f"account {self.account.name!r}: Graph {method} {urlsplit(url).path} answered "
+            f"{resp.status_code} {code}: {message}",
+        )
+
+    def pages(
+        self, url: str, params: Mapping[str, str] | None = None, prefer: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Each page of a delta round; the last one carries @odata.deltaLink."""
+        next_url: str | None = url
+        while next_url:
+            page = self.call("GET", next_url, params=params, prefer=prefer)
+            params = None  # the links carry every query option
+            yield page
+            next_url = page.get("@odata.nextLink")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _expired(exc: GraphError) -> bool:
+    return exc.status == 410 or exc.code.lower() in EXPIRED_SYNC_CODES
+
+
+# --- calendar ------------------------------------------------------------------------------------
+
+
+def _when(value: Mapping[str, str] | None) -> datetime | None:
+    """A Graph dateTimeTimeZone asked for in UTC ("2024-05-01T15:00:00.0000000")."""
+    if not value or not value.get("dateTime"):
+        return None
+    text = value["dateTime"].rstrip("Z")
+    head, _, frac = text.partition(".")
+    return datetime.fromisoformat(head + ("." + frac[:6] if frac else "")).replace(tzinfo=UTC)
+
+
+_RESPONSES = {
+    "accepted": Response.ACCEPTED,
+    "organizer": Response.ACCEPTED,
+    "declined": Response.DECLINED,
+    "tentativelyAccepted": Response.TENTATIVE,
+    "notResponded": Response.NEEDS_ACTION,
+    "none": Response.UNKNOWN,
+}
+
+
+def _person(recipient: Mapping[str, Any] | None) -> Person | None:
+    address = ((recipient or {}).get("emailAddress") or {}).get("address") or ""
+    if not address:
+        return None
+    return Person(address, (recipient or {}).get("emailAddress", {}).get("name") or "")
+
+
+def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Event, EventKey]:
+    """A calendarView entry as an `Event`; instances are keyed by series and original start."""
+    kind = item.get("type", "singleInstance")
+    recurring = kind in ("occurrence", "exception")
+    start, end = _when(item.get("start")), _when(item.get("end"))
+    assert start is not None and end is not None, "Graph events always have start and end"
+    if recurring and item.get("seriesMasterId"):
+        original = _when({"dateTime": item.get("originalStart", "")}) or start
+        key = EventKey(CALENDAR, item["seriesMasterId"], original.isoformat())
+    else:
+        key = EventKey(CALENDAR, item["id"])
+    organizer = _person(item.get("organizer"))
+    attendees = []
+    for entry in item.get("attendees") or ():
+        person = _person(entry)
+        if person is None:
+            continue
+        attendees.append(
+            Attendee(
+                person.email,
+                person.name,
+                AttendeeKind.RESOURCE if entry.get("type") == "resource" else AttendeeKind.PERSON,
+                _RESPONSES.get((entry.get("status") or {}).get("response", ""), Response.UNKNOWN),
+                is_self=person.email.lower() in own,
+                is_organizer=organizer is not None
+                and person.email.lower() == organizer.email.lower(),
+            )
+        )
+    if own and not any(a.is_self for a in attendees):
+        # Graph reports the user's own answer apart from the attendee list.
+        mine = (item.get("responseStatus") or {}).get("response", "")
+        attendees.append(
+            Attendee(
+                own[0],
+                "",
+                AttendeeKind.PERSON,
+                _RESPONSES.get(mine, Response.UNKNOWN),
+                is_self=True,
+                is_organizer=bool(item.get("isOrganizer")),
+            )
+        )
+    event = Event(
+        key=key,
+        title=item.get("subject") or "",
+        start=start,
+        end=end,
+        description=((item.get("body") or {}).get("content") or item.get("bodyPreview") or ""),
+        location=(item.get("location") or {}).get("displayName") or "",
+        all_day=bool(item.get("isAllDay")),
+        status=EventStatus.CANCELLED if item.get("isCancelled") else EventStatus.CONFIRMED,
+        organizer=organizer,
+        attendees=tuple(attendees),
+        recurring=recurring,
+    )
+    return event, key
+
+
+class OutlookCalendar:
+    def __init__(self, account: AccountSettings, graph: _Graph) -> None:
+        self._account = account
+        self._graph = graph
+
+    def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        state = json.loads(cursor) if cursor else None
+        if state:
+            try:
+                return self._round(state["delta"], None, dict(state["instances"]), False)
+            except GraphError as exc:
+                if not _expired(exc):
+                    raise
+        params = {
+            "startDateTime": window.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "endDateTime": window.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        return self._round(self._graph.base + "/me/calendarView/delta", params, {}, True)
+
+    def _round(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        instances: dict[str, list[str]],
+        complete: bool,
+    ) -> CalendarBatch:
+        events: dict[EventKey, Event] = {}
+        removed: list[EventKey] = []
+        delta = ""
+        prefer = ('outlook.timezone="UTC"', 'outlook.body-content-type="text"')
+        for page in self._graph.pages(url, params, prefer):
+            for item in page.get("value", ()):
+                if "@removed" in item:
+                    uid, instance = instances.pop(item["id"], (item["id"], ""))
+                    key = EventKey(CALENDAR, uid, instance)
+                    events.pop(key, None)
+                    removed.append(key)
+                    continue
+                event, key = event_from_graph(item, self._account.own_addresses)
+                if key.instance:
+                    instances[item["id"]] = [key.uid, key.instance]
+                events[key] = event
+            delta = page.get("@odata.deltaLink", delta)
+        if not delta:
+            raise ProviderError(
+                f"account {self._account.name!r}: calendar delta ended without a link"
+            )
+        cursor = json.dumps({"delta": delta, "instances": instances}, sort_keys=True)
+        return CalendarBatch(tuple(events.values()), tuple(removed), complete, cursor)
+
+    def close(self) -> None:
+        self._graph.close()
+
+
+# --- mailbox -------------------------------------------------------------------------------------
+
+
+def _recipients(people: tuple[Person, ...] | list[Person]) -> list[dict[str, Any]]:
+    return [{"emailAddress": {"address": p.email, "name": p.name}} for p in people]
+
+
+def _addresses(values: Any) -> str:
+    return ", ".join(formataddr((p.name, p.email)) for p in (_person(v) for v in values or ()) if p)
+
+
+def _fields(message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The message's RFC 5322 headers: what Graph returned, completed from its JSON fields."""
+    fields = [(h["name"], h["value"]) for h in message.get("internetMessageHeaders") or ()]
+    have = {name.lower() for name, _ in fields}
+    sender = _person(message.get("from"))
+    when = message.get("receivedDateTime") or message.get("sentDateTime")
+    known = {
+        "From": formataddr((sender.name, sender.email)) if sender else "",
+        "To": _addresses(message.get("toRecipients")),
+        "Cc": _addresses(message.get("ccRecipients")),
+        "Subject": message.get("subject") or "",
+        "Message-ID": message.get("internetMessageId") or "",
+        "Date": format_datetime(datetime.fromisoformat(when.replace("Z", "+00:00")))
+        if when
+        else "",
+    }
+    fields += [(name, value) for name, value in known.items() if value and name.lower() not in have]
+    return fields
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"  # an OData string literal
+
+
+class OutlookMailbox:
+    def __init__(self, account: AccountSettings, graph: _Graph) -> None:
+        self._account = account
+        self._graph = graph
+        self._change_keys: dict[str, str] = {}  # provider id -> changeKey when last observed
+        self._drafts_folder: str | None = None
+
+    # mail
+
+    def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
+        links: dict[str, str] = json.loads(cursor) if cursor else {}
+        found: list[MailHeaders] = []
+        for folder, kind in MAIL_FOLDERS.items():
+            batch, links[folder] = self._folder_delta(folder, kind, links.get(folder), since)
+            found.extend(batch)
+        return MessageBatch(tuple(found), json.dumps(links, sort_keys=True))
+
+    def _folder_delta(
+        self, folder: str, kind: Folder, link: str | None, since: datetime
+    ) -> tuple[list[MailHeaders], str]:
+        first = (
+            self._graph.base + f"/me/mailFolders/{folder}/messages/delta",
+            {
+                "$select": MESSAGE_FIELDS,
+                "$filter": f"receivedDateTime ge {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+            },
+        )
+        try:
+            return self._delta_round(link or first[0], None if link else first[1], kind)
+        except GraphError as exc:
+            if not (link and _expired(exc)):
+                raise
+        return self._delta_round(*first, kind)
+
+    def _delta_round(
+        self, url: str, params: dict[str, str] | None, kind: Folder
+    ) -> tuple[list[MailHeaders], str]:
+        found, delta = [], ""
+        for page in self._graph.pages(url, params):
+            for item in page.get("value", ()):
+                if "@removed" not in item and not item.get("isDraft"):
+                    found.append(self._headers(item, kind))
+            delta = page.get("@odata.deltaLink", delta)
+        return found, delta
+
+    def _headers(self, item: dict[str, Any], kind: Folder) -> MailHeaders:
+        from mailbridge.mailparse import headers_from_fields
+
+        sender = _person(item.get("from"))
+        from_user = sender is not None and sender.email.lower() in self._account.own_addresses
+        if kind is Folder.INBOX and not from_user:
+            # Threading and auto-reply headers exist only in the full header set.
+            extra = self._graph.call(
+                "GET", f"/me/messages/{item['id']}", params={"$select": "internetMessageHeaders"}
+            )
+            item = {**item, "internetMessageHeaders": extra.get("internetMessageHeaders") or []}
+        return headers_from_fields(
+            _fields(item), folder=kind, provider_id=item["id"], excerpt=item.get("bodyPreview", "")
+        )
+
+    # drafts
+
+    def _body(self, draft: DraftMessage) -> dict[str, Any]:
+        return {
+            "subject": draft.subject,
+            "body": {"contentType": "text", "content": draft.body},
+            "toRecipients": _recipients([draft.to]),
+        }
+
+    def _kind_header(self, draft: DraftMessage) -> list[dict[str, str]]:
+        return [{"name": "X-Mailbridge-Kind", "value": str(draft.kind)}]
+
+    def create_draft(self, draft: DraftMessage) -> str:
+        parent = self._sent_message(draft.in_reply_to) if draft.in_reply_to else None
+        if parent is not None:
+            # createReply threads the draft (conversation, In-Reply-To, References) as
+            # Outlook itself would; our text and recipient replace what it pre-fills.
+            reply = self._graph.call(
+                "POST",
+                f"/me/messages/{parent}/createReply",
+                body={"message": {"internetMessageHeaders": self._kind_header(draft)}},
+            )
+            self._graph.call(
+                "PATCH",
+                f"/me/messages/{reply['id']}",
+                body={**self._body(draft), "internetMessageId": draft.message_id},
+            )
+            return str(reply["id"])
+        created = self._graph.call(
+            "POST",
+            "/me/messages",
+            body={
+                **self._body(draft),
+                "internetMessageId": draft.message_id,
+                "internetMessageHeaders": self._kind_header(draft),
+            },
+        )
+        return str(created["id"])
+
+    def _lookup(self, path: str, message_id: str) -> list[dict[str, Any]]:
+        page = self._graph.call(
+            "GET",
+            path,
+            params={
+                "$filter": f"internetMessageId eq {_quote(message_id)}",
+                "$select": "id,isDraft,parentFolderId",
+            },
+        )
+        return list(page.get("value", ()))
+
+    def _sent_message(self, message_id: str) -> str | None:
+        found = self._lookup("/me/mailFolders/sentitems/messages", message_id)
+        return str(found[0]["id"]) if found else None
+
+    def find_draft(self, message_id: str) -> str | None:
+        found = self._lookup("/me/messages", message_id)
+        found.sort(key=lambda m: not m.get("isDraft"))  # a draft first, else the sent copy
+        return str(found[0]["id"]) if found else None
+
+    def _drafts_id(self) -> str:
+        if self._drafts_folder is None:
+            try:
+                folder = self._graph.call("GET", "/me/mailFolders/drafts", params={"$select": "id"})
+            except GraphError as exc:
+                if exc.status == 404:
+                    raise FolderMissing(
+                        f"account {self._account.name!r}: the Drafts folder is missing"
+                    ) from None
+                raise
+            self._drafts_folder = str(folder["id"])
+        return self._drafts_folder
+
+    def observe(self, provider_id: str, message_id: str) -> Observation:
+        from mailbridge.compose import fingerprint
+
+        drafts = self._drafts_id()
+        try:
+            msg = self._graph.call(
+                "GET",
+                f"/me/messages/{provider_id}",
+                params={"$select": DRAFT_FIELDS},
+                prefer=('outlook.body-content-type="text"',),
+            )
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            sent = self._sent_message(message_id)
+            if sent is not None:
+                return Observation(Presence.SENT, provider_id=sent)
+            return Observation(Presence.GONE)
+        if not msg.get("isDraft"):
+            return Observation(Presence.SENT, provider_id=provider_id)
+        if msg.get("parentFolderId") != drafts:
+            return Observation(Presence.GONE)  # in Deleted Items (or moved away) unsent
+        self._change_keys[provider_id] = str(msg.get("changeKey", ""))
+        recipients = [p.email for p in (_person(r) for r in msg.get("toRecipients") or ()) if p]
+        body = (msg.get("body") or {}).get("content") or ""
+        digest = fingerprint(msg.get("subject") or "", recipients, body)
+        return Observation(Presence.PRESENT, digest, provider_id)
+
+    def _if_match(self, provider_id: str) -> dict[str, str]:
+        # The changeKey seen by observe(): Graph refuses the write (412) if the user has
+        # touched the draft since, and the next pass sees the edit.
+        key = self._change_keys.get(provider_id)
+        return {"If-Match": f'W/"{key}"'} if key else {}
+
+    def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
+        try:
+            self._graph.call(
+                "PATCH",
+                f"/me/messages/{provider_id}",
+                body=self._body(draft),
+                headers=self._if_match(provider_id),
+            )
+        except GraphError as exc:
+            if exc.status == 412:
+                raise ProviderError(
+                    f"account {self._account.name!r}: the draft changed while we updated it"
+                ) from None
+            raise
+        return provider_id
+
+    def retract(self, provider_id: str) -> None:
+        try:
+            self._graph.call(
+                "DELETE", f"/me/messages/{provider_id}", headers=self._if_match(provider_id)
+            )
+        except GraphError as exc:
+            if exc.status == 412:
+                raise ProviderError(
+                    f"account {self._account.name!r}: the draft changed before we removed it"
+                ) from None
+            if exc.status != 404:  # already gone: nothing left to take back
+                raise
+
+    def close(self) -> None:
+        self._graph.close()
+
+
+# --- factories ---------------------------------------------------------------------------------
+
+
+def graph_client(
+    account: AccountSettings,
+    *,
+    http_client: Any = None,
+    session: requests.Session | None = None,
+    retry: RetryPolicy | None = None,
+) -> _Graph:
+    """The Graph client of one account; tests inject msal's http_client and a retry policy."""
+    return _Graph(account, tokens=_Tokens(account, http_client), session=session, retry=retry)
+
+
+def open_mailbox(account: AccountSettings, **options: Any) -> OutlookMailbox:
+    return OutlookMailbox(account, graph_client(account, **options))
+
+
+def open_calendar(account: AccountSettings, **options: Any) -> OutlookCalendar:
+    return OutlookCalendar(account, graph_client(account, **options))
