@@ -80,6 +80,7 @@ _MAX_PARTS = 50
 _MAX_REFERENCES = 50
 _MSGID = re.compile(r"<[^<>\s]{1,990}>")
 _WS = re.compile(r"\s+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -87,28 +88,53 @@ def _clean(text: str) -> str:
     """Make a header value safe to store: real Unicode (no surrogates), one line, no controls."""
     if any("\udc80" <= ch <= "\udcff" for ch in text):
         # Raw 8-bit bytes the parser kept as surrogate escapes: most are UTF-8, the rest Latin-1.
+        # Each run is read as UTF-8 where it is valid, byte by byte as Windows-1252 elsewhere.
         data = text.encode("utf-8", "surrogateescape")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("cp1252", "replace")
+        text = _SURROGATE.sub(
+            lambda m: bytes([ord(m.group(0)) - 0xDC00]).decode("cp1252", "replace"),
+            data.decode("utf-8", "surrogateescape"),
+        )
     text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates of other origins
     return _WS.sub(" ", _CTRL.sub("", text)).strip()
 
 
-def _decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words, leaving the value as it is when they are broken."""
-    if "=?" not in value:
-        return _clean(value)
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)\s+(?==\?)")
+
+
+def _decode_word(word: str) -> str:
     try:
-        return _clean(str(email.header.make_header(email.header.decode_header(value))))
-    except Exception:  # noqa: BLE001 - any malformed encoded word: keep the raw text
-        return _clean(value)
+        decoded = email.header.decode_header(word)
+    except Exception:  # noqa: BLE001 - a malformed encoded word stays as it was written
+        return word
+    out: list[str] = []
+    for chunk, charset in decoded:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except LookupError:  # a charset Python does not know
+            out.append(chunk.decode("utf-8", "replace"))
+    return "".join(out)
+
+
+def _decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words one by one; broken ones and plain text stay as they are."""
+    value = _clean(value)
+    if "=?" not in value:
+        return value
+    # Whitespace between two adjacent encoded words is not part of the text (RFC 2047 6.2).
+    value = _BETWEEN_WORDS.sub("", value)
+    return _clean(_ENCODED_WORD.sub(lambda m: _decode_word(m.group(0)), value))
+
+
+_ADDRESS = re.compile(r"^[^\s<>@,;:\"]+@[^\s<>@,;:\"]+$")
 
 
 def _person(name: str, address: str) -> Person | None:
     address = _clean(address).strip("<>").strip()
-    if not address or "@" not in address:
+    if not _ADDRESS.match(address):
         return None
     return Person(email=address.lower(), name=_decode_words(name).strip('"').strip())
 
