@@ -320,31 +320,53 @@ def _hygiene(
         kind = a.kind if isinstance(a.kind, AttendeeKind) else AttendeeKind.UNKNOWN
         response = a.response if isinstance(a.response, Response) else Response.UNKNOWN
         entries.append(_Entry(email, _clean_name(a.name, email), kind, response, a.is_self is True))
-    # The organizer is an interviewer too; when not on the attendee list, put them first.
-    if organizer is not None and organizer.email.lower() not in {e.email.lower() for e in entries}:
-        entries.insert(
-            0,
-            _Entry(organizer.email, organizer.name, AttendeeKind.PERSON, Response.UNKNOWN, False),
+    # The organizer is an interviewer too: first when not on the attendee list; otherwise
+    # their entry only lends a display name the attendee entry lacks.
+    if organizer is not None:
+        entry = _Entry(
+            organizer.email, organizer.name, AttendeeKind.PERSON, Response.UNKNOWN, False
+        )
+        if organizer.email.lower() in {e.email.lower() for e in entries}:
+            entries.append(entry)
+        else:
+            entries.insert(0, entry)
+
+    # One entry per address (lower-cased); the strongest evidence of all its copies wins, so a
+    # duplicate can never turn the user, a room or a declined attendee into an interviewer.
+    merged: dict[str, _Entry] = {}
+    for entry in entries:
+        key = entry.email.lower()
+        first = merged.get(key)
+        if first is None:
+            merged[key] = entry
+            continue
+        merged[key] = _Entry(
+            first.email,
+            first.name or entry.name,
+            max(first.kind, entry.kind, key=_KIND_STRENGTH.__getitem__),
+            Response.DECLINED
+            if Response.DECLINED in (first.response, entry.response)
+            else first.response,
+            first.is_self or entry.is_self,
         )
 
     kept: list[Person] = []
     skipped: list[Skipped] = []
-    seen: dict[str, int] = {}  # lower-cased email -> index in kept, or -1 when skipped
-    for entry in entries:
-        key = entry.email.lower()
-        if key in seen:
-            index = seen[key]
-            if index >= 0 and not kept[index].name and entry.name:
-                kept[index] = Person(kept[index].email, entry.name)
-            continue
+    for entry in merged.values():
         reason = _skip_reason(entry, own, allow_free_mail)
         if reason:
-            seen[key] = -1
             skipped.append(Skipped(entry.email, reason))
         else:
-            seen[key] = len(kept)
             kept.append(Person(entry.email, entry.name))
     return kept, skipped
+
+
+_KIND_STRENGTH = {
+    AttendeeKind.UNKNOWN: 0,
+    AttendeeKind.PERSON: 1,
+    AttendeeKind.GROUP: 2,
+    AttendeeKind.RESOURCE: 3,
+}
 
 
 def _skip_reason(entry: _Entry, own: set[str], allow_free_mail: bool) -> str:
@@ -369,6 +391,7 @@ def _skip_reason(entry: _Entry, own: set[str], allow_free_mail: bool) -> str:
 
 
 def _nobody_left(shown: str, skipped: Sequence[Skipped]) -> str:
+    skipped = [s for s in skipped if s.reason != SKIP_YOU]
     if not skipped:
         return f"{shown} has no other attendee to thank."
     listed = ", ".join(f"{s.email} ({s.reason})" for s in skipped[:5])
@@ -421,7 +444,7 @@ _MEETING_WORDS = _wordset(
     the a an of for to via min mins minutes hr hrs hour hours stage part coding system design
     systems assessment challenge review exercise case study presentation pair programming
     whiteboard take-home homework follow-up followup catch-up coffee lunch dinner greet
-    recruiter hiring manager screener re invitation invite updated update new confirmed
+    recruiter hiring screener re invitation invite updated update new confirmed
     tentative rescheduled reschedule canceled cancelled pst pdt est edt cst cdt mst mdt utc
     gmt bst cet cest ist aest am pm role position opening job candidate debrief 1:1 1-1 one
     on one onsite/virtual day half full time
@@ -441,7 +464,7 @@ _ROLE_WORDS = _wordset(
 )
 
 _ROLE_LABEL = re.compile(
-    r"^\s*(?:role|position|job(?:\s+title)?|title|opening)\s*[:\-–]\s*(.+?)\s*$",
+    r"^\s*(?:role|position|job(?:[ \t]+title)?|title|opening)[ \t]*[:\-–][ \t]*(.+?)[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _FOR_ROLE = re.compile(r"(?<!\w)for\s+(?:the\s+|a\s+|an\s+)?(.+)$", re.IGNORECASE)
@@ -525,13 +548,21 @@ _TITLE_KEYWORDS: tuple[str, ...] = (
 )
 
 
-def _company_candidates(title: str) -> list[str]:
+def _company_candidates(title: str, employer: Sequence[str]) -> list[str]:
+    """Parts of the title that may name the employer.
+
+    A part counts when it matches an employer domain, or when the title has a recognisable
+    shape (several parts, or meeting words around a name): a bare title such as "Coffee
+    catch-up" names nobody, and the domain is the better guess then.
+    """
+    segments = [s for s in _SEPARATORS.split(title) if s and s.strip()]
     candidates = []
-    for segment in _SEPARATORS.split(title):
-        if not segment:
-            continue
+    for segment in segments:
         text = _trim_meeting_words(segment, _TITLE_KEYWORDS)
-        if text and _has_letter(text) and not _is_role(text):
+        if not text or not _has_letter(text) or _is_role(text):
+            continue
+        shaped = len(segments) > 1 or text != segment.strip()
+        if shaped or _matches_domain(text, employer):
             candidates.append(text)
     return candidates
 
@@ -577,16 +608,13 @@ def company_from_domain(domain: str) -> str:
     """A readable company name from a registrable domain: northwind-robotics.com -> Northwind
     Robotics; ibm.com -> IBM."""
     label = _domain_label(domains.registrable_domain(domain) if domain else "")
+    if label.startswith("xn--"):
+        with contextlib.suppress(UnicodeError):
+            label = label.encode("ascii").decode("idna")
     words = [w for w in re.split(r"[-_]+", label) if w]
-    out = []
-    for word in words:
-        if word.startswith("xn--"):
-            with contextlib.suppress(UnicodeError):
-                word = word.encode("ascii").decode("idna")
-        out.append(
-            word.upper() if len(word) <= 3 and word.isalpha() else word[:1].upper() + word[1:]
-        )
-    return " ".join(out)
+    if len(words) == 1 and len(words[0]) <= 3 and words[0].isalpha():
+        return words[0].upper()  # ibm.com, sap.com: most short names are initials
+    return " ".join(w[:1].upper() + w[1:] for w in words)
 
 
 def _infer_company(
@@ -596,7 +624,7 @@ def _infer_company(
     employer: Sequence[str],
     person_tokens: set[str],
 ) -> str:
-    found = _pick(_company_candidates(title), employer, person_tokens)
+    found = _pick(_company_candidates(title, employer), employer, person_tokens)
     if not found:
         for person in (organizer, lead):
             if person is not None:
