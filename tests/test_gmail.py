@@ -1,0 +1,591 @@
+"""providers.gmail through the real google-api-python-client against tests/emulators/google.py.
+
+Every request the client makes is checked by the emulator against Google's discovery
+documents; the `emu` fixture fails a test that made a request the published API would refuse.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import keyring.core
+import pytest
+from keyrings.alt.file import PlaintextKeyring
+
+from mailbridge import secrets
+from mailbridge.adapters import AuthError, ProviderError
+from mailbridge.model import (
+    AttendeeKind,
+    DraftKind,
+    DraftMessage,
+    EventKey,
+    EventStatus,
+    Folder,
+    Person,
+    Presence,
+    Response,
+    Window,
+)
+from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
+from providers import gmail
+from tests.emulators.google import GoogleEmulator, make_raw, running
+
+try:
+    from mailbridge.compose import fingerprint
+except ImportError:  # compose is being written; the adapter only needs its fingerprint
+    import hashlib
+    import sys
+    import types
+
+    def fingerprint(subject: str, recipients: Any, body: str) -> str:
+        return hashlib.sha256(repr((subject, sorted(recipients), body)).encode()).hexdigest()
+
+    sys.modules["mailbridge.compose"] = types.SimpleNamespace(fingerprint=fingerprint)  # type: ignore[assignment]
+    import mailbridge
+
+    mailbridge.compose = sys.modules["mailbridge.compose"]  # type: ignore[attr-defined]
+
+ME = "jordan.lee@gmail.com"
+SEND_METHODS = {
+    "gmail.users.drafts.send",
+    "gmail.users.messages.send",
+    "gmail.users.messages.insert",
+    "gmail.users.messages.import",
+}
+NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
+WINDOW = Window(NOW - timedelta(days=3), NOW + timedelta(days=60))
+
+
+@pytest.fixture
+def emu() -> Iterator[GoogleEmulator]:
+    with running(ME) as emulator:
+        yield emulator
+        assert emulator.violations == [], "requests the real API would refuse"
+        assert not SEND_METHODS & set(emulator.counts), "a send method was called"
+
+
+@pytest.fixture
+def keyring_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(keyring.core, "_keyring_backend", PlaintextKeyring())
+    return tmp_path
+
+
+def make_account(
+    emu: GoogleEmulator, tmp: Path, calendars: tuple[str, ...] = ()
+) -> AccountSettings:
+    return AccountSettings(
+        name="personal",
+        provider="gmail",
+        address=ME,
+        display_name="Jordan Lee",
+        calendar=CalendarSettings(kind="google", calendars=calendars),
+        google=GoogleSettings(
+            client_secrets=str(emu.client_secrets(tmp / "client_secret.json")),
+            api_endpoint=emu.url,
+            calendar_endpoint=emu.calendar_endpoint,
+            token_uri=emu.url + "/token",
+            auth_uri=emu.url + "/auth",
+        ),
+    )
+
+
+@pytest.fixture
+def account(emu: GoogleEmulator, keyring_dir: Path) -> AccountSettings:
+    secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
+    return make_account(emu, keyring_dir)
+
+
+def fast_api(account: AccountSettings, kind: str) -> gmail.Api:
+    """The real service, with a short backoff so storms finish in well under a second."""
+    if kind == "gmail":
+        service = gmail._service(account, "gmail", "v1", account.google.api_endpoint)  # type: ignore[union-attr]
+        return gmail.Api(account, service, gmail.GMAIL_METHODS, backoff=0.01)
+    service = gmail._service(account, "calendar", "v3", account.google.calendar_endpoint)  # type: ignore[union-attr]
+    return gmail.Api(account, service, gmail.CALENDAR_METHODS, backoff=0.01)
+
+
+@pytest.fixture
+def mailbox(account: AccountSettings) -> gmail.GmailMailbox:
+    return gmail.GmailMailbox(account, fast_api(account, "gmail"))
+
+
+@pytest.fixture
+def calendar(account: AccountSettings) -> gmail.GoogleCalendar:
+    return gmail.GoogleCalendar(account, fast_api(account, "calendar"))
+
+
+def draft(to: str, subject: str, body: str, message_id: str, in_reply_to: str = "") -> DraftMessage:
+    msg = EmailMessage()
+    msg["From"] = f"Jordan Lee <{ME}>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg.set_content(body)
+    return DraftMessage(
+        kind=DraftKind.FOLLOW_UP if in_reply_to else DraftKind.THANK_YOU,
+        message_id=message_id,
+        sender=Person(ME, "Jordan Lee"),
+        to=Person(to),
+        subject=subject,
+        body=body,
+        raw=msg.as_bytes(),
+        in_reply_to=in_reply_to,
+        references=(in_reply_to,) if in_reply_to else (),
+    )
+
+
+def interview_event(event_id: str, start: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "summary": "Interview: Staff Engineer at Acme",
+        "description": "Panel with the platform team",
+        "start": {"dateTime": start.isoformat()},
+        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+        "organizer": {"email": "maria@acme.example", "displayName": "Maria Chen"},
+        "attendees": [
+            {"email": ME, "self": True, "responseStatus": "accepted"},
+            {
+                "email": "maria@acme.example",
+                "displayName": "Maria Chen",
+                "organizer": True,
+                "responseStatus": "accepted",
+            },
+            {
+                "email": "raj@acme.example",
+                "displayName": "Raj Patel",
+                "responseStatus": "needsAction",
+            },
+            {
+                "email": "room-4@resource.calendar.google.com",
+                "displayName": "Room 4",
+                "resource": True,
+                "responseStatus": "accepted",
+            },
+            {"email": "sam@acme.example", "responseStatus": "declined"},
+        ],
+        **extra,
+    }
+
+
+# --- calendar -----------------------------------------------------------------------------
+
+
+def test_calendar_full_pass_maps_events_and_pages(
+    emu: GoogleEmulator, calendar: gmail.GoogleCalendar
+) -> None:
+    emu.page_size = 1  # force paging
+    emu.add_event(interview_event("ev1", NOW + timedelta(days=1)))
+    emu.add_event(
+        {
+            "id": "allday",
+            "summary": "Offsite",
+            "start": {"date": "2024-05-08"},
+            "end": {"date": "2024-05-09"},
+        }
+    )
+    emu.add_event(
+        {
+            "id": "old",
+            "summary": "Long ago",
+            "start": {"dateTime": "2023-01-01T10:00:00Z"},
+            "end": {"dateTime": "2023-01-01T11:00:00Z"},
+        }
+    )
+
+    batch = calendar.changes(None, WINDOW)
+
+    assert batch.complete
+    by_id = {e.key.uid: e for e in batch.events}
+    assert set(by_id) == {"ev1", "allday"}  # "old" is outside the window
+    ev = by_id["ev1"]
+    assert ev.key == EventKey("primary", "ev1", "")
+    assert ev.start == NOW + timedelta(days=1) and not ev.all_day and not ev.recurring
+    assert ev.organizer == Person("maria@acme.example", "Maria Chen")
+    people = {a.email: a for a in ev.attendees}
+    assert people[ME].is_self and people[ME].response is Response.ACCEPTED
+    assert people["maria@acme.example"].is_organizer
+    assert people["raj@acme.example"].response is Response.NEEDS_ACTION
+    assert people["room-4@resource.calendar.google.com"].kind is AttendeeKind.RESOURCE
+    assert people["sam@acme.example"].response is Response.DECLINED
+    assert by_id["allday"].all_day and by_id["allday"].start == datetime(2024, 5, 8, tzinfo=UTC)
+    lists = [c for c in emu.api_calls() if c.method_id == "calendar.events.list"]
+    assert len(lists) == 2  # two pages
+    assert lists[0].query["timeMin"] == [WINDOW.start.isoformat()]
+    assert lists[0].query["singleEvents"] == ["true"]
+
+
+def test_calendar_incremental_uses_sync_token_and_reports_cancellations(
+    emu: GoogleEmulator, calendar: gmail.GoogleCalendar
+) -> None:
+    emu.add_event(interview_event("ev1", NOW + timedelta(days=1)))
+    emu.add_event(interview_event("ev2", NOW + timedelta(days=2)))
+    first = calendar.changes(None, WINDOW)
+    assert len(first.events) == 2
+
+    idle = calendar.changes(first.cursor, WINDOW)
+    assert idle.events == () and idle.removed == () and not idle.complete
+
+    emu.add_event(interview_event("ev3", NOW + timedelta(days=3)))
+    emu.cancel_event("ev1")  # a stub: id and status only
+    emu.add_event(interview_event("ev2", NOW + timedelta(days=2), status="cancelled"))
+    later = calendar.changes(idle.cursor, WINDOW)
+
+    assert not later.complete
+    assert {e.key.uid: e.status for e in later.events} == {
+        "ev3": EventStatus.CONFIRMED,
+        "ev2": EventStatus.CANCELLED,
+    }
+    assert later.removed == (EventKey("primary", "ev1"),)
+    incremental = [c for c in emu.api_calls() if "syncToken" in c.query]
+    assert len(incremental) == 2
+    assert all("timeMin" not in c.query and "timeMax" not in c.query for c in incremental)
+
+
+def test_calendar_410_restarts_with_a_full_pass(
+    emu: GoogleEmulator, calendar: gmail.GoogleCalendar
+) -> None:
+    emu.add_event(interview_event("ev1", NOW + timedelta(days=1)))
+    first = calendar.changes(None, WINDOW)
+    emu.expire_sync_tokens()
+
+    again = calendar.changes(first.cursor, WINDOW)
+
+    assert again.complete and [e.key.uid for e in again.events] == ["ev1"]
+    statuses = [c.status for c in emu.api_calls()]
+    assert statuses == [200, 410, 200]
+
+
+def test_calendar_each_configured_calendar_has_its_own_token(
+    emu: GoogleEmulator, keyring_dir: Path
+) -> None:
+    secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
+    account = make_account(
+        emu, keyring_dir, calendars=("primary", "work@group.calendar.google.com")
+    )
+    emu.add_event(interview_event("a", NOW + timedelta(days=1)))
+    emu.add_event(
+        interview_event("b", NOW + timedelta(days=1)), calendar="work@group.calendar.google.com"
+    )
+    cal = gmail.GoogleCalendar(account, fast_api(account, "calendar"))
+
+    batch = cal.changes(None, WINDOW)
+
+    assert {(e.key.calendar, e.key.uid) for e in batch.events} == {
+        ("primary", "a"),
+        ("work@group.calendar.google.com", "b"),
+    }
+    assert set(gmail.json.loads(batch.cursor or "{}")) == {
+        "primary",
+        "work@group.calendar.google.com",
+    }
+
+
+def test_recurring_instances_are_keyed_by_original_start(
+    emu: GoogleEmulator, calendar: gmail.GoogleCalendar
+) -> None:
+    starts = [NOW + timedelta(days=d) for d in (1, 8)]
+    emu.add_recurring("series9", starts, 30, summary="Weekly interview loop sync")
+    first = calendar.changes(None, WINDOW)
+    emu.cancel_event(f"series9_{starts[1]:%Y%m%dT%H%M%SZ}")
+
+    later = calendar.changes(first.cursor, WINDOW)
+
+    assert [e.key for e in first.events] == [
+        EventKey("primary", "series9", s.isoformat()) for s in starts
+    ]
+    assert all(e.recurring for e in first.events)
+    (cancelled,) = later.events  # the stub keeps originalStartTime, so it is still an event
+    assert cancelled.key == EventKey("primary", "series9", starts[1].isoformat())
+    assert cancelled.status is EventStatus.CANCELLED
+
+
+# --- drafts -------------------------------------------------------------------------------
+
+
+def test_draft_create_find_observe_update_retract(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    mid = "<ty-1@mailbridge.test>"
+    first = draft("maria@acme.example", "Thank you, Maria", "Dear Maria,\nthank you.\n", mid)
+
+    pid = mailbox.create_draft(first)
+
+    assert mailbox.find_draft(mid) == pid
+    seen = mailbox.observe(pid, mid)
+    assert seen.presence is Presence.PRESENT
+    assert seen.content_hash == fingerprint(
+        "Thank you, Maria", ["maria@acme.example"], "Dear Maria,\nthank you.\n"
+    )
+    create = next(c for c in emu.api_calls() if c.method_id == "gmail.users.drafts.create")
+    assert set(create.body["message"]) == {"raw"}  # a thank-you starts its own thread
+
+    noted = draft("maria@acme.example", "Thank you, Maria", "Dear Maria,\nthank you. Notes.\n", mid)
+    new_pid = mailbox.update_draft(pid, noted)
+    assert new_pid.split(":")[0] == pid.split(":")[0] and new_pid != pid
+    assert mailbox.observe(new_pid, mid).content_hash == fingerprint(
+        "Thank you, Maria", ["maria@acme.example"], "Dear Maria,\nthank you. Notes.\n"
+    )
+    assert len(emu.drafts) == 1
+
+    mailbox.retract(new_pid)
+    assert emu.drafts == {}
+    assert mailbox.observe(new_pid, mid).presence is Presence.GONE
+    assert mailbox.find_draft(mid) is None
+    mailbox.retract(new_pid)  # twice is harmless
+
+
+def test_observe_tells_user_edit_send_and_delete_apart(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    edited = mailbox.create_draft(draft("raj@acme.example", "Thanks", "Hi Raj\n", "<a@x.test>"))
+    sent = mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi Maria\n", "<b@x.test>"))
+    deleted = mailbox.create_draft(draft("sam@acme.example", "Thanks", "Hi Sam\n", "<c@x.test>"))
+    before = mailbox.observe(edited, "<a@x.test>").content_hash
+
+    emu.user_edits_draft(
+        edited.split(":")[0],
+        make_raw(ME, "raj@acme.example", "Thanks", "Hi Raj, more\n", message_id="<a@x.test>"),
+    )
+    emu.user_sends_draft(sent.split(":")[0])
+    emu.user_deletes_draft(deleted.split(":")[0])
+
+    now_edited = mailbox.observe(edited, "<a@x.test>")
+    assert now_edited.presence is Presence.PRESENT and now_edited.content_hash != before
+    assert now_edited.provider_id != edited  # the message id inside the draft changed
+    assert mailbox.observe(sent, "<b@x.test>").presence is Presence.SENT
+    assert mailbox.observe(deleted, "<c@x.test>").presence is Presence.GONE
+
+
+def test_follow_up_joins_the_thread_of_the_sent_thank_you(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    thank_you = mailbox.create_draft(
+        draft("maria@acme.example", "Thank you, Maria", "Thanks\n", "<ty@x.test>")
+    )
+    emu.user_sends_draft(thank_you.split(":")[0])
+    follow = draft(
+        "maria@acme.example",
+        "Re: Thank you, Maria",
+        "Following up\n",
+        "<fu@x.test>",
+        in_reply_to="<ty@x.test>",
+    )
+
+    pid = mailbox.create_draft(follow)
+
+    thread = thank_you.split(":")[2]
+    assert pid.split(":")[2] == thread
+    msg = emu.draft_messages()[pid.split(":")[0]]
+    assert msg["In-Reply-To"] == "<ty@x.test>"
+
+
+def test_find_draft_falls_back_to_scanning_when_search_misses(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi\n", "<fresh@x.test>"))
+    real_search = emu._search
+    # Search lags for the drafts list; a scan still finds the fresh draft.
+    monkeypatch.setattr(emu, "_search", lambda q, pool: [] if q else real_search(q, pool))
+
+    assert mailbox.find_draft("<fresh@x.test>") == pid
+
+
+# --- inbox --------------------------------------------------------------------------------
+
+
+def test_history_reports_new_inbox_and_sent_mail_only(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    emu.deliver(make_raw("Maria Chen <maria@acme.example>", ME, "Hello", "Old mail"))
+    first = mailbox.messages(None, NOW - timedelta(days=3))
+    assert [m.subject for m in first.messages] == ["Hello"]
+
+    idle = mailbox.messages(first.cursor, NOW)
+    assert idle.messages == ()
+    emu.counts.clear()
+    idle = mailbox.messages(idle.cursor, NOW)
+    assert dict(emu.counts) == {"gmail.users.history.list": 1}  # one request per idle cycle
+
+    reply_id = emu.deliver(
+        make_raw(
+            "Maria Chen <maria@acme.example>",
+            ME,
+            "Re: Thank you",
+            "We'd love to move forward",
+            in_reply_to="<ty@x.test>",
+            extra={"Auto-Submitted": "no"},
+        )
+    )
+    mailbox.create_draft(draft("raj@acme.example", "Thanks", "Hi\n", "<d@x.test>"))
+    emu.deliver(make_raw(ME, "raj@acme.example", "Sent by hand", "Hi"), labels=("SENT",))
+    emu.deliver(make_raw("news@list.example", ME, "Spam", "x"), labels=("SPAM",))
+
+    batch = mailbox.messages(idle.cursor, NOW)
+
+    assert [(m.folder, m.subject) for m in batch.messages] == [
+        (Folder.INBOX, "Re: Thank you"),
+        (Folder.SENT, "Sent by hand"),
+    ]
+    reply = batch.messages[0]
+    assert reply.provider_id == reply_id and reply.sender == Person(
+        "maria@acme.example", "Maria Chen"
+    )
+    assert reply.in_reply_to == "<ty@x.test>" and reply.header("auto-submitted") == "no"
+    assert "move forward" in reply.excerpt
+    get = next(c for c in emu.api_calls() if c.method_id == "gmail.users.messages.get")
+    assert get.query["format"] == ["metadata"] and "Auto-Submitted".lower() in {
+        h.lower() for h in get.query["metadataHeaders"]
+    }
+    assert int(batch.cursor or 0) > int(idle.cursor or 0)
+
+
+def test_expired_history_resyncs_by_date(emu: GoogleEmulator, mailbox: gmail.GmailMailbox) -> None:
+    first = mailbox.messages(None, NOW)
+    emu.deliver(make_raw("maria@acme.example", ME, "While away", "x"))
+    emu.expire_history()
+
+    batch = mailbox.messages(first.cursor, datetime.now(UTC) - timedelta(days=1))
+
+    assert [m.subject for m in batch.messages] == ["While away"]
+    methods = [c.method_id for c in emu.api_calls()][2:]
+    assert methods[:3] == [
+        "gmail.users.history.list",
+        "gmail.users.getProfile",
+        "gmail.users.messages.list",
+    ]
+    listing = next(c for c in emu.api_calls()[2:] if c.method_id == "gmail.users.messages.list")
+    assert listing.query["q"][0].startswith("after:")
+    assert batch.cursor == str(emu.history_id)
+
+
+# --- faults and credentials ---------------------------------------------------------------
+
+
+def test_429_storm_waits_as_long_as_retry_after_says(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    mailbox.messages(None, NOW)
+    emu.fail_next(429, 2, retry_after=1)
+
+    mailbox.messages(str(emu.history_id), NOW)
+
+    attempts = [c for c in emu.api_calls() if c.method_id == "gmail.users.history.list"]
+    assert [c.status for c in attempts] == [429, 429, 200]
+    gaps = [b.at - a.at for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert all(gap >= 1.0 for gap in gaps), gaps  # the backoff alone would be ~0.01 s
+
+
+def test_500_storm_recovers_and_a_longer_one_is_a_provider_error(
+    emu: GoogleEmulator, calendar: gmail.GoogleCalendar
+) -> None:
+    emu.fail_next(500, 3)
+    assert calendar.changes(None, WINDOW).complete
+
+    emu.fail_next(503, 10)
+    with pytest.raises(ProviderError, match="HTTP 503.*5 attempt"):
+        calendar.changes(None, WINDOW)
+    emu._faults.clear()
+
+
+def test_access_token_is_refreshed_at_the_configured_token_endpoint(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    mailbox.messages(None, NOW)
+    assert emu.token_requests == 1
+    emu.expire_access_tokens()
+
+    mailbox.messages(str(emu.history_id), NOW)
+
+    assert emu.token_requests == 2
+
+
+def test_revoked_grant_asks_the_user_to_sign_in_again(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    emu.revoke_grant()
+    with pytest.raises(AuthError, match=r"run `mailbridge auth personal` again"):
+        mailbox.messages(None, NOW)
+
+
+def test_missing_refresh_token_and_client_file_are_clear(
+    emu: GoogleEmulator, keyring_dir: Path
+) -> None:
+    account = make_account(emu, keyring_dir)
+    with pytest.raises(AuthError, match="mailbridge auth personal"):
+        gmail.open_mailbox(account)
+    no_client = AccountSettings(name="personal", provider="gmail", address=ME)
+    with pytest.raises(AuthError, match="google.client_secrets is not set"):
+        gmail.open_calendar(no_client)
+
+
+def test_authenticate_runs_the_loopback_flow_and_keeps_only_the_refresh_token(
+    emu: GoogleEmulator, keyring_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the emulator's token URL is http
+    account = make_account(emu, keyring_dir)
+    opened: list[str] = []
+
+    class Browser:  # the user: opens the URL, consents, gets redirected to the loopback port
+        def open(self, url: str, new: int = 0, autoraise: bool = True) -> bool:
+            opened.append(url)
+            threading.Thread(target=lambda: urllib.request.urlopen(url, timeout=10).read()).start()
+            return True
+
+    monkeypatch.setattr("webbrowser.get", lambda using=None: Browser())
+
+    message = gmail.authenticate(account)
+
+    assert "signed in" in message
+    assert opened and opened[0].startswith(emu.url + "/auth?")
+    requested = urllib.parse.parse_qs(urllib.parse.urlsplit(opened[0]).query)["scope"][0].split()
+    assert sorted(requested) == sorted(gmail.SCOPES)
+    stored = secrets.lookup("personal", gmail.KEYRING_PURPOSE)
+    assert stored in emu.refresh_tokens and stored != "refresh-1"
+
+
+# --- never sends --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["users.drafts.send", "users.messages.send", "users.messages.insert", "users.messages.import"],
+)
+def test_the_allow_list_refuses_every_send_method(
+    emu: GoogleEmulator, account: AccountSettings, method: str
+) -> None:
+    api = fast_api(account, "gmail")
+    with pytest.raises(PermissionError, match="never calls"):
+        api.call(method, userId="me", body={"raw": "eA"})
+    assert emu.api_calls() == []  # refused before any request was built
+
+
+def test_allow_list_has_no_method_that_sends() -> None:
+    assert not {m for m in gmail.GMAIL_METHODS if "send" in m or "insert" in m or "import" in m}
+
+
+def test_emulator_rejects_what_the_real_api_would(
+    emu: GoogleEmulator, account: AccountSettings
+) -> None:
+    """The checker can fail: an unknown body field and an unknown parameter are caught."""
+    service = gmail._service(account, "gmail", "v1", emu.url)
+    request = (
+        service.users().drafts().create(userId="me", body={"message": {"raw": "eA", "bogus": 1}})
+    )
+    request.uri += "&madeUp=1"
+    with pytest.raises(gmail.HttpError):
+        request.execute()
+    assert any("unknown field 'bogus'" in v for v in emu.violations)
+    assert any("unknown query parameter madeUp" in v for v in emu.violations)
+    emu.violations.clear()
