@@ -28,9 +28,10 @@ FlagDraft
 Remind
     one nudge: these thank-you drafts are still waiting and the 24-hour window is closing.
 
-Rows in a final state (DraftState.final) are never acted on. A new row is planned beside
-CANCELLED rows for the same recipient when the reason for cancelling has gone (an attendee back
-on the interview, an interview restored); the ledger must allow that.
+Rows in a final state (DraftState.final) are never acted on. The ledger keeps one row per
+(interview, kind, seq, recipient), and the Message-ID derives from the same values, so a new row
+is never planned where one exists: a thank-you cancelled because its attendee left the interview
+is not planned again if they come back.
 """
 
 from __future__ import annotations
@@ -308,11 +309,9 @@ def _thank_yous(
                 )
             else:
                 _keep_due(out, row, due, now, late, what)
-        if any(d.state is not DraftState.CANCELLED for d in mine):
-            continue  # one thank-you per interviewer; final decisions stick
+        if mine:
+            continue  # one row per interviewer (the ledger's key); final decisions stick
         if by_hand or too_late:
-            if mine:
-                continue  # the cancelled row already records the decision
             skip = (
                 f"you already wrote to {person.email} yourself"
                 if by_hand
@@ -455,8 +454,10 @@ def _follow_ups(
         return
     if counted and counted[-1].state is not DraftState.SENT:
         return  # the last one was retracted or the like: no further follow-up
-    due = desired(counted, iv.end)
     seq = len(counted) + 1
+    if any(d.seq == seq and d.recipient.email.casefold() == lead_key for d in rows):
+        return  # that row exists already (cancelled): the ledger keeps one per seq and recipient
+    due = desired(counted, iv.end)
     why = (
         f"the employer said they would decide by {iv.decision_date.isoformat()}"
         if iv.decision_date is not None and not counted

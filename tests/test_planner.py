@@ -143,6 +143,11 @@ def apply(snapshot: Snapshot, actions: list[Action], now: datetime) -> Snapshot:
     next_id = max(drafts, default=0) + 1
     for action in actions:
         if isinstance(action, PlanDraft):
+            # the ledger's key: UNIQUE (interview_id, kind, seq, recipient_email)
+            key = (action.interview_id, action.kind, action.seq, action.recipient.email.lower())
+            assert key not in {
+                (d.interview_id, d.kind, d.seq, d.recipient.email.lower()) for d in drafts.values()
+            }, f"{action} collides with an existing row"
             if action.skip_reason is not None:
                 state, created = S.SKIPPED, None
             elif action.due <= now:  # due at once: the engine creates it in the same pass
@@ -352,10 +357,15 @@ CASES: dict[str, Case] = {
         local("2026-11-23 15:00"),
         [("cancel", 2)],
     ),
-    "attendee back after a cancel: planned anew": Case(
+    "attendee back after a cancel: the cancel sticks (one row per recipient)": Case(
         snap(TY_ANN, draft(2, TY, BOB, S.CANCELLED, TY_DUE), FU_ANN),
         local("2026-11-23 15:00"),
-        [plan_ty(BOB, TY_DUE)],
+        [],
+    ),
+    "lead back after a cancel: no second row for the same follow-up": Case(
+        snap(*TY_SENT, draft(3, FU, ANN, S.CANCELLED, FU_DUE)),
+        local("2026-11-24 09:00"),
+        [],
     ),
     "recipient matched case-insensitively": Case(
         snap(
