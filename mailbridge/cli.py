@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +127,15 @@ def _credential_problem(account: AccountSettings) -> str | None:
                 return "outlook.client_id is not set"
             if not have("msal-cache", None):
                 return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
-        elif account.provider == "local" and account.maildir is not None:
-            if not Path(account.maildir.path).expanduser().is_dir():
-                return f"maildir.path {account.maildir.path} does not exist"
+        elif (account.provider == "local" and account.maildir is not None
+              and not Path(account.maildir.path).expanduser().is_dir()):
+            return f"maildir.path {account.maildir.path} does not exist"
         cal = account.calendar
         if cal.kind == "file" and cal.path and not Path(cal.path).expanduser().exists():
             return f"calendar.path {cal.path} does not exist"
         if cal.kind == "caldav" and not have("caldav", cal.password_command):
-            return f"no CalDAV password: set calendar.password_command or run `mailbridge auth {account.name}`"
+            return ("no CalDAV password: set calendar.password_command "
+                    f"or run `mailbridge auth {account.name}`")
     except ProviderError as exc:
         return str(exc)
     return None
@@ -366,7 +367,7 @@ def _print_message(raw: bytes) -> None:
         print(f"{name}: {parsed[name]}")
     print()
     body = parsed.get_body(preferencelist=("plain",))
-    print(body.get_content() if body is not None else "")  # type: ignore[attr-defined]
+    print(body.get_content() if body is not None else "")
 
 
 def cmd_note(args: argparse.Namespace) -> int:

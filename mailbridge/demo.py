@@ -44,7 +44,8 @@ def _ics(start: datetime, end: datetime) -> str:
         f"ATTENDEE;CN={LEAD[0]};PARTSTAT=ACCEPTED:mailto:{LEAD[1]}",
         f"ATTENDEE;CN={SECOND[0]};PARTSTAT=ACCEPTED:mailto:{SECOND[1]}",
         f"ATTENDEE;CN=Jordan Lee;PARTSTAT=ACCEPTED:mailto:{USER}",
-        "ATTENDEE;CN=Room 4B;CUTYPE=ROOM;PARTSTAT=ACCEPTED:mailto:room-4b@northwind-robotics.com",
+        "ATTENDEE;CN=Room 4B;CUTYPE=ROOM;PARTSTAT=ACCEPTED:"
+        "mailto:room-4b@northwind-robotics.com",
         "ATTENDEE;CN=Sam (personal);PARTSTAT=ACCEPTED:mailto:sam.k.1988@gmail.com",
         "END:VEVENT",
         "END:VCALENDAR",
@@ -52,7 +53,7 @@ def _ics(start: datetime, end: datetime) -> str:
     ])
 
 
-CONFIG = """# Written by `mailbridge demo`. A real config lives in your config folder (`mailbridge init`).
+CONFIG = """# Written by `mailbridge demo`. For your own, run `mailbridge init`.
 [mailbridge]
 timezone = "UTC"
 country = "US"

@@ -217,7 +217,7 @@ class DraftRow:
     notes_version: int = 0  # the interview notes the draft was rendered with
     late: bool = False
     reminded_at: datetime | None = None
-    flagged: str = ""  # why the draft needs the user's eye (edited, but the employer replied); "" if not
+    flagged: str = ""  # why the user should look (edited, yet the employer replied); "" if not
 
 
 class MessageKind(enum.StrEnum):

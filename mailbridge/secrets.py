@@ -7,6 +7,7 @@ Keyring entries use the service ``mailbridge`` and the user name ``ACCOUNT/PURPO
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 
@@ -74,7 +75,5 @@ def store(account: str, purpose: str, secret: str) -> None:
 
 
 def forget(account: str, purpose: str) -> None:
-    try:
+    with contextlib.suppress(keyring.errors.PasswordDeleteError):
         keyring.delete_password(SERVICE, _entry(account, purpose))
-    except keyring.errors.PasswordDeleteError:
-        pass

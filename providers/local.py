@@ -16,6 +16,7 @@ mailbox (``provider = "local"``)
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.parser
 import email.policy
@@ -199,10 +200,8 @@ class MaildirMailbox:
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         new_key = self.create_draft(draft)
-        try:
+        with contextlib.suppress(KeyError):
             self.drafts.remove(provider_id)
-        except KeyError:
-            pass
         return new_key
 
     def retract(self, provider_id: str) -> None:

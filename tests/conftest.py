@@ -1,4 +1,4 @@
-"""Shared test setup: real servers (tests.servers), an isolated keyring, and no silent skips in CI."""
+"""Shared test setup: server fixtures, an isolated keyring, no silent skips in CI."""
 
 from __future__ import annotations
 
