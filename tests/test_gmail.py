@@ -15,12 +15,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import keyring.core
 import pytest
-from keyrings.alt.file import PlaintextKeyring
 
 from mailbridge import secrets
 from mailbridge.adapters import AuthError, ProviderError
+from mailbridge.compose import fingerprint
 from mailbridge.model import (
     AttendeeKind,
     DraftKind,
@@ -36,21 +35,6 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
 from providers import gmail
 from tests.emulators.google import GoogleEmulator, make_raw, running
-
-try:
-    from mailbridge.compose import fingerprint
-except ImportError:  # compose is being written; the adapter only needs its fingerprint
-    import hashlib
-    import sys
-    import types
-
-    def fingerprint(subject: str, recipients: Any, body: str) -> str:
-        return hashlib.sha256(repr((subject, sorted(recipients), body)).encode()).hexdigest()
-
-    sys.modules["mailbridge.compose"] = types.SimpleNamespace(fingerprint=fingerprint)  # type: ignore[assignment]
-    import mailbridge
-
-    mailbridge.compose = sys.modules["mailbridge.compose"]  # type: ignore[attr-defined]
 
 ME = "jordan.lee@gmail.com"
 SEND_METHODS = {
@@ -72,10 +56,8 @@ def emu() -> Iterator[GoogleEmulator]:
 
 
 @pytest.fixture
-def keyring_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(keyring.core, "_keyring_backend", PlaintextKeyring())
+def keyring_dir(tmp_path: Path) -> Path:
+    """Where the client file goes; tests/conftest.py already isolates the keyring per test."""
     return tmp_path
 
 
