@@ -250,6 +250,7 @@ class _KeyScanner:
         self.i = 0
         self.line = 1
         self.found: dict[Key, int] = {}
+        self.table: Key = ()  # the last table header seen
 
     def peek(self, n: int = 1) -> str:
         return self.s[self.i : self.i + n]
@@ -404,7 +405,7 @@ class _KeyScanner:
                 if self.peek() == "[":
                     double = self.peek(2) == "[["
                     self.advance(2 if double else 1)
-                    table = tuple(self.key())
+                    table = self.table = tuple(self.key())
                     self.advance(2 if double else 1)
                     self.record(table, line)
                 else:
@@ -681,14 +682,14 @@ def _url(
     return value
 
 
-def _address(ctx: _Ctx, key: Key, value: str) -> bool:
+def _address(ctx: _Ctx, key: Key, value: str, hint: str | None = None) -> bool:
     match = _ADDRESS.fullmatch(value.strip())
     domain = match.group(1).lower() if match else ""
     if not match or not ("." in domain.strip(".") or domain == "localhost"):
         ctx.fail(
             key,
             f"{_describe(value)} does not look like an email address",
-            _write(key, '"you@example.com"'),
+            hint or _write(key, '"you@example.com"'),
         )
         return False
     return True
@@ -912,7 +913,8 @@ def _domains(ctx: _Ctx, tbl: _Tbl, name: str) -> tuple[str, ...]:
 
 def _aliases(ctx: _Ctx, tbl: _Tbl) -> tuple[str, ...]:
     values = _texts(ctx, tbl, "aliases") or ()
-    return tuple(v for v in values if _address(ctx, tbl.where("aliases"), v))
+    hint = 'write aliases = ["you@example.org"] (your other addresses)'
+    return tuple(v for v in values if _address(ctx, tbl.where("aliases"), v, hint))
 
 
 def _follow_up_timing(text: str) -> Timing:
@@ -1374,7 +1376,31 @@ def _syntax_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> Conf
         hint = "a key or table is written twice; keep one of them"
     elif "Unterminated string" in message:
         hint = "close the string with the same quote it starts with"
-    return ConfigProblem(path, "", line, f"this is not valid TOML: {message}", hint)
+    key = _key_at_line(text, line) if line else ""
+    return ConfigProblem(path, key, line, f"this is not valid TOML: {message}", hint)
+
+
+_HEADER_LINE = re.compile(r"\s*\[\[?\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(?:#.*)?")
+_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=")
+
+
+def _key_at_line(text: str, line: int) -> str:
+    """For a syntax error: the dotted key written on that line, if it can be read (bare keys
+    only), inside the last table header before it."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    scanner = _KeyScanner("\n".join(lines[: line - 1]) + "\n")
+    scanner.scan()
+    table = _dotted(scanner.table)
+    header = _HEADER_LINE.fullmatch(lines[line - 1])
+    if header:
+        return re.sub(r"\s+", "", header.group(1))
+    match = _KEY_LINE.match(lines[line - 1])
+    if not match:
+        return ""
+    key = re.sub(r"\s+", "", match.group(1))
+    return f"{table}.{key}" if table else key
 
 
 def loads(text: str, path: Path) -> Settings:
