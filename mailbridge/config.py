@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -679,6 +680,20 @@ def _url(
             _write(tbl.where(name)),
         )
         return None
+    try:
+        has_password = urllib.parse.urlsplit(value).password is not None
+    except ValueError:
+        has_password = False
+    if has_password:
+        ctx.fail(
+            tbl.where(name),
+            "this address carries a password (user:password@host); secrets are not allowed "
+            "in the config file",
+            _secret_hint(tbl.where(name)) + " (keep only the host part in the address)",
+        )
+        return None
+    if scheme == "webcal":  # webcal:// is https:// that calendar apps recognise
+        value = "https://" + value.split("://", 1)[1]
     return value
 
 

@@ -192,6 +192,12 @@ def test_imap_account(tmp_path: Path) -> None:
     assert account.calendar.kind == "ics" and account.calendar.url == "https://example.com/cal.ics"
 
 
+def test_webcal_feed_becomes_https(tmp_path: Path) -> None:
+    text = IMAP.replace("https://", "webcal://") + 'imap = { host = "imap.example.com" }\n'
+    (account,) = load_text(text, tmp_path).accounts
+    assert account.calendar.url == "https://example.com/cal.ics"
+
+
 def test_mixed_imap_mailbox_with_google_calendar(tmp_path: Path) -> None:
     text = """\
 [accounts.mixed]
@@ -514,6 +520,15 @@ INVALID: list[tuple[str, str, str, str]] = [
         LOCAL + 'notify = { channels = ["webhook"], webhook_url = "example.com" }  #<\n',
         "accounts.main.notify.webhook_url",
         'write webhook_url = "https://example.com/hook"',
+    ),
+    (
+        "password inside a url",
+        IMAP.replace("https://example.com", "https://me:hunter2@example.com").replace(
+            'cal.ics" }', 'cal.ics" }  #<'
+        )
+        + 'imap = { host = "imap.example.com" }\n',
+        "accounts.main.calendar.url",
+        "mailbridge auth main",
     ),
     (
         "unknown calendar kind",
