@@ -439,20 +439,26 @@ class Pass:
                 else:
                     self.decide("draft planned", action.reason,
                                 interview_id=action.interview_id, draft_id=draft_id)
+            if state == DraftState.PLANNED and action.due <= self.now:
+                # Already due (a catch-up): create it in this pass, not at the next poll.
+                row = self._create(draft_id, interviews, action.reason)
+                if row is not None:
+                    created.setdefault(row.interview_id, []).append(row)
         elif isinstance(action, planner.Reschedule):
             with ledger.transaction():
                 ledger.update_draft(action.draft_id, self.now, due=action.due)
                 self.decide("draft rescheduled", action.reason, draft_id=action.draft_id)
         elif isinstance(action, planner.CreateDraft):
+            if action.late:
+                with ledger.transaction():
+                    ledger.update_draft(action.draft_id, self.now, late=True)
             row = self._create(action.draft_id, interviews, action.reason)
             if row is not None:
                 created.setdefault(row.interview_id, []).append(row)
         elif isinstance(action, planner.UpdateDraft):
             self._update(action.draft_id, interviews, action.reason)
         elif isinstance(action, planner.CancelDraft):
-            with ledger.transaction():
-                ledger.update_draft(action.draft_id, self.now, state=DraftState.CANCELLED)
-                self.decide("draft cancelled", action.reason, draft_id=action.draft_id)
+            self._cancel(action.draft_id, interviews, action.reason)
         elif isinstance(action, planner.RetractDraft):
             self._retract(action.draft_id, interviews, action.reason)
         elif isinstance(action, planner.FlagDraft):
@@ -532,6 +538,29 @@ class Pass:
                         f"{draft.kind.value} draft to {draft.recipient.email}: {reason}{late}",
                         interview_id=interview.id, draft_id=draft.id)
         return ledger.draft(draft.id)
+
+    def _cancel(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
+        draft = self.ledger.draft(draft_id)
+        if draft.state == DraftState.CREATING and not self.dry_run:
+            # An interrupted create may have reached the mailbox: take back that copy too,
+            # unless the user already changed it.
+            provider_id = self.mailbox.find_draft(draft.message_id)
+            if provider_id is not None:
+                ours = self._render(draft, interviews[draft.interview_id])
+                seen = self.mailbox.observe(provider_id, draft.message_id)
+                if seen.presence == Presence.PRESENT and seen.content_hash != ours.content_hash:
+                    with self.ledger.transaction():
+                        self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
+                                                 state=DraftState.USER_EDITED)
+                        self.decide("draft edited by you",
+                                    f"kept the interrupted draft to {draft.recipient.email}: "
+                                    "you changed it", draft_id=draft.id)
+                    return
+                if seen.presence == Presence.PRESENT:
+                    self.mailbox.retract(seen.provider_id or provider_id)
+        with self.ledger.transaction():
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.CANCELLED)
+            self.decide("draft cancelled", reason, draft_id=draft.id)
 
     def _update(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
         draft = self.ledger.draft(draft_id)
