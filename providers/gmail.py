@@ -547,8 +547,9 @@ class GmailMailbox:
         if draft is not None:
             msg = self._parse(draft)
             recipients = [a for _, a in email.utils.getaddresses(msg.get_all("To", []))]
-            fingerprint = compose.fingerprint(str(msg.get("Subject", "")), recipients, _text(msg))
-            return Observation(Presence.PRESENT, fingerprint, _provider_id(draft))
+            body = _text(msg)
+            fingerprint = compose.fingerprint(str(msg.get("Subject", "")), recipients, body)
+            return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body)
         # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
         if gmail_id:
             sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
