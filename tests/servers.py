@@ -7,6 +7,7 @@ start it again on the same port with the same mail (fault injection).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -57,10 +58,8 @@ def _tail(path: Path) -> str:
 def _stop_group(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None or proc.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=10)
 
 
@@ -84,6 +83,7 @@ protocols = imap
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
@@ -103,7 +103,7 @@ service anvil {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
+  args = scheme=PLAIN username_format=%u {dir}/users/%u
 }}
 userdb {{
   driver = static
@@ -157,7 +157,7 @@ class Dovecot:
         server.conf.write_text(
             _DOVECOT_CONF.format(dir=root, port=server.port, uid=MAIL_UID), encoding="utf-8"
         )
-        (root / "users").write_text("", encoding="utf-8")
+        (root / "users").mkdir()
         server.add_user("jordan@example.org")
         return server
 
@@ -194,9 +194,9 @@ class Dovecot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def add_user(self, user: str, password: str = PASSWORD) -> str:
-        # Dovecot re-reads a passwd-file when it changes: no restart needed.
-        with open(self.dir / "users", "a", encoding="utf-8") as fh:
-            fh.write(f"{user}:{{PLAIN}}{password}::::::\n")
+        # One passwd-file per user: Dovecot notices a changed file only by its mtime (seconds),
+        # so users added within one second to a shared file would be missed.
+        (self.dir / "users" / user).write_text(f"{user}:{{PLAIN}}{password}::::::\n")
         self.users[user] = password
         return user
 

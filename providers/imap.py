@@ -1,0 +1,765 @@
+"""Any IMAP mailbox (Dovecot, Fastmail, Gmail over IMAP, Exchange, ...) as a mailbridge `Mailbox`.
+
+What maps to what:
+
+- a draft is a message APPENDed to the Drafts folder with the flags ``\\Draft`` and ``\\Seen``;
+  its provider id is ``"UIDVALIDITY:UID"`` of that folder (from APPENDUID, else found again by
+  ``SEARCH HEADER Message-ID``). Drafts, Sent and Trash are found by SPECIAL-USE (RFC 6154),
+  then by common and localized names, unless the settings name them.
+- ``observe``: the UID still there -> PRESENT with the fingerprint of what the server holds now;
+  the Message-ID elsewhere in Drafts (the user's client re-saved it) -> PRESENT with the new id;
+  the Message-ID in Sent, or (for a draft this process has seen) a message in Sent to the same
+  recipient in the same thread -> SENT; else GONE.
+- ``update_draft`` APPENDs the new draft, then removes exactly the old UID.
+- ``retract`` MOVEs that one UID to Trash (or COPY + ``\\Deleted`` + ``UID EXPUNGE`` of that
+  UID). A plain EXPUNGE, which would also remove whatever else the user had flagged, is never
+  issued.
+- ``messages``: headers only (``BODY.PEEK[HEADER]``) plus the first 600 bytes of the first text
+  part, from the inbox and Sent. The cursor is JSON: per folder its UIDVALIDITY, UIDNEXT and
+  (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
+  UIDVALIDITY change) asks the server for ``SEARCH SINCE <date>``: the mailbox is never
+  downloaded.
+- ``watch`` (push): IDLE on the inbox in its own connection, renewed every 24 minutes, NOOP
+  polling every 60 s on servers without IDLE, reconnecting with backoff and jitter.
+
+Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
+selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import getpass
+import ipaddress
+import json
+import random
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
+
+from mailbridge import compose, mailparse, secrets
+from mailbridge.adapters import AuthError, FolderMissing, ProviderError
+from mailbridge.model import (
+    DraftMessage,
+    Folder,
+    MailHeaders,
+    MessageBatch,
+    Observation,
+    Presence,
+)
+from mailbridge.settings import AccountSettings, ImapSettings
+
+DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
+EXCERPT_BYTES = 600
+FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
+IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
+POLL_INTERVAL = 60  # seconds, NOOP polling where IDLE is missing
+STALE_AFTER = 60  # seconds unused before a cached connection is checked with NOOP
+
+DRAFTS_NAMES = (
+    "Drafts", "Draft", "[Gmail]/Drafts", "[Google Mail]/Drafts", "Brouillons", "Entwürfe",
+    "Borradores", "Bozze", "Concepten", "Rascunhos", "Utkast", "Kladder", "Luonnokset",
+    "Szkice", "Черновики",
+)  # fmt: skip
+SENT_NAMES = (
+    "Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail",
+    "[Google Mail]/Sent Mail", "Gesendet", "Gesendete Objekte", "Gesendete Elemente",
+    "Envoyés", "Éléments envoyés", "Messages envoyés", "Enviados", "Elementos enviados",
+    "Posta inviata", "Inviata", "Verzonden", "Verzonden items", "Skickat", "Отправленные",
+)  # fmt: skip
+TRASH_NAMES = (
+    "Trash", "Deleted Items", "Deleted Messages", "Bin", "[Gmail]/Trash", "[Gmail]/Bin",
+    "[Google Mail]/Trash", "Papierkorb", "Gelöschte Elemente", "Corbeille",
+    "Éléments supprimés", "Papelera", "Elementos eliminados", "Cestino", "Prullenbak",
+    "Verwijderde items", "Papperskorgen", "Корзина",
+)  # fmt: skip
+
+
+# --- pure helpers ----------------------------------------------------------------------
+
+
+def pick_folder(
+    listing: Sequence[tuple[Sequence[bytes], str]],
+    special_use: bytes,
+    names: Sequence[str],
+    override: str | None = None,
+) -> str | None:
+    """The folder for one role: the configured one, else SPECIAL-USE, else a well-known name.
+
+    ``listing`` is (flags, name) per folder as LIST reports it. Names match case-insensitively,
+    also below a personal namespace prefix ("INBOX.Drafts", "INBOX/Sent Items").
+    """
+    present = [name for _, name in listing]
+    if override:
+        return override if override in present else None
+    for flags, name in listing:
+        if special_use.lower() in (f.lower() for f in flags):
+            return name
+    lowered = {name.lower(): name for name in present}
+    for wanted in names:
+        for prefix in ("", "inbox.", "inbox/"):
+            found = lowered.get(prefix + wanted.lower())
+            if found:
+                return found
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_provider_id(provider_id: str) -> tuple[int, int]:
+    try:
+        validity, uid = provider_id.split(":", 1)
+        return int(validity), int(uid)
+    except ValueError:
+        raise ProviderError(f"not an IMAP draft id: {provider_id!r}") from None
+
+
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+
+
+def appenduid(response: bytes | str) -> tuple[int, int] | None:
+    """(UIDVALIDITY, UID) from an APPEND response with UIDPLUS (RFC 4315), else None."""
+    raw = response.encode() if isinstance(response, str) else response
+    match = _APPENDUID.search(raw)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class FolderState:
+    uidvalidity: int
+    uidnext: int
+    modseq: int = 0
+
+
+def load_cursor(cursor: str | None) -> dict[str, FolderState]:
+    """Per-folder state from a cursor; an unreadable cursor counts as none (safe resync)."""
+    if not cursor:
+        return {}
+    try:
+        data = json.loads(cursor)
+        return {
+            name: FolderState(int(s["uidvalidity"]), int(s["uidnext"]), int(s.get("modseq", 0)))
+            for name, s in data["folders"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def dump_cursor(states: dict[str, FolderState]) -> str:
+    folders = {
+        name: {"uidvalidity": s.uidvalidity, "uidnext": s.uidnext, "modseq": s.modseq}
+        for name, s in sorted(states.items())
+    }
+    return json.dumps({"v": 1, "folders": folders}, sort_keys=True)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return "" if value is None else str(value)
+
+
+def first_text_part(structure: Any, path: str = "") -> tuple[str, str, str, str] | None:
+    """(part number, content type, charset, transfer encoding) of the first text part.
+
+    Walks an imapclient BODYSTRUCTURE depth-first, preferring text/plain over text/html and
+    skipping attachments. None when there is no text part.
+    """
+    plain: tuple[str, str, str, str] | None = None
+    rich: tuple[str, str, str, str] | None = None
+    for number, part in _leaves(structure, path):
+        ctype = f"{_text(part[0])}/{_text(part[1])}".lower()
+        if ctype not in ("text/plain", "text/html") or _is_attachment(part):
+            continue
+        params = part[2] if isinstance(part[2], (tuple, list)) else ()
+        charset = "utf-8"
+        for key, value in zip(params[::2], params[1::2], strict=False):
+            if _text(key).lower() == "charset":
+                charset = _text(value)
+        found = (number, ctype, charset, _text(part[5]).lower() or "7bit")
+        if ctype == "text/plain":
+            plain = plain or found
+            break
+        rich = rich or found
+    return plain or rich
+
+
+def part_types(structure: Any) -> str:
+    types: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node[0], list):
+            kind = f"multipart/{_text(node[1]).lower()}"
+            if kind not in types:
+                types.append(kind)
+            for child in node[0]:
+                walk(child)
+        else:
+            kind = f"{_text(node[0])}/{_text(node[1])}".lower()
+            if kind not in types:
+                types.append(kind)
+
+    with suppress(IndexError, TypeError):
+        walk(structure)
+    return ", ".join(types[:50])
+
+
+def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node[0], list):  # multipart: ([children], subtype, ...)
+        for index, child in enumerate(node[0], start=1):
+            yield from _leaves(child, f"{path}.{index}" if path else str(index))
+    else:  # a single-part message's body is part 1
+        yield (path or "1"), node
+
+
+def _is_attachment(part: Any) -> bool:
+    # Extension data of a single part: [7..] md5?, disposition, language, location.
+    for item in part[7:]:
+        if isinstance(item, tuple) and item and _text(item[0]).lower() == "attachment":
+            return True
+    return False
+
+
+def excerpt_from_part(chunk: bytes, ctype: str, charset: str, encoding: str) -> str:
+    """The text of the start of one MIME part, decoded as mailparse decodes whole messages."""
+    if encoding == "base64":  # a cut base64 run decodes only in whole quanta
+        compact = b"".join(chunk.split())
+        chunk = compact[: len(compact) - len(compact) % 4]
+    head = (
+        f'Content-Type: {ctype}; charset="{charset}"\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode("ascii", "replace")
+    msg = email.message_from_bytes(head + chunk, policy=email.policy.default)
+    return mailparse.text_excerpt(msg, EXCERPT_BYTES)
+
+
+def draft_fingerprint(raw: bytes) -> str:
+    """compose.fingerprint of a stored message: its subject, To addresses and text body."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    subject = str(msg.get("subject", "") or "")
+    to: list[str] = []
+    for value in msg.get_all("to", []) or []:
+        to.extend(a.addr_spec for a in getattr(value, "addresses", ()))
+    body_part = msg.get_body(preferencelist=("plain",))
+    body = ""
+    if body_part is not None:
+        try:
+            body = str(body_part.get_content())
+        except (LookupError, ValueError):
+            body = ""
+    return compose.fingerprint(subject, to, body)
+
+
+def _recipients_and_thread(raw: bytes) -> tuple[frozenset[str], frozenset[str]]:
+    headers = mailparse.headers_from_bytes(raw, folder=Folder.SENT, provider_id="", excerpt_chars=0)
+    recipients = frozenset(p.email.lower() for p in (*headers.to, *headers.cc))
+    thread = frozenset(x for x in (headers.in_reply_to, *headers.references) if x)
+    return recipients, thread
+
+
+# --- connection ------------------------------------------------------------------------
+
+
+def _settings(account: AccountSettings) -> ImapSettings:
+    if account.imap is None:
+        raise ProviderError(f"account {account.name!r}: provider is imap but [imap] is not set")
+    return account.imap
+
+
+def connect(account: AccountSettings, *, password: str | None = None) -> IMAPClient:
+    """A logged-in connection, with certificate checks and a timeout on every command."""
+    imap = _settings(account)
+    where = f"account {account.name!r}: IMAP server {imap.host}"
+    if imap.security not in ("tls", "starttls", "plain"):
+        raise ProviderError(f"{where}: security must be tls, starttls or plain")
+    if imap.security == "plain" and not is_loopback(imap.host):
+        raise ProviderError(
+            f'{where}: security = "plain" sends the password unencrypted and is only allowed '
+            "to this machine (127.0.0.1); use tls or starttls"
+        )
+    port = imap.port or (993 if imap.security == "tls" else 143)
+    context = ssl.create_default_context()
+    timeout = SocketTimeout(connect=min(imap.timeout, 30.0), read=imap.timeout)
+    try:
+        client = IMAPClient(
+            imap.host,
+            port=port,
+            ssl=imap.security == "tls",
+            ssl_context=context if imap.security == "tls" else None,
+            timeout=timeout,
+        )
+        if imap.security == "starttls":
+            client.starttls(context)
+    except (OSError, IMAPClientError) as exc:
+        raise ProviderError(f"{where} port {port}: cannot connect ({_why(exc)})") from None
+    username = imap.username or account.address
+    try:
+        if imap.oauth2_token_command:
+            token = secrets.run_command(imap.oauth2_token_command, what=f"account {account.name!r}")
+            client.oauth2_login(username, token)
+        else:
+            secret = password or secrets.require(account.name, "imap", imap.password_command)
+            client.login(username, secret)
+    except LoginError:
+        _quietly_close(client)
+        raise AuthError(
+            f"{where} refused the login of {username!r}; check the user name and run "
+            f"`mailbridge auth {account.name}` (or fix password_command)"
+        ) from None
+    except (OSError, IMAPClientError) as exc:
+        _quietly_close(client)
+        raise ProviderError(f"{where}: login failed ({_why(exc)})") from None
+    return client
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _quietly_close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - already broken; nothing to report
+        with suppress(Exception):
+            client.shutdown()
+
+
+def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
+    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, keep it in the keyring."""
+    imap = _settings(account)
+    if imap.oauth2_token_command or imap.password_command:
+        _quietly_close(connect(account))
+        source = "oauth2_token_command" if imap.oauth2_token_command else "password_command"
+        return f"account {account.name!r}: logged in to {imap.host} with {source}; nothing stored"
+    password = getpass.getpass(f"IMAP password for {imap.username or account.address}: ")
+    if not password:
+        raise AuthError(f"account {account.name!r}: no password given; nothing stored")
+    _quietly_close(connect(account, password=password))
+    secrets.store(account.name, "imap", password)
+    return f"account {account.name!r}: logged in to {imap.host}; password stored in the keyring"
+
+
+# --- the mailbox -----------------------------------------------------------------------
+
+
+class ImapMailbox:
+    def __init__(
+        self, account: AccountSettings, *, connector: Callable[[], IMAPClient] | None = None
+    ) -> None:
+        self.account = account
+        self.settings = _settings(account)
+        self._connector = connector or (lambda: connect(account))
+        self._client: IMAPClient | None = None
+        self._last_used = 0.0
+        self._folders: dict[str, str | None] | None = None
+        # What this process knows of its drafts (recipients, thread), to recognise a sent copy
+        # that got a new Message-ID from the user's mail program.
+        self._seen: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+
+    # connection and errors
+
+    @contextmanager
+    def _session(self, what: str) -> Iterator[IMAPClient]:
+        """A live connection for one operation; a broken one is dropped and reported."""
+        try:
+            client = self._live_client()
+            yield client
+            self._last_used = time.monotonic()
+        except (ProviderError, AuthError):
+            raise
+        except (TimeoutError, OSError, IMAPClientAbortError) as exc:
+            self._drop()
+            raise ProviderError(
+                f"account {self.account.name!r}: IMAP {what} failed, connection lost "
+                f"({_why(exc)}); will retry"
+            ) from None
+        except IMAPClientError as exc:
+            raise ProviderError(
+                f"account {self.account.name!r}: IMAP {what} failed ({_why(exc)})"
+            ) from None
+
+    def _live_client(self) -> IMAPClient:
+        if self._client is not None and time.monotonic() - self._last_used > STALE_AFTER:
+            try:
+                self._client.noop()
+            except (OSError, IMAPClientError):
+                self._drop()
+        if self._client is None:
+            self._client = self._connector()
+            self._last_used = time.monotonic()
+        return self._client
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with suppress(Exception):  # the socket is already gone
+                client.shutdown()
+
+    def close(self) -> None:
+        if self._client is not None:
+            _quietly_close(self._client)
+            self._client = None
+
+    # folders
+
+    def _folder(self, client: IMAPClient, role: str) -> str | None:
+        if self._folders is None:
+            listing = [(flags, name) for flags, _sep, name in client.list_folders()]
+            s = self.settings
+            self._folders = {
+                "drafts": pick_folder(listing, DRAFTS, DRAFTS_NAMES, s.drafts_folder),
+                "sent": pick_folder(listing, SENT, SENT_NAMES, s.sent_folder),
+                "trash": pick_folder(listing, TRASH, TRASH_NAMES, s.trash_folder),
+            }
+        return self._folders[role]
+
+    def _drafts(self, client: IMAPClient) -> str:
+        name = self._folder(client, "drafts")
+        if name is None:
+            self._folders = None  # look again next time
+            wanted = self.settings.drafts_folder or "a Drafts folder"
+            raise FolderMissing(
+                f"account {self.account.name!r}: {wanted} is not on the IMAP server; "
+                "create it in your mail program or set imap.drafts_folder"
+            )
+        return name
+
+    def _select(self, client: IMAPClient, folder: str, *, readonly: bool) -> int:
+        info = client.select_folder(folder, readonly=readonly)
+        return int(info[b"UIDVALIDITY"])
+
+    # drafts
+
+    def create_draft(self, draft: DraftMessage) -> str:
+        with self._session("APPEND to Drafts") as client:
+            drafts = self._drafts(client)
+            response = client.append(drafts, draft.raw, flags=DRAFT_FLAGS)
+            self._remember(draft.raw, draft.message_id)
+            ids = appenduid(response)
+            if ids is not None:
+                return f"{ids[0]}:{ids[1]}"
+        found = self.find_draft(draft.message_id)
+        if found is None:
+            raise ProviderError(
+                f"account {self.account.name!r}: the draft was stored but cannot be found again"
+            )
+        return found
+
+    def find_draft(self, message_id: str) -> str | None:
+        with self._session("SEARCH in Drafts") as client:
+            drafts = self._drafts(client)
+            validity = self._select(client, drafts, readonly=True)
+            uids = self._uids_with_message_id(client, message_id)
+            return f"{validity}:{max(uids)}" if uids else None
+
+    def _uids_with_message_id(self, client: IMAPClient, message_id: str) -> list[int]:
+        """UIDs in the selected folder whose Message-ID is exactly ``message_id``."""
+        if not message_id:
+            return []
+        candidates = client.search(["HEADER", "Message-ID", message_id])
+        if not candidates:
+            return []
+        # SEARCH HEADER is a substring match: confirm the whole value.
+        fetched = client.fetch(candidates, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "FLAGS"])
+        found = []
+        for uid, data in fetched.items():
+            if b"\\Deleted" in data.get(b"FLAGS", ()):
+                continue
+            raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+            parsed = mailparse.headers_from_bytes(
+                raw or b"", folder=Folder.INBOX, provider_id="", excerpt_chars=0
+            )
+            if parsed.message_id == message_id.strip():
+                found.append(int(uid))
+        return found
+
+    def observe(self, provider_id: str, message_id: str) -> Observation:
+        validity, uid = parse_provider_id(provider_id)
+        with self._session("observe a draft") as client:
+            drafts = self._drafts(client)
+            current = self._select(client, drafts, readonly=True)
+            if current == validity:
+                raw = self._fetch_whole(client, uid)
+                if raw is not None:
+                    self._remember(raw, message_id)
+                    return Observation(Presence.PRESENT, content_hash=draft_fingerprint(raw))
+            uids = self._uids_with_message_id(client, message_id)
+            if uids:
+                raw = self._fetch_whole(client, max(uids))
+                if raw is not None:
+                    self._remember(raw, message_id)
+                    return Observation(
+                        Presence.PRESENT,
+                        content_hash=draft_fingerprint(raw),
+                        provider_id=f"{current}:{max(uids)}",
+                    )
+            if self._sent_copy(client, message_id):
+                return Observation(Presence.SENT)
+            return Observation(Presence.GONE)
+
+    def _fetch_whole(self, client: IMAPClient, uid: int) -> bytes | None:
+        data = client.fetch([uid], ["BODY.PEEK[]", "FLAGS"]).get(uid)
+        if not data or b"\\Deleted" in data.get(b"FLAGS", ()):
+            return None
+        raw = data.get(b"BODY[]")
+        return bytes(raw) if raw is not None else None
+
+    def _remember(self, raw: bytes, message_id: str) -> None:
+        self._seen[message_id] = _recipients_and_thread(raw)
+
+    def _sent_copy(self, client: IMAPClient, message_id: str) -> bool:
+        sent = self._folder(client, "sent")
+        if sent is None:
+            return False
+        self._select(client, sent, readonly=True)
+        if self._uids_with_message_id(client, message_id):
+            return True
+        recipients, thread = self._seen.get(message_id, (frozenset(), frozenset()))
+        if not recipients or not thread:
+            return False
+        # The user's program may give the sent message a Message-ID of its own: then a message
+        # in Sent to the same recipient, in the same thread, is this draft sent.
+        for reference in sorted(thread):
+            uids = client.search(["OR", "HEADER", "In-Reply-To", reference,
+                                  "HEADER", "References", reference])  # fmt: skip
+            if not uids:
+                continue
+            fetched = client.fetch(uids, ["BODY.PEEK[HEADER]"])
+            for data in fetched.values():
+                theirs, their_thread = _recipients_and_thread(bytes(data[b"BODY[HEADER]"]))
+                if theirs & recipients and their_thread & thread:
+                    return True
+        return False
+
+    def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
+        new_id = self.create_draft(draft)
+        validity, uid = parse_provider_id(provider_id)
+        with self._session("remove the replaced draft") as client:
+            drafts = self._drafts(client)
+            if self._select(client, drafts, readonly=False) == validity:
+                self._remove_uid(client, uid)
+        return new_id
+
+    def retract(self, provider_id: str) -> None:
+        validity, uid = parse_provider_id(provider_id)
+        with self._session("move a draft to Trash") as client:
+            drafts = self._drafts(client)
+            if self._select(client, drafts, readonly=False) != validity:
+                raise ProviderError(
+                    f"account {self.account.name!r}: Drafts was renumbered (UIDVALIDITY "
+                    "changed); observe the draft again before removing it"
+                )
+            if not client.search(["UID", str(uid)]):
+                return  # already gone: retracting twice is harmless
+            trash = self._folder(client, "trash")
+            if trash is not None and trash != self._folders_drafts_name():
+                if client.has_capability("MOVE"):
+                    client.move([uid], trash)
+                    return
+                client.copy([uid], trash)
+            self._remove_uid(client, uid)
+
+    def _folders_drafts_name(self) -> str | None:
+        return (self._folders or {}).get("drafts")
+
+    def _remove_uid(self, client: IMAPClient, uid: int) -> None:
+        """Delete exactly one UID; without UIDPLUS it stays flagged \\Deleted (never EXPUNGE)."""
+        client.add_flags([uid], [b"\\Deleted"], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge([uid])
+
+    # reading mail
+
+    def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
+        states = load_cursor(cursor)
+        found: list[MailHeaders] = []
+        with self._session("read new mail") as client:
+            roles: list[tuple[Folder, str]] = [(Folder.INBOX, self.settings.inbox_folder)]
+            sent = self._folder(client, "sent")
+            if sent is not None:
+                roles.append((Folder.SENT, sent))
+            for folder, name in roles:
+                state, headers = self._new_in(client, name, folder, states.get(name), since)
+                states[name] = state
+                found.extend(headers)
+        return MessageBatch(messages=tuple(found), cursor=dump_cursor(states))
+
+    def _new_in(
+        self,
+        client: IMAPClient,
+        name: str,
+        folder: Folder,
+        known: FolderState | None,
+        since: datetime,
+    ) -> tuple[FolderState, list[MailHeaders]]:
+        condstore = client.has_capability("CONDSTORE")
+        what = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if condstore else [])
+        status = client.folder_status(name, what)
+        now = FolderState(
+            int(status[b"UIDVALIDITY"]),
+            int(status[b"UIDNEXT"]),
+            int(status.get(b"HIGHESTMODSEQ", 0)),
+        )
+        if known is not None and known.uidvalidity == now.uidvalidity:
+            if known.uidnext == now.uidnext:
+                return now, []  # nothing new: one STATUS, no SELECT
+            self._select(client, name, readonly=True)
+            uids = [u for u in client.search(["UID", f"{known.uidnext}:*"]) if u >= known.uidnext]
+        else:
+            # First pass or renumbered folder: the server finds what is recent. A day of slack
+            # because SINCE compares dates in the server's time zone.
+            self._select(client, name, readonly=True)
+            uids = client.search(["SINCE", (since - timedelta(days=1)).date()])
+        headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
+        next_uid = max([now.uidnext, *(u + 1 for u in uids)])
+        return replace(now, uidnext=next_uid), headers
+
+    def _headers(
+        self, client: IMAPClient, uids: list[int], folder: Folder, validity: int
+    ) -> list[MailHeaders]:
+        result: list[MailHeaders] = []
+        for start in range(0, len(uids), FETCH_CHUNK):
+            chunk = uids[start : start + FETCH_CHUNK]
+            fetched = client.fetch(chunk, ["BODY.PEEK[HEADER]", "BODYSTRUCTURE"])
+            texts = self._excerpts(client, fetched)
+            for uid in chunk:
+                data = fetched.get(uid)
+                if data is None:  # expunged meanwhile
+                    continue
+                parsed = mailparse.headers_from_bytes(
+                    bytes(data.get(b"BODY[HEADER]") or b""),
+                    folder=folder,
+                    provider_id=f"{validity}:{uid}",
+                    excerpt_chars=0,
+                )
+                kinds = part_types(data.get(b"BODYSTRUCTURE"))
+                extra = ((mailparse.PART_TYPES_HEADER, kinds),) if kinds else ()
+                kept = tuple(h for h in parsed.headers if h[0] != mailparse.PART_TYPES_HEADER)
+                result.append(replace(parsed, headers=kept + extra, excerpt=texts.get(uid, "")))
+        return result
+
+    def _excerpts(self, client: IMAPClient, fetched: dict[int, Any]) -> dict[int, str]:
+        """The start of each message's first text part: one FETCH per distinct part number."""
+        wanted: dict[str, list[int]] = {}
+        described: dict[int, tuple[str, str, str, str]] = {}
+        for uid, data in fetched.items():
+            structure = data.get(b"BODYSTRUCTURE")
+            part = first_text_part(structure) if structure else None
+            if part is not None:
+                described[uid] = part
+                wanted.setdefault(part[0], []).append(uid)
+        texts: dict[int, str] = {}
+        for number, uids in wanted.items():
+            item = f"BODY.PEEK[{number}]<0.{EXCERPT_BYTES}>"
+            for uid, data in client.fetch(uids, [item]).items():
+                chunk = next((v for k, v in data.items() if k.startswith(b"BODY[")), None)
+                if chunk and uid in described:
+                    _, ctype, charset, encoding = described[uid]
+                    texts[uid] = excerpt_from_part(bytes(chunk), ctype, charset, encoding)
+        return texts
+
+
+def open_mailbox(account: AccountSettings) -> ImapMailbox:
+    return ImapMailbox(account)
+
+
+# --- push ------------------------------------------------------------------------------
+
+
+def watch(
+    account: AccountSettings,
+    on_change: Callable[[], None],
+    stop: threading.Event,
+    *,
+    connector: Callable[[], IMAPClient] | None = None,
+) -> None:
+    """Call ``on_change()`` when mail arrives in the inbox, until ``stop`` is set.
+
+    IDLE in a connection of its own, renewed every 24 minutes and after any error; NOOP every
+    60 s where the server has no IDLE. After a reconnect ``on_change()`` is called once, since
+    mail may have arrived while the connection was down (the cursor of ``messages`` finds it).
+    """
+    imap = _settings(account)
+    make = connector or (lambda: connect(account))
+    failures = 0
+    first = True
+    while not stop.is_set():
+        client: IMAPClient | None = None
+        try:
+            client = make()
+            client.select_folder(imap.inbox_folder, readonly=True)
+            if not first:
+                on_change()
+            first = False
+            failures = 0
+            if imap.idle and client.has_capability("IDLE"):
+                _idle_loop(client, on_change, stop)
+            else:
+                _poll_loop(client, on_change, stop)
+        except AuthError:
+            failures = max(failures, 6)  # wrong credentials: do not hammer the server
+            failures += 1
+        except (ProviderError, OSError, IMAPClientError):
+            failures += 1
+        finally:
+            if client is not None:
+                _quietly_close(client)
+        if not stop.is_set() and failures:
+            stop.wait(backoff(failures))
+
+
+def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter: a fleet of clients does not reconnect in step."""
+    return random.uniform(base / 2, min(cap, base * 2 ** min(failures, 20)))
+
+
+def _arrived(responses: Sequence[Any]) -> bool:
+    return any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+
+
+def _idle_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.is_set():
+        client.idle()
+        started = time.monotonic()
+        changed = False
+        quick_empty = 0
+        while not stop.is_set() and time.monotonic() - started < IDLE_RENEW:
+            asked = time.monotonic()
+            responses = client.idle_check(timeout=1)
+            if _arrived(responses):
+                changed = True
+                break
+            # imapclient swallows EOF in idle_check: a closed socket shows up as "readable, but
+            # nothing in it" again and again, long before the one-second timeout.
+            quick_empty = quick_empty + 1 if not responses and time.monotonic() - asked < 0.5 else 0
+            if quick_empty >= 3:
+                raise ProviderError("the IMAP server closed the IDLE connection")
+        client.idle_done()
+        if changed:
+            on_change()
+
+
+def _poll_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.wait(POLL_INTERVAL):
+        _, responses = client.noop()
+        if _arrived(responses):
+            on_change()
