@@ -284,9 +284,11 @@ class _Graph:
             if resp.status_code == 401 and not refreshed:
                 refreshed = True  # a token revoked early: one forced refresh, then AuthError
                 continue
-            if resp.status_code in _RETRY_STATUS and attempt < self._retry.attempts:
+            if resp.status_code in _RETRY_STATUS:
                 wait = _retry_after(resp.headers.get("Retry-After"))
-                if wait is not None and wait > self._retry.max_retry_after:
+                if attempt == self._retry.attempts or (
+                    wait is not None and wait > self._retry.max_retry_after
+                ):
                     break
                 self._retry.sleep(wait if wait is not None else self._backoff(attempt))
                 continue
@@ -668,7 +670,7 @@ class OutlookMailbox:
         recipients = [p.email for p in (_person(r) for r in msg.get("toRecipients") or ()) if p]
         body = (msg.get("body") or {}).get("content") or ""
         digest = fingerprint(msg.get("subject") or "", recipients, body)
-        return Observation(Presence.PRESENT, digest, provider_id)
+        return Observation(Presence.PRESENT, digest, provider_id, body)
 
     def _if_match(self, provider_id: str) -> dict[str, str]:
         # The changeKey seen by observe(): Graph refuses the write (412) if the user has
@@ -678,7 +680,7 @@ class OutlookMailbox:
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         try:
-            self._graph.call(
+            updated = self._graph.call(
                 "PATCH",
                 f"/me/messages/{provider_id}",
                 body=self._body(draft),
@@ -690,6 +692,8 @@ class OutlookMailbox:
                     f"account {self._account.name!r}: the draft changed while we updated it"
                 ) from None
             raise
+        if provider_id in self._change_keys:  # our own write is not the user's edit
+            self._change_keys[provider_id] = str(updated.get("changeKey", ""))
         return provider_id
 
     def retract(self, provider_id: str) -> None:
@@ -704,6 +708,7 @@ class OutlookMailbox:
                 ) from None
             if exc.status != 404:  # already gone: nothing left to take back
                 raise
+        self._change_keys.pop(provider_id, None)
 
     def close(self) -> None:
         self._graph.close()

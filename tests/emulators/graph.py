@@ -209,6 +209,7 @@ class GraphEmulator:
         self._access: dict[str, tuple[float, frozenset[str]]] = {}
         self._refresh: set[str] = set()
         self._device: dict[str, int] = {}
+        self._device_scopes: dict[str, str] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self._event_seq: dict[str, int] = {}
         self._event_gone: dict[str, int] = {}
@@ -248,7 +249,9 @@ class GraphEmulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -952,6 +955,7 @@ class GraphEmulator:
             self.token_requests.append(form)
             code = secrets.token_urlsafe(16)
             self._device[code] = 0
+            self._device_scopes[code] = form.get("scope", "")
             return (
                 200,
                 {},
@@ -988,6 +992,7 @@ class GraphEmulator:
                     {"error": "authorization_pending", "error_description": "AADSTS70016"},
                 )
             del self._device[form["device_code"]]
+            form = {**form, "scope": self._device_scopes.pop(form["device_code"])}
         elif grant == "refresh_token":
             if (
                 self.refresh_mode == "invalid_grant"
