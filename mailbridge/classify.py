@@ -170,7 +170,7 @@ def _own(f: _Facts) -> Classification | None:
         return Classification(MessageKind.OWN, "own: in the Sent folder")
     if _is_own(f.message.sender.email, f.own):
         return Classification(
-            MessageKind.OWN, f"own: from the user's address {f.message.sender.email}"
+            MessageKind.OWN, f"own: from the user's own address {f.message.sender.email}"
         )
     return None
 

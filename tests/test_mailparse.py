@@ -180,18 +180,35 @@ def test_broken_sample_parses_to_what_can_be_read() -> None:
             "Re: long subject folded over lines",
             id="folded-subject",
         ),
-        pytest.param("Date: Tue, 2 Dec 2025 12:00:00 -0000\n\n", "date",
-                     datetime(2025, 12, 2, 12, tzinfo=UTC), id="date-unknown-zone-as-utc"),
-        pytest.param("Date: Tue, 2 Dec 2025 04:00:00 -0800 (PST)\n\n", "date",
-                     datetime(2025, 12, 2, 12, tzinfo=UTC), id="date-converted-to-utc"),
+        pytest.param(
+            "Date: Tue, 2 Dec 2025 12:00:00 -0000\n\n",
+            "date",
+            datetime(2025, 12, 2, 12, tzinfo=UTC),
+            id="date-unknown-zone-as-utc",
+        ),
+        pytest.param(
+            "Date: Tue, 2 Dec 2025 04:00:00 -0800 (PST)\n\n",
+            "date",
+            datetime(2025, 12, 2, 12, tzinfo=UTC),
+            id="date-converted-to-utc",
+        ),
         pytest.param("Date: yesterday-ish\n\n", "date", None, id="date-unparsable"),
-        pytest.param("Date: Tue, 2 Dec 99999 12:00:00 +0000\n\n", "date", None,
-                     id="date-year-out-of-range"),
+        pytest.param(
+            "Date: Tue, 2 Dec 99999 12:00:00 +0000\n\n", "date", None, id="date-year-out-of-range"
+        ),
         pytest.param("Subject: x\n\n", "date", None, id="date-missing"),
-        pytest.param("Message-ID: \n  <abc@x.example>  \n\n", "message_id", "<abc@x.example>",
-                     id="message-id-whitespace"),
-        pytest.param("Message-ID: abc@x.example\n\n", "message_id", "abc@x.example",
-                     id="message-id-without-brackets"),
+        pytest.param(
+            "Message-ID: \n  <abc@x.example>  \n\n",
+            "message_id",
+            "<abc@x.example>",
+            id="message-id-whitespace",
+        ),
+        pytest.param(
+            "Message-ID: abc@x.example\n\n",
+            "message_id",
+            "abc@x.example",
+            id="message-id-without-brackets",
+        ),
         pytest.param(
             "In-Reply-To: <m1@x.example> (Jane Doe's message of Tue)\n\n",
             "in_reply_to",
@@ -211,7 +228,10 @@ def test_broken_sample_parses_to_what_can_be_read() -> None:
             id="recipients-lowercased-junk-dropped",
         ),
         pytest.param(
-            "To: undisclosed-recipients:;\n\n", "to", (), id="empty-group",
+            "To: undisclosed-recipients:;\n\n",
+            "to",
+            (),
+            id="empty-group",
         ),
     ],
 )
@@ -332,8 +352,21 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 
 _HEADER_LINE = st.tuples(
     st.sampled_from(
-        ["From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
-         "Content-Type", "Auto-Submitted", "List-Id", "Reply-To", "Return-Path"]
+        [
+            "From",
+            "To",
+            "Cc",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "In-Reply-To",
+            "References",
+            "Content-Type",
+            "Auto-Submitted",
+            "List-Id",
+            "Reply-To",
+            "Return-Path",
+        ]
     ),
     st.text(max_size=200),
 ).map(lambda kv: f"{kv[0]}: {kv[1]}")
