@@ -552,3 +552,60 @@ def test_the_emulator_catches_a_send_and_malformed_requests(emu):
     assert len(emu.violations) == len(cases) + 1 and len(emu.send_attempts) == 2
     emu.violations.clear()
     emu.send_attempts.clear()
+
+
+# --- the whole loop through the engine ------------------------------------------------------
+
+
+def test_whole_loop_through_reconcile(emu, tmp_path):
+    from mailbridge.engine import reconcile
+    from mailbridge.ledger import Ledger
+
+    account = sign_in(emu)
+    mailbox, calendar = open_both(emu, account)
+    ledger = Ledger.open(tmp_path / "state")
+    start = T0 - timedelta(days=1)
+    emu.add_event(
+        "Interview: Fabrikam — Staff Engineer",
+        start,
+        start + timedelta(hours=1),
+        organizer=("lee@fabrikam.example", "Lee Lead"),
+        attendees=[
+            ("lee@fabrikam.example", "Lee Lead", "required", "organizer"),
+            ("ann@fabrikam.example", "Ann Other", "required", "accepted"),
+            (emu.user, emu.user_name, "required", "accepted"),
+        ],
+    )
+
+    def run(now: datetime) -> None:
+        report = reconcile(account, ledger, now=now, mailbox=mailbox, calendar=calendar)
+        assert report.error is None, report.error
+
+    run(start + timedelta(hours=4))
+    thanks = {d["toRecipients"][0]["emailAddress"]["address"]: d for d in emu.drafts()}
+    assert set(thanks) == {"lee@fabrikam.example", "ann@fabrikam.example"}
+    for stored in thanks.values():
+        emu.user_sends(stored["id"])
+
+    later = start + timedelta(days=14)
+    run(later)
+    [follow] = emu.drafts()
+    assert [r["emailAddress"]["address"] for r in follow["toRecipients"]] == [
+        "lee@fabrikam.example"
+    ]
+    assert follow["conversationId"] == thanks["lee@fabrikam.example"]["conversationId"]
+
+    emu.deliver(
+        "lee@fabrikam.example",
+        "RE: Thank you",
+        "Thanks, we will be in touch",
+        name="Lee Lead",
+        received=later + timedelta(hours=1),
+        headers=[("In-Reply-To", thanks["lee@fabrikam.example"]["internetMessageId"])],
+    )
+    run(later + timedelta(hours=2))
+    assert emu.drafts() == []
+    assert emu.messages[follow["id"]].folder == "deleteditems"
+    run(later + timedelta(hours=3))  # idempotent: nothing more happens
+    assert emu.drafts() == [] and not emu.send_attempts
+    ledger.close()
