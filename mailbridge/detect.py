@@ -430,7 +430,7 @@ def _wordset(text: str) -> frozenset[str]:
 # around them so that "Hewlett-Packard" and "AI/ML Engineer" stay whole.
 _SEPARATORS = re.compile(
     r"\s+[-/]\s+|\s*[–—|•·]\s*|\s*<>\s*|\s*<->\s*|\s+x\s+|(?<!\d):(?!\d)|[()\[\]{}]"
-    r"|\s+(?:with|at|@|for|via|through)\s+|\s+@",
+    r"|\s+(?:with|w/|at|@|for|via|through)\s+|\s+w/|\s+@",
     re.IGNORECASE,
 )
 
