@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,7 +33,7 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
 from providers import gmail
-from tests.emulators.google import GoogleEmulator, make_raw, running
+from tests.emulators.google import GoogleEmulator, interview_event, make_raw, running
 
 ME = "jordan.lee@gmail.com"
 SEND_METHODS = {
@@ -126,39 +125,6 @@ def draft(to: str, subject: str, body: str, message_id: str, in_reply_to: str = 
         in_reply_to=in_reply_to,
         references=(in_reply_to,) if in_reply_to else (),
     )
-
-
-def interview_event(event_id: str, start: datetime, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "summary": "Interview: Staff Engineer at Acme",
-        "description": "Panel with the platform team",
-        "start": {"dateTime": start.isoformat()},
-        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-        "organizer": {"email": "maria@acme.example", "displayName": "Maria Chen"},
-        "attendees": [
-            {"email": ME, "self": True, "responseStatus": "accepted"},
-            {
-                "email": "maria@acme.example",
-                "displayName": "Maria Chen",
-                "organizer": True,
-                "responseStatus": "accepted",
-            },
-            {
-                "email": "raj@acme.example",
-                "displayName": "Raj Patel",
-                "responseStatus": "needsAction",
-            },
-            {
-                "email": "room-4@resource.calendar.google.com",
-                "displayName": "Room 4",
-                "resource": True,
-                "responseStatus": "accepted",
-            },
-            {"email": "sam@acme.example", "responseStatus": "declined"},
-        ],
-        **extra,
-    }
 
 
 # --- calendar -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -870,3 +870,39 @@ def make_raw(
         msg[key] = value
     msg.set_content(body)
     return msg.as_bytes()
+
+
+def interview_event(
+    event_id: str, start: datetime, me: str = "jordan.lee@gmail.com", **extra: Any
+) -> dict[str, Any]:
+    """A Calendar API event: an interview with an organizer, a colleague, a room, a decliner."""
+    return {
+        "id": event_id,
+        "summary": "Interview: Staff Engineer at Acme",
+        "description": "Panel with the platform team",
+        "start": {"dateTime": start.isoformat()},
+        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+        "organizer": {"email": "maria@acme.example", "displayName": "Maria Chen"},
+        "attendees": [
+            {"email": me, "self": True, "responseStatus": "accepted"},
+            {
+                "email": "maria@acme.example",
+                "displayName": "Maria Chen",
+                "organizer": True,
+                "responseStatus": "accepted",
+            },
+            {
+                "email": "raj@acme.example",
+                "displayName": "Raj Patel",
+                "responseStatus": "needsAction",
+            },
+            {
+                "email": "room-4@resource.calendar.google.com",
+                "displayName": "Room 4",
+                "resource": True,
+                "responseStatus": "accepted",
+            },
+            {"email": "sam@acme.example", "responseStatus": "declined"},
+        ],
+        **extra,
+    }
