@@ -333,6 +333,15 @@ class _Graph:
         self._session.close()
 
 
+def _load_cursor(cursor: str | None) -> Any:
+    """Our own cursor back, or None (a fresh full round) when it is not one of ours."""
+    try:
+        state = json.loads(cursor) if cursor else None
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def _expired(exc: GraphError) -> bool:
     return exc.status == 410 or exc.code.lower() in EXPIRED_SYNC_CODES
 
@@ -429,7 +438,7 @@ class OutlookCalendar:
         self._graph = graph
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
-        state = json.loads(cursor) if cursor else None
+        state = _load_cursor(cursor)
         if state:
             try:
                 return self._round(state["delta"], None, dict(state["instances"]), False)
@@ -522,7 +531,7 @@ class OutlookMailbox:
     # mail
 
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
-        links: dict[str, str] = json.loads(cursor) if cursor else {}
+        links: dict[str, str] = _load_cursor(cursor) or {}
         found: list[MailHeaders] = []
         for folder, kind in MAIL_FOLDERS.items():
             batch, links[folder] = self._folder_delta(folder, kind, links.get(folder), since)

@@ -609,3 +609,10 @@ def test_whole_loop_through_reconcile(emu, tmp_path):
     run(later + timedelta(hours=3))  # idempotent: nothing more happens
     assert emu.drafts() == [] and not emu.send_attempts
     ledger.close()
+
+
+def test_a_cursor_that_is_not_ours_starts_over(emu):
+    mailbox, calendar = open_both(emu, sign_in(emu))
+    emu.add_event("Interview", T0, T0 + timedelta(hours=1))
+    assert calendar.changes("not-json", WINDOW).complete
+    assert mailbox.messages("[]", datetime.now(UTC)).cursor
