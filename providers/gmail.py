@@ -192,14 +192,19 @@ def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
 
 
 def _retry_after(error: HttpError) -> float | None:
+    """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date), if any."""
     value = error.resp.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Api:

@@ -6,7 +6,9 @@ documents; the `emu` fixture fails a test that made a request the published API 
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -600,3 +602,48 @@ def test_whole_loop_interview_to_retracted_follow_up(
     assert emu.drafts == {}  # the follow-up was taken back
     assert "gmail.users.drafts.delete" in emu.counts
     assert not SEND_METHODS & set(emu.counts)
+
+
+def test_a_retry_after_beyond_the_limit_gives_up_at_once(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    emu.fail_next(429, 1, retry_after=3600)
+    with pytest.raises(ProviderError, match=r"HTTP 429\) after 1 attempt"):
+        mailbox.messages(None, NOW)
+
+
+def test_an_unreachable_server_is_a_provider_error(account: AccountSettings) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = gmail._service(account, "gmail", "v1", f"http://127.0.0.1:{port}")
+    slept: list[float] = []
+    api = gmail.Api(account, service, gmail.GMAIL_METHODS, attempts=3, sleep=slept.append)
+    with pytest.raises(ProviderError, match="ConnectionRefusedError.*3 attempt"):
+        gmail.GmailMailbox(account, api).messages(None, NOW)
+    # exponential backoff (1 s, then 2 s) with ±50 % jitter between the three attempts
+    assert len(slept) == 2 and 0.5 <= slept[0] <= 1.5 and 1.0 <= slept[1] <= 3.0
+
+
+def test_authenticate_without_a_browser_prints_the_url(
+    emu: GoogleEmulator,
+    keyring_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    monkeypatch.setattr("webbrowser.get", lambda using=None: pytest.fail("opened a browser"))
+    account = make_account(emu, keyring_dir)
+
+    def user() -> None:  # reads the printed URL and opens it elsewhere
+        for _ in range(200):
+            printed = capsys.readouterr().out
+            if emu.url + "/auth?" in printed:
+                url = printed[printed.index(emu.url + "/auth?") :].split()[0]
+                urllib.request.urlopen(url, timeout=10).read()
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=user, daemon=True).start()
+    assert "signed in" in gmail.authenticate(account, no_browser=True)
+    assert secrets.lookup("personal", gmail.KEYRING_PURPOSE) in emu.refresh_tokens
