@@ -1,0 +1,234 @@
+"""A CalDAV server (Fastmail, iCloud, Nextcloud, Radicale, ...) as a mailbridge `CalendarSource`.
+
+What maps to what:
+
+- ``account.calendar.url`` is a server (or principal) URL: the calendars are discovered from the
+  principal; ``calendars`` in the settings selects some by display name or URL (else all).
+- A calendar's id (``EventKey.calendar``) is its URL. Events come from ``providers.ics``'s
+  ``events_from_ics`` (recurring series expanded inside the window, keyed by original start).
+- Incremental sync is WebDAV sync-collection (RFC 6578). The cursor is JSON: per calendar URL
+  its sync token, and the UID of every object href seen (a deleted object's data is gone, only
+  its href is reported).
+- A full listing (first sync, a server without sync-collection, or a token the server rejects)
+  takes fresh tokens first, then asks for the objects in the window by a time-range REPORT, and
+  returns ``complete=True`` for every selected calendar.
+
+Removal convention: ``CalendarBatch.removed`` holds ``EventKey(calendar_url, uid, "*")``,
+meaning *every* instance of that UID in that calendar. It is reported for an object deleted on
+the server, and for a changed object that no longer has any instance inside the window. A
+changed recurring object that keeps some instances reports those instances in ``events``; an
+instance that vanished from it (a new EXDATE) is dropped at the next full listing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import caldav
+import icalendar
+from caldav.lib import error
+from caldav.lib.http_sync import requests as http
+
+from mailbridge import secrets
+from mailbridge.adapters import AuthError, ProviderError
+from mailbridge.model import CalendarBatch, Event, EventKey, Window
+from mailbridge.settings import AccountSettings
+from providers.ics import events_from_ics, feed_url
+
+log = logging.getLogger("mailbridge.caldav")
+TIMEOUT = 60  # seconds, every request
+
+
+def load_cursor(cursor: str | None) -> dict[str, dict[str, Any]]:
+    """{calendar URL: {"token": str, "hrefs": {href: uid}}}; unreadable -> {} (full listing)."""
+    try:
+        data = json.loads(cursor or "{}")
+        calendars = data.get("calendars", {}) if isinstance(data, dict) else {}
+        return {
+            str(url): {"token": str(state["token"]), "hrefs": dict(state.get("hrefs", {}))}
+            for url, state in calendars.items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def dump_cursor(states: dict[str, dict[str, Any]]) -> str:
+    return json.dumps({"v": 1, "calendars": states}, sort_keys=True)
+
+
+def uids_of(data: bytes | str) -> list[str]:
+    try:
+        calendar = icalendar.Calendar.from_ical(data)
+    except ValueError:
+        return []
+    return sorted({str(c["UID"]) for c in calendar.walk("VEVENT") if "UID" in c})
+
+
+class CalDavCalendar:
+    def __init__(self, account: AccountSettings) -> None:
+        settings = account.calendar
+        if not settings.url:
+            raise ProviderError(f"account {account.name!r}: calendar.url is not set")
+        self.account = account
+        self.url = feed_url(settings.url, account=account.name)  # http only to loopback
+        self._client: Any = None
+        self._calendars: list[Any] | None = None
+
+    # connection
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            settings = self.account.calendar
+            password = secrets.lookup(self.account.name, "caldav", settings.password_command)
+            self._client = caldav.DAVClient(
+                url=self.url,
+                username=settings.username or self.account.address,
+                password=password,
+                timeout=TIMEOUT,
+                require_tls=self.url.startswith("https:"),
+            )
+        return self._client
+
+    def _selected(self) -> list[Any]:
+        if self._calendars is None:
+            found = self._connect().principal().calendars()
+            wanted = self.account.calendar.calendars
+            if wanted:
+                found = [c for c in found if _matches(c, wanted)]
+                if not found:
+                    raise ProviderError(
+                        f"account {self.account.name!r}: none of the calendars "
+                        f"{', '.join(wanted)} is on {self.url}; check calendar.calendars"
+                    )
+            self._calendars = found
+        return self._calendars
+
+    # sync
+
+    def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        name = self.account.name
+        try:
+            return self._changes(load_cursor(cursor), window)
+        except error.AuthorizationError:
+            raise AuthError(
+                f"account {name!r}: the CalDAV server refused the login; check "
+                f"calendar.username and run `mailbridge auth {name}` (or set password_command)"
+            ) from None
+        except (error.DAVError, http.exceptions.RequestException, OSError) as exc:
+            raise ProviderError(
+                f"account {name!r}: CalDAV sync with {self.url} failed ({type(exc).__name__})"
+            ) from None
+
+    def _changes(self, states: dict[str, dict[str, Any]], window: Window) -> CalendarBatch:
+        calendars = self._selected()
+        if all(str(c.url) in states for c in calendars):
+            try:
+                return self._incremental(calendars, states, window)
+            except error.DAVError as exc:
+                # Servers answer a stale token with 403 (valid-sync-token), which caldav reports
+                # as AuthorizationError; a real login failure shows again in the full listing.
+                log.info("sync-collection not usable (%s); listing the window", exc)
+        return self._full(calendars, window)
+
+    def _incremental(
+        self, calendars: list[Any], states: dict[str, dict[str, Any]], window: Window
+    ) -> CalendarBatch:
+        events: list[Event] = []
+        removed: list[EventKey] = []
+        new_states: dict[str, dict[str, Any]] = {}
+        for calendar in calendars:
+            url = str(calendar.url)
+            state = states[url]
+            hrefs: dict[str, str] = dict(state["hrefs"])
+            result = calendar.objects_by_sync_token(
+                sync_token=state["token"], load_objects=True, disable_fallback=True
+            )
+            for href in sorted(str(h) for h in getattr(result, "deleted_urls", ()) or ()):
+                for key in _known(hrefs, href):
+                    removed.append(EventKey(url, hrefs.pop(key), "*"))
+            for obj in result:
+                href = str(obj.url.canonical())
+                if href in (getattr(result, "deleted_urls", ()) or ()) or not obj.data:
+                    continue
+                found = self._events(obj.data, url, window)
+                uids = uids_of(obj.data)
+                if uids:
+                    hrefs[href] = uids[0]
+                events.extend(found)
+                # An object with nothing left in the window: forget what was known of it.
+                present = {e.key.uid for e in found}
+                removed.extend(EventKey(url, uid, "*") for uid in uids if uid not in present)
+            new_states[url] = {"token": str(result.sync_token), "hrefs": hrefs}
+        return CalendarBatch(
+            events=tuple(events), removed=tuple(removed), cursor=dump_cursor(new_states)
+        )
+
+    def _full(self, calendars: list[Any], window: Window) -> CalendarBatch:
+        events: list[Event] = []
+        new_states: dict[str, dict[str, Any]] = {}
+        for calendar in calendars:
+            url = str(calendar.url)
+            # The token first: whatever changes during the listing shows up next time.
+            token = ""
+            try:
+                token = str(calendar.objects_by_sync_token(load_objects=False).sync_token or "")
+            except error.DAVError as exc:
+                if isinstance(exc, error.AuthorizationError):
+                    raise
+            hrefs: dict[str, str] = {}
+            for obj in calendar.search(start=window.start, end=window.end, event=True):
+                if not obj.data:
+                    continue
+                uids = uids_of(obj.data)
+                if uids:
+                    hrefs[str(obj.url.canonical())] = uids[0]
+                events.extend(self._events(obj.data, url, window))
+            if token:
+                new_states[url] = {"token": token, "hrefs": hrefs}
+        # Without a token for every calendar the next sync is a full listing again.
+        cursor = dump_cursor(new_states) if len(new_states) == len(calendars) else None
+        return CalendarBatch(events=tuple(events), complete=True, cursor=cursor)
+
+    def _events(self, data: str | bytes, url: str, window: Window) -> list[Event]:
+        try:
+            return events_from_ics(
+                data,
+                url,
+                window,
+                self.account.own_addresses,
+                default_tz=self.account.policy.timezone,
+            )
+        except ProviderError as exc:  # one broken object must not stop the calendar
+            log.warning("account %r: skipped an event: %s", self.account.name, exc)
+            return []
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _known(hrefs: dict[str, str], href: str) -> list[str]:
+    # Servers report hrefs as paths or full URLs; match on the path.
+    path = href.split("://", 1)[-1]
+    path = path[path.find("/") :] if "://" in href else href
+    return [h for h in hrefs if h == href or h.endswith(path)]
+
+
+def _matches(calendar: Any, wanted: tuple[str, ...]) -> bool:
+    url = str(calendar.url).rstrip("/")
+    try:
+        name = calendar.get_display_name() or ""
+    except error.DAVError:
+        name = ""
+    for item in wanted:
+        item = item.strip()
+        if item.rstrip("/") == url or url.endswith("/" + item.strip("/")) or item == name:
+            return True
+    return False
+
+
+def open_calendar(account: AccountSettings) -> CalDavCalendar:
+    return CalDavCalendar(account)

@@ -1,0 +1,167 @@
+"""providers.caldav against a real Radicale on 127.0.0.1 (tests.servers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import caldav
+import pytest
+
+from mailbridge.model import EventKey, EventStatus, Window
+from mailbridge.settings import AccountSettings, CalendarSettings
+from providers.caldav import CalDavCalendar, load_cursor, open_calendar
+from tests.servers import PASSWORD, Radicale
+
+pytestmark = pytest.mark.server
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WINDOW = Window(NOW - timedelta(days=3), NOW + timedelta(days=60))
+
+
+def vevent(
+    uid: str, start: datetime, *, summary: str = "Interview with Acme", extra: str = ""
+) -> str:
+    fmt = "%Y%m%dT%H%M%SZ"
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailbridge tests//EN\r\n"
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:{NOW.strftime(fmt)}\r\n"
+        f"DTSTART:{start.strftime(fmt)}\r\nDTEND:{(start + timedelta(hours=1)).strftime(fmt)}\r\n"
+        f"SUMMARY:{summary}\r\n"
+        "ORGANIZER;CN=Avery Chen:mailto:avery.chen@acme.example\r\n"
+        "ATTENDEE;CN=Avery Chen;PARTSTAT=ACCEPTED:mailto:avery.chen@acme.example\r\n"
+        "ATTENDEE;CN=Jordan Lee;PARTSTAT=ACCEPTED:mailto:jordan@example.org\r\n"
+        "ATTENDEE;CUTYPE=ROOM;CN=Room 4:mailto:room4@acme.example\r\n"
+        f"{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+@pytest.fixture
+def dav(radicale: Radicale) -> Iterator[tuple[caldav.Calendar, AccountSettings]]:
+    """A fresh user with one calendar, and the account settings a user would write."""
+    user = radicale.new_user()
+    client = caldav.DAVClient(url=radicale.url, username=user, password=PASSWORD)
+    calendar = client.principal().make_calendar(name="Work")
+    account = AccountSettings(
+        name="work",
+        provider="imap",
+        address="jordan@example.org",
+        calendar=CalendarSettings(
+            kind="caldav", url=radicale.url, username=user, password_command=f"echo {PASSWORD}"
+        ),
+    )
+    yield calendar, account
+    client.close()
+
+
+def test_created_moved_deleted(dav) -> None:
+    calendar, account = dav
+    source = open_calendar(account)
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=2)))
+
+    first = source.changes(None, WINDOW)
+    assert first.complete
+    (event,) = first.events
+    assert event.key == EventKey(str(calendar.url), "one@acme", "")
+    assert event.start == NOW + timedelta(days=2)
+    assert event.organizer is not None and event.organizer.email == "avery.chen@acme.example"
+    assert [(a.email, a.is_self, a.kind.value) for a in event.attendees] == [
+        ("avery.chen@acme.example", False, "person"),
+        ("jordan@example.org", True, "person"),
+        ("room4@acme.example", False, "resource"),
+    ]
+
+    quiet = source.changes(first.cursor, WINDOW)
+    assert (quiet.events, quiet.removed, quiet.complete) == ((), (), False)
+
+    # Moved to a new time, and a second interview added.
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=5)))
+    calendar.save_event(vevent("two@acme", NOW + timedelta(days=9), summary="Onsite"))
+    second = source.changes(quiet.cursor, WINDOW)
+    assert not second.complete
+    assert sorted((e.key.uid, e.start) for e in second.events) == [
+        ("one@acme", NOW + timedelta(days=5)),
+        ("two@acme", NOW + timedelta(days=9)),
+    ]
+    assert second.removed == ()
+
+    calendar.event_by_uid("one@acme").delete()
+    third = source.changes(second.cursor, WINDOW)
+    assert third.events == ()
+    assert third.removed == (EventKey(str(calendar.url), "one@acme", "*"),)
+    source.close()
+
+
+def test_cancelled_and_moved_out_of_window(dav) -> None:
+    calendar, account = dav
+    source = open_calendar(account)
+    calendar.save_event(vevent("a@acme", NOW + timedelta(days=1)))
+    calendar.save_event(vevent("b@acme", NOW + timedelta(days=2)))
+    cursor = source.changes(None, WINDOW).cursor
+
+    calendar.save_event(vevent("a@acme", NOW + timedelta(days=1), extra="STATUS:CANCELLED\r\n"))
+    calendar.save_event(vevent("b@acme", NOW + timedelta(days=400)))
+    batch = source.changes(cursor, WINDOW)
+    assert [(e.key.uid, e.status) for e in batch.events] == [("a@acme", EventStatus.CANCELLED)]
+    assert batch.removed == (EventKey(str(calendar.url), "b@acme", "*"),)
+
+
+def test_rejected_sync_token_falls_back_to_full_listing(dav) -> None:
+    calendar, account = dav
+    source = open_calendar(account)
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=2)))
+    cursor = source.changes(None, WINDOW).cursor
+    states = load_cursor(cursor)
+    for state in states.values():
+        state["token"] = "http://radicale.org/ns/sync/" + "0" * 64  # never issued
+    forged = json.dumps({"v": 1, "calendars": states})
+
+    batch = source.changes(forged, WINDOW)
+    assert batch.complete
+    assert [e.key.uid for e in batch.events] == ["one@acme"]
+    assert load_cursor(batch.cursor) != states  # a fresh token
+    assert source.changes(batch.cursor, WINDOW).events == ()
+
+
+def test_recurring_series_expanded_in_window(dav) -> None:
+    calendar, account = dav
+    start = NOW + timedelta(days=1)
+    calendar.save_event(vevent("weekly@acme", start, extra="RRULE:FREQ=WEEKLY;COUNT=3\r\n"))
+    batch = open_calendar(account).changes(None, WINDOW)
+    assert [e.key.instance for e in batch.events] == [
+        (start + timedelta(weeks=n)).isoformat() for n in range(3)
+    ]
+    assert all(e.recurring for e in batch.events)
+
+
+def test_calendar_selection_by_name(dav, radicale) -> None:
+    calendar, account = dav
+    client = caldav.DAVClient(
+        url=radicale.url, username=account.calendar.username, password=PASSWORD
+    )
+    other = client.principal().make_calendar(name="Birthdays")
+    other.save_event(vevent("bday@x", NOW + timedelta(days=1), summary="Birthday"))
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=2)))
+
+    everything = open_calendar(account).changes(None, WINDOW)
+    assert sorted(e.key.uid for e in everything.events) == ["bday@x", "one@acme"]
+
+    only_work = AccountSettings(
+        **{**account.__dict__, "calendar": CalendarSettings(
+            **{**account.calendar.__dict__, "calendars": ("Work",)})}
+    )  # fmt: skip
+    batch = CalDavCalendar(only_work).changes(None, WINDOW)
+    assert [e.key.uid for e in batch.events] == ["one@acme"]
+
+
+def test_wrong_password_is_auth_error(dav) -> None:
+    from mailbridge.adapters import AuthError
+
+    _, account = dav
+    wrong = AccountSettings(
+        **{**account.__dict__, "calendar": CalendarSettings(
+            **{**account.calendar.__dict__, "password_command": "echo nope"})}
+    )  # fmt: skip
+    with pytest.raises(AuthError, match="work"):
+        open_calendar(wrong).changes(None, WINDOW)
