@@ -9,8 +9,10 @@ What maps to what:
   An instance of a recurring series is keyed by its series id and its original start (UTC).
 - ``mailbox.gmail``: drafts are Gmail drafts (``drafts.create/get/list/update/delete``); a
   follow-up joins the thread of the message it answers (``threadId`` plus the headers compose
-  wrote). Mail is read through ``history.list`` from the stored history id (the cursor); a 404
-  (history expired) falls back to ``messages.list`` bounded by date. Only headers and the
+  wrote). Mail is read through ``history.list`` (messageAdded) from the stored history id (the
+  cursor); ``labelId`` takes one label only, so INBOX/SENT are picked from each record's labels
+  here, keeping one request per idle cycle. A 404 (history expired) falls back to
+  ``messages.list`` bounded by date. Only headers and the
   snippet are fetched (``format=metadata``). A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
   "deleted".
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import google.auth.exceptions
-import httplib2
+import httplib2  # type: ignore[import-untyped]
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -147,7 +149,7 @@ def credentials(account: AccountSettings) -> Credentials:
     client = _client(account)
     refresh = secrets.require(account.name, KEYRING_PURPOSE)
     # No access token: the first request refreshes against the configured token endpoint.
-    return Credentials(
+    return Credentials(  # type: ignore[no-untyped-call]
         token=None,
         refresh_token=refresh,
         client_id=client["client_id"],
@@ -544,7 +546,7 @@ class GmailMailbox:
     @staticmethod
     def _parse(draft: dict[str, Any]) -> EmailMessage:
         raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
-        return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(raw, policy=email.policy.default)
 
     def observe(self, provider_id: str, message_id: str) -> Observation:
         draft_id, gmail_id, _ = _parse_id(provider_id)

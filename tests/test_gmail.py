@@ -647,3 +647,10 @@ def test_authenticate_without_a_browser_prints_the_url(
     threading.Thread(target=user, daemon=True).start()
     assert "signed in" in gmail.authenticate(account, no_browser=True)
     assert secrets.lookup("personal", gmail.KEYRING_PURPOSE) in emu.refresh_tokens
+
+
+def test_the_core_finds_this_provider_by_entry_point(account: AccountSettings) -> None:
+    from mailbridge import adapters
+
+    assert isinstance(adapters.open_mailbox(account), gmail.GmailMailbox)
+    assert isinstance(adapters.open_calendar(account), gmail.GoogleCalendar)
