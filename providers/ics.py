@@ -232,7 +232,7 @@ class IcsFeed:
         state = _load(cursor)
         headers = {"Accept": "text/calendar"}
         # A validator only counts for the same window: a new day needs the events it adds.
-        if state.get("window") == window.start.isoformat():
+        if state.get("window") == window.start.date().isoformat():
             if state.get("etag"):
                 headers["If-None-Match"] = state["etag"]
             if state.get("modified"):
@@ -266,7 +266,7 @@ class IcsFeed:
         new_state = {
             "etag": response.headers.get("ETag", ""),
             "modified": response.headers.get("Last-Modified", ""),
-            "window": window.start.isoformat(),
+            "window": window.start.date().isoformat(),
         }
         return CalendarBatch(events=tuple(events), complete=True, cursor=json.dumps(new_state))
 
