@@ -274,7 +274,7 @@ class Api:
             f"run `mailbridge auth {self.account.name}` again"
         )
 
-    def pages(self, method: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+    def pages(self, method: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a list method (the last page carries the sync token/history id)."""
         token = None
         while True:
@@ -391,7 +391,7 @@ class GoogleCalendar:
             else:
                 params["timeMin"] = window.start.astimezone(UTC).isoformat()
                 params["timeMax"] = window.end.astimezone(UTC).isoformat()
-            for page in self.api.pages("events.list", "items", **params):
+            for page in self.api.pages("events.list", **params):
                 for item in page.get("items", []):
                     event = to_event(calendar, item)
                     if event is None:
@@ -464,7 +464,7 @@ class GmailMailbox:
             # arriving during the listing falls between the two.
             history_id = self._call("users.getProfile")["historyId"]
             query = f"after:{since.astimezone(UTC):%Y/%m/%d}"
-            for page in self.api.pages("users.messages.list", "messages", userId="me", q=query):
+            for page in self.api.pages("users.messages.list", userId="me", q=query):
                 ids += [(m["id"], None) for m in page.get("messages", [])]
         headers = [h for mid, labels in dict(ids).items() if (h := self._headers(mid, labels))]
         return MessageBatch(tuple(headers), cursor=str(history_id))
@@ -536,7 +536,7 @@ class GmailMailbox:
         if found.get("drafts"):
             return _provider_id(found["drafts"][0])
         # Search can lag behind a draft made seconds ago (the crash this repairs): scan.
-        for page in self.api.pages("users.drafts.list", "drafts", userId="me"):
+        for page in self.api.pages("users.drafts.list", userId="me"):
             for entry in page.get("drafts", []):
                 draft = self._missing("users.drafts.get", id=entry["id"], format="raw")
                 if draft and self._parse(draft)["Message-ID"] == message_id:
