@@ -79,8 +79,11 @@ def mail(
     in_reply_to: str = "",
     body: str = "Hello",
     message_id: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> bytes:
     msg = EmailMessage()
+    for name, value in (extra or {}).items():
+        msg[name] = value
     msg["Message-ID"] = message_id or make_msgid(domain="acme.example")
     msg["From"] = sender
     msg["To"] = to
@@ -503,3 +506,114 @@ def test_watch_survives_server_crash_and_mail_is_not_lost(dovecot_server: Doveco
     batch = box.messages(cursor, since)
     assert [m.subject for m in batch.messages] == ["Re: Interview"]
     box.close()
+
+
+# --- the whole loop: Radicale calendar, Dovecot mailbox, the real engine ---------------
+
+
+def test_whole_loop_on_dovecot_and_radicale(dovecot: Dovecot, radicale, tmp_path) -> None:
+    import textwrap
+
+    import caldav
+
+    from mailbridge import config as config_module
+    from mailbridge import engine, timing
+    from mailbridge.ledger import Ledger
+    from mailbridge.model import DraftState
+
+    user = dovecot.new_user()
+    cal_user = radicale.new_user()
+    lead, other_iv = "dana.whitfield@northwind-robotics.com", "priya.raman@northwind-robotics.com"
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    fmt = "%Y%m%dT%H%M%SZ"
+    dav = caldav.DAVClient(url=radicale.url, username=cal_user, password=PASSWORD)
+    dav.principal().make_calendar(name="Personal").save_event(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:iv1\r\n"
+        f"DTSTAMP:{end.strftime(fmt)}\r\nDTSTART:{(end - timedelta(hours=1)).strftime(fmt)}\r\n"
+        f"DTEND:{end.strftime(fmt)}\r\nSUMMARY:Northwind Robotics - Technical Interview\r\n"
+        f"ORGANIZER;CN=Dana Whitfield:mailto:{lead}\r\n"
+        f"ATTENDEE;CN=Dana Whitfield;PARTSTAT=ACCEPTED:mailto:{lead}\r\n"
+        f"ATTENDEE;CN=Priya Raman;PARTSTAT=ACCEPTED:mailto:{other_iv}\r\n"
+        f"ATTENDEE;CN=Jordan Lee;PARTSTAT=ACCEPTED:mailto:{user}\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    dav.close()
+    config = tmp_path / "config.toml"
+    config.write_text(textwrap.dedent(f"""
+        [mailbridge]
+        timezone = "America/Chicago"
+        country = "US"
+        state_dir = "state"
+
+        [accounts.me]
+        provider = "imap"
+        address = "{user}"
+        name = "Jordan Lee"
+        [accounts.me.imap]
+        host = "127.0.0.1"
+        port = {dovecot.port}
+        security = "plain"
+        password_command = "echo {PASSWORD}"
+
+        [accounts.me.calendar]
+        kind = "caldav"
+        url = "{radicale.url}"
+        username = "{cal_user}"
+        password_command = "echo {PASSWORD}"
+        """), encoding="utf-8")  # fmt: skip
+    settings = config_module.load(config)
+    account = settings.accounts[0]
+    ledger = Ledger.open(settings.state_dir)
+    other = dovecot.client(user)
+
+    def run(now: datetime) -> None:
+        report = engine.reconcile(account, ledger, now=now)
+        assert report.error is None, report.error
+
+    def drafts_on_server() -> dict[str, bytes]:
+        other.select_folder("Drafts")
+        fetched = other.fetch(other.search(["NOT", "DELETED"]), ["BODY.PEEK[]", "FLAGS"])
+        assert all(b"\\Draft" in d[b"FLAGS"] for d in fetched.values())
+        return {str(uid): d[b"BODY[]"] for uid, d in fetched.items()}
+
+    run(end + timedelta(hours=2))
+    thank_yous = drafts_on_server()
+    assert len(thank_yous) == 2
+    assert sum(lead.encode() in raw for raw in thank_yous.values()) == 1
+
+    # The user sends both thank-yous: their program moves them from Drafts to Sent.
+    other.select_folder("Drafts")
+    uids = other.search(["ALL"])
+    other.move(uids, "Sent")
+    run(end + timedelta(hours=3))
+    thanks = [d for d in ledger.drafts(account.name) if d.kind is DraftKind.THANK_YOU]
+    assert {d.state for d in thanks} == {DraftState.SENT}
+
+    interview = ledger.interviews()[0]
+    due = timing.follow_up_due(interview.end, None, account.policy)
+    run(due)
+    (follow_up,) = drafts_on_server().values()
+    assert f"To: Dana Whitfield <{lead}>".encode() in follow_up
+    thank_you_id = next(
+        d.message_id for d in ledger.drafts(account.name) if d.recipient.email == lead
+    )
+
+    # An out-of-office from the other interviewer does not take the follow-up back.
+    auto = {"Auto-Submitted": "auto-replied"}
+    away = mail("Automatic reply: Thank you", sender=other_iv, to=user, extra=auto,
+                body="I am out of the office until Monday.")  # fmt: skip
+    other.append("INBOX", away)
+    run(due + timedelta(minutes=2))
+    assert len(drafts_on_server()) == 1
+
+    # The lead replies in the thread: the follow-up goes to Trash.
+    other.append("INBOX", mail("Re: Thank you", sender=f"Dana Whitfield <{lead}>", to=user,
+                               in_reply_to=thank_you_id))  # fmt: skip
+    run(due + timedelta(hours=1))
+    assert drafts_on_server() == {}
+    other.select_folder("Trash")
+    assert len(other.search(["ALL"])) == 1
+    follow_row = [d for d in ledger.drafts(account.name) if d.state == DraftState.RETRACTED]
+    assert len(follow_row) == 1
+    other.logout()
+    ledger.close()
