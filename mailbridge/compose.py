@@ -12,6 +12,7 @@ non-ASCII display names is not exact (it inserts spaces between encoded words wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -125,12 +126,7 @@ def clean_text(text: str) -> str:
     """Multi-line text for a body: newlines normalised, other control characters removed."""
     lines = text.splitlines()  # also splits on \r, \v, \f, \x1c-\x1e, \x85, U+2028/9
     out = "\n".join(lines)
-    return "".join(
-        ch
-        for ch in out
-        if ch in "\n\t"
-        or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS)
-    )
+    return "".join(ch for ch in out if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -211,7 +207,7 @@ def _is_initial(word: str) -> bool:
 def _name_words(name: str) -> list[str]:
     """The words of a display name in reading order, without titles, pronouns or credentials."""
     text = _BRACKETED.sub(" ", one_line(name)).strip(" \"'`“”‘’")
-    if "@" in text:  # some calendars put the address in the name field
+    if re.fullmatch(r"\S+@\S+", text):  # some calendars put the address in the name field
         return []
     if "," in text:
         head, _, tail = text.partition(",")
@@ -219,7 +215,7 @@ def _name_words(name: str) -> list[str]:
         # "Lee, Dana" names the surname first; "Dana Lee, PhD" only adds credentials.
         text = " ".join(tail_words) if tail_words and head.strip() else head
     words = [w.strip(_EDGE_PUNCT.replace(".", "")) for w in text.split()]
-    words = [w for w in words if w and any(ch.isalpha() for ch in w)]
+    words = [w for w in words if w and "@" not in w and any(ch.isalpha() for ch in w)]
     while words and name_key(words[0]) in _HONORIFICS and len(words) > 1:
         words = words[1:]
     return words
@@ -316,6 +312,13 @@ def template_environment(templates_dir: Path | None) -> SandboxedEnvironment:
     env.globals["gap"] = gap
     env.globals["and_list"] = and_list
     return env
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(templates_dir: Path | None) -> SandboxedEnvironment:
+    # Compiling templates is the slow part of rendering; Jinja2 still notices edited files
+    # (auto_reload compares modification times), so a cached environment stays current.
+    return template_environment(templates_dir)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -641,7 +644,7 @@ def render(
         refs.append(parent)
 
     subject = default_subject(kind, interview, in_reply_to=parent, thread_subject=thread_subject)
-    env = template_environment(account.templates_dir)
+    env = _environment(account.templates_dir)
     context = _context(interview, recipient, account, seq=seq, subject=subject)
     try:
         output = _render_template(env, TEMPLATE_NAMES[kind], context)
@@ -676,7 +679,7 @@ def render(
     return DraftMessage(
         kind=kind,
         message_id=mid,
-        sender=Person(from_addr, one_line(account.display_name)),
+        sender=Person(from_addr, _clip(one_line(account.display_name), _NAME_LIMIT)),
         to=Person(to_addr, _clip(one_line(recipient.name), _NAME_LIMIT)),
         subject=subject,
         body=body,

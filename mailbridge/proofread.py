@@ -115,20 +115,22 @@ def _text_speak_warnings(body: str) -> Iterator[str]:
         yield f"Emoji {' '.join(emoji)}: leave emoji out of a letter to an employer."
 
 
-def _known_name_words(recipients: Sequence[Person]) -> set[str]:
-    known: set[str] = set()
+def _known_name_words(recipients: Sequence[Person]) -> tuple[set[str], set[str]]:
+    """The name words of the recipients: from display names, and from address local parts."""
+    named: set[str] = set()
+    local_words: set[str] = set()
     for person in recipients:
         for word in re.split(r"[\s,()\[\]<>\"“”]+", one_line(person.name)):
             for part in (word, *word.split("-")):
                 if name_key(part):
-                    known.add(name_key(part))
+                    named.add(name_key(part))
         for word in first_name(person).split():
-            known.add(name_key(word))
+            named.add(name_key(word))
         local = person.email.rpartition("@")[0]
         for part in re.split(r"[._+\-\d]+", local):
             if part:
-                known.add(part.casefold())
-    return known
+                local_words.add(part.casefold())
+    return named, local_words
 
 
 def _describe(person: Person) -> str:
@@ -144,8 +146,8 @@ def _greeting_warnings(body: str, recipients: Sequence[Person]) -> Iterator[str]
         return
     names = match.group("names").strip().rstrip(",:;!.—-").strip()
     words = [w for w in re.split(r"[\s,&/]+", names) if w]
-    known = _known_name_words(recipients)
-    known_plain = {_strip_accents(k) for k in known}
+    named, local_words = _known_name_words(recipients)
+    named_plain = {_strip_accents(k) for k in named}
     has_names = any(one_line(p.name) for p in recipients) or any(
         re.search(r"[._\-]", p.email.rpartition("@")[0]) for p in recipients
     )
@@ -154,16 +156,16 @@ def _greeting_warnings(body: str, recipients: Sequence[Person]) -> Iterator[str]
     who = ", ".join(_describe(p) for p in recipients)
     for word in words:
         key = name_key(word)
-        if not key or key in _GENERIC or key.rstrip(".") in _GENERIC or key in known:
+        if not key or key in _GENERIC or key.rstrip(".") in _GENERIC or key in named:
             continue
         if not any(ch.isalpha() for ch in key):
             continue
-        if _strip_accents(key) in known_plain:
+        if _strip_accents(key) in named_plain:
             yield (
                 f'The greeting writes "{word.strip(",.:;!")}", but the invitation spells the name'
                 f" differently ({who}): check the accents."
             )
-        else:
+        elif key not in local_words:
             yield (
                 f'The greeting says "{word.strip(",.:;!")}", but the recipient is {who}: check'
                 " the spelling of their name (ignore this if it is what they go by)."
