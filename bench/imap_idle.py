@@ -1,0 +1,142 @@
+"""IMAP commands issued per idle minute per account, by providers.imap.watch().
+
+Starts its own Dovecot (tests.servers), runs watch() on an empty inbox with a connection that
+counts every IMAP command, and prints the count after setup. The goal: nothing beyond the IDLE
+renewal (one DONE + IDLE pair every 24 minutes, i.e. about 0.04 commands a minute).
+
+A real "idle minute" is long; ``--seconds`` shortens the observed span and ``--renew`` the IDLE
+renewal period, and the figures are scaled back to a minute and to the real 24-minute renewal.
+
+    python bench/imap_idle.py [--seconds 60] [--renew 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imapclient import IMAPClient  # noqa: E402
+
+from mailbridge.settings import AccountSettings, ImapSettings  # noqa: E402
+from providers import imap  # noqa: E402
+from tests.servers import PASSWORD, Dovecot  # noqa: E402
+
+
+class Counter:
+    """Commands sent, and bytes each way, over every connection it made."""
+
+    def __init__(self) -> None:
+        self.commands: collections.Counter[str] = collections.Counter()
+        self.sent = 0
+        self.received = 0
+
+    def reset(self) -> None:
+        self.commands.clear()
+        self.sent = self.received = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.commands.values())
+
+    def attach(self, client: IMAPClient) -> IMAPClient:
+        raw: Any = client._imap  # imaplib.IMAP4 underneath imapclient
+        command, send, read, readline = raw._command, raw.send, raw.read, raw.readline
+
+        def counted_command(name: str, *args: Any) -> Any:
+            self.commands[name.upper()] += 1
+            return command(name, *args)
+
+        def counted_send(data: bytes) -> Any:
+            if data.strip() == b"DONE":  # ends an IDLE: part of the renewal
+                self.commands["DONE"] += 1
+            self.sent += len(data)
+            return send(data)
+
+        def counted_read(size: int) -> bytes:
+            data: bytes = read(size)
+            self.received += len(data)
+            return data
+
+        def counted_readline() -> bytes:
+            data: bytes = readline()
+            self.received += len(data)
+            return data
+
+        raw._command, raw.send, raw.read, raw.readline = (
+            counted_command, counted_send, counted_read, counted_readline,
+        )  # fmt: skip
+        return client
+
+    def connector(self, server: Dovecot, user: str) -> Any:
+        def connect() -> IMAPClient:
+            client = IMAPClient(server.host, port=server.port, ssl=False, timeout=30)
+            self.attach(client)
+            client.login(user, PASSWORD)
+            return client
+
+        return connect
+
+
+def account_for(server: Dovecot, user: str) -> AccountSettings:
+    settings = ImapSettings(
+        host=server.host,
+        port=server.port,
+        security="plain",
+        username=user,
+        password_command=f"echo {PASSWORD}",
+    )
+    return AccountSettings(name="bench", provider="imap", address=user, imap=settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="idle span observed")
+    parser.add_argument("--renew", type=float, default=20.0, help="IDLE renewal, seconds")
+    args = parser.parse_args()
+
+    server = Dovecot.create()
+    server.start()
+    try:
+        user = server.new_user("idle")
+        counter = Counter()
+        real_renew = imap.IDLE_RENEW
+        imap.IDLE_RENEW = args.renew  # scaled renewal; the real one is 24 minutes
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=imap.watch,
+            args=(account_for(server, user), lambda: None, stop),
+            kwargs={"connector": counter.connector(server, user)},
+            daemon=True,
+        )
+        thread.start()
+        time.sleep(1.0)
+        setup = dict(counter.commands)
+        counter.reset()
+        time.sleep(args.seconds)
+        idle = dict(counter.commands)
+        stop.set()
+        thread.join(timeout=5)
+    finally:
+        server.stop()
+
+    minutes = args.seconds / 60
+    renewals = idle.get("DONE", 0)
+    others = sum(n for name, n in idle.items() if name not in ("DONE", "IDLE"))
+    per_renewal = (renewals + idle.get("IDLE", 0)) / max(renewals, 1)
+    real_per_minute = per_renewal / (real_renew / 60)
+    print(f"setup commands (once per connection): {setup}")
+    print(f"observed {args.seconds:.0f} s idle with renewal every {args.renew:.0f} s: {idle}")
+    print(f"commands other than the IDLE renewal: {others} ({others / minutes:.2f} per minute)")
+    print(f"commands per renewal: {per_renewal:.1f}")
+    print(f"at the real 24-minute renewal: {real_per_minute:.3f} commands per idle minute")
+
+
+if __name__ == "__main__":
+    main()
