@@ -12,6 +12,7 @@ non-ASCII display names is not exact (it inserts spaces between encoded words wh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -503,7 +504,7 @@ def check_templates(templates_dir: Path | None) -> list[str]:
     interview, recipient, account = _sample_interview()
     variants = (
         interview,
-        InterviewRow(**{**interview.__dict__, "notes": "", "role": "", "company": ""}),
+        dataclasses.replace(interview, notes="", role="", company=""),
     )
     for kind, name in TEMPLATE_NAMES.items():
         for sample in variants:
@@ -572,19 +573,20 @@ def _addr_spec(email: str, *, whose: str) -> str:
         except (ValueError, IndexError, HeaderParseError):
             parsed = None
     if parsed is None or not parsed.username or not parsed.domain:
-        raise ComposeError(f"{whose} address {email!r} is not a valid email address.")
+        raise ComposeError(f"The address of {whose}, {email!r}, is not a valid email address.")
     domain = parsed.domain
     if not domain.isascii():
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise ComposeError(
-                f"{whose} address {email!r} has a domain that cannot be written in a header."
+                f"The address of {whose}, {email!r}, has a domain that cannot be written in a"
+                " header."
             ) from exc
     if not parsed.username.isascii():
         raise ComposeError(
-            f"{whose} address {email!r} has non-ASCII characters before the @, which a draft"
-            " header cannot carry; use another address for this person."
+            f"The address of {whose}, {email!r}, has non-ASCII characters before the @, which"
+            " a draft header cannot carry; use another address for this person."
         )
     return Address(username=parsed.username, domain=domain).addr_spec
 
@@ -636,8 +638,10 @@ def render(
 ) -> DraftMessage:
     """Render one draft to `recipient` and build its RFC 5322 message."""
     kind = DraftKind(kind)
-    to_addr = _addr_spec(recipient.email, whose=f"The interviewer's ({one_line(recipient.name)})")
-    from_addr = _addr_spec(account.address, whose=f"Account {account.name!r}:")
+    to_addr = _addr_spec(
+        recipient.email, whose=f"interviewer {one_line(recipient.name) or recipient.email}"
+    )
+    from_addr = _addr_spec(account.address, whose=f"account {account.name!r}")
     parent = clean_message_id(in_reply_to)
     refs = [r for r in (clean_message_id(x) for x in references) if r]
     if parent and parent not in refs:

@@ -115,17 +115,26 @@ def _text_speak_warnings(body: str) -> Iterator[str]:
         yield f"Emoji {' '.join(emoji)}: leave emoji out of a letter to an employer."
 
 
+# Greeting words and the names they are checked against are split the same way.
+_NAME_SPLIT = re.compile(r"[\s,&/()\[\]<>\"“”]+")
+
+
+def _name_tokens(text: str) -> set[str]:
+    tokens: set[str] = set()
+    for word in _NAME_SPLIT.split(text):
+        for part in (word, *word.split("-")):
+            if name_key(part):
+                tokens.add(name_key(part))
+    return tokens
+
+
 def _known_name_words(recipients: Sequence[Person]) -> tuple[set[str], set[str]]:
     """The name words of the recipients: from display names, and from address local parts."""
     named: set[str] = set()
     local_words: set[str] = set()
     for person in recipients:
-        for word in re.split(r"[\s,()\[\]<>\"“”]+", one_line(person.name)):
-            for part in (word, *word.split("-")):
-                if name_key(part):
-                    named.add(name_key(part))
-        for word in first_name(person).split():
-            named.add(name_key(word))
+        named.update(_name_tokens(one_line(person.name)))
+        named.update(_name_tokens(first_name(person)))
         local = person.email.rpartition("@")[0]
         for part in re.split(r"[._+\-\d]+", local):
             if part:
@@ -145,7 +154,7 @@ def _greeting_warnings(body: str, recipients: Sequence[Person]) -> Iterator[str]
     if match is None:
         return
     names = match.group("names").strip().rstrip(",:;!.—-").strip()
-    words = [w for w in re.split(r"[\s,&/]+", names) if w]
+    words = [w for w in _NAME_SPLIT.split(names) if w]
     named, local_words = _known_name_words(recipients)
     named_plain = {_strip_accents(k) for k in named}
     has_names = any(one_line(p.name) for p in recipients) or any(

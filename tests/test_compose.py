@@ -445,7 +445,7 @@ def test_unusable_recipient_address_is_a_clear_error(email: str) -> None:
 
 
 def test_unusable_account_address_names_the_account() -> None:
-    with pytest.raises(ComposeError, match="Account 'personal'"):
+    with pytest.raises(ComposeError, match="The address of account 'personal', 'jordan', is not"):
         render(DraftKind.THANK_YOU, make_interview(), DANA, make_account(address="jordan"))
 
 

@@ -168,3 +168,11 @@ def test_greeting_of_a_rendered_draft_never_looks_misspelled(words: list[str], s
     draft = render(DraftKind.THANK_YOU, _interview((person,)), person, ACCOUNT)
     warnings = proofread(draft.body, [person])
     assert [w for w in warnings if "greeting" in w] == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), email=st.emails())
+def test_greeting_check_agrees_with_first_name_for_any_name(name: str, email: str) -> None:
+    person = Person(email, name)
+    draft = render(DraftKind.THANK_YOU, _interview((person,)), person, ACCOUNT)
+    assert [w for w in proofread(draft.body, [person]) if "greeting" in w] == []
