@@ -659,8 +659,10 @@ def render(
         ) from exc
     subject, body = _split_subject(output, context["subject"])
 
-    domain = from_addr.rpartition("@")[2]
-    mid = message_id(account.name, interview.key, to_addr, kind, seq, domain)
+    # The id is derived from the addresses as the ledger holds them (not their normalised
+    # header form), so a planner that computes the id up front gets the same one.
+    domain = account.address.rpartition("@")[2]
+    mid = message_id(account.name, interview.key, recipient.email, kind, seq, domain)
     zone = _zone(account.policy.timezone)
     when = _aware(now if now is not None else interview.end).astimezone(zone)
 

@@ -731,3 +731,22 @@ def test_unknown_name_becomes_a_gap_in_the_greeting() -> None:
     assert draft.body.startswith("Dear [[ADD: their name]],\n")
     assert draft.gaps[0] == "their name"
     assert parse(draft.raw)["To"].addresses[0].addr_spec == "recruiting@acme.example"
+
+
+@pytest.mark.parametrize(
+    ("email", "account_address"),
+    [
+        ("Dana.Lee@ACME.example", "Jordan@Mail.Example.org"),
+        ("dana@bücher.example", "jordan@bücher.example"),
+    ],
+)
+def test_message_id_matches_what_a_planner_computes_from_the_ledger(
+    email: str, account_address: str
+) -> None:
+    account = make_account(address=account_address)
+    draft = render(DraftKind.THANK_YOU, make_interview(), Person(email, "Dana"), account)
+    planned = message_id(
+        "personal", KEY, email, DraftKind.THANK_YOU, 1, account_address.rpartition("@")[2]
+    )
+    assert draft.message_id == planned
+    assert parse(draft.raw)["Message-ID"] == planned
