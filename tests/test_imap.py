@@ -191,10 +191,12 @@ def test_plain_refused_beyond_loopback() -> None:
         imap.connect(account)
 
 
-def test_bad_password_is_auth_error(dovecot: Dovecot, user: str) -> None:
+def test_bad_password_is_auth_error(dovecot_server: Dovecot) -> None:
+    # A server of its own: Dovecot delays later logins from an address that failed one.
     from mailbridge.adapters import AuthError
 
-    account = account_for(dovecot, user, password_command="echo wrong")
+    user = dovecot_server.new_user()
+    account = account_for(dovecot_server, user, password_command="echo wrong")
     with pytest.raises(AuthError, match="mailbridge auth work"):
         imap.connect(account)
 
@@ -617,3 +619,23 @@ def test_whole_loop_on_dovecot_and_radicale(dovecot: Dovecot, radicale, tmp_path
     assert len(follow_row) == 1
     other.logout()
     ledger.close()
+
+
+def test_authenticate_checks_and_stores_the_password(dovecot_server, monkeypatch) -> None:
+    from mailbridge import secrets
+
+    user = dovecot_server.new_user()  # own server: the failed login slows later ones
+    account = account_for(dovecot_server, user, password_command=None)
+    monkeypatch.setattr(imap.getpass, "getpass", lambda prompt: "wrong")
+    from mailbridge.adapters import AuthError
+
+    with pytest.raises(AuthError):
+        imap.authenticate(account)
+    assert secrets.lookup("work", "imap") is None  # a wrong password is never stored
+    dovecot_server.restart()  # forget the failed login (Dovecot would delay the next by ~4 s)
+
+    monkeypatch.setattr(imap.getpass, "getpass", lambda prompt: PASSWORD)
+    assert "stored in the keyring" in imap.authenticate(account)
+    box = imap.open_mailbox(account)  # now logs in from the keyring
+    assert box.find_draft("<none@x>") is None
+    box.close()
