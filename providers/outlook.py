@@ -13,6 +13,14 @@ What maps to what:
   → `MessageBatch`; the cursor is both delta links. Full headers are fetched only for inbound
   mail from others (``$select=internetMessageHeaders``).
 
+Every draft mailbridge creates carries the Outlook category ``mailbridge`` (the message's
+``categories`` string collection, writable on create and update:
+https://learn.microsoft.com/en-us/graph/api/resources/message and
+https://learn.microsoft.com/en-us/graph/api/message-update), so the candidate can see and filter
+them in Outlook. A name missing from the user's master category list still shows, uncoloured
+(https://learn.microsoft.com/en-us/graph/api/resources/outlookcategory). Updates leave the
+categories alone: the user may have added their own.
+
 Every request asks for immutable ids (``Prefer: IdType="ImmutableId"``) so a draft keeps its id
 when the user sends or deletes it. Scopes are Calendars.Read, Mail.ReadWrite and User.Read:
 never Mail.Send, and this module has no code path that sends.
@@ -79,6 +87,9 @@ class GraphError(ProviderError):
 
 
 # --- sign-in ---------------------------------------------------------------------------------
+
+
+CATEGORY = "mailbridge"  # the mark on every draft mailbridge creates
 
 
 def _settings(account: AccountSettings) -> OutlookSettings:
@@ -606,7 +617,11 @@ class OutlookMailbox:
             self._graph.call(
                 "PATCH",
                 f"/me/messages/{reply['id']}",
-                body={**self._body(draft), "internetMessageId": draft.message_id},
+                body={
+                    **self._body(draft),
+                    "internetMessageId": draft.message_id,
+                    "categories": [CATEGORY],
+                },
             )
             return str(reply["id"])
         created = self._graph.call(
@@ -616,6 +631,7 @@ class OutlookMailbox:
                 **self._body(draft),
                 "internetMessageId": draft.message_id,
                 "internetMessageHeaders": self._kind_header(draft),
+                "categories": [CATEGORY],
             },
         )
         return str(created["id"])

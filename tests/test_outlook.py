@@ -345,6 +345,45 @@ def test_follow_up_is_created_in_the_thank_you_thread(emu):
     assert mailbox.find_draft(follow.message_id) == pid
 
 
+def test_every_draft_we_create_carries_the_mailbridge_category(emu):
+    mailbox, _ = open_both(emu, sign_in(emu))
+    ty = draft("lead@fabrikam.example", "Thank you", "Thanks, Lee.")
+    ty_id = mailbox.create_draft(ty)
+    assert emu.messages[ty_id].data["categories"] == [outlook.CATEGORY] == ["mailbridge"]
+    emu.user_sends(ty_id)
+    follow = draft("lead@fabrikam.example", "Re: Thank you", "Checking in.",
+                   kind=DraftKind.FOLLOW_UP, message_id="<fu-1@mailbridge.example>",
+                   in_reply_to=ty.message_id)
+    pid = mailbox.create_draft(follow)  # createReply, then PATCH
+    assert emu.counts["POST createReply"] == 1
+    [stored] = emu.drafts()
+    assert stored["id"] == pid and stored["categories"] == ["mailbridge"]
+
+    # The user files the draft under a category of their own; our update keeps both.
+    emu.messages[pid].data["categories"].append("Job search")
+    mailbox.update_draft(pid, draft("lead@fabrikam.example", "Re: Thank you", "New words.",
+                                    kind=DraftKind.FOLLOW_UP,
+                                    message_id="<fu-1@mailbridge.example>"))
+    assert emu.drafts()[0]["categories"] == ["mailbridge", "Job search"]
+    assert emu.drafts()[0]["body"]["content"] == "New words."
+
+
+def test_the_emulator_checks_categories_like_graph(emu):
+    sign_in(emu)
+    token = next(iter(emu._access))
+    head = {"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'}
+    ok = requests.post(emu.graph_url + "/me/messages", headers=head,
+                       json={"subject": "x", "categories": ["Red category"]})
+    assert ok.status_code == 201 and ok.json()["categories"] == ["Red category"]
+    plain = requests.post(emu.graph_url + "/me/messages", headers=head, json={"subject": "y"})
+    assert plain.json()["categories"] == []
+    bad = requests.post(emu.graph_url + "/me/messages", headers=head,
+                        json={"subject": "z", "categories": "mailbridge"})
+    assert bad.status_code == 400
+    assert len(emu.violations) == 1
+    emu.violations.clear()
+
+
 def test_follow_up_without_a_sent_thank_you_is_a_plain_draft(emu):
     mailbox, _ = open_both(emu, sign_in(emu))
     follow = draft(
@@ -584,6 +623,7 @@ def test_whole_loop_through_reconcile(emu, tmp_path):
     run(start + timedelta(hours=4))
     thanks = {d["toRecipients"][0]["emailAddress"]["address"]: d for d in emu.drafts()}
     assert set(thanks) == {"lee@fabrikam.example", "ann@fabrikam.example"}
+    assert all(d["categories"] == ["mailbridge"] for d in thanks.values())
     for stored in thanks.values():
         emu.user_sends(stored["id"])
 
@@ -594,6 +634,7 @@ def test_whole_loop_through_reconcile(emu, tmp_path):
         "lee@fabrikam.example"
     ]
     assert follow["conversationId"] == thanks["lee@fabrikam.example"]["conversationId"]
+    assert follow["categories"] == ["mailbridge"]
 
     emu.deliver(
         "lee@fabrikam.example",

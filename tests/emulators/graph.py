@@ -22,6 +22,8 @@ Endpoints and the reference pages they follow:
 - GET  /me/messages/{id} ($select=internetMessageHeaders)
                                          https://learn.microsoft.com/en-us/graph/api/message-get
 - PATCH /me/messages/{id}                https://learn.microsoft.com/en-us/graph/api/message-update
+  (categories: a string collection, empty on a new message, writable on create and update:
+                                         https://learn.microsoft.com/en-us/graph/api/resources/message)
 - DELETE /me/messages/{id}               https://learn.microsoft.com/en-us/graph/api/message-delete
 - POST /me/messages/{id}/createReply     https://learn.microsoft.com/en-us/graph/api/message-createreply
 - Prefer: IdType="ImmutableId"           https://learn.microsoft.com/en-us/graph/outlook-immutable-id
@@ -623,6 +625,7 @@ class GraphEmulator:
             "inferenceClassification": "focused",
             "importance": "normal",
             "hasAttachments": False,
+            "categories": [],
         }
         base.update(data)
         base["bodyPreview"] = base["body"]["content"][:255]
@@ -757,6 +760,9 @@ class GraphEmulator:
         unknown = set(body) - allowed
         if unknown:
             raise _Reject(400, "BadRequest", f"{what}: properties not writable: {sorted(unknown)}")
+        categories = body.get("categories", [])
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise _Reject(400, "BadRequest", "categories is a collection of strings")
         if "body" in body and body["body"].get("contentType", "").lower() not in ("text", "html"):
             raise _Reject(400, "BadRequest", "body.contentType is text or html")
         for header in body.get("internetMessageHeaders") or ():
