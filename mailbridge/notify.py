@@ -222,6 +222,8 @@ class _Capture(logging.Filter):
 
 
 def _desktop_reason(exc: BaseException) -> str:
+    if isinstance(exc, ImportError):
+        return "the desktop-notifier package is not installed (pip install desktop-notifier)"
     if isinstance(exc, OSError):
         return f"the D-Bus session bus is not reachable ({exc.strerror or type(exc).__name__})"
     if "org.freedesktop.Notifications" in str(exc) or "ServiceUnknown" in str(exc):

@@ -486,6 +486,20 @@ def test_desktop_with_a_dead_bus_address_is_a_warning(
     ]
 
 
+def test_desktop_without_the_library_is_a_warning(
+    session_bus: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "desktop_notifier", None)  # as if not installed
+    with caplog.at_level(logging.WARNING):
+        notify.send(account(channels=("desktop",)), NOTICES[:1])
+    assert caplog.messages == [
+        "work: desktop notification (drafts_ready, interview 7) failed: "
+        "the desktop-notifier package is not installed (pip install desktop-notifier)"
+    ]
+
+
 def test_a_hung_notification_service_costs_at_most_the_timeout(session_bus: str) -> None:
     runner = ServerThread(session_bus)
     try:
