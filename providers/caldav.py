@@ -26,8 +26,8 @@ import json
 import logging
 from typing import Any
 
-import caldav
 import icalendar
+from caldav.davclient import DAVClient
 from caldav.lib import error
 from caldav.lib.http_sync import requests as http
 
@@ -82,7 +82,7 @@ class CalDavCalendar:
         if self._client is None:
             settings = self.account.calendar
             password = secrets.lookup(self.account.name, "caldav", settings.password_command)
-            self._client = caldav.DAVClient(
+            self._client = DAVClient(
                 url=self.url,
                 username=settings.username or self.account.address,
                 password=password,
