@@ -10,6 +10,7 @@ sequence while accounts run side by side, so a slow or failing account never sta
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import signal
@@ -142,6 +143,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
         self.scheduler.start()
         self.schedule()
         names = ", ".join(a.name for a in self.settings.accounts if a.enabled)
