@@ -44,6 +44,7 @@ from mailbridge.model import (
     DraftMessage,
     MessageBatch,
     Observation,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -76,7 +77,9 @@ class Mailbox(Protocol):
 
     def create_draft(self, draft: DraftMessage) -> str: ...
 
-    def observe(self, provider_id: str, message_id: str) -> Observation: ...
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation: ...
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str: ...
 

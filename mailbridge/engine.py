@@ -43,6 +43,7 @@ from mailbridge.model import (
     MailHeaders,
     MessageKind,
     Presence,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -153,7 +154,13 @@ class Pass:
             present: set[EventKey] = set()
             for event in batch.events:
                 present.add(event.key)
-                self._apply_event(event)
+                try:
+                    with self.ledger.savepoint():
+                        self._apply_event(event)
+                except Exception as exc:  # noqa: BLE001 - one bad event must not stop the rest
+                    log.debug("event %r failed", event.key, exc_info=True)
+                    self.decide("event skipped",
+                                f"could not use event {event.key.uid!r}: {type(exc).__name__}")
             removed = list(batch.removed)
             if batch.complete:
                 known = self.ledger.event_keys(account, window.start)
@@ -272,7 +279,14 @@ class Pass:
         with self.ledger.transaction():
             known = self.ledger.known_message_ids(account.name)
             for message in batch.messages:
-                self._apply_message(message, candidates, known, drafts_by_mid)
+                try:
+                    with self.ledger.savepoint():
+                        self._apply_message(message, candidates, known, drafts_by_mid)
+                except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
+                    log.debug("message %r failed", message.provider_id, exc_info=True)
+                    self.decide("message skipped",
+                                f"could not use message {message.provider_id!r}: "
+                                f"{type(exc).__name__}")
             self.ledger.set_cursor(account.name, MAILBOX, batch.cursor, self.now)
 
     def _apply_message(
@@ -346,10 +360,17 @@ class Pass:
         for draft in self.ledger.drafts(self.account.name):
             if not draft.state.on_server or draft.provider_id is None:
                 continue
-            seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+            seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,
                                         seen.provider_id, seen.body)
+
+    def _hint(self, draft: DraftRow) -> SentHint:
+        return SentHint(
+            recipient=draft.recipient.email,
+            subject=self.ledger.draft_subject(draft.id),
+            since=draft.created_at or draft.due,
+        )
 
     def _apply_observation(
         self,
@@ -547,7 +568,7 @@ class Pass:
             provider_id = self.mailbox.find_draft(draft.message_id)
             if provider_id is not None:
                 ours = self._render(draft, interviews[draft.interview_id])
-                seen = self.mailbox.observe(provider_id, draft.message_id)
+                seen = self.mailbox.observe(provider_id, draft.message_id, self._hint(draft))
                 if seen.presence == Presence.PRESENT and seen.content_hash != ours.content_hash:
                     with self.ledger.transaction():
                         self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
@@ -568,7 +589,7 @@ class Pass:
         if draft.provider_id is None or self.dry_run:
             return
         # Check right before writing: an edit made since the last look must win.
-        seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
         if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,
@@ -595,7 +616,7 @@ class Pass:
             )
             return
         # Byte-for-byte check right before removing: never delete what the user touched.
-        seen = self.mailbox.observe(draft.provider_id, draft.message_id)
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
         if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
             with self.ledger.transaction():
                 self._apply_observation(draft, seen.presence, seen.content_hash,

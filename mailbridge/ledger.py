@@ -295,6 +295,19 @@ class Ledger:
         else:
             self.conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested step inside a transaction: undone alone if it fails."""
+        self.conn.execute("SAVEPOINT item")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO item")
+            self.conn.execute("RELEASE item")
+            raise
+        else:
+            self.conn.execute("RELEASE item")
+
     # --- audit -------------------------------------------------------------------------
 
     def audit(

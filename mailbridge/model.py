@@ -327,6 +327,16 @@ class DraftMessage:
     gaps: tuple[str, ...] = field(default=())  # the marked gaps the user still has to fill
 
 
+@dataclass(frozen=True)
+class SentHint:
+    """What a mailbox may use to recognise a draft the user sent under a new Message-ID."""
+
+    recipient: str
+    subject: str
+    since: datetime  # when the draft was created
+    thread: tuple[str, ...] = ()  # Message-IDs the draft replies to
+
+
 class Presence(enum.StrEnum):
     PRESENT = "present"  # still in Drafts
     SENT = "sent"  # the user sent it

@@ -61,6 +61,7 @@ from mailbridge.model import (
     Person,
     Presence,
     Response,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings, GoogleSettings
@@ -548,7 +549,9 @@ class GmailMailbox:
         raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
         return email.message_from_bytes(raw, policy=email.policy.default)
 
-    def observe(self, provider_id: str, message_id: str) -> Observation:
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation:
         draft_id, gmail_id, _ = _parse_id(provider_id)
         draft = self._missing("users.drafts.get", id=draft_id, format="raw")
         if draft is not None:

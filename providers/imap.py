@@ -57,6 +57,7 @@ from mailbridge.model import (
     MessageBatch,
     Observation,
     Presence,
+    SentHint,
 )
 from mailbridge.settings import AccountSettings, ImapSettings
 
@@ -492,7 +493,9 @@ class ImapMailbox:
                 found.append(int(uid))
         return found
 
-    def observe(self, provider_id: str, message_id: str) -> Observation:
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation:
         validity, uid = parse_provider_id(provider_id)
         with self._session("observe a draft") as client:
             drafts = self._drafts(client)

@@ -38,6 +38,7 @@ from mailbridge.model import (
     MessageBatch,
     Observation,
     Presence,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -181,7 +182,9 @@ class MaildirMailbox:
         message.set_flags("DS")
         return str(self.drafts.add(message))
 
-    def observe(self, provider_id: str, message_id: str) -> Observation:
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation:
         self._check()
         key: str | None = provider_id if provider_id in self.drafts else None
         if key is None:

@@ -59,6 +59,7 @@ from mailbridge.model import (
     Person,
     Presence,
     Response,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings, OutlookSettings
@@ -669,7 +670,9 @@ class OutlookMailbox:
             self._drafts_folder = str(folder["id"])
         return self._drafts_folder
 
-    def observe(self, provider_id: str, message_id: str) -> Observation:
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation:
         from mailbridge.compose import fingerprint
 
         drafts = self._drafts_id()
