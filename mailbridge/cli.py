@@ -392,11 +392,15 @@ def cmd_note(args: argparse.Namespace) -> int:
                              f"the employer expects to decide by {day}", now=now,
                              interview_id=interview_id)
             if args.lead:
-                emails = {p.email.lower() for p in interview.attendees}
-                if args.lead.lower() not in emails:
+                chosen = [p for p in interview.attendees if p.email.lower() == args.lead.lower()]
+                if not chosen:
+                    emails = ", ".join(sorted(p.email for p in interview.attendees))
                     raise UserError(f"{args.lead} is not one of this interview's interviewers "
-                                    f"({', '.join(sorted(emails))})")
-                ledger.set_lead_override(interview_id, args.lead.lower(), now)
+                                    f"({emails})")
+                ledger.set_lead_override(interview_id, chosen[0], now)
+                ledger.audit(interview.account, "lead chosen",
+                             f"you chose {chosen[0].email} as the lead interviewer", now=now,
+                             interview_id=interview_id)
         print(f"Saved for interview {interview_id}.")
         # Apply at once when no daemon holds the ledger; otherwise the daemon's next pass does.
         account = settings.account(interview.account)

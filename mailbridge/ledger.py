@@ -619,10 +619,11 @@ class Ledger:
             (day.isoformat() if day else None, _iso(now), interview_id),
         )
 
-    def set_lead_override(self, interview_id: int, email: str | None, now: datetime) -> None:
+    def set_lead_override(self, interview_id: int, lead: Person, now: datetime) -> None:
+        """The user's choice of lead: used at once, and kept when the event changes."""
         self.conn.execute(
-            "UPDATE interview SET lead_override=?, updated_at=? WHERE id=?",
-            (email, _iso(now), interview_id),
+            "UPDATE interview SET lead_override=?, lead=?, updated_at=? WHERE id=?",
+            (lead.email.lower(), _person_json(lead), _iso(now), interview_id),
         )
 
     # --- drafts --------------------------------------------------------------------------

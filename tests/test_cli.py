@@ -1,0 +1,170 @@
+"""The command line: each command on a real local example, and user mistakes give messages."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailbridge import cli, demo, service
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The demo's layout with an interview that ended an hour ago; returns the config path."""
+    return demo.write_example(tmp_path, datetime.now(UTC))
+
+
+def drafts_in(config: Path) -> int:
+    return len(mailbox.Maildir(config.parent / "Maildir" / ".Drafts", create=False))
+
+
+def test_init_writes_a_config_that_check_accepts(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "conf" / "config.toml"
+    code, out, _ = run(capsys, "--config", str(path), "init", "--address", "me@example.org")
+    assert code == 0 and path.exists() and "mailbridge check" in out
+    code, _, err = run(capsys, "--config", str(path), "init")
+    assert code == 2 and "already exists" in err and "--force" in err
+    code, out, _ = run(capsys, "--config", str(path), "check")
+    assert "configuration is valid" in out
+
+
+def test_missing_config_and_bad_config_are_messages_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "--config", str(tmp_path / "nope.toml"), "status")
+    assert code == 2 and "mailbridge init" in err and "Traceback" not in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[mailbridge]\ntimezone = "UTC"\n\n[accounts.me]\nprovider = "local"\n'
+                   'adress = "me@example.org"\n', encoding="utf-8")
+    code, _, err = run(capsys, "--config", str(bad), "check")
+    assert code == 2 and "Traceback" not in err
+    assert "bad.toml:6" in err and "adress" in err and "address" in err
+
+
+def test_check_reports_missing_local_folders(example: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--config", str(example), "check")
+    assert code == 0 and "demo (local, calendar file): ok" in out
+    (example.parent / "Maildir").rename(example.parent / "Elsewhere")
+    code, out, _ = run(capsys, "--config", str(example), "check")
+    assert code == 1 and "maildir.path" in out and "does not exist" in out
+
+
+def test_dry_run_prints_and_writes_nothing(example: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--config", str(example), "run", "--once", "--dry-run")
+    assert code == 0 and "interview found" in out
+    assert drafts_in(example) == 0
+    code, out, _ = run(capsys, "--config", str(example), "status", "--json")
+    assert json.loads(out)["accounts"][0]["interviews"] == []
+
+
+def test_run_once_status_preview_and_note(example: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # The example's thank-yous are due an hour from now: plan them, and look.
+    assert run(capsys, "--config", str(example), "run", "--once")[0] == 0
+    code, out, _ = run(capsys, "--config", str(example), "status")
+    assert code == 0 and "Northwind Robotics" in out and "planned" in out and "next:" in out
+    data = json.loads(run(capsys, "--config", str(example), "status", "--json")[1])
+    (interview,) = data["accounts"][0]["interviews"]
+    assert interview["lead"] == demo.LEAD[1]
+    assert {d["to"] for d in interview["drafts"]} == {demo.LEAD[1], demo.SECOND[1]}
+
+    code, out, _ = run(capsys, "--config", str(example), "preview", str(interview["id"]))
+    assert code == 0 and out.count("To: ") == 3 and "Dana" in out  # 2 thank-yous, 1 follow-up
+    assert drafts_in(example) == 0
+
+    code, out, _ = run(capsys, "--config", str(example), "note", str(interview["id"]),
+                       "the lidar calibration story", "--decision-by", "2026-12-04",
+                       "--lead", demo.SECOND[1])
+    assert code == 0 and "Saved" in out
+    data = json.loads(run(capsys, "--config", str(example), "status", "--json")[1])
+    (interview,) = data["accounts"][0]["interviews"]
+    assert interview["notes"] == "the lidar calibration story"
+    assert interview["lead"] == demo.SECOND[1]
+    code, out, _ = run(capsys, "--config", str(example), "preview", str(interview["id"]))
+    assert "lidar calibration" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["note", "999", "x"], "no interview 999"),
+    (["note", "abc", "x"], "not an interview number"),
+    (["preview", "12"], "no interview 12"),
+    (["resume", "nobody"], "no account named 'nobody'"),
+    (["status", "--since", "soon"], "--since"),
+])
+def test_user_mistakes(example: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                       expected: str) -> None:
+    code, _, err = run(capsys, "--config", str(example), *argv)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_note_with_a_bad_date_or_stranger_as_lead(example: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--config", str(example), "run", "--once")
+    code, _, err = run(capsys, "--config", str(example), "note", "1", "--decision-by", "soon")
+    assert code == 2 and "2026-12-04" in err
+    code, _, err = run(capsys, "--config", str(example), "note", "1", "--lead", "x@y.org")
+    assert code == 2 and "not one of this interview's interviewers" in err
+
+
+def test_status_since_digest_lists_decisions_and_skip_reasons(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "--config", str(example), "run", "--once")
+    code, out, _ = run(capsys, "--config", str(example), "status", "--since", "7d")
+    assert code == 0 and "interview found: 1" in out and "draft planned: 3" in out
+    assert "sam.k.1988@gmail.com: free-mail address" in out
+    data = json.loads(run(capsys, "--config", str(example), "status", "--json",
+                          "--since", "7d")[1])
+    assert {e["decision"] for e in data["digest"]} >= {"interview found", "attendee skipped",
+                                                        "draft planned"}
+
+
+def test_resume_confirms_a_paused_account(example: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--config", str(example), "resume", "demo")
+    assert code == 0 and "accepts the source" in out
+
+
+def test_service_unit_for_systemd_and_launchd(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "c.toml"
+    path, text = service.unit_text(config, platform="linux")
+    assert path == tmp_path / ".config/systemd/user/mailbridge.service"
+    assert f"--config {config.resolve()} run" in text and "ExecReload" in text
+    path, text = service.unit_text(config, platform="darwin")
+    assert path.name == "org.mailbridge.agent.plist" and "<string>run</string>" in text
+    assert service.install(config, platform="linux") == 0
+    assert (tmp_path / ".config/systemd/user/mailbridge.service").read_text() == \
+        service.unit_text(config, platform="linux")[1]
+
+
+def test_second_daemon_on_the_same_state_is_refused(example: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from mailbridge import config as config_module
+    from mailbridge.ledger import Ledger
+
+    settings = config_module.load(example)
+    holder = Ledger.open(settings.state_dir)
+    holder.lock()
+    try:
+        code, _, err = run(capsys, "--config", str(example), "run", "--once")
+        assert code == 2 and "another mailbridge daemon" in err
+    finally:
+        holder.close()
+    assert os.path.exists(settings.state_dir / "daemon.lock")
+    assert run(capsys, "--config", str(example), "run", "--once")[0] == 0
