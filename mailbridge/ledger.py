@@ -150,6 +150,42 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _newer_message(path: Path, version: int) -> str:
+    return (
+        f"{path} was written by a newer mailbridge (ledger schema {version}; this one knows "
+        f"schema {SCHEMA_VERSION} at most). Upgrade mailbridge, or set state_dir to another "
+        "folder. The ledger was not touched."
+    )
+
+
+def _refuse_newer(path: Path) -> None:
+    """Read the schema version without writing anything (immutable: no lock, no -wal/-shm)."""
+    try:
+        probe = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+    try:
+        has_meta = probe.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        row = (
+            probe.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if has_meta
+            else None
+        )
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+    finally:
+        probe.close()
+    value: object = row[0] if row else 0
+    try:
+        version = int(str(value))
+    except ValueError:
+        raise LedgerError(f"{path}: not a usable ledger (schema version {value!r})") from None
+    if version > SCHEMA_VERSION:
+        raise LedgerError(_newer_message(path, version))
+
+
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -210,6 +246,12 @@ class Ledger:
         if fresh:
             # Created private to the user before SQLite writes anything into it.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        else:
+            _refuse_newer(path)  # before WAL mode: a newer ledger is left byte for byte as it was
+        # SQLite creates -wal and -shm with the database file's own mode, so these stay 0600 too.
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.chmod(path.with_name(path.name + suffix), 0o600)
         try:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
@@ -235,11 +277,7 @@ class Ledger:
     def _migrate(self, path: Path) -> None:
         version = self.schema_version()
         if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"{path} was written by a newer mailbridge (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}); upgrade mailbridge, or point state_dir elsewhere. "
-                "The ledger was not touched."
-            )
+            raise LedgerError(_newer_message(path, version))
         while version < SCHEMA_VERSION:
             with self.transaction():
                 for statement in MIGRATIONS[version].split(";"):
@@ -254,7 +292,10 @@ class Ledger:
 
     def lock(self) -> None:
         """Take the daemon lock, or fail naming the state directory."""
-        handle = open(self.state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process
+        fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+        handle = os.fdopen(fd, "a+")  # held for the process
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -32,11 +32,14 @@ def run_command(command: str, *, what: str) -> str:
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         raise AuthError(f"{what}: password_command could not run: {type(exc).__name__}") from None
     if done.returncode != 0:
-        # stderr may be useful but must not leak a secret; only its first line, trimmed.
-        hint = (done.stderr.strip().splitlines() or [""])[0][:200]
-        raise AuthError(f"{what}: password_command exited with {done.returncode}: {hint}")
+        # Neither stdout nor stderr is repeated: a failing command may well have printed the
+        # secret (or part of it) before failing. The user can run it by hand to see why.
+        raise AuthError(
+            f"{what}: password_command exited with status {done.returncode}; "
+            "run the command in a terminal to see why"
+        )
     lines = done.stdout.splitlines()
-    if not lines or not lines[0]:
+    if not lines or not lines[0].strip():
         raise AuthError(f"{what}: password_command printed nothing")
     return lines[0]
 
