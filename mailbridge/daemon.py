@@ -4,8 +4,20 @@ Per account: an interval job (the inbox poll; the calendar is read when calendar
 passed), a date job at the next due time so a draft appears on time rather than at the next
 poll, and, for IMAP mailboxes, an IDLE watcher that triggers a pass when mail arrives. Missed
 runs after sleep coalesce into one catch-up. SIGTERM stops cleanly; SIGHUP reloads the config.
-Each pass opens its own ledger connection; one lock per account keeps passes of one account in
-sequence while accounts run side by side, so a slow or failing account never stalls the others.
+
+Faults: a pass never takes the daemon down. A failed pass (server down, dropped, throttled,
+certificate or name lookup failure, or an unexpected error) is recorded in the ledger, which
+`mailbridge status` shows, and the account's next pass is moved to a backoff delay: sooner than
+the poll interval at first, then exponentially later with jitter, never later than the poll
+interval. The first good pass clears the error and catches up (the engine is level-triggered:
+mail that arrived and drafts that fell due meanwhile are handled then).
+
+Accounts run side by side: each pass has its own ledger connection and at most one pass per
+account runs at a time. A timer that fires while its account is busy is dropped (the running
+pass or its own wake-up covers it); a push (new mail) is remembered and runs right after, so a
+hanging server holds one worker thread, never the others. A pass that runs much longer than the
+poll interval is reported as stuck. When the wall clock jumps ahead of the monotonic clock (the
+computer slept), every account gets one catch-up pass at once.
 """
 
 from __future__ import annotations
@@ -13,13 +25,20 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import logging
+import os
+import random
 import signal
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge import config as config_module
@@ -29,17 +48,88 @@ from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
 
+# A wall clock that moved this much further than the monotonic clock means the machine slept.
+CLOCK_JUMP = timedelta(seconds=30)
+# The first retry after a failure waits about this share of the poll interval (at most RETRY_MAX).
+RETRY_SHARE = 0.125
+RETRY_MAX = timedelta(seconds=60)
+# A pass running longer than this many poll intervals is reported in `status` as stuck.
+STUCK_INTERVALS = 2
+TIMER, PUSH = "timer", "push"
+STOP_GRACE = 10.0  # seconds a stop waits for running passes
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    """One pass as the daemon saw it (kept in memory, for tests and the recovery bench)."""
+
+    account: str
+    trigger: str  # "timer" | "push"
+    started: datetime
+    finished: datetime
+    error: str | None
+
+
+def retry_delay(
+    failures: int, poll: timedelta, *, rand: Callable[[], float] = random.random
+) -> timedelta:
+    """How long to wait before the next pass after ``failures`` failed passes in a row.
+
+    Exponential from a short first wait (an eighth of the poll interval, at most a minute),
+    capped at the poll interval, with "equal jitter": between half and all of that value, so
+    accounts (and users) that failed together do not retry in step.
+    """
+    if failures < 1:
+        return poll
+    first = min(poll * RETRY_SHARE, RETRY_MAX)
+    ceiling = min(poll, first * float(2 ** min(failures - 1, 30)))
+    return ceiling * (0.5 + 0.5 * rand())
+
+
+def clock_jumped(wall_elapsed: float, monotonic_elapsed: float) -> bool:
+    """Whether the wall clock ran ahead of the monotonic one by more than CLOCK_JUMP.
+
+    On suspend the monotonic clock stops while the wall clock keeps going; timers that wait on
+    the monotonic clock would fire up to one interval late after a resume.
+    """
+    return wall_elapsed - monotonic_elapsed > CLOCK_JUMP.total_seconds()
+
+
+def stuck_after(account: AccountSettings) -> timedelta:
+    return account.poll_interval * STUCK_INTERVALS
+
+
+def calendar_due(last: datetime | None, interval: timedelta, now: datetime) -> bool:
+    return last is None or now - last >= interval
+
 
 class Daemon:
-    def __init__(self, config_path: Path, settings: Settings) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        settings: Settings,
+        *,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.config_path = config_path
         self.settings = settings
+        self.rand = rand
+        # Enough workers that every account can have a pass in flight at once, even if some
+        # of them hang until their timeout.
+        workers = max(8, 2 * len(settings.accounts) + 2)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
+            executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.locks: dict[str, threading.Lock] = {}
         self.last_calendar: dict[str, datetime] = {}
+        self.failures: dict[str, int] = {}
+        self.running: dict[str, float] = {}  # account -> monotonic start of its pass
+        self.stuck_reported: set[str] = set()
+        self.rerun: set[str] = set()
+        self.outcomes: deque[PassOutcome] = deque(maxlen=10_000)
+        self.state = threading.Lock()  # guards the sets and dicts above
         self.stop = threading.Event()
         self.watch_stop = threading.Event()
         self.watchers: list[threading.Thread] = []
@@ -47,13 +137,37 @@ class Daemon:
 
     # --- one pass ------------------------------------------------------------------------
 
-    def run_account(self, name: str) -> None:
-        account = self._account(name)
-        if account is None:
-            return
+    def run_account(self, name: str, trigger: str = TIMER) -> None:
+        """A pass for ``name``, unless one is running (then a push is queued, a timer dropped)."""
         lock = self.locks.setdefault(name, threading.Lock())
-        with lock:
-            now = datetime.now(UTC)
+        with self.state:
+            if not lock.acquire(blocking=False):
+                if trigger == PUSH:
+                    self.rerun.add(name)
+                return
+        try:
+            while True:
+                account = self._account(name)
+                if account is None:
+                    return
+                self._one_pass(account, trigger)
+                with self.state:
+                    if name not in self.rerun:
+                        lock.release()
+                        return
+                    self.rerun.discard(name)
+                    trigger = PUSH
+        except BaseException:
+            lock.release()
+            raise
+
+    def _one_pass(self, account: AccountSettings, trigger: str) -> None:
+        name = account.name
+        now = datetime.now(UTC)
+        with self.state:
+            self.running[name] = time.monotonic()
+        error: str | None
+        try:
             read_calendar = calendar_due(
                 self.last_calendar.get(name), account.calendar_interval, now
             )
@@ -61,20 +175,99 @@ class Daemon:
                 report = engine.reconcile(
                     account, ledger, now=now, notify=notify.send, read_calendar=read_calendar
                 )
-            if read_calendar and report.error is None:
-                self.last_calendar[name] = now
-            if report.next_wakeup is not None:
-                self.scheduler.add_job(
-                    self.run_account, "date", run_date=report.next_wakeup, args=[name],
-                    id=f"due:{name}", replace_existing=True,
-                )
-                log.info("%s: next due %s", name, report.next_wakeup.isoformat())
+            error = report.error
+            if error is None:
+                if read_calendar:
+                    self.last_calendar[name] = now
+                if report.next_wakeup is not None:
+                    self._at(name, report.next_wakeup)
+        except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the daemon
+            error = (
+                f"account {name!r}: the pass failed unexpectedly ({type(exc).__name__}: {exc}); "
+                "will retry"
+            )
+            log.error("%s", error, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._record_error(name, error, now)
+        finally:
+            with self.state:
+                self.running.pop(name, None)
+                self.stuck_reported.discard(name)
+        finished = datetime.now(UTC)
+        self.outcomes.append(PassOutcome(name, trigger, now, finished, error))
+        took = (finished - now).total_seconds()
+        if error is None:
+            if self.failures.pop(name, 0):
+                log.info("%s: working again", name)
+            log.info("%s: pass ok (%s, %.2f s)", name, trigger, took)
+            return
+        failures = self.failures.get(name, 0) + 1
+        self.failures[name] = failures
+        delay = retry_delay(failures, account.poll_interval, rand=self.rand)
+        log.info("%s: pass failed (%s, %.2f s); retry %d in %.1f s",
+                 name, trigger, took, failures, delay.total_seconds())
+        self._retry(name, finished + delay)
+
+    def _at(self, name: str, when: datetime) -> None:
+        self.scheduler.add_job(
+            self.run_account, "date", run_date=when, args=[name],
+            id=f"due:{name}", replace_existing=True,
+        )
+        log.info("%s: next due %s", name, when.isoformat())
+
+    def _retry(self, name: str, when: datetime) -> None:
+        """Move the account's poll to ``when``; the interval continues from there."""
+        try:
+            self.scheduler.modify_job(f"poll:{name}", next_run_time=when)
+        except JobLookupError:  # reloaded or not scheduled (a lone pass): a date job instead
+            self.scheduler.add_job(self.run_account, "date", run_date=when, args=[name],
+                                   id=f"retry:{name}", replace_existing=True)
+
+    def _record_error(self, name: str, error: str, now: datetime) -> None:
+        try:
+            with Ledger.open(self.settings.state_dir) as ledger, ledger.transaction():
+                ledger.record_error(name, error, now)
+        except Exception as exc:  # noqa: BLE001 - the ledger itself may be what failed
+            log.error("%s: could not record the error in the ledger (%s)", name, exc)
 
     def _account(self, name: str) -> AccountSettings | None:
         for account in self.settings.accounts:
             if account.name == name and account.enabled:
                 return account
         return None
+
+    # --- watchdogs -----------------------------------------------------------------------
+
+    def check_stuck(self, monotonic_now: float | None = None) -> list[str]:
+        """Record in the ledger every pass that runs far longer than its poll interval."""
+        at = time.monotonic() if monotonic_now is None else monotonic_now
+        found: list[str] = []
+        with self.state:
+            running = dict(self.running)
+        for name, since in running.items():
+            account = self._account(name)
+            if account is None or name in self.stuck_reported:
+                continue
+            elapsed = timedelta(seconds=at - since)
+            if elapsed < stuck_after(account):
+                continue
+            error = (
+                f"account {name!r}: a pass has been waiting {_span(elapsed)} for an answer; "
+                "the server may be hanging (other accounts carry on)"
+            )
+            log.warning("%s", error)
+            self._record_error(name, error, datetime.now(UTC) - elapsed)
+            with self.state:
+                self.stuck_reported.add(name)
+            found.append(name)
+        return found
+
+    def catch_up(self) -> None:
+        """One pass per account now (after a resume from sleep), through the poll jobs."""
+        now = datetime.now(UTC)
+        for account in self.settings.accounts:
+            if account.enabled:
+                self._retry(account.name, now)
+        self.scheduler.wakeup()
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -101,7 +294,7 @@ class Daemon:
             return
 
         def on_change(name: str = account.name) -> None:
-            self.scheduler.add_job(self.run_account, args=[name], id=f"push:{name}",
+            self.scheduler.add_job(self.run_account, args=[name, PUSH], id=f"push:{name}",
                                    replace_existing=True)
 
         thread = threading.Thread(
@@ -137,6 +330,26 @@ class Daemon:
 
     # --- main loop -------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the scheduler and the jobs (without signal handlers: for tests and benches)."""
+        self.scheduler.start()
+        self.schedule()
+
+    def shutdown(self) -> None:
+        self.watch_stop.set()
+        self.scheduler.shutdown(wait=False)
+
+    def tick(self, wall_elapsed: float, monotonic_elapsed: float) -> None:
+        """The main loop's once-a-second housekeeping."""
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+        if clock_jumped(wall_elapsed, monotonic_elapsed):
+            log.info("the clock jumped %.0f s ahead (the computer slept?); catching up",
+                     wall_elapsed - monotonic_elapsed)
+            self.catch_up()
+        self.check_stuck()
+
     def serve(self) -> int:
         holder = Ledger.open(self.settings.state_dir)
         holder.lock()  # one daemon per ledger
@@ -144,22 +357,48 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
         faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
-        self.scheduler.start()
-        self.schedule()
+        self.start()
         names = ", ".join(a.name for a in self.settings.accounts if a.enabled)
         log.info("mailbridge running for %s; state in %s", names, self.settings.state_dir)
+        wall, mono = time.time(), time.monotonic()
         try:
             while not self.stop.wait(timeout=1):
-                if self.reload_requested.is_set():
-                    self.reload_requested.clear()
-                    self.reload()
+                now_wall, now_mono = time.time(), time.monotonic()
+                self.tick(now_wall - wall, now_mono - mono)
+                wall, mono = now_wall, now_mono
         finally:
             log.info("stopping")
             self.watch_stop.set()
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.shutdown(wait=False)
+            self._wait_for_passes(STOP_GRACE)
             holder.close()
         return 0
 
+    def _wait_for_passes(self, grace: float) -> None:
+        """Let running passes finish; after ``grace`` seconds, leave without them.
 
-def calendar_due(last: datetime | None, interval: timedelta, now: datetime) -> bool:
-    return last is None or now - last >= interval
+        A pass stuck on a server without a timeout would otherwise hold the process forever
+        (the worker threads are joined at exit). Leaving is safe: the ledger is consistent after
+        every step, and the next start repairs an interrupted draft by its Message-ID.
+        """
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self.state:
+                if not self.running:
+                    return
+            time.sleep(0.05)
+        with self.state:
+            names = ", ".join(sorted(self.running))
+        log.warning("stopping without waiting for the pass of %s (no answer from the server)",
+                    names)
+        logging.shutdown()
+        os._exit(0)
+
+
+def _span(elapsed: timedelta) -> str:
+    seconds = int(elapsed.total_seconds())
+    if seconds < 120:
+        return f"{seconds} seconds"
+    if seconds < 7200:
+        return f"{seconds // 60} minutes"
+    return f"{seconds // 3600} hours"
