@@ -92,7 +92,7 @@ class World:
     def messages(self, name: str) -> list[EmailMessage]:
         box = self.folder(name)
         out = []
-        for key in box:
+        for key in box.iterkeys():
             parsed = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             out.append(parsed)
@@ -143,7 +143,7 @@ def test_thank_yous_appear_on_time_and_a_second_pass_changes_nothing(world: Worl
     drafts = world.messages("Drafts")
     assert sorted(m["To"].addresses[0].addr_spec for m in drafts) == sorted([LEAD, OTHER])
     box = world.folder("Drafts")
-    assert all("D" in box.get_message(k).get_flags() for k in box)
+    assert all("D" in box.get_message(k).get_flags() for k in box.iterkeys())
     audit_before = len(world.ledger.audit_entries())
     files_before = sorted(box.keys())
 
