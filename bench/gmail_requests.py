@@ -33,6 +33,8 @@ GMAIL_UNITS = {
     "users.drafts.list": 5,
     "users.drafts.update": 15,
     "users.drafts.delete": 10,
+    "users.labels.list": 1,
+    "users.labels.create": 5,
     "users.drafts.send": 100,
     "users.messages.send": 100,
 }

@@ -15,7 +15,13 @@ What maps to what:
   ``messages.list`` bounded by date. Only headers and the
   snippet are fetched (``format=metadata``). A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
-  "deleted".
+  "deleted". A draft the user's program sent under a new Message-ID is recognised from the
+  `SentHint`: a SENT message to the same recipient, after the draft was made, in the draft's
+  thread or (a thank-you has a thread of its own) under the same subject.
+- Every draft carries the user label ``mailbridge`` (``message.labelIds`` of drafts.create and
+  drafts.update), so the user can find them all in one click. The label is looked up
+  (``labels.list``) or created (``labels.create``) only when a draft is written; its id is kept
+  per mailbox, and a label the user deleted is made again on the next draft.
 - Sign-in: a Desktop OAuth client (``google.client_secrets``) and the loopback flow; only the
   refresh token is kept, in the keyring. Gmail has no draft-only scope (gmail.compose can send),
   so every Gmail call goes through `Api`, an allow-list that has no send method.
@@ -30,10 +36,12 @@ import email
 import email.policy
 import email.utils
 import json
+import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -70,7 +78,11 @@ SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
     "https://www.googleapis.com/auth/gmail.readonly",
     "https://www.googleapis.com/auth/gmail.compose",
+    # Create the "mailbridge" label only; it grants no access to messages.
+    "https://www.googleapis.com/auth/gmail.labels",
 )
+LABEL_NAME = "mailbridge"
+SENT_SLACK = timedelta(minutes=5)  # clock skew between this machine and Google
 KEYRING_PURPOSE = "google-refresh-token"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
@@ -88,6 +100,9 @@ GMAIL_METHODS = frozenset(
         "users.drafts.list",
         "users.drafts.update",
         "users.drafts.delete",
+        "users.labels.list",
+        "users.labels.create",
+        "users.threads.get",
     }
 )
 CALENDAR_METHODS = frozenset({"events.list"})
@@ -105,6 +120,8 @@ METADATA_HEADERS = sorted(
     }
 )
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+log = logging.getLogger("mailbridge")
 
 
 class GoogleError(ProviderError):
@@ -435,12 +452,53 @@ def _text(msg: EmailMessage) -> str:
     return part.get_content() if part is not None else ""
 
 
+_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*:\s*)+", re.IGNORECASE)
+
+
+def subject_key(subject: str) -> str:
+    """A subject without leading "Re:"/"Fwd:" (and common localized forms), for comparing."""
+    return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
+
+
+def label_in(labels: list[dict[str, Any]], name: str = LABEL_NAME) -> str | None:
+    """The id of the user label called ``name`` in a labels.list answer, if there is one."""
+    for label in labels:
+        if label.get("type", "user") == "user" and label.get("name", "").casefold() == name:
+            return str(label["id"])
+    return None
+
+
+def sent_as_hint(message: dict[str, Any], hint: SentHint, *, same_thread: bool) -> bool:
+    """Whether a messages.get/threads.get message (format=metadata) is the hinted draft sent.
+
+    SENT, to the hinted recipient, after the draft was made; outside the draft's own thread
+    the subject must match too (ignoring "Re:"/"Fwd:").
+    """
+    if "SENT" not in message.get("labelIds", []):
+        return False
+    made = int(message.get("internalDate", "0")) / 1000
+    if made < (hint.since - SENT_SLACK).timestamp():
+        return False
+    headers = message.get("payload", {}).get("headers", [])
+    fields = [(h["name"].lower(), h["value"]) for h in headers]
+    to = email.utils.getaddresses([v for k, v in fields if k in ("to", "cc")])
+    if hint.recipient.lower() not in {a.lower() for _, a in to}:
+        return False
+    if same_thread:
+        return True
+    subject = next((v for k, v in fields if k == "subject"), "")
+    return subject_key(subject) == subject_key(hint.subject)
+
+
 class GmailMailbox:
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account
         self.api = api or Api(
             account, _service(account, "gmail", "v1", _google(account).api_endpoint), GMAIL_METHODS
         )
+        # The id of the "mailbridge" label: None until a draft is written; "" when the grant
+        # lacks the labels scope (drafts are then made unlabelled rather than not at all).
+        self._label: str | None = None
 
     def _call(self, method: str, **params: Any) -> Any:
         return self.api.call(method, userId="me", **params)
@@ -513,20 +571,65 @@ class GmailMailbox:
         messages = found.get("messages", [])
         return messages[0]["threadId"] if messages else None
 
+    def _label_id(self) -> str:
+        """The id of the "mailbridge" label, made on first use ("" when it cannot be made)."""
+        if self._label is None:
+            found = label_in(self._call("users.labels.list").get("labels", []))
+            if found is None:
+                label = {
+                    "name": LABEL_NAME,
+                    # In the label list, so one click shows every draft mailbridge made;
+                    # shown on messages, so a draft says where it came from.
+                    "labelListVisibility": "labelShow",
+                    "messageListVisibility": "show",
+                }
+                try:
+                    found = str(self._call("users.labels.create", body=label)["id"])
+                except AuthError:
+                    # A grant from before the labels scope: keep making drafts, unlabelled.
+                    log.warning(
+                        "account %r: drafts are not labelled %r because Google access lacks "
+                        "the labels permission; run `mailbridge auth %s` again to add it",
+                        self.account.name, LABEL_NAME, self.account.name,
+                    )  # fmt: skip
+                    found = ""
+            self._label = found
+        return self._label
+
     def _body(self, draft: DraftMessage, thread_id: str | None) -> dict[str, Any]:
         message: dict[str, Any] = {"raw": _b64(draft.raw)}
         if thread_id:
             message["threadId"] = thread_id
+        if label := self._label_id():
+            message["labelIds"] = [label]
         return {"message": message}
+
+    def _labelled(self, write: Callable[[], dict[str, Any]]) -> str:
+        """Write a draft; when Gmail refuses the cached label (the user deleted it), find or
+        make the label again and write once more."""
+        try:
+            return _provider_id(write())
+        except GoogleError as exc:
+            if exc.status != 400 or not self._label:
+                raise
+            self._label = None
+            return _provider_id(write())
 
     def create_draft(self, draft: DraftMessage) -> str:
         thread = self._thread_of(draft.in_reply_to) if draft.in_reply_to else None
-        return _provider_id(self._call("users.drafts.create", body=self._body(draft, thread)))
+        return self._labelled(
+            lambda: self._call("users.drafts.create", body=self._body(draft, thread))
+        )
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         draft_id, _, thread = _parse_id(provider_id)
-        body = {"id": draft_id, **self._body(draft, thread or None)}
-        return _provider_id(self._call("users.drafts.update", id=draft_id, body=body))
+        return self._labelled(
+            lambda: self._call(
+                "users.drafts.update",
+                id=draft_id,
+                body={"id": draft_id, **self._body(draft, thread or None)},
+            )
+        )
 
     def retract(self, provider_id: str) -> None:
         # drafts.delete removes the draft for good (Gmail has no Trash for drafts via the API).
@@ -552,7 +655,7 @@ class GmailMailbox:
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
-        draft_id, gmail_id, _ = _parse_id(provider_id)
+        draft_id, gmail_id, thread_id = _parse_id(provider_id)
         draft = self._missing("users.drafts.get", id=draft_id, format="raw")
         if draft is not None:
             msg = self._parse(draft)
@@ -570,7 +673,35 @@ class GmailMailbox:
             sent = self._missing("users.messages.get", id=entry["id"], format="minimal")
             if sent and "SENT" in sent.get("labelIds", []):
                 return Observation(Presence.SENT)
+        if hint is not None and self._sent_under_new_id(thread_id, hint):
+            return Observation(Presence.SENT)
         return Observation(Presence.GONE)
+
+    def _sent_under_new_id(self, thread_id: str, hint: SentHint) -> bool:
+        """Whether the user's program sent the draft as a message of its own (new ids)."""
+        wanted = ["To", "Cc", "Subject"]
+        if thread_id:
+            thread = self._missing(
+                "users.threads.get", id=thread_id, format="metadata", metadataHeaders=wanted
+            )
+            for message in (thread or {}).get("messages", []):
+                if sent_as_hint(message, hint, same_thread=True):
+                    return True
+        # A thank-you starts its own thread, which is gone with the draft: look in Sent for
+        # the same subject to the same person (a day of slack: "after:" is a date in the
+        # account's time zone).
+        day = (hint.since - timedelta(days=1)).astimezone(UTC)
+        query = f"in:sent to:{hint.recipient} after:{day:%Y/%m/%d}"
+        found = self._call("users.messages.list", q=query)
+        for entry in found.get("messages", [])[:20]:
+            if entry.get("threadId") == thread_id:
+                continue  # seen above
+            message = self._missing(
+                "users.messages.get", id=entry["id"], format="metadata", metadataHeaders=wanted
+            )
+            if message and sent_as_hint(message, hint, same_thread=False):
+                return True
+        return False
 
     def close(self) -> None:
         pass

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -31,11 +32,12 @@ from mailbridge.model import (
     Person,
     Presence,
     Response,
+    SentHint,
     Window,
 )
 from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
 from providers import gmail
-from tests.emulators.google import GoogleEmulator, interview_event, make_raw, running
+from tests.emulators.google import ROUTES, GoogleEmulator, interview_event, make_raw, running
 
 ME = "jordan.lee@gmail.com"
 SEND_METHODS = {
@@ -279,7 +281,7 @@ def test_draft_create_find_observe_update_retract(
         "Thank you, Maria", ["maria@acme.example"], "Dear Maria,\nthank you.\n"
     )
     create = next(c for c in emu.api_calls() if c.method_id == "gmail.users.drafts.create")
-    assert set(create.body["message"]) == {"raw"}  # a thank-you starts its own thread
+    assert "threadId" not in create.body["message"]  # a thank-you starts its own thread
 
     noted = draft("maria@acme.example", "Thank you, Maria", "Dear Maria,\nthank you. Notes.\n", mid)
     new_pid = mailbox.update_draft(pid, noted)
@@ -350,6 +352,180 @@ def test_find_draft_falls_back_to_scanning_when_search_misses(
     monkeypatch.setattr(emu, "_search", lambda q, pool: [] if q else real_search(q, pool))
 
     assert mailbox.find_draft("<fresh@x.test>") == pid
+
+
+# --- the "mailbridge" label ----------------------------------------------------------------
+
+
+def labels_of(emu: GoogleEmulator, provider_id: str) -> set[str]:
+    return set(emu.messages[emu.drafts[provider_id.split(":")[0]]].labels)
+
+
+def label_calls(emu: GoogleEmulator) -> list[str]:
+    return [c.method_id for c in emu.api_calls() if ".labels." in c.method_id]
+
+
+def test_every_draft_carries_the_mailbridge_label_made_on_first_use(
+    emu: GoogleEmulator, account: AccountSettings, mailbox: gmail.GmailMailbox
+) -> None:
+    one = mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi Maria\n", "<l1@x.test>"))
+    two = mailbox.create_draft(draft("raj@acme.example", "Thanks", "Hi Raj\n", "<l2@x.test>"))
+
+    (label,) = emu.labels_named("mailbridge")
+    assert emu.labels[label]["type"] == "user"
+    assert emu.labels[label]["labelListVisibility"] == "labelShow"
+    assert emu.labels[label]["messageListVisibility"] == "show"
+    assert labels_of(emu, one) == labels_of(emu, two) == {"DRAFT", label}
+    # Looked up and made once per mailbox, not once per draft.
+    assert label_calls(emu) == ["gmail.users.labels.list", "gmail.users.labels.create"]
+
+    updated = mailbox.update_draft(
+        one, draft("maria@acme.example", "Thanks", "Hi!\n", "<l1@x.test>")
+    )
+    assert labels_of(emu, updated) == {"DRAFT", label}  # a rewritten draft keeps the mark
+
+    # Another mailbox (a restart) finds the label it made before instead of making a second.
+    emu.calls.clear()
+    again = gmail.GmailMailbox(account, fast_api(account, "gmail"))
+    three = again.create_draft(draft("sam@acme.example", "Thanks", "Hi Sam\n", "<l3@x.test>"))
+    assert labels_of(emu, three) == {"DRAFT", label}
+    assert label_calls(emu) == ["gmail.users.labels.list"]
+    assert emu.labels_named("mailbridge") == [label]
+
+
+def test_a_label_the_user_deleted_is_made_again_on_the_next_draft(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi\n", "<d1@x.test>"))
+    (old,) = emu.labels_named("mailbridge")
+    emu.user_deletes_label(old)
+
+    pid = mailbox.create_draft(draft("raj@acme.example", "Thanks", "Hi\n", "<d2@x.test>"))
+
+    (new,) = emu.labels_named("mailbridge")
+    assert new != old
+    assert labels_of(emu, pid) == {"DRAFT", new}
+    assert len(emu.drafts) == 2  # the refused write left nothing behind, the retry one draft
+    assert emu.violations == []
+
+
+def test_a_grant_without_the_labels_scope_still_makes_drafts(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.granted = set(gmail.SCOPES) - {"https://www.googleapis.com/auth/gmail.labels"}
+
+    pid = mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi\n", "<s1@x.test>"))
+    mailbox.create_draft(draft("raj@acme.example", "Thanks", "Hi\n", "<s2@x.test>"))
+
+    assert labels_of(emu, pid) == {"DRAFT"}
+    assert emu.labels_named("mailbridge") == []
+    assert label_calls(emu).count("gmail.users.labels.create") == 1  # not retried per draft
+    assert "run `mailbridge auth personal` again" in caplog.text
+
+
+def test_the_requested_scopes_cover_every_method_the_adapter_calls(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    emu.granted = set(gmail.SCOPES)
+    for method in sorted(gmail.GMAIL_METHODS):
+        route = next(r for r in ROUTES if r.method_id == "gmail." + method)
+        assert set(route.spec["scopes"]) & emu.granted, method
+    pid = mailbox.create_draft(draft("maria@acme.example", "Thanks", "Hi\n", "<g@x.test>"))
+    assert labels_of(emu, pid) - {"DRAFT"}
+
+
+@pytest.mark.parametrize(
+    ("subject", "key"),
+    [
+        ("Thank you, Maria", "thank you, maria"),
+        ("Re: Thank you, Maria", "thank you, maria"),
+        ("RE: Fwd: re:  Thank  you, Maria", "thank you, maria"),
+        ("AW: Danke", "danke"),
+        ("Regarding the role", "regarding the role"),
+        ("", ""),
+    ],
+)
+def test_subject_key_ignores_reply_and_forward_prefixes(subject: str, key: str) -> None:
+    assert gmail.subject_key(subject) == key
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ([{"id": "INBOX", "name": "INBOX", "type": "system"}], None),
+        ([{"id": "Label_3", "name": "mailbridge", "type": "user"}], "Label_3"),
+        ([{"id": "Label_4", "name": "Mailbridge", "type": "user"}], "Label_4"),
+        ([{"id": "Label_5", "name": "mailbridge/old", "type": "user"}], None),
+        ([], None),
+    ],
+)
+def test_label_in(labels: list[dict[str, str]], expected: str | None) -> None:
+    assert gmail.label_in(labels) == expected
+
+
+# --- a draft sent under a new Message-ID --------------------------------------------------
+
+
+def fresh_mailbox(account: AccountSettings) -> gmail.GmailMailbox:
+    """A new adapter instance, as after a restart: nothing remembered in memory."""
+    return gmail.GmailMailbox(account, fast_api(account, "gmail"))
+
+
+def test_a_thank_you_sent_under_a_new_message_id_is_sent(
+    emu: GoogleEmulator, account: AccountSettings, mailbox: gmail.GmailMailbox
+) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    pid = mailbox.create_draft(
+        draft("Maria Chen <maria@acme.example>", "Thank you, Maria", "Hi\n", "<n1@x.test>")
+    )
+    emu.user_sends_as_new(pid.split(":")[0])
+    hint = SentHint("maria@acme.example", "Thank you, Maria", since)
+
+    seen = fresh_mailbox(account).observe(pid, "<n1@x.test>", hint)
+
+    assert seen.presence is Presence.SENT
+    assert fresh_mailbox(account).observe(pid, "<n1@x.test>").presence is Presence.GONE  # no hint
+
+
+def test_a_follow_up_sent_under_a_new_message_id_is_found_in_its_thread(
+    emu: GoogleEmulator, account: AccountSettings, mailbox: gmail.GmailMailbox
+) -> None:
+    thank_you = mailbox.create_draft(
+        draft("maria@acme.example", "Thank you, Maria", "Thanks\n", "<t1@x.test>")
+    )
+    emu.user_sends_draft(thank_you.split(":")[0])
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    follow = draft(
+        "maria@acme.example", "Re: Thank you, Maria", "Following up\n", "<f1@x.test>",
+        in_reply_to="<t1@x.test>",
+    )  # fmt: skip
+    pid = mailbox.create_draft(follow)
+    emu.user_sends_as_new(pid.split(":")[0])
+    # The subject was edited before sending: the thread still tells.
+    sent = next(
+        m for m in emu.messages.values() if "SENT" in m.labels and m.id != thank_you.split(":")[1]
+    )
+    assert sent.thread_id == pid.split(":")[2]
+    emu.calls.clear()
+
+    hint = SentHint("maria@acme.example", "Checking in", since, ("<t1@x.test>",))
+    assert fresh_mailbox(account).observe(pid, "<f1@x.test>", hint).presence is Presence.SENT
+    assert "gmail.users.threads.get" in [c.method_id for c in emu.api_calls()]
+
+
+def test_a_deleted_draft_with_a_hint_is_still_gone(
+    emu: GoogleEmulator, account: AccountSettings, mailbox: gmail.GmailMailbox
+) -> None:
+    earlier = mailbox.create_draft(draft("maria@acme.example", "Thank you", "a\n", "<e@x.test>"))
+    emu.user_sends_as_new(earlier.split(":")[0])  # sent before the draft below was made
+    since = datetime.now(UTC) + timedelta(minutes=30)
+    pid = mailbox.create_draft(draft("maria@acme.example", "Thank you", "b\n", "<g1@x.test>"))
+    other = mailbox.create_draft(draft("raj@acme.example", "Thank you", "c\n", "<g2@x.test>"))
+    emu.user_deletes_draft(pid.split(":")[0])
+    emu.user_sends_as_new(other.split(":")[0])  # same subject, someone else
+    hint = SentHint("maria@acme.example", "Thank you", since)
+
+    assert fresh_mailbox(account).observe(pid, "<g1@x.test>", hint).presence is Presence.GONE
 
 
 # --- inbox --------------------------------------------------------------------------------
@@ -568,20 +744,30 @@ def test_whole_loop_interview_to_retracted_follow_up(
     def drafts_to() -> dict[str, EmailMessage]:
         return {str(m["To"]): m for m in emu.draft_messages().values()}
 
+    emu.granted = set(gmail.SCOPES)  # every request is one the requested consent allows
     run(start + timedelta(hours=3))
     thank_yous = drafts_to()
     assert set(thank_yous) == {"Maria Chen <maria@acme.example>", "Raj Patel <raj@acme.example>"}
+    (label,) = emu.labels_named("mailbridge")
+    assert all(label in emu.messages[m].labels for m in emu.drafts.values())
 
+    emu.counts.clear()
     run(start + timedelta(hours=4))  # idempotent: nothing new
     assert len(emu.drafts) == 2
+    assert not [m for m in emu.counts if ".labels." in m]  # labels only when writing drafts
 
     for draft_id in list(emu.drafts):
         emu.user_sends_draft(draft_id)
     run(start + timedelta(days=1))
     assert emu.drafts == {}
 
+    emu.counts.clear()
+    run(start + timedelta(days=3))  # idle, waiting for the employer: as cheap as before
+    assert emu.counts == Counter({"gmail.users.history.list": 2, "calendar.events.list": 2})
+
     run(start + timedelta(days=12))  # seven business days of silence have passed
     (follow_up,) = drafts_to().values()
+    assert label in emu.messages[next(iter(emu.drafts.values()))].labels
     to_maria = thank_yous["Maria Chen <maria@acme.example>"]
     assert follow_up["To"] == "Maria Chen <maria@acme.example>"
     assert follow_up["In-Reply-To"] == to_maria["Message-ID"]

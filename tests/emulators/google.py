@@ -1,16 +1,19 @@
 """A small Gmail + Google Calendar + OAuth server on loopback, for tests and benches.
 
 It keeps just enough state to behave like the real services for what mailbridge does
-(drafts, messages, threads, history ids, calendar events with sync tokens, a token endpoint)
-and CHECKS EVERY REQUEST against the discovery documents shipped inside
+(drafts, messages, threads, labels, history ids, calendar events with sync tokens, a token
+endpoint) and CHECKS EVERY REQUEST against the discovery documents shipped inside
 google-api-python-client: method and path template, required/unknown query parameters,
 parameter types and enums, and the JSON body against the request schema (unknown fields are
-rejected). Anything it does not recognise is recorded in ``violations``; tests assert the list
-stays empty, so the emulator cannot drift from the published API unnoticed.
+rejected; fields the document marks required for the method must be there). Anything it does
+not recognise is recorded in ``violations``; tests assert the list stays empty, so the
+emulator cannot drift from the published API unnoticed.
 
 Test-side helpers act as "the user" or "the world": ``deliver`` (mail arrives),
-``user_sends_draft``, ``user_edits_draft``, ``add_event``, ``cancel_event`` and fault knobs
-(``fail_next``, ``latency``, ``expire_history``, ``expire_sync_tokens``, ``revoke_grant``).
+``user_sends_draft``, ``user_sends_as_new`` (the user's own program sends a copy under a new
+Message-ID), ``user_edits_draft``, ``user_deletes_draft``, ``user_deletes_label``,
+``add_event``, ``cancel_event`` and fault knobs (``fail_next``, ``latency``,
+``expire_history``, ``expire_sync_tokens``, ``revoke_grant``).
 """
 
 from __future__ import annotations
@@ -136,21 +139,29 @@ def check_query(route: Route, query: dict[str, list[str]]) -> list[str]:
     return problems
 
 
-def check_body(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> list[str]:
+def check_body(
+    doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str, method: str = ""
+) -> list[str]:
+    """Problems of ``value`` against ``schema``; ``method`` ("gmail.users.labels.create")
+    turns on the per-method required fields (``annotations.required``)."""
+    method = method or where
     if "$ref" in schema:
-        return check_body(doc, doc["schemas"][schema["$ref"]], value, where)
+        return check_body(doc, doc["schemas"][schema["$ref"]], value, where, method)
     kind = schema.get("type")
     if kind == "object":
         if not isinstance(value, dict):
             return [f"{where}: expected an object"]
         problems = []
         props = schema.get("properties", {})
+        for key, spec in props.items():
+            if method in spec.get("annotations", {}).get("required", []) and key not in value:
+                problems.append(f"{where}: missing required field {key!r}")
         extra = schema.get("additionalProperties")
         for key, item in value.items():
             if key in props:
-                problems += check_body(doc, props[key], item, f"{where}.{key}")
+                problems += check_body(doc, props[key], item, f"{where}.{key}", method)
             elif extra is not None:
-                problems += check_body(doc, extra, item, f"{where}.{key}")
+                problems += check_body(doc, extra, item, f"{where}.{key}", method)
             else:
                 problems.append(f"{where}: unknown field {key!r}")
         return problems
@@ -160,7 +171,7 @@ def check_body(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: s
         return [
             p
             for i, item in enumerate(value)
-            for p in check_body(doc, schema["items"], item, f"{where}[{i}]")
+            for p in check_body(doc, schema["items"], item, f"{where}[{i}]", method)
         ]
     if kind == "string":
         if not isinstance(value, str):
@@ -227,6 +238,13 @@ class Call:
     status: int = 0
 
 
+SYSTEM_LABELS = (
+    "INBOX", "SENT", "DRAFT", "TRASH", "SPAM", "UNREAD", "STARRED", "IMPORTANT",
+    "CATEGORY_PERSONAL", "CATEGORY_SOCIAL", "CATEGORY_PROMOTIONS", "CATEGORY_UPDATES",
+    "CATEGORY_FORUMS",
+)  # fmt: skip
+
+
 def _subject_key(subject: str) -> str:
     return re.sub(r"^\s*((re|fwd?|aw|sv)\s*:\s*)+", "", subject, flags=re.I).strip().lower()
 
@@ -240,6 +258,9 @@ class GoogleEmulator:
         self.min_history_id = 0
         self.messages: dict[str, Message] = {}
         self.drafts: dict[str, str] = {}  # draft id -> message id
+        self.labels: dict[str, dict[str, Any]] = {
+            name: {"id": name, "name": name, "type": "system"} for name in SYSTEM_LABELS
+        }
         self.history: list[tuple[int, str, set[str]]] = []  # (history id, message id, labels)
         self.calendars: dict[str, CalendarState] = {"primary": CalendarState()}
         self.change_seq = 0
@@ -252,6 +273,9 @@ class GoogleEmulator:
         self.access_tokens: set[str] = set()
         self.codes: dict[str, str] = {}
         self.grant_revoked = False
+        # The scopes the user granted; None grants every scope. When set, a method none of
+        # whose scopes (per the discovery document) was granted gets Google's 403.
+        self.granted: set[str] | None = None
         # Records and knobs
         self.calls: list[Call] = []
         self.counts: Counter[str] = Counter()
@@ -390,6 +414,28 @@ class GoogleEmulator:
             msg.labels = (msg.labels - {"DRAFT"}) | {"SENT"}
             self._bump(msg)
             return msg.id
+
+    def user_sends_as_new(self, draft_id: str, message_id: str | None = None) -> str:
+        """As a mail program that sends its own copy: the draft is deleted and a new SENT
+        message with the same content but a new Message-ID (and a new Gmail id) appears,
+        threaded by Gmail's usual rule."""
+        with self.lock:
+            old = self.messages.pop(self.drafts.pop(draft_id))
+            copy = old.parsed
+            del copy["Message-ID"]
+            copy["Message-ID"] = message_id or email.utils.make_msgid(domain="client.test")
+            return self._add_message(copy.as_bytes(), {"SENT"}).id
+
+    def user_deletes_label(self, label_id: str) -> None:
+        """Gmail removes a deleted label from every message that had it."""
+        with self.lock:
+            del self.labels[label_id]
+            for msg in self.messages.values():
+                msg.labels.discard(label_id)
+
+    def labels_named(self, name: str) -> list[str]:
+        with self.lock:
+            return [i for i, label in self.labels.items() if label["name"] == name]
 
     def user_edits_draft(self, draft_id: str, raw: bytes) -> str:
         with self.lock:
@@ -595,7 +641,9 @@ class GoogleEmulator:
             self.counts[route.method_id] += 1
             problems = check_query(route, query)
             if "request" in route.spec:
-                problems += check_body(route.doc, route.spec["request"], body, route.method_id)
+                problems += check_body(
+                    route.doc, route.spec["request"], body, route.method_id, route.method_id
+                )
             elif payload:
                 problems.append(f"{route.method_id}: takes no body")
             if problems:
@@ -609,6 +657,9 @@ class GoogleEmulator:
                     "authError",
                     {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
                 )
+            if self.granted is not None and not set(route.spec.get("scopes", [])) & self.granted:
+                why = "Request had insufficient authentication scopes."
+                raise ApiError(403, why, "insufficientPermissions")
             if self._faults:
                 status, retry_after = self._faults.pop(0)
                 raise ApiError(
@@ -638,6 +689,8 @@ class GoogleEmulator:
                 result = [m for m in result if m.internal_date >= day.timestamp() * 1000]
             elif key == "in" and value.upper() in ("INBOX", "SENT", "DRAFT"):
                 result = [m for m in result if value.upper() in m.labels]
+            elif key == "to":
+                result = [m for m in result if value.lower() in _recipients(m)]
             else:
                 self.violations.append(f"emulator does not understand the search term {term!r}")
         return sorted(result, key=lambda m: -m.internal_date)
@@ -747,7 +800,17 @@ class GoogleEmulator:
         message = body.get("message") or {}
         if "raw" not in message:
             raise ApiError(400, "Missing message raw")
-        return self._add_message(unb64url(message["raw"]), {"DRAFT"}, message.get("threadId"))
+        labels = set(message.get("labelIds", []))
+        for label in labels:
+            # Gmail answers 400 "Invalid label" for an id that is not (or no longer) there.
+            if label not in self.labels:
+                raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
+            if self.labels[label]["type"] == "system" and label != "DRAFT":
+                self.violations.append(f"a draft given the system label {label}")
+                raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
+        return self._add_message(
+            unb64url(message["raw"]), {"DRAFT"} | labels, message.get("threadId")
+        )
 
     def _gmail_users_drafts_create(self, p: dict[str, str], q: Any, body: Any) -> Any:
         draft_id = "r" + self._next_id()
@@ -772,6 +835,17 @@ class GoogleEmulator:
             raise ApiError(404, "Requested entity was not found.")
         del self.messages[self.drafts.pop(p["id"])]
         return None
+
+    def _gmail_users_labels_list(self, p: dict[str, str], q: Any, body: Any) -> Any:
+        return {"labels": list(self.labels.values())}
+
+    def _gmail_users_labels_create(self, p: dict[str, str], q: Any, body: Any) -> Any:
+        name = body["name"]
+        if any(label["name"].casefold() == name.casefold() for label in self.labels.values()):
+            raise ApiError(409, "Label name exists or conflicts", "alreadyExists")
+        label_id = f"Label_{next(self._ids) % 10**6}"  # never reused, as in Gmail
+        self.labels[label_id] = {**body, "id": label_id, "type": "user"}
+        return self.labels[label_id]
 
     def _gmail_users_drafts_list(self, p: dict[str, str], q: Any, body: Any) -> Any:
         by_message = {m: d for d, m in self.drafts.items()}
@@ -825,6 +899,11 @@ class GoogleEmulator:
         else:
             out["nextSyncToken"] = f"sync-{self.change_seq}"
         return out
+
+
+def _recipients(msg: Message) -> set[str]:
+    fields = [msg.header("To"), msg.header("Cc")]
+    return {address.lower() for _, address in email.utils.getaddresses(fields)}
 
 
 def _parse(text: str) -> datetime:
