@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import mailbox
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,7 @@ def _print_draft(message: EmailMessage) -> None:
 
 
 def run(directory: Path | None = None) -> int:
+    logging.getLogger("mailbridge").setLevel(logging.WARNING)  # the narration says it all
     root = directory or Path(tempfile.mkdtemp(prefix="mailbridge-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     real_now = datetime.now(UTC)
