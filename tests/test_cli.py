@@ -168,3 +168,25 @@ def test_second_daemon_on_the_same_state_is_refused(example: Path,
         holder.close()
     assert os.path.exists(settings.state_dir / "daemon.lock")
     assert run(capsys, "--config", str(example), "run", "--once")[0] == 0
+
+
+def test_check_finds_credentials_without_touching_a_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import keyring
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[mailbridge]\ntimezone = "UTC"\n\n[accounts.mail]\nprovider = "imap"\n'
+        'address = "me@example.org"\n'
+        # A host that does not exist: check must not try to reach it.
+        'imap = { host = "imap.nonexistent.invalid", username = "me" }\n'
+        'calendar = { kind = "ics", url = "https://calendar.nonexistent.invalid/me.ics" }\n',
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "--config", str(config), "check")
+    assert code == 1 and "no IMAP password" in out and "mailbridge auth mail" in out
+    keyring.set_password("mailbridge", "mail/imap", "s3cret-in-keyring")
+    code, out, _ = run(capsys, "--config", str(config), "check")
+    assert code == 0 and "mail (imap, calendar ics): ok" in out
+    assert "s3cret-in-keyring" not in out
