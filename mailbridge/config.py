@@ -80,6 +80,26 @@ SECRET_KEYS = frozenset(
     }
 )
 _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
+# Also secret when spelled in camelCase, with hyphens or spaces, or run together.
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "credential",
+    "bearer",
+)
+_SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
+# A key ending in one of these names where a secret comes from, or an address: not a secret.
+_POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
+_NOT_SECRET_KEYS = frozenset({"client_secrets", "password_command", "oauth2_token_command"})
+# scheme://user[:password]@host: the user info of a URL (RFC 3986 section 3.2.1).
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@", re.IGNORECASE)
 
 MAILBRIDGE_KEYS = ("timezone", "country", "subdivision", "state_dir")
 POLICY_KEYS = (
@@ -495,13 +515,41 @@ def _plain(data: Table, home: Key) -> _Tbl:
     return _Tbl(dict(data), home)
 
 
+def _key_words(key: str) -> list[str]:
+    """imapPassword, IMAP-Password, "imap password" and imap_password all give imap, password."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    return [word for word in re.split(r"[^a-z0-9]+", spaced.lower()) if word]
+
+
 def _is_secret_key(key: str) -> bool:
-    low = key.lower()
-    return low in SECRET_KEYS or (low.endswith(_SECRET_SUFFIXES) and not low.endswith("_command"))
+    if key in _NOT_SECRET_KEYS:
+        return False
+    words = _key_words(key)
+    if not words or words[-1] in _POINTER_WORDS:
+        return False  # names where a secret comes from (a command, a file), or an endpoint
+    if "_".join(words) in SECRET_KEYS or "_".join(words).endswith(_SECRET_SUFFIXES):
+        return True
+    joined = "".join(words)
+    return any(part in joined for part in _SECRET_PARTS) or any(
+        word in _SECRET_WORDS or word.removesuffix("s") in _SECRET_WORDS for word in words
+    )
+
+
+def _userinfo(value: str) -> bool:
+    """Whether a URL carries user:password@ (or user@) before its host."""
+    return bool(_URL_USERINFO.search(value))
+
+
+def _redacted(value: str) -> str:
+    return _URL_USERINFO.sub(lambda m: m.group(1) + "...@", value)
+
+
+def _account_of(key: Key) -> str:
+    return key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
 
 
 def _secret_hint(key: Key) -> str:
-    account = key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
+    account = _account_of(key)
     return (
         f"remove {key[-1]} from the file; store the secret in the keyring with "
         f"`mailbridge auth {account}`, or set password_command to a command that prints it"
@@ -509,6 +557,7 @@ def _secret_hint(key: Key) -> str:
 
 
 def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
+    """Secret-named keys at any depth, and user:password@ in any URL-like text value."""
     if isinstance(value, dict):
         for name, inner in value.items():
             if _is_secret_key(name):
@@ -522,6 +571,13 @@ def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
     elif isinstance(value, list):
         for inner in value:
             _find_secrets(ctx, inner, key)
+    elif isinstance(value, str) and _URL_PASSWORD.search(value) and key:
+        ctx.fail(
+            key,
+            "this address carries a password (user:password@host); secrets are not allowed "
+            "in the config file",
+            _secret_hint(key) + " (keep only the host part in the address)",
+        )
 
 
 def _check_keys(
@@ -672,24 +728,44 @@ def _url(
     value = _one_line(ctx, tbl, name)
     if value is None:
         return None
+    if _URL_PASSWORD.search(value):
+        return None  # reported by _find_secrets, without repeating the address
+    if _userinfo(value):
+        ctx.fail(
+            tbl.where(name),
+            "this address carries a user name (user@host), which may be a token; only the "
+            "host part belongs in the address",
+            "remove the part before @ (a calendar's user name goes in username; a password "
+            f"or token in the keyring, `mailbridge auth {_account_of(tbl.where(name))}`)",
+        )
+        return None
     scheme = value.split("://", 1)[0].lower() if "://" in value else ""
     if scheme not in schemes or not re.fullmatch(r"[a-z+]+://[^\s/]+\S*", value, re.I):
         ctx.fail(
             tbl.where(name),
-            f"expected a web address ({'/'.join(schemes)}://...), got {_describe(value)}",
+            f"expected a web address ({'/'.join(schemes)}://...), got "
+            + _describe(_redacted(value)),
             _write(tbl.where(name)),
         )
         return None
     try:
-        has_password = urllib.parse.urlsplit(value).password is not None
+        host = urllib.parse.urlsplit(value).hostname or ""
     except ValueError:
-        has_password = False
-    if has_password:
+        host = ""
+    if not host:
         ctx.fail(
             tbl.where(name),
-            "this address carries a password (user:password@host); secrets are not allowed "
-            "in the config file",
-            _secret_hint(tbl.where(name)) + " (keep only the host part in the address)",
+            f"{_describe(value)} has no host name",
+            _write(tbl.where(name)),
+        )
+        return None
+    if scheme == "http" and not _is_loopback(host):
+        # Plain http has no certificate to verify: anyone on the way could read or change it.
+        ctx.fail(
+            tbl.where(name),
+            f"{_describe(value)} is not encrypted (http://); only https:// is allowed, "
+            "except to this computer (localhost, 127.0.0.1)",
+            f"write {name} = {_describe('https://' + value.split('://', 1)[1])}",
         )
         return None
     if scheme == "webcal":  # webcal:// is https:// that calendar apps recognise
@@ -1125,6 +1201,16 @@ def _imap(ctx: _Ctx, data: dict[str, object], home: Key, address: str) -> ImapSe
     _check_keys(ctx, data, home, _dataclass_keys(ImapSettings))
     tbl = _plain(data, home)
     host = _one_line(ctx, tbl, "host", required=True)
+    if host is not None and ("@" in host or "/" in host):
+        # A host like user:password@imap.example.com must not leak into messages or logs.
+        ctx.fail(
+            tbl.where("host"),
+            "host must be only the server's name (like imap.example.com), without a user "
+            "name, password, scheme or path",
+            f'write host = "imap.example.com" and username = "..."; keep the password in the '
+            f"keyring (`mailbridge auth {_account_of(tbl.where('host'))}`)",
+        )
+        host = None
     port = _int(ctx, tbl, "port", 1, 65535)
     security = _one_line(ctx, tbl, "security") or "tls"
     if security not in IMAP_SECURITY:
