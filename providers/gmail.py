@@ -477,7 +477,8 @@ def sent_as_hint(message: dict[str, Any], hint: SentHint, *, same_thread: bool) 
     if "SENT" not in message.get("labelIds", []):
         return False
     made = int(message.get("internalDate", "0")) / 1000
-    if made < (hint.since - SENT_SLACK).timestamp():
+    since = hint.since if hint.since.tzinfo else hint.since.replace(tzinfo=UTC)
+    if made < (since - SENT_SLACK).timestamp():
         return False
     headers = message.get("payload", {}).get("headers", [])
     fields = [(h["name"].lower(), h["value"]) for h in headers]

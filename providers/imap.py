@@ -2,14 +2,19 @@
 
 What maps to what:
 
-- a draft is a message APPENDed to the Drafts folder with the flags ``\\Draft`` and ``\\Seen``;
+- a draft is a message APPENDed to the Drafts folder with the flags ``\\Draft`` and ``\\Seen``,
+  and the keyword ``$mailbridge`` where the folder's PERMANENTFLAGS allow new keywords (``\\*``)
+  so the user's program can show or filter them (without it elsewhere, never an error);
   its provider id is ``"UIDVALIDITY:UID"`` of that folder (from APPENDUID, else found again by
   ``SEARCH HEADER Message-ID``). Drafts, Sent and Trash are found by SPECIAL-USE (RFC 6154),
   then by common and localized names, unless the settings name them.
 - ``observe``: the UID still there -> PRESENT with the fingerprint of what the server holds now;
   the Message-ID elsewhere in Drafts (the user's client re-saved it) -> PRESENT with the new id;
-  the Message-ID in Sent, or (for a draft this process has seen) a message in Sent to the same
-  recipient in the same thread -> SENT; else GONE.
+  the Message-ID in Sent -> SENT; else, from the `SentHint`, a message in Sent to the same
+  recipient since the draft was made (``SEARCH SINCE .. TO ..`` on the server) with the same
+  subject (ignoring "Re:"/"Fwd:") or replying in the draft's thread -> SENT (the user's program
+  gave it a Message-ID of its own); else GONE. Nothing is kept in memory, so a restart loses
+  nothing.
 - ``update_draft`` APPENDs the new draft, then removes exactly the old UID.
 - ``retract`` MOVEs that one UID to Trash (or COPY + ``\\Deleted`` + ``UID EXPUNGE`` of that
   UID). A plain EXPUNGE, which would also remove whatever else the user had flagged, is never
@@ -41,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imapclient import IMAPClient
@@ -62,6 +67,8 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings, ImapSettings
 
 DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
+KEYWORD = b"$mailbridge"  # marks the drafts mailbridge made (RFC 3501 keyword)
+SENT_SLACK = timedelta(hours=1)  # a sent copy's Date may trail the draft's creation a little
 EXCERPT_BYTES = 600
 FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
 IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
@@ -269,11 +276,40 @@ def draft_fingerprint(raw: bytes) -> str:
     return compose.fingerprint(subject, to, body)
 
 
-def _recipients_and_thread(raw: bytes) -> tuple[frozenset[str], frozenset[str]]:
-    headers = mailparse.headers_from_bytes(raw, folder=Folder.SENT, provider_id="", excerpt_chars=0)
-    recipients = frozenset(p.email.lower() for p in (*headers.to, *headers.cc))
-    thread = frozenset(x for x in (headers.in_reply_to, *headers.references) if x)
-    return recipients, thread
+def draft_flags(permanent_flags: Sequence[bytes] | None) -> tuple[bytes, ...]:
+    """The flags to APPEND a draft with, given the Drafts folder's PERMANENTFLAGS.
+
+    The keyword goes along when the server keeps new keywords (``\\*``) or already lists it;
+    otherwise (or when the server said nothing) the draft is stored without it, since some
+    servers refuse the APPEND and others drop the keyword silently.
+    """
+    allowed = {bytes(f).lower() for f in permanent_flags or ()}
+    if b"\\*" in allowed or KEYWORD.lower() in allowed:
+        return (*DRAFT_FLAGS, KEYWORD)
+    return DRAFT_FLAGS
+
+
+_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*:\s*)+", re.IGNORECASE)
+
+
+def subject_key(subject: str) -> str:
+    """A subject without leading "Re:"/"Fwd:" (and common localized forms), for comparing."""
+    return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
+
+
+def is_sent_copy(headers: MailHeaders, hint: SentHint) -> bool:
+    """Whether a message in Sent is the hinted draft, sent under a Message-ID of its own:
+    to the same recipient, not dated before the draft was made, and with the same subject
+    (ignoring "Re:"/"Fwd:") or replying in the draft's thread."""
+    if hint.recipient.lower() not in {p.email.lower() for p in (*headers.to, *headers.cc)}:
+        return False
+    since = hint.since if hint.since.tzinfo else hint.since.replace(tzinfo=UTC)
+    if headers.date is not None and headers.date < since - SENT_SLACK:
+        return False
+    thread = {x for x in (headers.in_reply_to, *headers.references) if x}
+    if thread & set(hint.thread):
+        return True
+    return bool(hint.subject) and subject_key(headers.subject) == subject_key(hint.subject)
 
 
 # --- connection ------------------------------------------------------------------------
@@ -372,9 +408,7 @@ class ImapMailbox:
         self._client: IMAPClient | None = None
         self._last_used = 0.0
         self._folders: dict[str, str | None] | None = None
-        # What this process knows of its drafts (recipients, thread), to recognise a sent copy
-        # that got a new Message-ID from the user's mail program.
-        self._seen: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._append_flags: tuple[bytes, ...] | None = None  # per Drafts' PERMANENTFLAGS
 
     # connection and errors
 
@@ -437,6 +471,7 @@ class ImapMailbox:
         name = self._folder(client, "drafts")
         if name is None:
             self._folders = None  # look again next time
+            self._append_flags = None
             wanted = self.settings.drafts_folder or "a Drafts folder"
             raise FolderMissing(
                 f"account {self.account.name!r}: {wanted} is not on the IMAP server; "
@@ -450,11 +485,17 @@ class ImapMailbox:
 
     # drafts
 
+    def _flags_for(self, client: IMAPClient, drafts: str) -> tuple[bytes, ...]:
+        if self._append_flags is None:
+            # Read-write: EXAMINE reports no PERMANENTFLAGS at all (RFC 3501 6.3.2).
+            info = client.select_folder(drafts, readonly=False)
+            self._append_flags = draft_flags(info.get(b"PERMANENTFLAGS"))
+        return self._append_flags
+
     def create_draft(self, draft: DraftMessage) -> str:
         with self._session("APPEND to Drafts") as client:
             drafts = self._drafts(client)
-            response = client.append(drafts, draft.raw, flags=DRAFT_FLAGS)
-            self._remember(draft.raw, draft.message_id)
+            response = client.append(drafts, draft.raw, flags=self._flags_for(client, drafts))
             ids = appenduid(response)
             if ids is not None:
                 return f"{ids[0]}:{ids[1]}"
@@ -503,19 +544,17 @@ class ImapMailbox:
             if current == validity:
                 raw = self._fetch_whole(client, uid)
                 if raw is not None:
-                    self._remember(raw, message_id)
                     return Observation(Presence.PRESENT, content_hash=draft_fingerprint(raw))
             uids = self._uids_with_message_id(client, message_id)
             if uids:
                 raw = self._fetch_whole(client, max(uids))
                 if raw is not None:
-                    self._remember(raw, message_id)
                     return Observation(
                         Presence.PRESENT,
                         content_hash=draft_fingerprint(raw),
                         provider_id=f"{current}:{max(uids)}",
                     )
-            if self._sent_copy(client, message_id):
+            if self._sent_copy(client, message_id, hint):
                 return Observation(Presence.SENT)
             return Observation(Presence.GONE)
 
@@ -526,30 +565,31 @@ class ImapMailbox:
         raw = data.get(b"BODY[]")
         return bytes(raw) if raw is not None else None
 
-    def _remember(self, raw: bytes, message_id: str) -> None:
-        self._seen[message_id] = _recipients_and_thread(raw)
-
-    def _sent_copy(self, client: IMAPClient, message_id: str) -> bool:
+    def _sent_copy(self, client: IMAPClient, message_id: str, hint: SentHint | None) -> bool:
         sent = self._folder(client, "sent")
         if sent is None:
             return False
         self._select(client, sent, readonly=True)
         if self._uids_with_message_id(client, message_id):
             return True
-        recipients, thread = self._seen.get(message_id, (frozenset(), frozenset()))
-        if not recipients or not thread:
+        if hint is None or not hint.recipient:
             return False
-        # The user's program may give the sent message a Message-ID of its own: then a message
-        # in Sent to the same recipient, in the same thread, is this draft sent.
-        for reference in sorted(thread):
-            uids = client.search(["OR", "HEADER", "In-Reply-To", reference,
-                                  "HEADER", "References", reference])  # fmt: skip
-            if not uids:
-                continue
-            fetched = client.fetch(uids, ["BODY.PEEK[HEADER]"])
-            for data in fetched.values():
-                theirs, their_thread = _recipients_and_thread(bytes(data[b"BODY[HEADER]"]))
-                if theirs & recipients and their_thread & thread:
+        # The user's program may send its own copy under a new Message-ID. The server narrows
+        # Sent to mail to this recipient since the draft was made (a day of slack: SINCE is a
+        # date in the server's time zone); subject and thread are compared here, since SEARCH
+        # SUBJECT is a substring match and knows nothing of "Re:".
+        uids = client.search(["SINCE", (hint.since - timedelta(days=1)).date(),
+                              "TO", hint.recipient])  # fmt: skip
+        for start in range(0, len(uids), FETCH_CHUNK):
+            fetched = client.fetch(uids[start : start + FETCH_CHUNK], ["BODY.PEEK[HEADER]"])
+            for uid, data in fetched.items():
+                headers = mailparse.headers_from_bytes(
+                    bytes(data.get(b"BODY[HEADER]") or b""),
+                    folder=Folder.SENT,
+                    provider_id=str(uid),
+                    excerpt_chars=0,
+                )
+                if is_sent_copy(headers, hint):
                     return True
         return False
 

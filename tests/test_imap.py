@@ -15,7 +15,7 @@ from imapclient import IMAPClient
 
 from mailbridge import compose
 from mailbridge.adapters import FolderMissing, ProviderError
-from mailbridge.model import DraftKind, DraftMessage, Folder, Person, Presence
+from mailbridge.model import DraftKind, DraftMessage, Folder, Person, Presence, SentHint
 from mailbridge.settings import AccountSettings, ImapSettings
 from providers import imap
 from tests.servers import MAIL_UID, PASSWORD, Dovecot
@@ -161,6 +161,72 @@ def test_appenduid(response, expected) -> None:
     assert imap.appenduid(response) == expected
 
 
+DOVECOT_PERMANENT = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
+WITH_KEYWORD = (b"\\Draft", b"\\Seen", b"$mailbridge")
+WITHOUT_KEYWORD = (b"\\Draft", b"\\Seen")
+
+
+@pytest.mark.parametrize(
+    ("permanent", "flags"),
+    [
+        (DOVECOT_PERMANENT, WITH_KEYWORD),  # new keywords allowed
+        ((b"\\Seen", b"\\Draft", b"\\Deleted"), WITHOUT_KEYWORD),  # fixed flags only
+        ((b"\\Seen", b"\\Draft", b"$MailBridge"), WITH_KEYWORD),  # the keyword already known
+        ((b"\\Seen", b"\\Draft", b"$Junk"), WITHOUT_KEYWORD),  # other keywords only
+        ((), WITHOUT_KEYWORD),  # read-only or EXAMINE: nothing kept
+        (None, WITHOUT_KEYWORD),  # the server said nothing
+    ],
+)
+def test_draft_flags_follow_permanentflags(permanent, flags) -> None:
+    assert imap.draft_flags(permanent) == flags
+
+
+@pytest.mark.parametrize(
+    ("subject", "key"),
+    [
+        ("Thank you", "thank you"),
+        ("Re: Thank you", "thank you"),
+        ("RE: Fwd:  re: Thank   you", "thank you"),
+        ("Fw: Thank you", "thank you"),
+        ("AW: Danke", "danke"),
+        ("Reply about the role", "reply about the role"),
+    ],
+)
+def test_subject_key(subject, key) -> None:
+    assert imap.subject_key(subject) == key
+
+
+SINCE = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)
+
+
+def sent_headers(to: str, subject: str, *, date: datetime | None = SINCE, in_reply_to: str = ""):
+    from mailbridge import mailparse
+
+    fields = [("From", USER_ADDRESS), ("To", to), ("Subject", subject)]
+    if date is not None:
+        fields.append(("Date", format_datetime(date)))
+    if in_reply_to:
+        fields.append(("In-Reply-To", in_reply_to))
+    return mailparse.headers_from_fields(fields, folder=Folder.SENT, provider_id="1", excerpt="")
+
+
+@pytest.mark.parametrize(
+    ("headers", "sent"),
+    [
+        (sent_headers("Avery Chen <avery.chen@acme.example>", "Thank you"), True),
+        (sent_headers("AVERY.CHEN@acme.example", "Re: Thank you"), True),
+        (sent_headers("hr@acme.example", "Thank you"), False),  # someone else
+        (sent_headers(LEAD.email, "Thank you", date=SINCE - timedelta(days=2)), False),  # older
+        (sent_headers(LEAD.email, "Thank you", date=None), True),  # no Date: SINCE decided
+        (sent_headers(LEAD.email, "Something else"), False),
+        (sent_headers(LEAD.email, "Something else", in_reply_to="<t@acme.example>"), True),
+    ],
+)
+def test_is_sent_copy(headers, sent) -> None:
+    hint = SentHint(LEAD.email, "Thank you", SINCE, ("<t@acme.example>",))
+    assert imap.is_sent_copy(headers, hint) is sent
+
+
 @pytest.mark.parametrize("cursor", [None, "", "not json", '{"folders": 3}', '{"v": 1}'])
 def test_unreadable_cursor_means_resync(cursor) -> None:
     assert imap.load_cursor(cursor) == {}
@@ -214,6 +280,8 @@ def test_draft_visible_to_another_client(mailbox, other) -> None:
     fetched = other.fetch([uid], ["FLAGS", "BODY.PEEK[]"])[uid]
     assert b"\\Draft" in fetched[b"FLAGS"]
     assert b"\\Seen" in fetched[b"FLAGS"]
+    assert b"$mailbridge" in fetched[b"FLAGS"]  # Dovecot keeps new keywords (\\*)
+    assert other.search(["KEYWORD", "$mailbridge"]) == [uid]  # the user's program can filter
     assert draft.message_id.encode() in fetched[b"BODY[]"]
     assert b"To: Avery Chen <avery.chen@acme.example>" in fetched[b"BODY[]"]
     assert uids_in(other, "INBOX") == []  # nothing landed anywhere else
@@ -268,26 +336,78 @@ def test_observe_sent_same_message_id(mailbox, other) -> None:
     assert mailbox.observe(provider_id, draft.message_id).presence is Presence.SENT
 
 
-def test_observe_sent_with_new_message_id_in_same_thread(mailbox, other) -> None:
+def hint_for(draft: DraftMessage, since: datetime | None = None) -> SentHint:
+    return SentHint(
+        LEAD.email,
+        draft.subject,
+        since or datetime.now(UTC) - timedelta(minutes=5),
+        draft.references,
+    )
+
+
+def test_observe_sent_with_new_message_id_in_same_thread(dovecot, user, mailbox, other) -> None:
     thread = "<offer-thread@acme.example>"
-    draft = make_draft("Following up on my interview.", in_reply_to=thread)
+    draft = make_draft("Following up on my interview.", in_reply_to=thread, subject="Checking in")
     provider_id = mailbox.create_draft(draft)
-    # The user's program sends it under a Message-ID of its own.
+    # The user's program sends it under a Message-ID of its own, with a subject of its own.
     other.append("Sent", mail("Re: Interview", sender=USER_ADDRESS, to=LEAD.email,
                               in_reply_to=thread))  # fmt: skip
     _remove_from_drafts(other, provider_id)
-    assert mailbox.observe(provider_id, draft.message_id).presence is Presence.SENT
+    # A new adapter, as after a restart: nothing about the draft is remembered in memory.
+    fresh = imap.open_mailbox(account_for(dovecot, user))
+    try:
+        assert fresh.observe(provider_id, draft.message_id, hint_for(draft)).presence is (
+            Presence.SENT
+        )
+        assert fresh.observe(provider_id, draft.message_id).presence is Presence.GONE  # no hint
+    finally:
+        fresh.close()
+
+
+def test_observe_sent_thank_you_with_new_message_id_after_restart(dovecot, user, mailbox, other):
+    draft = make_draft(subject="Thank you for today")
+    provider_id = mailbox.create_draft(draft)
+    mailbox.close()
+    copy = draft.raw.replace(draft.message_id.encode(), b"<own-id@client.example>")
+    other.append("Sent", copy, flags=(b"\\Seen",))
+    _remove_from_drafts(other, provider_id)
+
+    fresh = imap.open_mailbox(account_for(dovecot, user))
+    try:
+        seen = fresh.observe(provider_id, draft.message_id, hint_for(draft))
+    finally:
+        fresh.close()
+    assert seen.presence is Presence.SENT
 
 
 def test_observe_gone_when_deleted_and_not_sent(mailbox, other) -> None:
     thread = "<thread@acme.example>"
-    draft = make_draft(in_reply_to=thread)
+    draft = make_draft(in_reply_to=thread, subject="Thank you")
     provider_id = mailbox.create_draft(draft)
-    # Mail to someone else in the same thread is not this draft.
-    other.append("Sent", mail("Re: x", sender=USER_ADDRESS, to="hr@acme.example",
+    # Mail to someone else in the same thread, with the same subject, is not this draft;
+    # nor is mail to the same person about something else.
+    other.append("Sent", mail("Re: Thank you", sender=USER_ADDRESS, to="hr@acme.example",
                               in_reply_to=thread))  # fmt: skip
+    other.append("Sent", mail("Another matter", sender=USER_ADDRESS, to=LEAD.email))
     _remove_from_drafts(other, provider_id)
-    assert mailbox.observe(provider_id, draft.message_id).presence is Presence.GONE
+    assert mailbox.observe(provider_id, draft.message_id, hint_for(draft)).presence is (
+        Presence.GONE
+    )
+
+
+def test_observe_gone_when_the_only_match_predates_the_draft(mailbox, other) -> None:
+    draft = make_draft(subject="Thank you")
+    provider_id = mailbox.create_draft(draft)
+    earlier = datetime.now(UTC) - timedelta(days=3)
+    old = mail("Thank you", sender=USER_ADDRESS, to=LEAD.email,
+               extra={"Date": format_datetime(earlier)})  # fmt: skip
+    other.append("Sent", old, msg_time=earlier)  # stored days ago: outside SINCE
+    other.append("Sent", old)  # stored now (a copy moved in later): its Date tells
+    _remove_from_drafts(other, provider_id)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert mailbox.observe(provider_id, draft.message_id, hint_for(draft, since)).presence is (
+        Presence.GONE
+    )
 
 
 def test_retract_moves_to_trash_and_touches_nothing_else(mailbox, other) -> None:
