@@ -21,6 +21,7 @@ import traceback
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from email import policy as email_policy
 from email.charset import Charset
 from email.errors import HeaderParseError
@@ -291,6 +292,25 @@ def fingerprint(subject: str, recipients: Sequence[str], body: str) -> str:
         lines.pop()
     payload = json.dumps(["v1", subject_n, rcpts, "\n".join(lines)])
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def read_draft(raw: bytes) -> tuple[str, str]:
+    """The fingerprint and text body of a stored draft, as a mailbox holds it now.
+
+    The one way every mailbox turns the bytes it stores back into what `fingerprint` compares.
+    """
+    msg = message_from_bytes(raw, policy=email_policy.default)
+    recipients: list[str] = []
+    for value in msg.get_all("to", []) or []:
+        recipients.extend(a.addr_spec for a in getattr(value, "addresses", ()))
+    body = ""
+    part = msg.get_body(preferencelist=("plain",)) if isinstance(msg, EmailMessage) else None
+    if part is not None:
+        try:
+            body = str(part.get_content())
+        except (LookupError, ValueError):
+            body = ""
+    return fingerprint(str(msg.get("subject", "") or ""), recipients, body), body
 
 
 # --- templates -------------------------------------------------------------------------

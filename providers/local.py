@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mailbridge.adapters import FolderMissing, ProviderError
-from mailbridge.compose import fingerprint
+from mailbridge.compose import read_draft
 from mailbridge.mailparse import headers_from_bytes
 from mailbridge.model import (
     CalendarBatch,
@@ -195,7 +195,7 @@ class MaildirMailbox:
             except KeyError:
                 raw = None
             if raw is not None:
-                content_hash, body = _read_draft(raw)
+                content_hash, body = read_draft(raw)
                 return Observation(Presence.PRESENT, content_hash, key, body)
         if self.sent is not None and self._key_by_message_id(self.sent, message_id):
             return Observation(Presence.SENT)
@@ -218,15 +218,6 @@ class MaildirMailbox:
 
     def close(self) -> None:
         pass
-
-
-def _read_draft(raw: bytes) -> tuple[str, str]:
-    """The fingerprint and text body of a stored draft."""
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    part = parsed.get_body(preferencelist=("plain",)) if parsed.is_multipart() else parsed
-    body = str(part.get_content()) if part is not None else ""  # type: ignore[attr-defined]
-    recipients = [a.addr_spec for a in parsed["To"].addresses] if parsed["To"] else []
-    return fingerprint(str(parsed["Subject"] or ""), recipients, body), body
 
 
 def open_mailbox(account: AccountSettings) -> MaildirMailbox:
