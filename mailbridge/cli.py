@@ -16,6 +16,7 @@ from typing import Any
 from mailbridge import __version__, compose, engine, paths, secrets
 from mailbridge import config as config_module
 from mailbridge.adapters import ProviderError
+from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError
 from mailbridge.model import DraftKind, DraftState, InterviewState
@@ -224,11 +225,11 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
                 if draft.state in (DraftState.CREATED, DraftState.USER_EDITED):
                     waiting = ledger.draft_warnings(draft.id)
                     row["warnings"] = waiting
-                    for text in waiting:
-                        warnings.append(
-                            f"interview {interview.id}: {draft.kind.value} to "
-                            f"{draft.recipient.email}: {text}"
-                        )
+                    warnings.extend(
+                        f"interview {interview.id}: {draft.kind.value.replace('_', '-')} to "
+                        f"{draft.recipient.email}: {text}"
+                        for text in _summarise(waiting)
+                    )
                 drafts.append(row)
             replies = [
                 {"from": m.sender, "kind": m.kind.value, "at": m.at.isoformat()}
@@ -313,8 +314,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if first:
                     print(f"                {first}")
             for r in iv["replies"]:
-                print(f"      {r['kind'].replace('_', ' ')} from {r['from']} "
-                      f"{_local(datetime.fromisoformat(r['at']), tz)}")
+                what = MESSAGE_LABELS.get(r["kind"], r["kind"])
+                print(f"      {what} {r['from']}, {_local(datetime.fromisoformat(r['at']), tz)}")
         if account_data["next_due"]:
             nxt = account_data["next_due"][0]
             print(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "
@@ -330,6 +331,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             if "skip" in entry["decision"] or entry["decision"] == "not an interview":
                 print(f"  - {entry['decision']}: {entry['reason']}")
     return 0
+
+
+MESSAGE_LABELS = {
+    "human": "reply from",
+    "out_of_office": "out-of-office from",
+    "own": "you wrote, as",
+}
+
+
+def _summarise(warnings: list[str]) -> list[str]:
+    """Proofreading warnings for one line each: unfilled gaps are counted, not quoted."""
+    gaps = [w for w in warnings if GAP_PATTERN.search(w)]
+    rest = [w for w in warnings if not GAP_PATTERN.search(w)]
+    if gaps:
+        rest.insert(0, f"{len(gaps)} unfilled gap{'s' if len(gaps) != 1 else ''} "
+                       "marked [[ADD: …]]: fill or delete them before sending")
+    return rest
 
 
 def _plain_line(label: str, to: str, state: str) -> str:
