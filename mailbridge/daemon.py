@@ -120,7 +120,9 @@ class Daemon:
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(workers)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # run_account itself keeps one pass per account; a second instance of a job whose
+            # first hangs returns at once instead of making APScheduler warn every interval.
+            job_defaults={"coalesce": True, "max_instances": 3, "misfire_grace_time": None},
         )
         self.locks: dict[str, threading.Lock] = {}
         self.last_calendar: dict[str, datetime] = {}
