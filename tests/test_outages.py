@@ -269,7 +269,8 @@ def calendar_file(folder: Path, uid: str, end: datetime) -> None:
 
 def ends_for_due_in(seconds: float) -> datetime:
     """An interview end whose 2-hour thank-you falls due ``seconds`` from now."""
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds) - timedelta(hours=2)
+    now = datetime.now(UTC).replace(microsecond=0)
+    return now + timedelta(seconds=seconds) - timedelta(hours=2)
 
 
 HEAD = """
