@@ -366,10 +366,12 @@ class Pass:
                                         seen.provider_id, seen.body)
 
     def _hint(self, draft: DraftRow) -> SentHint:
+        parent = self._thread_parent(draft)
         return SentHint(
             recipient=draft.recipient.email,
             subject=self.ledger.draft_subject(draft.id),
             since=draft.created_at or draft.due,
+            thread=(parent.message_id,) if parent else (),
         )
 
     def _apply_observation(
@@ -498,24 +500,26 @@ class Pass:
                 "waiting in Drafts; the advice is to send them within 24 hours",
             ))
 
+    def _thread_parent(self, draft: DraftRow) -> DraftRow | None:
+        """The sent thank-you a follow-up replies to: the user's thank-you to the same person."""
+        if draft.kind != DraftKind.FOLLOW_UP:
+            return None
+        for other in self.ledger.drafts(interview_id=draft.interview_id):
+            if (
+                other.kind == DraftKind.THANK_YOU
+                and other.state == DraftState.SENT
+                and other.recipient.email.lower() == draft.recipient.email.lower()
+            ):
+                return other
+        return None
+
     def _render(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage:
-        in_reply_to = ""
-        references: tuple[str, ...] = ()
-        thread_subject = ""
-        if draft.kind == DraftKind.FOLLOW_UP:
-            # Thread the follow-up under the thank-you the user sent to the same person.
-            for other in self.ledger.drafts(interview_id=interview.id):
-                if (
-                    other.kind == DraftKind.THANK_YOU
-                    and other.state == DraftState.SENT
-                    and other.recipient.email.lower() == draft.recipient.email.lower()
-                ):
-                    in_reply_to = other.message_id
-                    references = (other.message_id,)
-                    thread_subject = self.ledger.draft_subject(other.id)
+        parent = self._thread_parent(draft)
         return compose.render(
             draft.kind, interview, draft.recipient, self.account, seq=draft.seq,
-            in_reply_to=in_reply_to, references=references, thread_subject=thread_subject,
+            in_reply_to=parent.message_id if parent else "",
+            references=(parent.message_id,) if parent else (),
+            thread_subject=self.ledger.draft_subject(parent.id) if parent else "",
             now=self.now,
         )
 
