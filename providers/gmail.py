@@ -447,11 +447,6 @@ def _provider_id(draft: dict[str, Any]) -> str:
     return f"{draft['id']}:{message.get('id', '')}:{message.get('threadId', '')}"
 
 
-def _text(msg: EmailMessage) -> str:
-    part = msg.get_body(("plain",))
-    return part.get_content() if part is not None else ""
-
-
 _REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*:\s*)+", re.IGNORECASE)
 
 
@@ -659,10 +654,8 @@ class GmailMailbox:
         draft_id, gmail_id, thread_id = _parse_id(provider_id)
         draft = self._missing("users.drafts.get", id=draft_id, format="raw")
         if draft is not None:
-            msg = self._parse(draft)
-            recipients = [a for _, a in email.utils.getaddresses(msg.get_all("To", []))]
-            body = _text(msg)
-            fingerprint = compose.fingerprint(str(msg.get("Subject", "")), recipients, body)
+            raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
+            fingerprint, body = compose.read_draft(raw)
             return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body)
         # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
         if gmail_id:

@@ -259,23 +259,6 @@ def excerpt_from_part(chunk: bytes, ctype: str, charset: str, encoding: str) -> 
     return mailparse.text_excerpt(msg, EXCERPT_BYTES)
 
 
-def draft_fingerprint(raw: bytes) -> str:
-    """compose.fingerprint of a stored message: its subject, To addresses and text body."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    subject = str(msg.get("subject", "") or "")
-    to: list[str] = []
-    for value in msg.get_all("to", []) or []:
-        to.extend(a.addr_spec for a in getattr(value, "addresses", ()))
-    body_part = msg.get_body(preferencelist=("plain",))
-    body = ""
-    if body_part is not None:
-        try:
-            body = str(body_part.get_content())
-        except (LookupError, ValueError):
-            body = ""
-    return compose.fingerprint(subject, to, body)
-
-
 def draft_flags(permanent_flags: Sequence[bytes] | None) -> tuple[bytes, ...]:
     """The flags to APPEND a draft with, given the Drafts folder's PERMANENTFLAGS.
 
@@ -544,15 +527,18 @@ class ImapMailbox:
             if current == validity:
                 raw = self._fetch_whole(client, uid)
                 if raw is not None:
-                    return Observation(Presence.PRESENT, content_hash=draft_fingerprint(raw))
+                    content_hash, body = compose.read_draft(raw)
+                    return Observation(Presence.PRESENT, content_hash=content_hash, body=body)
             uids = self._uids_with_message_id(client, message_id)
             if uids:
                 raw = self._fetch_whole(client, max(uids))
                 if raw is not None:
+                    content_hash, body = compose.read_draft(raw)
                     return Observation(
                         Presence.PRESENT,
-                        content_hash=draft_fingerprint(raw),
+                        content_hash=content_hash,
                         provider_id=f"{current}:{max(uids)}",
+                        body=body,
                     )
             if self._sent_copy(client, message_id, hint):
                 return Observation(Presence.SENT)
