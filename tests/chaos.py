@@ -233,6 +233,35 @@ class World:
             ),
         }
         self.env.pop("MAILBRIDGE_CONFIG", None)
+        # A kill on the n-th request the service receives (emulated services only): "drop"
+        # kills before the request takes effect, "lost" lets it take effect with nobody left to
+        # read the answer (the write reached the server, the ledger never heard of it).
+        self.hooks = False
+        self.requests_seen = 0
+        self._trap: tuple[int, str, Callable[[], None]] | None = None
+        self._trap_lock = threading.Lock()
+
+    def arm(self, n: int, how: str, kill: Callable[[], None]) -> None:
+        with self._trap_lock:
+            self.requests_seen = 0
+            self._trap = (n, how, kill)
+
+    def disarm(self) -> int:
+        with self._trap_lock:
+            self._trap = None
+            return self.requests_seen
+
+    def on_request(self) -> str | None:
+        """Called by the emulator for each request: "drop", "lost" or None (serve it)."""
+        with self._trap_lock:
+            self.requests_seen += 1
+            if self._trap is None or self.requests_seen < self._trap[0]:
+                return None
+            _, how, kill = self._trap
+            self._trap = None
+        kill()
+        time.sleep(0.01)  # let the kernel close the child's sockets before we answer
+        return how
 
     @property
     def user(self) -> str:
@@ -315,7 +344,7 @@ class LocalWorld(World):
     def folder(self, which: str) -> list[Mail]:
         box = self._box(which)
         out = []
-        for key in box.keys():
+        for key in box.iterkeys():
             with contextlib.suppress(KeyError, FileNotFoundError):
                 out.append(mail_from_bytes(key, box.get_bytes(key)))
         return out
@@ -452,6 +481,19 @@ class GmailWorld(World):
         super().__init__(root)
         self.emu = emulator or GoogleEmulator(self.USER).start()
         self._own = emulator is None
+        self.hooks = True
+        original = self.emu._handle
+        world = self
+
+        def handle(request: Any) -> None:
+            if world.on_request() == "drop":
+                return  # the connection closes unanswered; nothing happened on the server
+            with contextlib.suppress(OSError):
+                original(request)
+
+        self.emu._handle = handle
+        if self.emu.server is not None:  # a reset from a killed child is expected, not news
+            self.emu.server.handle_error = lambda *_: None
         root.mkdir(parents=True, exist_ok=True)
         secrets_file = self.emu.client_secrets(root / "client_secret.json")
         self.config.write_text(COMMON_CONFIG + textwrap.dedent(f"""
@@ -576,7 +618,12 @@ class GraphWorld(World):
         original = self.emu.dispatch
         creates = self._creates
 
+        world = self
+        self.hooks = True
+
         def dispatch(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+            if world.on_request() == "drop":
+                return 503, {}, None  # nobody reads it: the child is gone
             status, out_headers, payload = original(method, target, headers, body)
             path = target.split("?", 1)[0]
             if status < 300 and body and method in ("POST", "PATCH") and "/me/messages" in path:
@@ -590,6 +637,8 @@ class GraphWorld(World):
             return status, out_headers, payload
 
         self.emu.dispatch = dispatch
+        if self.emu._server is not None:  # a reset from a killed child is expected, not news
+            self.emu._server.handle_error = lambda *_: None
 
     @property
     def user(self) -> str:
@@ -715,29 +764,43 @@ class Runner:
         self.report = report
         self.typical_seconds = 1.5  # a clean `run --once`, learnt as runs finish
         self.typical_lines = 12
+        self.typical_requests = 10
+        self.verbose = bool(os.environ.get("CHAOS_VERBOSE"))
+
+    def _plan(self, daemon: bool, kill: bool) -> tuple[int | None, str, int | None, float | None]:
+        """(kill at request n, "drop"/"lost", kill after k log lines, kill after a delay)."""
+        if not kill:
+            return None, "", None, None
+        rng, hooks = self.rng, self.world.hooks
+        choice = rng.random()
+        lines = rng.randint(1, max(2, self.typical_lines))
+        if hooks and choice < 0.5:
+            n = rng.randint(1, max(2, self.typical_requests))
+            # A daemon that makes fewer requests is killed at its delay instead.
+            return n, rng.choice(("drop", "lost")), None, (4.0 if daemon else None)
+        if daemon:
+            if choice < (0.75 if hooks else 0.5):
+                return None, "", lines, 4.0  # if the lines do not come, kill anyway
+            return None, "", None, rng.uniform(0.05, 3.0)
+        if choice < (0.65 if hooks else 0.45):
+            return None, "", lines, None
+        if choice < 0.85:
+            # Mostly past the imports, where the pass is.
+            return None, "", None, rng.uniform(0.3, 1.1) * self.typical_seconds
+        return None, "", None, None  # let it finish: progress, and the typical figures
 
     def launch(self, args: list[str], *, daemon: bool, kill: bool = True) -> Launch:
-        # The plan: (kill after this many log lines | kill after this delay | let it finish).
-        choice = self.rng.random() if kill else 1.0
-        after_lines: int | None = None
-        delay: float | None = None
-        if daemon:
-            if choice < 0.5:
-                after_lines = self.rng.randint(1, max(2, self.typical_lines))
-                delay = 4.0  # if the lines do not come, kill anyway
-            else:
-                delay = self.rng.uniform(0.05, 3.0)
-        elif choice < 0.4:
-            after_lines = self.rng.randint(1, max(2, self.typical_lines))
-        elif choice < 0.8:
-            delay = self.rng.uniform(0.0, self.typical_seconds * 1.1)
-        jitter = self.rng.uniform(0.0, 0.03)
-
+        at_request, how, after_lines, delay = self._plan(daemon, kill)
+        jitter = self.rng.uniform(0.0, 0.08)
         started = time.monotonic()
         proc = subprocess.Popen(
             self.world.command(*args), env=self.world.env, cwd=self.world.root,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+        if at_request is not None:
+            self.world.arm(at_request, how, proc.kill)  # Popen.kill: SIGKILL, this pid only
+        else:
+            self.world.arm(10**9, "", proc.kill)  # only counts the requests
         lines: list[str] = []
         done = threading.Event()
 
@@ -768,24 +831,32 @@ class Runner:
                     time.sleep(jitter)
                 break
             time.sleep(0.002)
-        killed = False
         if fire and proc.poll() is None:
             proc.kill()  # SIGKILL to this one process
-            killed = True
         returncode = proc.wait(timeout=30)
+        requests = self.world.disarm()
         done.wait(timeout=10)
         seconds = time.monotonic() - started
-        killed = killed and returncode == -9
+        killed = returncode == -9
         self.report.launches += 1
         if killed:
             self.report.kills += 1
-            if any(": draft " in line or ": interview " in line or ": mail " in line
-                   for line in lines):
+            if requests or any(": draft " in line or ": interview " in line
+                               or ": mail " in line for line in lines):
                 self.report.kills_in_pass += 1
         elif not daemon:
             self.typical_seconds = 0.7 * self.typical_seconds + 0.3 * seconds
-            self.typical_lines = max(self.typical_lines, len(lines))
+            self.typical_lines = max(4, round(0.7 * self.typical_lines + 0.3 * len(lines)))
+            self.typical_requests = max(4, round(0.7 * self.typical_requests + 0.3 * requests))
         tail = "".join(lines[-15:])
+        if self.verbose:
+            plan = (f"at request {at_request} ({how})" if at_request is not None
+                    else f"after {after_lines} lines" if after_lines is not None
+                    else f"after {delay:.2f} s" if delay is not None else "no kill")
+            last = lines[-1].strip()[:100] if lines else ""
+            outcome = "KILLED" if killed else f"exit {returncode}"
+            print(f"  {' '.join(args[:2])}: plan {plan}; {len(lines)} lines, {seconds:.2f} s, "
+                  f"{requests} requests, {outcome}; last: {last}", file=sys.stderr)
         if not killed and returncode != 0:
             self.report.add(self.report.errors,
                             f"`{' '.join(args)}` exited {returncode}: {tail[-1500:]}")
