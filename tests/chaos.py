@@ -219,6 +219,7 @@ class World:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.config = root / "config.toml"
         self.state_dir = root / "state"
         xdg = root / "xdg"
@@ -312,7 +313,7 @@ class LocalWorld(World):
         import mailbox
 
         super().__init__(root)
-        (root / "calendar").mkdir(parents=True)
+        (root / "calendar").mkdir()
         box = mailbox.Maildir(root / "Maildir", create=True)
         for name in ("Drafts", "Sent", "Trash"):
             box.add_folder(name)
@@ -773,7 +774,7 @@ class Runner:
             return None, "", None, None
         rng, hooks = self.rng, self.world.hooks
         choice = rng.random()
-        lines = rng.randint(1, max(2, self.typical_lines))
+        lines = rng.randint(1, 6 if daemon else max(2, self.typical_lines))
         if hooks and choice < 0.5:
             n = rng.randint(1, max(2, self.typical_requests))
             # A daemon that makes fewer requests is killed at its delay instead.
