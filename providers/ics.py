@@ -17,9 +17,13 @@ What maps to what:
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta, tzinfo
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -41,6 +45,8 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings
+
+log = logging.getLogger("mailbridge")
 
 TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 MAX_FEED_BYTES = 50 * 1024 * 1024
@@ -76,33 +82,313 @@ def events_from_ics(
     *,
     default_tz: str = "UTC",
 ) -> list[Event]:
-    """Every event instance of an iCalendar document that overlaps ``window``."""
-    try:
-        calendar = icalendar.Calendar.from_ical(data)
-    except ValueError as exc:
-        raise ProviderError(f"calendar {calendar_id!r}: not valid iCalendar data ({exc})") from None
+    """Every event instance of an iCalendar document that overlaps ``window``.
+
+    Other people's calendars are often broken. One bad event (unreadable date, broken rule,
+    a series that would repeat every second) is dropped with a log line and the rest of the
+    document is still read; a truncated document yields the events it holds completely.
+    Raises `ProviderError` only when the data is not iCalendar at all.
+    """
+    calendar = _parse(data, calendar_id)
     own = {a.lower() for a in own_addresses}
     floating = _zone(default_tz)
+    groups: dict[str, list[Any]] = {}
+    for component in calendar.walk("VEVENT"):
+        groups.setdefault(str(component.get("UID", "")).strip(), []).append(component)
+    groups.pop("", None)  # without a UID an event cannot be tracked from one sync to the next
     # Which UIDs are series: recurring_ical_events sets RECURRENCE-ID on every occurrence,
     # single events included, so the source components decide.
     series = {
-        str(c.get("UID", ""))
-        for c in calendar.walk("VEVENT")
-        if "RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c
+        uid for uid, parts in groups.items()
+        if any("RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c for c in parts)
     }
+    zones = {uid: _named_zone(parts[0]) for uid, parts in groups.items()}
+    timezones = list(calendar.walk("VTIMEZONE"))
+    wr_zone = calendar.get("X-WR-TIMEZONE")
+    events: list[Event] = []
+    budget = _Budget(EXPANSION_SECONDS)
+
+    def expand(uids: list[str]) -> list[Any]:
+        sub = icalendar.Calendar()
+        if wr_zone is not None:
+            sub.add("X-WR-TIMEZONE", wr_zone)
+        for tz in timezones:
+            sub.add_component(tz)
+        for uid in uids:
+            for part in groups[uid]:
+                sub.add_component(part)
+        found = []
+        for occurrence in recurring_ical_events.of(sub).after(window.start):
+            if _sort_start(occurrence, floating) >= window.end:
+                break
+            found.append(occurrence)
+            if len(found) >= MAX_INSTANCES * len(uids):
+                break
+        return found
+
+    def keep(occurrences: list[Any]) -> None:
+        for component in occurrences:
+            uid = str(component.get("UID", "")).strip()
+            try:
+                event = _event(component, calendar_id, own, zones.get(uid) or floating, series)
+            except Exception as exc:  # noqa: BLE001 - one unreadable event must not stop the rest
+                _skip(calendar_id, uid, exc)
+                continue
+            if event is not None and _overlaps(event, window):
+                events.append(event)
+
+    singles = [uid for uid in groups if uid not in series]
     try:
-        occurrences = recurring_ical_events.of(calendar).between(window.start, window.end)
-    except Exception as exc:  # noqa: BLE001 - the library raises many kinds on broken rules
-        raise ProviderError(
-            f"calendar {calendar_id!r}: cannot expand recurring events ({type(exc).__name__}: "
-            f"{exc})"
-        ) from None
-    events = []
-    for component in occurrences:
-        event = _event(component, calendar_id, own, floating, series)
-        if event is not None:
-            events.append(event)
+        keep(expand(singles))  # one pass for plain events; a broken one sends us uid by uid
+    except Exception:  # noqa: BLE001 - the library raises many kinds on broken data
+        for uid in singles:
+            _expand_one(uid, expand, keep, calendar_id, budget)
+    for uid in sorted(series):
+        problem = _series_problem(groups[uid], window)
+        if problem:
+            _skip(calendar_id, uid, problem)
+            continue
+        _expand_one(uid, expand, keep, calendar_id, budget)
     return events
+
+
+# Bounds on what one document may cost: other people's data must not hang the service.
+MAX_INSTANCES = 400  # instances of one series inside the window
+MAX_PERIODS = 200_000  # rule periods from a series' start to the window's end
+EXPANSION_SECONDS = 20.0  # after this much expansion work, further series are skipped
+_PERIOD_SECONDS = {
+    "YEARLY": 366 * 86400, "MONTHLY": 28 * 86400, "WEEKLY": 7 * 86400, "DAILY": 86400,
+}
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+
+def _expand_one(
+    uid: str,
+    expand: Callable[[list[str]], list[Any]],
+    keep: Callable[[list[Any]], None],
+    calendar_id: str,
+    budget: _Budget,
+) -> None:
+    if budget.left <= 0:
+        _skip(calendar_id, uid, "the document took too long to expand; skipped the rest")
+        return
+    began = time.monotonic()
+    try:
+        keep(expand([uid]))
+    except Exception as exc:  # noqa: BLE001 - the library raises many kinds on broken rules
+        _skip(calendar_id, uid, exc)
+    finally:
+        budget.spend(time.monotonic() - began)
+
+
+def _skip(calendar_id: str, uid: str, why: object) -> None:
+    reason = f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else str(why)
+    log.warning("calendar %r: skipped event %r (%s)", calendar_id, uid[:200], reason[:300])
+
+
+def _parse(data: bytes | str, calendar_id: str) -> Any:
+    """The calendar in ``data``; a truncated or concatenated document is read as far as it goes."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.lstrip("\ufeff")
+    try:
+        return icalendar.Calendar.from_ical(text)
+    except Exception:  # noqa: BLE001 - repaired below, or reported as not iCalendar
+        pass
+    try:
+        return _repaired(text)
+    except Exception as exc:  # noqa: BLE001 - anything here means "not iCalendar"
+        raise ProviderError(
+            f"calendar {calendar_id!r}: not valid iCalendar data ({str(exc)[:200]})"
+        ) from None
+
+
+_END_EVENT = re.compile(r"^END:VEVENT[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_BEGIN = re.compile(r"^BEGIN:(VCALENDAR|VEVENT)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _repaired(text: str) -> Any:
+    """Every complete VEVENT (and VTIMEZONE) of a document the strict parser refused.
+
+    Covers a download cut off midway, several calendars pasted into one file and a bare
+    VEVENT without its VCALENDAR; a component that is not complete is left out.
+    """
+    if not _BEGIN.search(text):
+        raise ValueError("no BEGIN:VCALENDAR or BEGIN:VEVENT line")
+    merged = icalendar.Calendar()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    block: list[str] = []
+    depth = 0
+    for line in lines:
+        upper = line.strip().upper()
+        if upper in ("BEGIN:VEVENT", "BEGIN:VTIMEZONE") and depth == 0:
+            block, depth = [line], 1
+            continue
+        if depth:
+            block.append(line)
+            if upper.startswith("BEGIN:"):
+                depth += 1
+            elif upper.startswith("END:"):
+                depth -= 1
+                if depth == 0:
+                    with contextlib.suppress(Exception):
+                        for part in icalendar.Calendar.from_ical("\r\n".join(block), multiple=True):
+                            merged.add_component(part)
+            if upper in ("BEGIN:VEVENT", "BEGIN:VTIMEZONE") and depth > 1 and block[0].strip(
+            ).upper() == upper:
+                # A component that never ended: start over from the new one.
+                block, depth = [line], 1
+    if not merged.subcomponents:
+        raise ValueError("no complete event")
+    return merged
+
+
+def _rules(component: Any) -> list[dict[str, str]]:
+    rules = []
+    for value in _as_list(component.get("RRULE")):
+        raw = value.to_ical() if hasattr(value, "to_ical") else value
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        parts = dict(item.partition("=")[::2] for item in text.upper().split(";") if item)
+        rules.append({k.strip(): v.strip() for k, v in parts.items()})
+    return rules
+
+
+def _series_problem(parts: list[Any], window: Window) -> str | None:
+    """Why a series must not be expanded, if it would cost more than any calendar is worth."""
+    for component in parts:
+        for rule in _rules(component):
+            freq = rule.get("FREQ", "")
+            if freq in ("HOURLY", "MINUTELY", "SECONDLY"):
+                return f"the event repeats {freq.lower()}; no interview does"
+            per_day = 1
+            for key in ("BYHOUR", "BYMINUTE", "BYSECOND"):
+                per_day *= max(1, len(rule.get(key, "").split(",")))
+            if per_day > 24:
+                return "the event repeats more than 24 times a day; no interview does"
+            if freq not in _PERIOD_SECONDS:
+                continue  # a broken rule: the expansion reports it
+            try:
+                interval = max(1, int(rule.get("INTERVAL", "1") or "1"))
+                begin = _instant(component.decoded("DTSTART"), UTC)
+            except Exception:  # noqa: BLE001 - the expansion reports a broken start
+                continue
+            span = (window.end - begin).total_seconds()
+            if span / (_PERIOD_SECONDS[freq] * interval) > MAX_PERIODS:
+                return "the series starts too long before the window to expand"
+            if _never(rule):
+                return "the rule can never happen (a day that no month has)"
+    return None
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _never(rule: dict[str, str]) -> bool:
+    """A BYMONTH/BYMONTHDAY rule no date satisfies: dateutil would search until year 9999."""
+    try:
+        months = [int(m) for m in rule.get("BYMONTH", "").split(",") if m] or list(range(1, 13))
+        days = [int(d) for d in rule.get("BYMONTHDAY", "").split(",") if d]
+    except ValueError:
+        return False  # a broken rule: the expansion reports it
+    if not days:
+        return False
+    return not any(
+        1 <= m <= 12 and (d < 0 and -d <= _MONTH_DAYS[m - 1] or 0 < d <= _MONTH_DAYS[m - 1])
+        for m in months
+        for d in days
+    )
+
+
+def _sort_start(component: Any, floating: tzinfo) -> datetime:
+    try:
+        return _instant(component.decoded("DTSTART"), floating)
+    except Exception:  # noqa: BLE001 - mapping reports it; keep iterating
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _overlaps(event: Event, window: Window) -> bool:
+    if event.end == event.start:
+        return window.start <= event.start < window.end
+    return event.start < window.end and event.end > window.start
+
+
+# Outlook writes a zone's display name as the TZID and sometimes leaves out its VTIMEZONE
+# ("(UTC-08:00) Pacific Time (US & Canada)"); icalendar then returns a naive time. These are
+# the display names of the common Windows zones; any other "(UTC+hh:mm) ..." name falls back
+# to its fixed offset, which is at most an hour off in summer rather than a whole day.
+_DISPLAY_ZONES = {
+    "pacific time (us & canada)": "America/Los_Angeles",
+    "mountain time (us & canada)": "America/Denver",
+    "central time (us & canada)": "America/Chicago",
+    "eastern time (us & canada)": "America/New_York",
+    "arizona": "America/Phoenix",
+    "alaska": "America/Anchorage",
+    "hawaii": "Pacific/Honolulu",
+    "atlantic time (canada)": "America/Halifax",
+    "dublin, edinburgh, lisbon, london": "Europe/London",
+    "amsterdam, berlin, bern, rome, stockholm, vienna": "Europe/Berlin",
+    "brussels, copenhagen, madrid, paris": "Europe/Paris",
+    "belgrade, bratislava, budapest, ljubljana, prague": "Europe/Budapest",
+    "sarajevo, skopje, warsaw, zagreb": "Europe/Warsaw",
+    "athens, bucharest": "Europe/Bucharest",
+    "helsinki, kyiv, riga, sofia, tallinn, vilnius": "Europe/Helsinki",
+    "jerusalem": "Asia/Jerusalem",
+    "moscow, st. petersburg": "Europe/Moscow",
+    "abu dhabi, muscat": "Asia/Dubai",
+    "chennai, kolkata, mumbai, new delhi": "Asia/Kolkata",
+    "beijing, chongqing, hong kong, urumqi": "Asia/Shanghai",
+    "kuala lumpur, singapore": "Asia/Singapore",
+    "osaka, sapporo, tokyo": "Asia/Tokyo",
+    "seoul": "Asia/Seoul",
+    "canberra, melbourne, sydney": "Australia/Sydney",
+    "brisbane": "Australia/Brisbane",
+    "auckland, wellington": "Pacific/Auckland",
+    "brasilia": "America/Sao_Paulo",
+    "coordinated universal time": "UTC",
+}
+_DISPLAY = re.compile(
+    r"^\(\s*(?:UTC|GMT)\s*(?:([+-])(\d{1,2}):?(\d{2}))?\s*\)\s*(.*)$", re.IGNORECASE
+)
+
+
+def _windows_zone(tzid: str) -> tzinfo | None:
+    """The zone an unresolvable TZID most likely means, or None."""
+    name = tzid.strip().strip('"')
+    if name.lower() in ("tzone://microsoft/utc", "utc", "gmt", "z"):
+        return UTC
+    match = _DISPLAY.match(name)
+    if not match:
+        return None
+    sign, hours, minutes, label = match.groups()
+    known = _DISPLAY_ZONES.get(label.strip().lower())
+    if known:
+        return _zone(known)
+    if not hours:
+        return UTC
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    if offset > timedelta(hours=14):
+        return None
+    return timezone(-offset if sign == "-" else offset)
+
+
+def _named_zone(component: Any) -> tzinfo | None:
+    """For an event whose DTSTART names a zone icalendar could not resolve: that zone."""
+    try:
+        prop = component.get("DTSTART")
+        tzid = str(getattr(prop, "params", {}).get("TZID", "") or "")
+        if not tzid or not isinstance(component.decoded("DTSTART"), datetime):
+            return None
+        if component.decoded("DTSTART").tzinfo is not None:
+            return None
+        return _windows_zone(tzid)
+    except Exception:  # noqa: BLE001 - a broken start is reported when the event is mapped
+        return None
 
 
 def _zone(name: str) -> tzinfo:
@@ -121,12 +407,13 @@ def _event(
     raw_start = component.decoded("DTSTART")
     all_day = not isinstance(raw_start, datetime)
     start = _instant(raw_start, floating)
-    if "DTEND" in component:
-        end = _instant(component.decoded("DTEND"), floating)
-    elif "DURATION" in component:
-        end = start + component.decoded("DURATION")
-    else:
-        end = start + (timedelta(days=1) if all_day else timedelta(0))
+    end = start + (timedelta(days=1) if all_day else timedelta(0))
+    # A broken end is no reason to lose the interview: it then ends when it starts.
+    with contextlib.suppress(Exception):
+        if "DTEND" in component:
+            end = _instant(component.decoded("DTEND"), floating)
+        elif "DURATION" in component:
+            end = start + component.decoded("DURATION")
     instance = ""
     if uid in series and "RECURRENCE-ID" in component:
         original = component.decoded("RECURRENCE-ID")
