@@ -94,8 +94,10 @@ def events_from_ics(
     floating = _zone(default_tz)
     groups: dict[str, list[Any]] = {}
     for component in calendar.walk("VEVENT"):
+        _drop_broken_extras(component)
         groups.setdefault(str(component.get("UID", "")).strip(), []).append(component)
     groups.pop("", None)  # without a UID an event cannot be tracked from one sync to the next
+    groups = {uid: _one_master(parts) for uid, parts in groups.items()}
     # Which UIDs are series: recurring_ical_events sets RECURRENCE-ID on every occurrence,
     # single events included, so the source components decide.
     series = {
@@ -247,6 +249,40 @@ def _repaired(text: str) -> Any:
     if not merged.subcomponents:
         raise ValueError("no complete event")
     return merged
+
+
+def _drop_broken_extras(component: Any) -> None:
+    """Remove an unreadable end, duration or date list, so the event itself survives them."""
+    for name in ("DTEND", "DURATION", "EXDATE", "RDATE"):
+        if name not in component:
+            continue
+        try:
+            for value in _as_list(component.get(name)):
+                if type(value).__name__ == "vBroken":
+                    raise ValueError(name)
+            component.decoded(name)
+        except Exception:  # noqa: BLE001 - any failure to read it means it is broken
+            del component[name]
+
+
+def _one_master(parts: list[Any]) -> list[Any]:
+    """Of several copies of one event (same UID, no RECURRENCE-ID) keep the newest.
+
+    Newest is the highest SEQUENCE, then the later copy in the file: an export that appended
+    an update without removing the original.
+    """
+    masters = [c for c in parts if "RECURRENCE-ID" not in c]
+    if len(masters) <= 1:
+        return parts
+
+    def sequence(component: Any) -> int:
+        try:
+            return int(str(component.get("SEQUENCE", 0)))
+        except ValueError:
+            return 0
+
+    newest = max(reversed(range(len(masters))), key=lambda i: (sequence(masters[i]), i))
+    return [masters[newest]] + [c for c in parts if "RECURRENCE-ID" in c]
 
 
 def _rules(component: Any) -> list[dict[str, str]]:

@@ -29,6 +29,7 @@ never Mail.Send, and this module has no code path that sends.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -65,6 +66,11 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings, OutlookSettings
 
 SCOPES: tuple[str, ...] = ("Calendars.Read", "Mail.ReadWrite", "User.Read")
+log = logging.getLogger("mailbridge")
+
+# What the mapping functions raise for an item they cannot read (missing fields, wrong types).
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
+
 CACHE_PURPOSE = "msal-cache"
 PUBLIC_CLOUD_HOSTS = frozenset({"login.microsoftonline.com"})
 CALENDAR = "outlook"  # EventKey.calendar: the user's primary calendar
@@ -388,11 +394,16 @@ def _person(recipient: Mapping[str, Any] | None) -> Person | None:
 
 
 def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Event, EventKey]:
-    """A calendarView entry as an `Event`; instances are keyed by series and original start."""
+    """A calendarView entry as an `Event`; instances are keyed by series and original start.
+
+    Raises one of `UNREADABLE` for an entry it cannot read (missing id or times, wrong types);
+    the calendar skips that entry and keeps the rest.
+    """
     kind = item.get("type", "singleInstance")
     recurring = kind in ("occurrence", "exception")
     start, end = _when(item.get("start")), _when(item.get("end"))
-    assert start is not None and end is not None, "Graph events always have start and end"
+    if start is None or end is None:
+        raise ValueError("the event has no start or end")
     if recurring and item.get("seriesMasterId"):
         original = _when({"dateTime": item.get("originalStart", "")}) or start
         key = EventKey(CALENDAR, item["seriesMasterId"], original.isoformat())
@@ -482,7 +493,12 @@ class OutlookCalendar:
                     events.pop(key, None)
                     removed.append(key)
                     continue
-                event, key = event_from_graph(item, self._account.own_addresses)
+                try:
+                    event, key = event_from_graph(item, self._account.own_addresses)
+                except UNREADABLE as exc:  # one unreadable event must not stop the calendar
+                    log.warning("account %r: skipped an unreadable event (%s: %s)",
+                                self._account.name, type(exc).__name__, str(exc)[:200])
+                    continue
                 if key.instance:
                     instances[item["id"]] = [key.uid, key.instance]
                 events[key] = event
@@ -574,7 +590,11 @@ class OutlookMailbox:
         for page in self._graph.pages(url, params):
             for item in page.get("value", ()):
                 if "@removed" not in item and not item.get("isDraft"):
-                    found.append(self._headers(item, kind))
+                    try:
+                        found.append(self._headers(item, kind))
+                    except UNREADABLE as exc:  # one unreadable message must not stop the rest
+                        log.warning("account %r: skipped an unreadable message (%s: %s)",
+                                    self._account.name, type(exc).__name__, str(exc)[:200])
             delta = page.get("@odata.deltaLink", delta)
         return found, delta
 
