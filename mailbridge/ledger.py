@@ -280,6 +280,11 @@ class Ledger:
             raise LedgerError(_newer_message(path, version))
         while version < SCHEMA_VERSION:
             with self.transaction():
+                # Another process opening the same new ledger may have migrated it meanwhile:
+                # read the version again under the write lock, so each step runs once.
+                version = self.schema_version()
+                if version >= SCHEMA_VERSION:
+                    break
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self.conn.execute(statement)

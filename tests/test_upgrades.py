@@ -148,3 +148,29 @@ def test_not_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
     (state / DB_NAME).write_bytes(b"this is not SQLite at all, just some text" * 20)
     with pytest.raises(LedgerError, match="not a usable ledger"):
         Ledger.open(state)
+
+
+def test_processes_opening_a_new_ledger_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """The daemon and a `status` started together: each step runs once, under the write lock."""
+    import threading
+
+    failures: list[str] = []
+    for n in range(15):
+        state = tmp_path / f"s{n}"
+        barrier = threading.Barrier(4)
+
+        def open_it(state: Path = state, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                Ledger.open(state).close()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with Ledger.open(state) as ledger:
+            assert ledger.schema_version() == SCHEMA_VERSION
+    assert failures == []
