@@ -582,10 +582,21 @@ class ImapMailbox:
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         new_id = self.create_draft(draft)
         validity, uid = parse_provider_id(provider_id)
+        new_validity, new_uid = parse_provider_id(new_id)
         with self._session("remove the replaced draft") as client:
             drafts = self._drafts(client)
-            if self._select(client, drafts, readonly=False) == validity:
+            current = self._select(client, drafts, readonly=False)
+            if current == validity:
                 self._remove_uid(client, uid)
+            if current == new_validity:
+                # A crash between an earlier APPEND and its removal left a copy of this very
+                # text: remove it too. Copies that say anything else are the user's.
+                for other in self._uids_with_message_id(client, draft.message_id):
+                    if other in (uid, new_uid):
+                        continue
+                    raw = self._fetch_whole(client, other)
+                    if raw is not None and compose.read_draft(raw)[0] == draft.content_hash:
+                        self._remove_uid(client, other)
         return new_id
 
     def retract(self, provider_id: str) -> None:

@@ -158,7 +158,8 @@ class MaildirMailbox:
 
     # drafts --------------------------------------------------------------------------------
 
-    def _key_by_message_id(self, box: stdlib_mailbox.Maildir, message_id: str) -> str | None:
+    def _keys_by_message_id(self, box: stdlib_mailbox.Maildir, message_id: str) -> list[str]:
+        found = []
         for key in box.iterkeys():
             try:
                 with box.get_file(key) as handle:
@@ -168,8 +169,11 @@ class MaildirMailbox:
             except (FileNotFoundError, KeyError):
                 continue
             if (parsed.get("Message-ID") or "").strip() == message_id:
-                return str(key)
-        return None
+                found.append(str(key))
+        return found
+
+    def _key_by_message_id(self, box: stdlib_mailbox.Maildir, message_id: str) -> str | None:
+        return next(iter(self._keys_by_message_id(box, message_id)), None)
 
     def find_draft(self, message_id: str) -> str | None:
         self._check()
@@ -205,6 +209,12 @@ class MaildirMailbox:
         new_key = self.create_draft(draft)
         with contextlib.suppress(KeyError):
             self.drafts.remove(provider_id)
+        # A crash between an earlier write and its removal left a copy of this very text:
+        # remove it too. Copies that say anything else are the user's.
+        for key in self._keys_by_message_id(self.drafts, draft.message_id):
+            if key != new_key and read_draft(self.drafts.get_bytes(key))[0] == draft.content_hash:
+                with contextlib.suppress(KeyError):
+                    self.drafts.remove(key)
         return new_key
 
     def retract(self, provider_id: str) -> None:

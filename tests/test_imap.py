@@ -452,6 +452,31 @@ def test_update_draft_replaces_only_the_old_uid(mailbox, other) -> None:
     assert uids_in(other, "Trash") == []
 
 
+def test_update_after_an_interrupted_update_leaves_one_copy(mailbox, other) -> None:
+    """A crash between APPEND and removal left a second copy; the next update removes it,
+    but never a copy the user changed."""
+    from mailbridge import compose
+
+    draft = make_draft()
+    provider_id = mailbox.create_draft(draft)
+    changed = make_draft("New notes were added.")
+    raw = changed.raw.replace(changed.message_id.encode(), draft.message_id.encode())
+    changed = DraftMessage(**{**changed.__dict__, "message_id": draft.message_id, "raw": raw,
+                              "content_hash": compose.read_draft(raw)[0]})  # fmt: skip
+    mailbox.create_draft(changed)  # the orphan of the interrupted update
+    edited = raw.replace(b"New notes were added.", b"My own words.")
+    other.append("Drafts", edited, flags=(b"\\Draft",))  # the user's copy, same Message-ID
+
+    new_id = mailbox.update_draft(provider_id, changed)
+
+    left = uids_in(other, "Drafts")
+    assert len(left) == 2  # ours, once, and the user's edit
+    assert int(new_id.rsplit(":", 1)[1]) in left
+    bodies = sorted(compose.read_draft(other.fetch([u], ["RFC822"])[u][b"RFC822"])[1].strip()
+                    for u in left)
+    assert bodies == ["My own words.", "New notes were added."]
+
+
 def test_missing_drafts_folder(dovecot, user) -> None:
     box = imap.open_mailbox(account_for(dovecot, user, drafts_folder="Kladde"))
     with pytest.raises(FolderMissing, match="Kladde"):
