@@ -120,7 +120,7 @@ class MaildirMailbox:
         return None
 
     def _check(self) -> None:
-        if not Path(self.drafts._path, "cur").is_dir():  # type: ignore[attr-defined]
+        if not Path(self.drafts._path, "cur").is_dir():
             raise FolderMissing(f"the Drafts folder of {self.root} vanished")
 
     # messages ------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class MaildirMailbox:
         if self.trash is None:
             os.unlink(source)
             return
-        target = Path(self.trash._path, "cur", source.name)  # type: ignore[attr-defined]
+        target = Path(self.trash._path, "cur", source.name)
         os.replace(source, target)  # same file system: atomic, nothing lost
 
     def close(self) -> None:
