@@ -53,6 +53,7 @@ class HangServer:
 
     def __init__(self, port: int | None = None) -> None:
         self.sock = socket.create_server(("127.0.0.1", port or 0))
+        self.sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() says
         self.port = int(self.sock.getsockname()[1])
         self.held: list[socket.socket] = []
         self._closed = threading.Event()
@@ -151,6 +152,7 @@ class FaultProxy:
 
     def _listen(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() says
         threading.Thread(target=self._accept, args=(self._sock,), daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -158,6 +160,10 @@ class FaultProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            client.settimeout(None)
+            if listener is not self._sock:  # closed while this accept was blocked
+                client.close()
                 return
             with self._lock:
                 self._conns.append(client)
@@ -202,8 +208,10 @@ class FaultProxy:
         if self.mode == "down" and self._sock is None:
             self._listen()
         if mode == "down" and self._sock is not None:
-            self._sock.close()
-            self._sock = None
+            listener, self._sock = self._sock, None
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
+            listener.close()
         self.mode = mode
 
     def close(self) -> None:
