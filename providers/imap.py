@@ -328,6 +328,14 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
         )
         if imap.security == "starttls":
             client.starttls(context)
+    except ssl.SSLCertVerificationError as exc:
+        # Said apart from network trouble: waiting does not fix it, and no password was sent.
+        raise ProviderError(
+            f"{where} port {port}: its TLS certificate is not trusted "
+            f"({exc.verify_message or exc.reason}); nothing was sent. Check that the host "
+            "name is the one on the certificate; a server with a private CA needs that CA in "
+            "the system trust store (or in SSL_CERT_FILE)"
+        ) from None
     except (OSError, IMAPClientError) as exc:
         raise ProviderError(f"{where} port {port}: cannot connect ({_why(exc)})") from None
     username = imap.username or account.address

@@ -8,18 +8,25 @@ start it again on the same port with the same mail (fault injection).
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import itertools
+import json
 import os
+import secrets as secrets_module
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -332,6 +339,318 @@ def radicale() -> Iterator[Radicale]:
     except ImportError:
         pytest.skip("Radicale is not installed (pip install radicale)")
     server = Radicale.create()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- TLS: a throwaway CA, and a Dovecot with implicit TLS, STARTTLS and XOAUTH2 ----------
+
+
+@dataclass
+class TestCA:
+    """A certificate authority that exists for one test session: trust it via ``SSL_CERT_FILE``."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    dir: Path
+    name: str
+    key: Any
+    certificate: Any
+
+    @property
+    def cert_file(self) -> Path:
+        return self.dir / f"{self.name}-ca.pem"
+
+    @classmethod
+    def create(cls, dir: Path, name: str = "mailbridge-test") -> TestCA:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} throwaway CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        ca = cls(dir=dir, name=name, key=key, certificate=certificate)
+        ca.cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return ca
+
+    def issue(self, names: Sequence[str], dest: Path) -> tuple[Path, Path]:
+        """A server certificate for ``names`` (host names or IP addresses): (cert, key) files."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt.append(x509.DNSName(name))
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file, key_file = dest / "server.pem", dest / "server.key"
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)  # read by the Dovecot master (root) only
+        return cert_file, key_file
+
+
+class Introspection:
+    """A tiny OAuth2 token introspection endpoint (RFC 7662) for Dovecot's oauth2 passdb.
+
+    ``tokens`` maps an access token to the user it belongs to; any other token is inactive.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import urllib.parse
+
+        self.tokens: dict[str, str] = {}
+        self.requests: list[str] = []  # the tokens Dovecot asked about, in order
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                token = (form.get("token") or [""])[0]
+                owner.requests.append(token)
+                user = owner.tokens.get(token)
+                answer = {"active": True, "username": user} if user else {"active": False}
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def grant(self, user: str) -> str:
+        """A fresh valid access token for ``user``."""
+        token = f"tok-{secrets_module.token_hex(12)}"
+        self.tokens[token] = user
+        return token
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_TLS_DOVECOT_CONF = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+instance_name = mailbridge-tls-{port}
+log_path = {dir}/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_failure_delay = 0
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+  # No growing delay after the refused tokens the tests send on purpose.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u {dir}/users/%u
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/dovecot-oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  # oauth2 cannot answer user lookups (doveadm): every user exists here.
+  args = uid={uid} gid={uid} home={dir}/mail/%u allow_all_users=yes
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+"""
+
+_OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+@dataclass
+class TlsDovecot(Dovecot):
+    """A Dovecot that speaks TLS only: implicit TLS on ``tls_port``, STARTTLS on ``port``.
+
+    Its certificate comes from ``ca`` for ``names``; XOAUTH2/OAUTHBEARER logins are checked
+    against ``introspection`` (an oauth2 passdb), passwords against the passwd-file.
+    """
+
+    tls_port: int = 0
+    ca: TestCA | None = None
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def create_tls(
+        cls, ca: TestCA, introspection_url: str, names: Sequence[str] = ("localhost", "127.0.0.1")
+    ) -> TlsDovecot:
+        root = _world_readable_tempdir("mailbridge-dovecot-tls-")
+        server = cls(
+            dir=root, port=free_port(), host="localhost", tls_port=free_port(), ca=ca,
+            names=tuple(names),
+        )  # fmt: skip
+        for sub in ("run", "state", "mail", "users"):
+            (root / sub).mkdir()
+        os.chown(root / "mail", MAIL_UID, MAIL_UID)
+        cert, key = ca.issue(names, root)
+        (root / "dovecot-oauth2.conf.ext").write_text(
+            _OAUTH2_CONF.format(url=introspection_url), encoding="utf-8"
+        )
+        server.conf.write_text(
+            _TLS_DOVECOT_CONF.format(
+                dir=root, port=server.port, tls_port=server.tls_port, uid=MAIL_UID,
+                cert=cert, key=key,
+            ),
+            encoding="utf-8",
+        )  # fmt: skip
+        return server
+
+    def start(self) -> None:
+        super().start()
+        assert self.proc is not None
+        _wait_for_port(self.tls_port, self.proc, "dovecot (imaps)", self.dir / "dovecot.log")
+
+    def log(self) -> str:
+        return _tail(self.dir / "dovecot.log")
+
+    def client(self, user: str):  # type: ignore[no-untyped-def]
+        """An independent client over implicit TLS that trusts only the test CA."""
+        from imapclient import IMAPClient
+
+        assert self.ca is not None
+        context = ssl.create_default_context(cafile=str(self.ca.cert_file))
+        conn = IMAPClient("127.0.0.1", port=self.tls_port, ssl=True, ssl_context=context,
+                          timeout=10)  # fmt: skip
+        conn.login(user, self.users[user])
+        return conn
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> Iterator[TestCA]:
+    root = _world_readable_tempdir("mailbridge-ca-")
+    try:
+        yield TestCA.create(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def introspection() -> Iterator[Introspection]:
+    endpoint = Introspection()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_dovecot(test_ca: TestCA, introspection: Introspection) -> Iterator[TlsDovecot]:
+    """A TLS-only Dovecot (certificate for localhost and 127.0.0.1 from ``test_ca``)."""
+    if not os.path.exists(DOVECOT):
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
+    server = TlsDovecot.create_tls(test_ca, introspection.url)
     server.start()
     try:
         yield server
