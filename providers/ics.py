@@ -95,6 +95,7 @@ def events_from_ics(
     groups: dict[str, list[Any]] = {}
     for component in calendar.walk("VEVENT"):
         _drop_broken_extras(component)
+        _drop_far_rules(component)
         groups.setdefault(str(component.get("UID", "")).strip(), []).append(component)
     groups.pop("", None)  # without a UID an event cannot be tracked from one sync to the next
     groups = {uid: _one_master(parts) for uid, parts in groups.items()}
@@ -119,14 +120,9 @@ def events_from_ics(
         for uid in uids:
             for part in groups[uid]:
                 sub.add_component(part)
-        found = []
-        for occurrence in recurring_ical_events.of(sub).after(window.start):
-            if _sort_start(occurrence, floating) >= window.end:
-                break
-            found.append(occurrence)
-            if len(found) >= MAX_INSTANCES * len(uids):
-                break
-        return found
+        found = recurring_ical_events.of(sub).between(window.start, window.end)
+        # Series are expanded one at a time: the cap bounds what one rule may add.
+        return found if len(uids) != 1 else found[:MAX_INSTANCES]
 
     def keep(occurrences: list[Any]) -> None:
         for component in occurrences:
@@ -156,7 +152,7 @@ def events_from_ics(
 
 # Bounds on what one document may cost: other people's data must not hang the service.
 MAX_INSTANCES = 400  # instances of one series inside the window
-MAX_PERIODS = 200_000  # rule periods from a series' start to the window's end
+MAX_PERIODS = 50_000  # rule periods from a series' start to the window's end
 EXPANSION_SECONDS = 20.0  # after this much expansion work, further series are skipped
 _PERIOD_SECONDS = {
     "YEARLY": 366 * 86400, "MONTHLY": 28 * 86400, "WEEKLY": 7 * 86400, "DAILY": 86400,
@@ -265,6 +261,25 @@ def _drop_broken_extras(component: Any) -> None:
             del component[name]
 
 
+_FAR = 100 * 365 * 86400  # seconds: a rule whose next instance is further off repeats never
+
+
+def _drop_far_rules(component: Any) -> None:
+    """A rule with INTERVAL=99999 means "once"; dateutil would still crawl towards year 9999."""
+    rules = _rules(component)
+    if not rules:
+        return
+    for rule in rules:
+        try:
+            interval = int(rule.get("INTERVAL", "1") or "1")
+        except ValueError:
+            return
+        period = _PERIOD_SECONDS.get(rule.get("FREQ", ""))
+        if period is None or interval * period <= _FAR:
+            return
+    del component["RRULE"]
+
+
 def _one_master(parts: list[Any]) -> list[Any]:
     """Of several copies of one event (same UID, no RECURRENCE-ID) keep the newest.
 
@@ -307,10 +322,15 @@ def _series_problem(parts: list[Any], window: Window) -> str | None:
                 per_day *= max(1, len(rule.get(key, "").split(",")))
             if per_day > 24:
                 return "the event repeats more than 24 times a day; no interview does"
+            try:
+                interval = int(rule.get("INTERVAL", "1") or "1")
+            except ValueError:
+                return "the rule has an unreadable INTERVAL"
+            if interval < 1:
+                return "the rule has INTERVAL below 1 (it would never advance)"
             if freq not in _PERIOD_SECONDS:
                 continue  # a broken rule: the expansion reports it
             try:
-                interval = max(1, int(rule.get("INTERVAL", "1") or "1"))
                 begin = _instant(component.decoded("DTSTART"), UTC)
             except Exception:  # noqa: BLE001 - the expansion reports a broken start
                 continue
