@@ -120,7 +120,7 @@ def events_from_ics(
         for uid in uids:
             for part in groups[uid]:
                 sub.add_component(part)
-        found = recurring_ical_events.of(sub).between(window.start, window.end)
+        found: list[Any] = list(recurring_ical_events.of(sub).between(window.start, window.end))
         # Series are expanded one at a time: the cap bounds what one rule may add.
         return found if len(uids) != 1 else found[:MAX_INSTANCES]
 
