@@ -676,3 +676,34 @@ def test_an_event_the_engine_cannot_use_is_audited_and_the_rest_go_on(world: Wor
     decisions = [(a.decision, a.reason) for a in world.ledger.audit_entries(account.name)]
     assert any(d == "event skipped" and "'odd'" in r for d, r in decisions), decisions
     assert world.messages("Drafts")
+
+
+# --- huge inputs, light (bench/huge_inputs.py measures the full sizes) ----------------------
+
+
+def _big_calendar(events: int, attendees: int = 2, description: str = "") -> str:
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0"]
+    for n in range(events):
+        start = NORTHWIND_START + timedelta(minutes=7 * n)
+        lines += ["BEGIN:VEVENT", f"UID:big-{n}", f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
+                  "DURATION:PT1H", f"SUMMARY:Interview {n}", f"DESCRIPTION:{description}"]
+        lines += [f"ATTENDEE;CN=P {i}:mailto:p{i}@northwind-robotics.com"
+                  for i in range(attendees)]
+        lines += [f"ATTENDEE:mailto:{OWN[0]}", "END:VEVENT"]
+    return "\r\n".join([*lines, "END:VCALENDAR", ""])
+
+
+@pytest.mark.parametrize(
+    ("events", "attendees", "description"),
+    [(300, 2, "x"), (1, 500, "x"), (1, 2, "word " * 210_000)],
+    ids=["300 events", "500 attendees", "1 MB description"],
+)
+def test_huge_calendars_stay_bounded(events: int, attendees: int, description: str) -> None:
+    data = _big_calendar(events, attendees, description)
+    found, peak = _peak(lambda: read_ics(data))
+    assert len(found) == events
+    assert len(found[0].attendees) == attendees + 1
+    verdicts = [detect.detect(e, OWN, ("example.com",), DetectionRules(max_attendees=1000))
+                for e in found[:50]]
+    assert all(v.reason for v in verdicts)
+    assert peak < 50 * len(data) + 64 * 1024 * 1024  # generous: proportional, no blow-up
