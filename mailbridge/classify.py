@@ -182,9 +182,10 @@ def _spam(f: _Facts) -> Classification | None:
         return Classification(MessageKind.BULK, "bulk: marked as spam (X-Spam-Status: Yes)")
     scl = f.message.header("x-ms-exchange-organization-scl").strip()
     if not scl:
-        found = re.search(r"\bSCL:(-?\d+)", f.message.header("x-forefront-antispam-report"))
+        found = re.search(r"\bSCL:(-?[0-9]+)", f.message.header("x-forefront-antispam-report"))
         scl = found.group(1) if found else ""
-    if scl.lstrip("-").isdigit() and int(scl) >= 5:
+    # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+    if re.fullmatch(r"-?[0-9]{1,3}", scl) and int(scl) >= 5:
         return Classification(MessageKind.BULK, f"bulk: marked as spam by Exchange (SCL {scl})")
     return None
 
