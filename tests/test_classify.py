@@ -767,3 +767,16 @@ def test_classify_and_match_never_raise(
     verdict = classify(message, OWN)
     assert verdict.reason
     match(message, CANDIDATES, KNOWN, OWN)
+
+
+@pytest.mark.parametrize("scl, kind", [
+    ("²", MessageKind.HUMAN),  # a superscript digit is no spam score (and once crashed int())
+    ("٥", MessageKind.HUMAN),  # nor an Arabic-Indic five
+    ("7", MessageKind.BULK),
+    ("-1", MessageKind.HUMAN),
+])
+def test_exchange_spam_score_is_read_as_ascii_digits(scl: str, kind: MessageKind) -> None:
+    message = MailHeaders(folder=Folder.INBOX, provider_id="1", message_id="<a@b.example>",
+                          sender=Person("dana@acme.example"),
+                          headers=(("x-ms-exchange-organization-scl", scl),))
+    assert classify(message, ["me@example.org"]).kind == kind
