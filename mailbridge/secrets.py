@@ -23,24 +23,27 @@ def _entry(account: str, purpose: str) -> str:
     return f"{account}/{purpose}"
 
 
-def run_command(command: str, *, what: str) -> str:
-    """The first line printed by ``command`` (as pass, gpg, op and secret-tool print it)."""
+def run_command(command: str, *, what: str, setting: str = "password_command") -> str:
+    """The first line printed by ``command`` (as pass, gpg, op and secret-tool print it).
+
+    ``setting`` names the config key the command came from, for the error message.
+    """
     try:
         done = subprocess.run(
             shlex.split(command), capture_output=True, text=True, timeout=60, check=False
         )
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise AuthError(f"{what}: password_command could not run: {type(exc).__name__}") from None
+        raise AuthError(f"{what}: {setting} could not run: {type(exc).__name__}") from None
     if done.returncode != 0:
         # Neither stdout nor stderr is repeated: a failing command may well have printed the
         # secret (or part of it) before failing. The user can run it by hand to see why.
         raise AuthError(
-            f"{what}: password_command exited with status {done.returncode}; "
+            f"{what}: {setting} exited with status {done.returncode}; "
             "run the command in a terminal to see why"
         )
     lines = done.stdout.splitlines()
     if not lines or not lines[0].strip():
-        raise AuthError(f"{what}: password_command printed nothing")
+        raise AuthError(f"{what}: {setting} printed nothing")
     return lines[0]
 
 

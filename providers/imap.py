@@ -341,7 +341,11 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
     username = imap.username or account.address
     try:
         if imap.oauth2_token_command:
-            token = secrets.run_command(imap.oauth2_token_command, what=f"account {account.name!r}")
+            token = secrets.run_command(
+                imap.oauth2_token_command,
+                what=f"account {account.name!r}",
+                setting="oauth2_token_command",
+            )
             client.oauth2_login(username, token)
         else:
             secret = password or secrets.require(account.name, "imap", imap.password_command)
