@@ -161,8 +161,10 @@ class Pass:
                     log.debug("event %r failed", event.key, exc_info=True)
                     self.decide("event skipped",
                                 f"could not use event {event.key.uid!r}: {type(exc).__name__}")
+            for what, why in batch.skipped:
+                self.decide("event skipped", f"could not read {what}: {why}")
             removed = list(batch.removed)
-            if batch.complete:
+            if batch.complete and not batch.skipped:
                 known = self.ledger.event_keys(account, window.start)
                 removed += [k for k in known if k not in present]
             for key in removed:
@@ -172,7 +174,7 @@ class Pass:
         return True
 
     def _calendar_fault(self, batch: CalendarBatch, window: Window) -> str | None:
-        if not batch.complete:
+        if not batch.complete or batch.skipped:
             return None
         known = self.ledger.event_keys(self.account.name, window.start)
         if len(known) < VALVE_MIN_KNOWN:

@@ -98,6 +98,9 @@ class CalendarBatch:
     removed: tuple[EventKey, ...] = ()  # deleted at the source
     complete: bool = False  # events is the whole window: anything known and absent is gone
     cursor: str | None = None  # opaque token for the next incremental sync
+    # Items the source could not read: (what, why). They are audited, and a listing with any
+    # of them is not taken as complete, so nothing is cancelled on its evidence.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

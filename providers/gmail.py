@@ -123,6 +123,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 log = logging.getLogger("mailbridge")
 
+# What a malformed event from the API raises in to_event: it is skipped, not fatal.
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
+
 
 class GoogleError(ProviderError):
     """Google answered a call with an HTTP error that retrying will not fix (404, 410, 400)."""
@@ -402,6 +405,7 @@ class GoogleCalendar:
         events: list[Event] = []
         removed: list[EventKey] = []
         fresh: dict[str, str] = {}
+        skipped: list[tuple[str, str]] = []
         for calendar in self.calendars:
             params: dict[str, Any] = {"calendarId": calendar, "singleEvents": True}
             if calendar in tokens:
@@ -411,7 +415,15 @@ class GoogleCalendar:
                 params["timeMax"] = window.end.astimezone(UTC).isoformat()
             for page in self.api.pages("events.list", **params):
                 for item in page.get("items", []):
-                    event = to_event(calendar, item)
+                    try:
+                        event = to_event(calendar, item)
+                    except UNREADABLE as exc:
+                        # One malformed event must not stop the sync of the others.
+                        what = f"event {str(item.get('id', '?'))[:100]!r} of {calendar!r}"
+                        log.warning("%s: skipped %s: %s", self.account.name, what,
+                                    type(exc).__name__)
+                        skipped.append((what, f"malformed ({type(exc).__name__})"))
+                        continue
                     if event is None:
                         removed.append(event_key(calendar, item))
                     else:
@@ -423,6 +435,7 @@ class GoogleCalendar:
             tuple(removed),
             complete=not tokens,
             cursor=json.dumps(fresh, sort_keys=True),
+            skipped=tuple(skipped),
         )
 
     def close(self) -> None:

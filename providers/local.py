@@ -78,14 +78,19 @@ class FileCalendar:
         if cursor == state:
             return CalendarBatch(events=(), complete=False, cursor=cursor)
         events = []
+        skipped: list[tuple[str, str]] = []
         for file in files:
             calendar_id = str(file.relative_to(self.path)) if self.path.is_dir() else file.name
             try:
                 data = file.read_bytes()
+                events.extend(events_from_ics(data, calendar_id, window, self.own_addresses))
             except OSError as exc:
-                raise ProviderError(f"cannot read {file}: {exc.strerror}") from None
-            events.extend(events_from_ics(data, calendar_id, window, self.own_addresses))
-        return CalendarBatch(events=tuple(events), complete=True, cursor=state)
+                skipped.append((str(file), exc.strerror or type(exc).__name__))
+            except ProviderError as exc:
+                # One unreadable file must not hide the others (a login page saved as .ics).
+                skipped.append((str(file), str(exc)))
+        return CalendarBatch(events=tuple(events), complete=True, cursor=state,
+                             skipped=tuple(skipped))
 
     def close(self) -> None:
         pass

@@ -320,3 +320,16 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     (interview,) = data["accounts"][0]["interviews"]
     assert interview["company"] == "Northwind Robotics"
     assert sorted(d["state"] for d in interview["drafts"]) == ["retracted", "sent", "sent"]
+
+
+def test_an_unreadable_calendar_file_is_audited_and_cancels_nothing(world: World) -> None:
+    world.add_interview(uid="iv1")
+    world.add_interview(uid="iv2", end=END + timedelta(days=1))
+    world.run(END - timedelta(hours=1))
+    # iv2's file turns into a login page (a broken sync): its interview must not be cancelled.
+    (world.root / "calendar" / "iv2.ics").write_text("<html>Sign in</html>", encoding="utf-8")
+    world.run(END + timedelta(hours=2))
+    assert all(i.state == InterviewState.ACTIVE for i in world.ledger.interviews())
+    skipped = [a.reason for a in world.ledger.audit_entries() if a.decision == "event skipped"]
+    assert len(skipped) == 1 and "iv2.ics" in skipped[0]
+    assert len(world.messages("Drafts")) == 2  # iv1's thank-yous still appear
