@@ -555,10 +555,7 @@ class Pass:
         with ledger.transaction():
             ledger.update_draft(
                 draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
-                created_at=self.now, content_hash=message.content_hash,
-                notes_version=interview.notes_version, subject=message.subject,
-                gaps=len(message.gaps),
-                warnings=json.dumps(proofread.proofread(message.body, [draft.recipient])),
+                created_at=self.now, **self._rendered(message, interview),
             )
             late = " (late: the 24-hour window had passed)" if draft.late else ""
             self.decide("draft created",
@@ -589,27 +586,43 @@ class Pass:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.CANCELLED)
             self.decide("draft cancelled", reason, draft_id=draft.id)
 
+    def _still_ours(self, draft: DraftRow) -> str | None:
+        """The draft's provider id if it is in Drafts exactly as we made it; else None.
+
+        Looked at right before changing or removing it: an edit made since the last pass wins.
+        """
+        assert draft.provider_id is not None
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
+        if seen.presence == Presence.PRESENT and seen.content_hash == draft.content_hash:
+            return seen.provider_id or draft.provider_id
+        with self.ledger.transaction():
+            self._apply_observation(draft, seen.presence, seen.content_hash,
+                                    seen.provider_id, seen.body)
+        return None
+
+    def _rendered(self, message: DraftMessage, interview: InterviewRow) -> dict[str, object]:
+        """The ledger fields that record what a draft says."""
+        return {
+            "content_hash": message.content_hash,
+            "notes_version": interview.notes_version,
+            "subject": message.subject,
+            "gaps": len(message.gaps),
+            "warnings": json.dumps(proofread.proofread(message.body, [message.to])),
+        }
+
     def _update(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
         draft = self.ledger.draft(draft_id)
         interview = interviews[draft.interview_id]
         if draft.provider_id is None or self.dry_run:
             return
-        # Check right before writing: an edit made since the last look must win.
-        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
-        if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
-            with self.ledger.transaction():
-                self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id, seen.body)
+        current = self._still_ours(draft)
+        if current is None:
             return
         message = self._render(draft, interview)
-        provider_id = self.mailbox.update_draft(seen.provider_id or draft.provider_id, message)
+        provider_id = self.mailbox.update_draft(current, message)
         with self.ledger.transaction():
-            self.ledger.update_draft(
-                draft.id, self.now, provider_id=provider_id, content_hash=message.content_hash,
-                notes_version=interview.notes_version, subject=message.subject,
-                gaps=len(message.gaps),
-                warnings=json.dumps(proofread.proofread(message.body, [draft.recipient])),
-            )
+            self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
+                                     **self._rendered(message, interview))
             self.decide("draft updated", reason, interview_id=interview.id, draft_id=draft.id)
 
     def _retract(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
@@ -621,14 +634,10 @@ class Pass:
                 f"{self.account.name}: would retract follow-up to {draft.recipient.email}"
             )
             return
-        # Byte-for-byte check right before removing: never delete what the user touched.
-        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
-        if seen.presence != Presence.PRESENT or seen.content_hash != draft.content_hash:
-            with self.ledger.transaction():
-                self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id, seen.body)
+        current = self._still_ours(draft)  # never delete what the user touched
+        if current is None:
             return
-        self.mailbox.retract(seen.provider_id or draft.provider_id)
+        self.mailbox.retract(current)
         interview = interviews[draft.interview_id]
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
