@@ -299,11 +299,11 @@ def test_daemon_stopped_for_several_intervals_catches_up_in_one_pass(tmp_path: P
     try:
         wait_for("the first pass", lambda: len(pass_lines()) >= 1)
         # The interview appears now, its thank-yous due while the process will be stopped.
-        calendar_file(root / "calendar", "iv1", ends_for_due_in(2 * poll))
+        calendar_file(root / "calendar", "iv1", ends_for_due_in(3.0))  # due in 2 to 3 s
         wait_for("the thank-yous planned", lambda: any("draft planned" in ln for _, ln in lines))
         proc.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
-        time.sleep(5 * poll + 0.2)  # five polls and the thank-you's due time go by
+        time.sleep(6 * poll)  # six polls and the thank-you's due time go by
         assert not (drafts.is_dir() and any(drafts.iterdir()))
         resumed = time.monotonic()
         proc.send_signal(signal.SIGCONT)
