@@ -328,10 +328,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         for decision, count in sorted(counts.items()):
             print(f"  {decision}: {count}")
         for entry in data["digest"]:
-            if "skip" in entry["decision"] or entry["decision"] == "not an interview":
+            if entry["decision"] in EXPLAINED:
                 print(f"  - {entry['decision']}: {entry['reason']}")
     return 0
 
+
+# Decisions whose reasons the digest spells out: whatever did not happen, and why.
+EXPLAINED = frozenset({
+    "not an interview", "attendee skipped", "draft skipped", "draft cancelled",
+    "interview cancelled", "event skipped", "message skipped", "paused",
+})
 
 MESSAGE_LABELS = {
     "human": "reply from",

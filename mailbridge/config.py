@@ -1260,6 +1260,7 @@ def _google(ctx: _Ctx, data: dict[str, object], home: Key) -> GoogleSettings:
         batch_uri=_url(ctx, tbl, "batch_uri"),
         token_uri=_url(ctx, tbl, "token_uri"),
         auth_uri=_url(ctx, tbl, "auth_uri"),
+        timeout=_or(_number(ctx, tbl, "timeout", 1, 600), GoogleSettings.timeout),
     )
 
 
@@ -1272,6 +1273,7 @@ def _outlook(ctx: _Ctx, data: dict[str, object], home: Key) -> OutlookSettings:
         tenant=_one_line(ctx, tbl, "tenant") or base.tenant,
         authority_url=_url(ctx, tbl, "authority_url") or base.authority_url,
         graph_url=_url(ctx, tbl, "graph_url") or base.graph_url,
+        timeout=_or(_number(ctx, tbl, "timeout", 1, 600), base.timeout),
     )
 
 

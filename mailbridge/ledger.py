@@ -466,7 +466,7 @@ class Ledger:
 
     def event_keys(self, account: str, since: datetime) -> set[EventKey]:
         rows = self.conn.execute(
-            "SELECT calendar, uid, instance FROM event WHERE account=? AND end >= ?",
+            "SELECT calendar, uid, instance FROM event WHERE account=? AND end > ?",
             (account, _iso(since)),
         )
         return {EventKey(r["calendar"], r["uid"], r["instance"]) for r in rows}

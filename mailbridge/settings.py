@@ -65,6 +65,7 @@ class GoogleSettings:
     batch_uri: str | None = None
     token_uri: str | None = None  # default: from client_secrets, else Google's
     auth_uri: str | None = None
+    timeout: float = 60.0  # seconds, every request
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class OutlookSettings:
     tenant: str = "common"  # common | organizations | consumers | a tenant id
     authority_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
+    timeout: float = 30.0  # seconds, every request
 
 
 @dataclass(frozen=True)

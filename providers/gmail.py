@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import google.auth.exceptions
+import google_auth_httplib2  # type: ignore[import-untyped]
 import httplib2  # type: ignore[import-untyped]
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
@@ -308,10 +309,15 @@ class Api:
 
 def _service(account: AccountSettings, name: str, version: str, endpoint: str | None) -> Any:
     options = {"api_endpoint": endpoint} if endpoint else None
+    # Every request times out (google.timeout): a hanging endpoint must not hold a pass.
+    timeout = _google(account).timeout
+    http = google_auth_httplib2.AuthorizedHttp(
+        credentials(account), http=httplib2.Http(timeout=timeout)
+    )
     return build(
         name,
         version,
-        credentials=credentials(account),
+        http=http,
         static_discovery=True,
         client_options=options,
         cache_discovery=False,

@@ -261,7 +261,7 @@ class _Graph:
         self.base = _settings(account).graph_url.rstrip("/")
         self._tokens = tokens
         self._session = session or requests.Session()
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or RetryPolicy(timeout=_settings(account).timeout)
         self._slots = _semaphore(account.name)
 
     def call(

@@ -840,3 +840,19 @@ def test_the_core_finds_this_provider_by_entry_point(account: AccountSettings) -
 
     assert isinstance(adapters.open_mailbox(account), gmail.GmailMailbox)
     assert isinstance(adapters.open_calendar(account), gmail.GoogleCalendar)
+
+
+def test_a_hanging_endpoint_times_out_as_configured(emu: GoogleEmulator, account) -> None:
+    """google.timeout bounds every request, so a hanging Google cannot hold a pass."""
+    import dataclasses
+
+    quick = dataclasses.replace(
+        account, google=dataclasses.replace(account.google, timeout=1.0)
+    )
+    api = gmail.Api(quick, gmail._service(quick, "calendar", "v3", quick.google.calendar_endpoint),
+                    gmail.CALENDAR_METHODS, attempts=1, backoff=0.01)
+    emu.latency = 3.0
+    started = time.monotonic()
+    with pytest.raises(ProviderError):
+        gmail.GoogleCalendar(quick, api).changes(None, WINDOW)
+    assert time.monotonic() - started < 2.5
