@@ -161,12 +161,13 @@ class Pass:
                     log.debug("event %r failed", event.key, exc_info=True)
                     self.decide("event skipped",
                                 f"could not use event {event.key.uid!r}: {type(exc).__name__}")
-            for what, why in batch.skipped:
-                self.decide("event skipped", f"could not read {what}: {why}")
-            removed = list(batch.removed)
-            if batch.complete and not batch.skipped:
+            for item in batch.skipped:
+                self.decide("event skipped", f"could not read {item.what}: {item.why}")
+            unread = {item.uid for item in batch.skipped if item.uid}
+            removed = [k for k in batch.removed if k.uid not in unread]
+            if _complete(batch):
                 known = self.ledger.event_keys(account, window.start)
-                removed += [k for k in known if k not in present]
+                removed += [k for k in known if k not in present and k.uid not in unread]
             for key in removed:
                 for gone in self.ledger.remove_event(account, key):
                     self._cancel_interview(gone, "the event was removed from the calendar")
@@ -174,13 +175,14 @@ class Pass:
         return True
 
     def _calendar_fault(self, batch: CalendarBatch, window: Window) -> str | None:
-        if not batch.complete or batch.skipped:
+        if not _complete(batch):
             return None
         known = self.ledger.event_keys(self.account.name, window.start)
         if len(known) < VALVE_MIN_KNOWN:
             return None
         present = {e.key for e in batch.events}
-        missing = [k for k in known if k not in present]
+        unread = {item.uid for item in batch.skipped if item.uid}
+        missing = [k for k in known if k not in present and k.uid not in unread]
         if len(missing) > VALVE_SHARE * len(known):
             return (
                 f"the calendar suddenly lost {len(missing)} of {len(known)} known events; "
@@ -646,6 +648,11 @@ class Pass:
             interview.id, "retracted",
             f"{interview.company or interview.title} replied; the follow-up draft was removed",
         ))
+
+
+def _complete(batch: CalendarBatch) -> bool:
+    """Whether absence from this listing means removal: not when a whole part was unreadable."""
+    return batch.complete and all(item.uid for item in batch.skipped)
 
 
 class _NoCalendar:

@@ -91,6 +91,16 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """Something a calendar source could not read, for the audit log."""
+
+    what: str  # "event 'abc' in work.ics", "file work.ics"
+    why: str
+    uid: str | None = None  # set: that one event (its instances are kept as they were);
+    # None: a whole part of the source (a file), so the listing is not complete
+
+
+@dataclass(frozen=True)
 class CalendarBatch:
     """What a calendar source reports for one sync."""
 
@@ -98,9 +108,8 @@ class CalendarBatch:
     removed: tuple[EventKey, ...] = ()  # deleted at the source
     complete: bool = False  # events is the whole window: anything known and absent is gone
     cursor: str | None = None  # opaque token for the next incremental sync
-    # Items the source could not read: (what, why). They are audited, and a listing with any
-    # of them is not taken as complete, so nothing is cancelled on its evidence.
-    skipped: tuple[tuple[str, str], ...] = ()
+    # What the source could not read. Audited; and nothing is cancelled on its evidence.
+    skipped: tuple[Unreadable, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from caldav.lib.http_sync import requests as http
 
 from mailbridge import secrets
 from mailbridge.adapters import AuthError, ProviderError
-from mailbridge.model import CalendarBatch, Event, EventKey, Window
+from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
 from mailbridge.settings import AccountSettings
 from providers.ics import events_from_ics, feed_url
 
@@ -136,6 +136,7 @@ class CalDavCalendar:
         self, calendars: list[Any], states: dict[str, dict[str, Any]], window: Window
     ) -> CalendarBatch:
         events: list[Event] = []
+        skipped: list[Unreadable] = []
         removed: list[EventKey] = []
         new_states: dict[str, dict[str, Any]] = {}
         for calendar in calendars:
@@ -152,7 +153,7 @@ class CalDavCalendar:
                 href = str(obj.url.canonical())
                 if href in (getattr(result, "deleted_urls", ()) or ()) or not obj.data:
                     continue
-                found = self._events(obj.data, url, window)
+                found = self._events(obj.data, url, window, skipped)
                 uids = uids_of(obj.data)
                 if uids:
                     hrefs[href] = uids[0]
@@ -162,11 +163,13 @@ class CalDavCalendar:
                 removed.extend(EventKey(url, uid, "*") for uid in uids if uid not in present)
             new_states[url] = {"token": str(result.sync_token), "hrefs": hrefs}
         return CalendarBatch(
-            events=tuple(events), removed=tuple(removed), cursor=dump_cursor(new_states)
+            events=tuple(events), removed=tuple(removed), cursor=dump_cursor(new_states),
+            skipped=tuple(skipped),
         )
 
     def _full(self, calendars: list[Any], window: Window) -> CalendarBatch:
         events: list[Event] = []
+        skipped: list[Unreadable] = []
         new_states: dict[str, dict[str, Any]] = {}
         for calendar in calendars:
             url = str(calendar.url)
@@ -184,14 +187,17 @@ class CalDavCalendar:
                 uids = uids_of(obj.data)
                 if uids:
                     hrefs[str(obj.url.canonical())] = uids[0]
-                events.extend(self._events(obj.data, url, window))
+                events.extend(self._events(obj.data, url, window, skipped))
             if token:
                 new_states[url] = {"token": token, "hrefs": hrefs}
         # Without a token for every calendar the next sync is a full listing again.
         cursor = dump_cursor(new_states) if len(new_states) == len(calendars) else None
-        return CalendarBatch(events=tuple(events), complete=True, cursor=cursor)
+        return CalendarBatch(events=tuple(events), complete=True, cursor=cursor,
+                             skipped=tuple(skipped))
 
-    def _events(self, data: str | bytes, url: str, window: Window) -> list[Event]:
+    def _events(
+        self, data: str | bytes, url: str, window: Window, skipped: list[Unreadable]
+    ) -> list[Event]:
         try:
             return events_from_ics(
                 data,
@@ -199,9 +205,13 @@ class CalDavCalendar:
                 window,
                 self.account.own_addresses,
                 default_tz=self.account.policy.timezone,
+                skipped=skipped,
             )
         except ProviderError as exc:  # one broken object must not stop the calendar
             log.warning("account %r: skipped an event: %s", self.account.name, exc)
+            uids = uids_of(data)
+            skipped.append(Unreadable(f"an object of {url}", str(exc),
+                                      uid=uids[0] if uids else None))
             return []
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ from mailbridge.model import (
     Presence,
     Response,
     SentHint,
+    Unreadable,
     Window,
 )
 from mailbridge.settings import AccountSettings, GoogleSettings
@@ -411,7 +412,7 @@ class GoogleCalendar:
         events: list[Event] = []
         removed: list[EventKey] = []
         fresh: dict[str, str] = {}
-        skipped: list[tuple[str, str]] = []
+        skipped: list[Unreadable] = []
         for calendar in self.calendars:
             params: dict[str, Any] = {"calendarId": calendar, "singleEvents": True}
             if calendar in tokens:
@@ -428,7 +429,8 @@ class GoogleCalendar:
                         what = f"event {str(item.get('id', '?'))[:100]!r} of {calendar!r}"
                         log.warning("%s: skipped %s: %s", self.account.name, what,
                                     type(exc).__name__)
-                        skipped.append((what, f"malformed ({type(exc).__name__})"))
+                        skipped.append(Unreadable(what, f"malformed ({type(exc).__name__})",
+                                                  uid=str(item.get("id", "")) or None))
                         continue
                     if event is None:
                         removed.append(event_key(calendar, item))

@@ -42,6 +42,7 @@ from mailbridge.model import (
     EventStatus,
     Person,
     Response,
+    Unreadable,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -81,14 +82,17 @@ def events_from_ics(
     own_addresses: Iterable[str],
     *,
     default_tz: str = "UTC",
+    skipped: list[Unreadable] | None = None,
 ) -> list[Event]:
     """Every event instance of an iCalendar document that overlaps ``window``.
 
     Other people's calendars are often broken. One bad event (unreadable date, broken rule,
     a series that would repeat every second) is dropped with a log line and the rest of the
     document is still read; a truncated document yields the events it holds completely.
-    Raises `ProviderError` only when the data is not iCalendar at all.
+    Raises `ProviderError` only when the data is not iCalendar at all. Dropped events are
+    also appended to ``skipped``, when given, for the audit log.
     """
+    sink: list[Unreadable] = skipped if skipped is not None else []
     calendar = _parse(data, calendar_id)
     own = {a.lower() for a in own_addresses}
     floating = _zone(default_tz)
@@ -130,7 +134,7 @@ def events_from_ics(
             try:
                 event = _event(component, calendar_id, own, zones.get(uid) or floating, series)
             except Exception as exc:  # noqa: BLE001 - one unreadable event must not stop the rest
-                _skip(calendar_id, uid, exc)
+                _skip(calendar_id, uid, exc, sink)
                 continue
             if event is not None and _overlaps(event, window):
                 events.append(event)
@@ -140,13 +144,13 @@ def events_from_ics(
         keep(expand(singles))  # one pass for plain events; a broken one sends us uid by uid
     except Exception:  # noqa: BLE001 - the library raises many kinds on broken data
         for uid in singles:
-            _expand_one(uid, expand, keep, calendar_id, budget)
+            _expand_one(uid, expand, keep, calendar_id, budget, sink)
     for uid in sorted(series):
         problem = _series_problem(groups[uid], window)
         if problem:
-            _skip(calendar_id, uid, problem)
+            _skip(calendar_id, uid, problem, sink)
             continue
-        _expand_one(uid, expand, keep, calendar_id, budget)
+        _expand_one(uid, expand, keep, calendar_id, budget, sink)
     return events
 
 
@@ -173,22 +177,24 @@ def _expand_one(
     keep: Callable[[list[Any]], None],
     calendar_id: str,
     budget: _Budget,
+    sink: list[Unreadable],
 ) -> None:
     if budget.left <= 0:
-        _skip(calendar_id, uid, "the document took too long to expand; skipped the rest")
+        _skip(calendar_id, uid, "the document took too long to expand; skipped the rest", sink)
         return
     began = time.monotonic()
     try:
         keep(expand([uid]))
     except Exception as exc:  # noqa: BLE001 - the library raises many kinds on broken rules
-        _skip(calendar_id, uid, exc)
+        _skip(calendar_id, uid, exc, sink)
     finally:
         budget.spend(time.monotonic() - began)
 
 
-def _skip(calendar_id: str, uid: str, why: object) -> None:
+def _skip(calendar_id: str, uid: str, why: object, sink: list[Unreadable]) -> None:
     reason = f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else str(why)
     log.warning("calendar %r: skipped event %r (%s)", calendar_id, uid[:200], reason[:300])
+    sink.append(Unreadable(f"event {uid[:200]!r} in {calendar_id}", reason[:300], uid=uid))
 
 
 def _parse(data: bytes | str, calendar_id: str) -> Any:
@@ -599,19 +605,22 @@ class IcsFeed:
             raise ProviderError(
                 f"account {name!r}: the calendar feed answered HTTP {response.status_code}"
             )
+        skipped: list[Unreadable] = []
         events = events_from_ics(
             body,
             self.url,
             window,
             self.account.own_addresses,
             default_tz=self.account.policy.timezone,
+            skipped=skipped,
         )
         new_state = {
             "etag": response.headers.get("ETag", ""),
             "modified": response.headers.get("Last-Modified", ""),
             "window": window.start.date().isoformat(),
         }
-        return CalendarBatch(events=tuple(events), complete=True, cursor=json.dumps(new_state))
+        return CalendarBatch(events=tuple(events), complete=True, cursor=json.dumps(new_state),
+                             skipped=tuple(skipped))
 
     def close(self) -> None:
         self.session.close()

@@ -39,6 +39,7 @@ from mailbridge.model import (
     Observation,
     Presence,
     SentHint,
+    Unreadable,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -78,17 +79,18 @@ class FileCalendar:
         if cursor == state:
             return CalendarBatch(events=(), complete=False, cursor=cursor)
         events = []
-        skipped: list[tuple[str, str]] = []
+        skipped: list[Unreadable] = []
         for file in files:
             calendar_id = str(file.relative_to(self.path)) if self.path.is_dir() else file.name
             try:
                 data = file.read_bytes()
-                events.extend(events_from_ics(data, calendar_id, window, self.own_addresses))
+                events.extend(events_from_ics(data, calendar_id, window, self.own_addresses,
+                                              skipped=skipped))
             except OSError as exc:
-                skipped.append((str(file), exc.strerror or type(exc).__name__))
+                skipped.append(Unreadable(f"file {file}", exc.strerror or type(exc).__name__))
             except ProviderError as exc:
                 # One unreadable file must not hide the others (a login page saved as .ics).
-                skipped.append((str(file), str(exc)))
+                skipped.append(Unreadable(f"file {file}", str(exc)))
         return CalendarBatch(events=tuple(events), complete=True, cursor=state,
                              skipped=tuple(skipped))
 

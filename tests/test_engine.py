@@ -333,3 +333,21 @@ def test_an_unreadable_calendar_file_is_audited_and_cancels_nothing(world: World
     skipped = [a.reason for a in world.ledger.audit_entries() if a.decision == "event skipped"]
     assert len(skipped) == 1 and "iv2.ics" in skipped[0]
     assert len(world.messages("Drafts")) == 2  # iv1's thank-yous still appear
+
+
+def test_an_unreadable_event_is_audited_and_its_interview_kept(world: World) -> None:
+    world.add_interview(uid="iv1")
+    world.add_interview(uid="iv2", end=END + timedelta(days=1))
+    world.add_interview(uid="iv3", end=END + timedelta(days=2))
+    world.run(END - timedelta(hours=1))
+    # iv2 gains a rule that would repeat every second (dropped as unreadable), iv3 is deleted.
+    path = world.root / "calendar" / "iv2.ics"
+    path.write_text(path.read_text().replace("SUMMARY:", "RRULE:FREQ=SECONDLY\r\nSUMMARY:"),
+                    encoding="utf-8")
+    (world.root / "calendar" / "iv3.ics").unlink()
+    world.run(END)
+    states = {i.key.uid: i.state for i in world.ledger.interviews()}
+    assert states == {"iv1": InterviewState.ACTIVE, "iv2": InterviewState.ACTIVE,
+                      "iv3": InterviewState.CANCELLED}
+    skipped = [a.reason for a in world.ledger.audit_entries() if a.decision == "event skipped"]
+    assert len(skipped) == 1 and "'iv2'" in skipped[0]

@@ -523,7 +523,7 @@ def test_one_malformed_google_event_does_not_stop_the_calendar(
     calendar = gmail.GoogleCalendar(world.account, api=Api())  # type: ignore[arg-type]
     batch = calendar.changes(None, WINDOW)
     assert "g1" in [e.key.uid for e in batch.events]
-    assert [what for what, _ in batch.skipped] == ["event 'bad' of 'primary'"]
+    assert [(s.what, s.uid) for s in batch.skipped] == [("event 'bad' of 'primary'", "bad")]
 
 
 # --- detection and composition over any Event ------------------------------------------------
