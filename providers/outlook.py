@@ -61,6 +61,7 @@ from mailbridge.model import (
     Presence,
     Response,
     SentHint,
+    Unreadable,
     Window,
 )
 from mailbridge.settings import AccountSettings, OutlookSettings
@@ -483,6 +484,7 @@ class OutlookCalendar:
     ) -> CalendarBatch:
         events: dict[EventKey, Event] = {}
         removed: list[EventKey] = []
+        skipped: list[Unreadable] = []
         delta = ""
         prefer = ('outlook.timezone="UTC"', 'outlook.body-content-type="text"')
         for page in self._graph.pages(url, params, prefer):
@@ -498,6 +500,9 @@ class OutlookCalendar:
                 except UNREADABLE as exc:  # one unreadable event must not stop the calendar
                     log.warning("account %r: skipped an unreadable event (%s: %s)",
                                 self._account.name, type(exc).__name__, str(exc)[:200])
+                    uid = str(item.get("seriesMasterId") or item.get("id") or "") or None
+                    skipped.append(Unreadable(f"event {str(uid)[:100]!r}",
+                                              f"{type(exc).__name__}: {str(exc)[:200]}", uid=uid))
                     continue
                 if key.instance:
                     instances[item["id"]] = [key.uid, key.instance]
@@ -508,7 +513,8 @@ class OutlookCalendar:
                 f"account {self._account.name!r}: calendar delta ended without a link"
             )
         cursor = json.dumps({"delta": delta, "instances": instances}, sort_keys=True)
-        return CalendarBatch(tuple(events.values()), tuple(removed), complete, cursor)
+        return CalendarBatch(tuple(events.values()), tuple(removed), complete, cursor,
+                             tuple(skipped))
 
     def close(self) -> None:
         self._graph.close()
