@@ -635,19 +635,18 @@ class OutlookMailbox:
         parent = self._sent_message(draft.in_reply_to) if draft.in_reply_to else None
         if parent is not None:
             # createReply threads the draft (conversation, In-Reply-To, References) as
-            # Outlook itself would; our text and recipient replace what it pre-fills.
+            # Outlook itself would; our text, recipient and Message-ID go in the same call, so
+            # there is no moment at which the draft exists without the id we find it by.
             reply = self._graph.call(
                 "POST",
                 f"/me/messages/{parent}/createReply",
-                body={"message": {"internetMessageHeaders": self._kind_header(draft)}},
-            )
-            self._graph.call(
-                "PATCH",
-                f"/me/messages/{reply['id']}",
                 body={
-                    **self._body(draft),
-                    "internetMessageId": draft.message_id,
-                    "categories": [CATEGORY],
+                    "message": {
+                        **self._body(draft),
+                        "internetMessageId": draft.message_id,
+                        "internetMessageHeaders": self._kind_header(draft),
+                        "categories": [CATEGORY],
+                    }
                 },
             )
             return str(reply["id"])

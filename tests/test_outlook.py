@@ -331,7 +331,8 @@ def test_follow_up_is_created_in_the_thank_you_thread(emu):
         in_reply_to=ty.message_id,
     )
     pid = mailbox.create_draft(follow)
-    assert emu.counts["POST createReply"] == 1 and emu.counts["PATCH message"] == 1
+    # One call: the draft never exists without the Message-ID it is found by.
+    assert emu.counts["POST createReply"] == 1 and emu.counts.get("PATCH message", 0) == 0
     [stored] = emu.drafts()
     assert stored["id"] == pid
     assert stored["conversationId"] == emu.messages[ty_id].data["conversationId"]
