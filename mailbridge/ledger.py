@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -158,6 +159,20 @@ def _newer_message(path: Path, version: int) -> str:
     )
 
 
+def _wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL mode. SQLite answers "locked" at once (no busy wait) while another
+    process opening the same new ledger holds it, so wait here instead."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _refuse_newer(path: Path) -> None:
     """Read the schema version without writing anything (immutable: no lock, no -wal/-shm)."""
     try:
@@ -173,8 +188,10 @@ def _refuse_newer(path: Path) -> None:
             if has_meta
             else None
         )
-    except sqlite3.DatabaseError as exc:
-        raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+    except sqlite3.DatabaseError:
+        # Half-written by another process opening it this very moment (immutable reads see
+        # no locks): the normal open below checks the version again under its lock.
+        return
     finally:
         probe.close()
     value: object = row[0] if row else 0
@@ -256,9 +273,9 @@ class Ledger:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            _wal(conn)
+            conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
         ledger = cls(conn, state_dir)
