@@ -157,7 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {account.name} ({account.provider}, calendar {account.calendar.kind}): {state}")
         for issue in issues:
             print(f"    - {issue}")
-        problems += len(issues)
+        if account.enabled:  # a disabled account is shown, but does not fail the check
+            problems += len(issues)
     return 1 if problems else 0
 
 
