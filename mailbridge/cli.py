@@ -32,8 +32,20 @@ class UserError(Exception):
 # --- plumbing --------------------------------------------------------------------------------
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (it may be replaced after setup)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     # journald stamps every line itself; elsewhere a time helps.
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else (
         "%(asctime)s %(levelname)s %(message)s"
@@ -82,6 +94,14 @@ def _interview_id(ledger: Ledger, text: str) -> int:
     if ledger.interview(interview_id) is None:
         raise UserError(f"no interview {interview_id}; `mailbridge status` lists them")
     return interview_id
+
+
+def _account_of(settings: Settings, name: str, interview_id: int) -> AccountSettings:
+    for account in settings.accounts:
+        if account.name == name:
+            return account
+    raise UserError(f"interview {interview_id} belongs to account {name!r}, which is no longer "
+                    "in the config; add it back to work on this interview")
 
 
 def _local(t: datetime | None, tz: str) -> str:
@@ -163,6 +183,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if not args.once and (args.dry_run or args.account):
+        raise UserError("--dry-run and --account go with --once "
+                        "(the service always runs every enabled account)")
     settings = _load(args)
     if not args.once:
         from mailbridge.daemon import Daemon
@@ -185,6 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if not report.actions:
                     print(f"{account.name}: nothing to do")
             if report.paused:
+                failures += 1
                 print(f"{account.name}: paused: {report.paused}", file=sys.stderr)
             if report.error:
                 failures += 1
@@ -372,7 +396,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         interview_id = _interview_id(ledger, args.interview)
         interview = ledger.interview(interview_id)
         assert interview is not None
-        account = settings.account(interview.account)
+        account = _account_of(settings, interview.account, interview_id)
         for person in interview.attendees:
             message = compose.render(DraftKind.THANK_YOU, interview, person, account)
             _print_message(message.raw)
@@ -402,6 +426,9 @@ def cmd_note(args: argparse.Namespace) -> int:
         interview_id = _interview_id(ledger, args.interview)
         interview = ledger.interview(interview_id)
         assert interview is not None
+        account = _account_of(settings, interview.account, interview_id)
+        if args.text is None and not args.decision_by and not args.lead:
+            raise UserError("nothing to save: give the notes text, --decision-by or --lead")
         with ledger.transaction():
             if args.text is not None:
                 ledger.set_notes(interview_id, args.text, now)
@@ -428,7 +455,6 @@ def cmd_note(args: argparse.Namespace) -> int:
                              interview_id=interview_id)
         print(f"Saved for interview {interview_id}.")
         # Apply at once when no daemon holds the ledger; otherwise the daemon's next pass does.
-        account = settings.account(interview.account)
         try:
             ledger.lock()
         except LedgerError:
@@ -446,9 +472,23 @@ def cmd_auth(args: argparse.Namespace) -> int:
     account = _accounts(settings, args.account)[0]
     module = importlib.import_module(f"providers.{account.provider}")
     authenticate = getattr(module, "authenticate", None)
-    if authenticate is None:
+    caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
+    if authenticate is None and not caldav_password:
         raise UserError(f"provider {account.provider} needs no sign-in")
-    print(authenticate(account, no_browser=args.no_browser))
+    if authenticate is not None:
+        print(authenticate(account, no_browser=args.no_browser))
+    if caldav_password:
+        import getpass
+
+        password = getpass.getpass(
+            f"CalDAV password for {account.calendar.username or account.address} "
+            f"at {account.calendar.url}: "
+        )
+        if not password:
+            raise UserError("no password given; nothing was stored")
+        secrets.store(account.name, "caldav", password)
+        print(f"{account.name}: CalDAV password stored in the keyring "
+              "(it is checked at the next pass)")
     return 0
 
 
@@ -456,6 +496,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     settings = _load(args)
     account = _accounts(settings, args.account)[0]
     with _open_ledger(settings) as ledger, ledger.transaction():
+        if not ledger.account_status(account.name).paused:
+            raise UserError(f"{account.name} is not paused; there is nothing to resume")
         ledger.confirm_resume(account.name)
         ledger.audit(account.name, "resume confirmed", "you confirmed the source is right",
                      now=datetime.now(UTC))
@@ -487,7 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
                         default=None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
+    # The same options after the command as before it: `mailbridge status --config X`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="the config file")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    real_add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return real_add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("init", help="write a starter config")
     p.add_argument("--address", default="you@example.com", help="your email address")
@@ -548,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (UserError, config_module.ConfigError, LedgerError, ProviderError) as exc:
+    except (UserError, config_module.ConfigError, LedgerError, ProviderError,
+            compose.ComposeError) as exc:
         print(f"mailbridge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

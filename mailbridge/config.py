@@ -160,7 +160,7 @@ EXAMPLES: dict[str, str] = {
     "quiet_hours": '"21:00-08:00"',
     "keywords": '["interview", "phone screen"]',
     "exclude_keywords": '["mock interview"]',
-    "extra_keywords": '["debrief call"]',
+    "extra_keywords": '["technical assessment"]',
     "max_attendees": "12",
     "include_recurring": "false",
     "allow_free_mail": "false",
@@ -1678,7 +1678,8 @@ calendar = { kind = "file", path = "~/calendar" } # an .ics file, or a folder of
 """,
         "imap": f"""\
 imap = {{ host = {_toml_string("imap." + domain)}, security = "tls" }}
-# imap.password_command = "pass show mail/imap"   # else: mailbridge auth main
+# To read the password from a command, add password_command = "pass show mail/imap"
+# inside the braces above; otherwise `mailbridge auth main` stores it in the keyring.
 calendar = {{ kind = "caldav", url = {_toml_string("https://caldav." + domain + "/")} }}
 # or a read-only feed: calendar = {{ kind = "ics", url = "https://example.com/calendar.ics" }}
 """,

@@ -148,8 +148,9 @@ class Pass:
             self.report.paused = fault
             return False
         with self.ledger.transaction():
+            if status.paused or status.resume_confirmed:
+                self.ledger.set_paused(account, None)  # a confirmation counts for one pass
             if status.paused:
-                self.ledger.set_paused(account, None)
                 self.decide("resumed", "the calendar looks sane again, or you confirmed it")
             present: set[EventKey] = set()
             for event in batch.events:
@@ -527,13 +528,28 @@ class Pass:
             now=self.now,
         )
 
+    def _render_or_report(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage | None:
+        """The rendered draft, or None after auditing why a template could not render it."""
+        try:
+            return self._render(draft, interview)
+        except compose.ComposeError as exc:
+            # The draft stays planned: it is made at the first pass after the template is fixed.
+            reason = f"{draft.kind.value} to {draft.recipient.email}: {exc}"
+            if self.ledger.last_decision(draft.id) != ("draft not made", reason):
+                with self.ledger.transaction():  # said once, not at every pass
+                    self.decide("draft not made", reason, interview_id=interview.id,
+                                draft_id=draft.id)
+            return None
+
     def _create(
         self, draft_id: int, interviews: dict[int, InterviewRow], reason: str
     ) -> DraftRow | None:
         ledger = self.ledger
         draft = ledger.draft(draft_id)
         interview = interviews[draft.interview_id]
-        message = self._render(draft, interview)
+        message = self._render_or_report(draft, interview)
+        if message is None:
+            return None
         if self.dry_run:
             self.report.actions.append(
                 f"{self.account.name}: would create {draft.kind.value} draft to "
@@ -572,9 +588,11 @@ class Pass:
             # unless the user already changed it.
             provider_id = self.mailbox.find_draft(draft.message_id)
             if provider_id is not None:
-                ours = self._render(draft, interviews[draft.interview_id])
+                ours = self._render_or_report(draft, interviews[draft.interview_id])
                 seen = self.mailbox.observe(provider_id, draft.message_id, self._hint(draft))
-                if seen.presence == Presence.PRESENT and seen.content_hash != ours.content_hash:
+                if seen.presence == Presence.PRESENT and (
+                    ours is None or seen.content_hash != ours.content_hash
+                ):  # changed by the user, or not comparable: keep it
                     with self.ledger.transaction():
                         self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
                                                  state=DraftState.USER_EDITED)
@@ -620,7 +638,9 @@ class Pass:
         current = self._still_ours(draft)
         if current is None:
             return
-        message = self._render(draft, interview)
+        message = self._render_or_report(draft, interview)
+        if message is None:
+            return
         provider_id = self.mailbox.update_draft(current, message)
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,

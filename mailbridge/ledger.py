@@ -254,7 +254,16 @@ class Ledger:
 
     @classmethod
     def open(cls, state_dir: Path) -> Ledger:
-        state_dir = Path(state_dir).expanduser()
+        try:
+            return cls._open(Path(state_dir).expanduser())
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot use the state directory {state_dir} ({exc.strerror or exc}); "
+                "set state_dir in [mailbridge] to a folder you can write"
+            ) from None
+
+    @classmethod
+    def _open(cls, state_dir: Path) -> Ledger:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(OSError):
             os.chmod(state_dir, 0o700)
@@ -388,6 +397,14 @@ class Ledger:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (_iso(now), account, interview_id, draft_id, decision, reason),
         )
+
+    def last_decision(self, draft_id: int) -> tuple[str, str] | None:
+        """The newest audit entry about a draft, as (decision, reason)."""
+        row = self.conn.execute(
+            "SELECT decision, reason FROM audit WHERE draft_id=? ORDER BY id DESC LIMIT 1",
+            (draft_id,),
+        ).fetchone()
+        return (row["decision"], row["reason"]) if row else None
 
     def audit_entries(
         self, account: str | None = None, since: datetime | None = None, limit: int = 10_000

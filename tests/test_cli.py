@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import mailbox
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -135,8 +135,16 @@ def test_status_since_digest_lists_decisions_and_skip_reasons(
 
 def test_resume_confirms_a_paused_account(example: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from mailbridge import config as config_module
+    from mailbridge.ledger import Ledger
+
+    settings = config_module.load(example)
+    with Ledger.open(settings.state_dir) as ledger, ledger.transaction():
+        ledger.set_paused("demo", "the calendar suddenly lost 3 of 4 known events")
     code, out, _ = run(capsys, "--config", str(example), "resume", "demo")
     assert code == 0 and "accepts the source" in out
+    with Ledger.open(settings.state_dir) as ledger:
+        assert ledger.account_status("demo").resume_confirmed
 
 
 def test_service_unit_for_systemd_and_launchd(tmp_path: Path,
@@ -190,3 +198,75 @@ def test_check_finds_credentials_without_touching_a_server(
     code, out, _ = run(capsys, "--config", str(config), "check")
     assert code == 0 and "mail (imap, calendar ics): ok" in out
     assert "s3cret-in-keyring" not in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--dry-run"], "--dry-run and --account go with --once"),
+    (["run", "--account", "demo"], "--dry-run and --account go with --once"),
+    (["note", "1"], "nothing to save"),
+    (["resume", "demo"], "is not paused"),
+])
+def test_more_user_mistakes(example: Path, capsys: pytest.CaptureFixture[str],
+                            argv: list[str], expected: str) -> None:
+    run(capsys, "--config", str(example), "run", "--once")
+    code, _, err = run(capsys, "--config", str(example), *argv)
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert drafts_in(example) == 0  # nothing was written by the refused commands
+
+
+def test_config_may_follow_the_command(example: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--json", "--config", str(example))
+    assert code == 0 and json.loads(out)["accounts"][0]["account"] == "demo"
+
+
+@pytest.mark.parametrize("make_bad", ["file", "under_file"])
+def test_unusable_state_dir_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         make_bad: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    state = blocker if make_bad == "file" else blocker / "state"
+    config = demo.write_example(tmp_path, datetime.now(UTC))
+    text = config.read_text().replace('state_dir = "state"', f'state_dir = "{state}"')
+    config.write_text(text)
+    code, _, err = run(capsys, "--config", str(config), "status")
+    assert code == 2 and "cannot use the state directory" in err and "Traceback" not in err
+
+
+def test_interview_of_an_account_gone_from_the_config(example: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--config", str(example), "run", "--once")
+    example.write_text(example.read_text().replace("[accounts.demo]", "[accounts.renamed]"))
+    for argv in (["preview", "1"], ["note", "1", "text"]):
+        code, _, err = run(capsys, "--config", str(example), *argv)
+        assert code == 2 and "no longer in the config" in err and "Traceback" not in err
+
+
+def test_a_template_that_cannot_render_is_reported_once_and_drafts_wait(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = example.parent / "templates"
+    templates.mkdir()
+    (templates / "thank_you.txt.j2").write_text("Subject: Thanks\n\n{{ nosuchvar.attr }}\n")
+    text = example.read_text().replace('provider = "local"',
+                                       'provider = "local"\ntemplates = "templates"')
+    example.write_text(text)
+    late = datetime.now(UTC) + timedelta(hours=2)  # the thank-yous are due by then
+    from mailbridge import config as config_module
+    from mailbridge import engine
+    from mailbridge.ledger import Ledger
+
+    settings = config_module.load(example)
+    with Ledger.open(settings.state_dir) as ledger:
+        for minutes in (0, 5):
+            report = engine.reconcile(settings.accounts[0], ledger,
+                                      now=late + timedelta(minutes=minutes))
+            assert report.error is None
+        not_made = [a for a in ledger.audit_entries() if a.decision == "draft not made"]
+        assert len(not_made) == 2  # one per thank-you, said once across both passes
+        assert all("nosuchvar" in a.reason for a in not_made)
+        assert {d.state.value for d in ledger.drafts() if d.kind.value == "thank_you"} == \
+            {"planned"}
+    assert drafts_in(example) == 0
+    code, _, err = run(capsys, "--config", str(example), "preview", "1")
+    assert code == 2 and "nosuchvar" in err and "Traceback" not in err

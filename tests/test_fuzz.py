@@ -571,7 +571,7 @@ def test_detection_and_drafts_for_any_event(event: Event, tmp_path_factory: Any)
                 draft = compose.render(kind, interview, person, account)
             except compose.ComposeError:
                 continue  # documented: an address that cannot be written into a header
-            assert draft.raw and b"\r\n\r\n" in draft.raw or b"\n\n" in draft.raw
+            assert draft.raw and (b"\r\n\r\n" in draft.raw or b"\n\n" in draft.raw)
 
 
 _ACCOUNT: list[Any] = []
