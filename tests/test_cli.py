@@ -270,3 +270,27 @@ def test_a_template_that_cannot_render_is_reported_once_and_drafts_wait(
     assert drafts_in(example) == 0
     code, _, err = run(capsys, "--config", str(example), "preview", "1")
     assert code == 2 and "nosuchvar" in err and "Traceback" not in err
+
+
+def test_auth_stores_a_caldav_password_in_the_keyring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    import keyring
+
+    config = tmp_path / "c.toml"
+    (tmp_path / "Maildir").mkdir()
+    config.write_text(
+        '[mailbridge]\ntimezone = "UTC"\n\n[accounts.home]\nprovider = "local"\n'
+        'address = "me@example.org"\nmaildir = { path = "Maildir" }\n'
+        'calendar = { kind = "caldav", url = "https://dav.example.org/", username = "me" }\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: "dav-s3cret")
+    code, out, _ = run(capsys, "--config", str(config), "auth", "home")
+    assert code == 0 and "CalDAV password stored" in out and "dav-s3cret" not in out
+    assert keyring.get_password("mailbridge", "home/caldav") == "dav-s3cret"
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: "")
+    code, _, err = run(capsys, "--config", str(config), "auth", "home")
+    assert code == 2 and "nothing was stored" in err
