@@ -36,7 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from importlib import import_module
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Protocol, cast
 
 from mailbridge.model import (
@@ -97,6 +99,14 @@ def _load(name: str) -> object:
         if ep.name == name:
             return ep.load()
     raise LookupError(name)
+
+
+def mailbox_module(kind: str) -> ModuleType:
+    """The module that registered ``mailbox.KIND``: where its `authenticate` and `watch` live."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == "mailbox." + kind:
+            return import_module(ep.module)
+    raise ProviderError(f"no mailbox provider {kind!r} is installed")
 
 
 def available(prefix: str) -> list[str]:

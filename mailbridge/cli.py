@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ from typing import Any
 
 from mailbridge import __version__, compose, engine, paths, secrets
 from mailbridge import config as config_module
-from mailbridge.adapters import ProviderError
+from mailbridge.adapters import ProviderError, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError
@@ -470,7 +469,7 @@ def cmd_note(args: argparse.Namespace) -> int:
 def cmd_auth(args: argparse.Namespace) -> int:
     settings = _load(args)
     account = _accounts(settings, args.account)[0]
-    module = importlib.import_module(f"providers.{account.provider}")
+    module = mailbox_module(account.provider)
     authenticate = getattr(module, "authenticate", None)
     caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
     if authenticate is None and not caldav_password:

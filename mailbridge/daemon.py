@@ -23,7 +23,6 @@ computer slept), every account gets one catch-up pass at once.
 from __future__ import annotations
 
 import faulthandler
-import importlib
 import logging
 import os
 import random
@@ -43,6 +42,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge import config as config_module
 from mailbridge import engine, notify
+from mailbridge.adapters import ProviderError, mailbox_module
 from mailbridge.ledger import Ledger
 from mailbridge.settings import AccountSettings, Settings
 
@@ -288,8 +288,8 @@ class Daemon:
     def _start_watcher(self, account: AccountSettings) -> None:
         """Push: a provider module may offer `watch(account, on_change, stop)` (IMAP IDLE)."""
         try:
-            module = importlib.import_module(f"providers.{account.provider}")
-        except ImportError:
+            module = mailbox_module(account.provider)
+        except (ImportError, ProviderError):
             return
         watch: Callable[..., Any] | None = getattr(module, "watch", None)
         if watch is None:
