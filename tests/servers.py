@@ -80,6 +80,30 @@ def _world_readable_tempdir(prefix: str) -> Path:
 # --- Dovecot ---------------------------------------------------------------------------
 
 
+# The mailbox layout every test Dovecot shares: Drafts, Sent, Trash, Junk by SPECIAL-USE.
+_NAMESPACE = """\
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = subscribe
+  }
+  mailbox Sent {
+    special_use = \\Sent
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = subscribe
+  }
+  mailbox Junk {
+    special_use = \\Junk
+    auto = subscribe
+  }
+}
+"""
+
 _DOVECOT_CONF = """\
 base_dir = {dir}/run
 state_dir = {dir}/state
@@ -116,27 +140,7 @@ userdb {{
   driver = static
   args = uid={uid} gid={uid} home={dir}/mail/%u
 }}
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Drafts {{
-    special_use = \\Drafts
-    auto = subscribe
-  }}
-  mailbox Sent {{
-    special_use = \\Sent
-    auto = subscribe
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-    auto = subscribe
-  }}
-  mailbox Junk {{
-    special_use = \\Junk
-    auto = subscribe
-  }}
-}}
-"""
+{namespace}"""
 
 
 @dataclass
@@ -162,7 +166,8 @@ class Dovecot:
             (root / sub).mkdir()
         os.chown(root / "mail", MAIL_UID, MAIL_UID)
         server.conf.write_text(
-            _DOVECOT_CONF.format(dir=root, port=server.port, uid=MAIL_UID), encoding="utf-8"
+            _DOVECOT_CONF.format(dir=root, port=server.port, uid=MAIL_UID, namespace=_NAMESPACE),
+            encoding="utf-8",
         )
         (root / "users").mkdir()
         server.add_user("jordan@example.org")
@@ -542,23 +547,7 @@ userdb {{
   # oauth2 cannot answer user lookups (doveadm): every user exists here.
   args = uid={uid} gid={uid} home={dir}/mail/%u allow_all_users=yes
 }}
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Drafts {{
-    special_use = \\Drafts
-    auto = subscribe
-  }}
-  mailbox Sent {{
-    special_use = \\Sent
-    auto = subscribe
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-    auto = subscribe
-  }}
-}}
-"""
+{namespace}"""
 
 _OAUTH2_CONF = """\
 introspection_mode = post
@@ -601,7 +590,7 @@ class TlsDovecot(Dovecot):
         server.conf.write_text(
             _TLS_DOVECOT_CONF.format(
                 dir=root, port=server.port, tls_port=server.tls_port, uid=MAIL_UID,
-                cert=cert, key=key,
+                cert=cert, key=key, namespace=_NAMESPACE,
             ),
             encoding="utf-8",
         )  # fmt: skip
