@@ -405,7 +405,11 @@ class Pass:
                 # Proofread what is in Drafts now, the user's edits included.
                 warnings = proofread.proofread(body, [draft.recipient])
                 self.ledger.update_draft(draft.id, self.now, warnings=json.dumps(warnings))
-            if content_hash != draft.content_hash and draft.state == DraftState.CREATED:
+            if content_hash != draft.content_hash and content_hash == draft.pending_hash:
+                # Our own update, cut short before it was recorded: still ours, unedited.
+                self.ledger.update_draft(draft.id, self.now, content_hash=content_hash,
+                                         pending_hash="")
+            elif content_hash not in _ours(draft) and draft.state == DraftState.CREATED:
                 self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_EDITED)
                 self.decide("draft edited by you",
                             f"the {draft.kind.value} draft to {who} was edited; "
@@ -613,7 +617,11 @@ class Pass:
         """
         assert draft.provider_id is not None
         seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
-        if seen.presence == Presence.PRESENT and seen.content_hash == draft.content_hash:
+        if seen.presence == Presence.PRESENT and seen.content_hash in _ours(draft):
+            if seen.content_hash != draft.content_hash:  # an interrupted update had landed
+                with self.ledger.transaction():
+                    self.ledger.update_draft(draft.id, self.now,
+                                             content_hash=seen.content_hash, pending_hash="")
             return seen.provider_id or draft.provider_id
         with self.ledger.transaction():
             self._apply_observation(draft, seen.presence, seen.content_hash,
@@ -641,10 +649,12 @@ class Pass:
         message = self._render_or_report(draft, interview)
         if message is None:
             return
+        with self.ledger.transaction():  # the intent first, as for a create
+            self.ledger.update_draft(draft.id, self.now, pending_hash=message.content_hash)
         provider_id = self.mailbox.update_draft(current, message)
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
-                                     **self._rendered(message, interview))
+                                     pending_hash="", **self._rendered(message, interview))
             self.decide("draft updated", reason, interview_id=interview.id, draft_id=draft.id)
 
     def _retract(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
@@ -668,6 +678,11 @@ class Pass:
             interview.id, "retracted",
             f"{interview.company or interview.title} replied; the follow-up draft was removed",
         ))
+
+
+def _ours(draft: DraftRow) -> set[str]:
+    """Fingerprints of what we wrote: the recorded text, and an update that may have landed."""
+    return {h for h in (draft.content_hash, draft.pending_hash) if h}
 
 
 def _complete(batch: CalendarBatch) -> bool:

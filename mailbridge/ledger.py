@@ -33,7 +33,7 @@ from mailbridge.model import (
     Snapshot,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -147,6 +147,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_at ON audit (account, at);
     CREATE INDEX message_interview ON message (interview_id);
     CREATE INDEX draft_interview ON draft (interview_id);
+    """,
+    # 2: the content a draft update is about to write, recorded before the write, so an
+    # update cut short by a crash is recognised as ours and not taken for the user's edit.
+    """
+    ALTER TABLE draft ADD COLUMN pending_hash TEXT NOT NULL DEFAULT '';
     """,
 ]
 
@@ -725,6 +730,7 @@ class Ledger:
             late=bool(row["late"]),
             reminded_at=_dt(row["reminded_at"]),
             flagged=row["flagged"],
+            pending_hash=row["pending_hash"],
         )
 
     def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
@@ -804,6 +810,7 @@ class Ledger:
             "subject",
             "gaps",
             "warnings",
+            "pending_hash",
         }
         unknown = set(fields) - allowed
         if unknown:

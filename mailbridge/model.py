@@ -230,6 +230,7 @@ class DraftRow:
     late: bool = False
     reminded_at: datetime | None = None
     flagged: str = ""  # why the user should look (edited, yet the employer replied); "" if not
+    pending_hash: str = ""  # what an update under way writes: also ours if found in Drafts
 
 
 class MessageKind(enum.StrEnum):

@@ -351,3 +351,35 @@ def test_an_unreadable_event_is_audited_and_its_interview_kept(world: World) -> 
                       "iv3": InterviewState.CANCELLED}
     skipped = [a.reason for a in world.ledger.audit_entries() if a.decision == "event skipped"]
     assert len(skipped) == 1 and "'iv2'" in skipped[0]
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL inside one process: nothing after it runs."""
+
+
+def test_an_update_cut_short_is_still_ours_and_unedited(world: World, monkeypatch) -> None:
+    import providers.local as local
+
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    interview = world.ledger.interviews()[0]
+    with world.ledger.transaction():
+        world.ledger.set_notes(interview.id, "the robot arm calibration demo", END)
+    original = local.MaildirMailbox.update_draft
+
+    def update_then_die(self, provider_id, draft):  # type: ignore[no-untyped-def]
+        original(self, provider_id, draft)
+        raise _Killed  # the server has the new text; the ledger never heard of it
+
+    monkeypatch.setattr(local.MaildirMailbox, "update_draft", update_then_die)
+    with pytest.raises(_Killed):
+        engine.reconcile(world.account, world.ledger, now=END + timedelta(hours=2, minutes=1))
+    monkeypatch.setattr(local.MaildirMailbox, "update_draft", original)
+
+    world.run(END + timedelta(hours=2, minutes=2))
+    drafts = world.drafts(DraftKind.THANK_YOU)
+    assert {d.state for d in drafts} == {DraftState.CREATED}  # not taken for the user's edit
+    assert all(not d.pending_hash for d in drafts)
+    bodies = [m.get_body(preferencelist=("plain",)).get_content()
+              for m in world.messages("Drafts")]
+    assert len(bodies) == 2 and all("robot arm calibration" in b for b in bodies)
