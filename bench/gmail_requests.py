@@ -61,11 +61,12 @@ def main() -> None:
     os.environ["XDG_DATA_HOME"] = str(home / "data")
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
 
+    from mailbridge_providers import gmail
+
     from mailbridge import secrets
     from mailbridge.engine import reconcile
     from mailbridge.ledger import Ledger
     from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
-    from providers import gmail
     from tests.emulators.google import interview_event, make_raw, running
 
     me = "jordan.lee@gmail.com"

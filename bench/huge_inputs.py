@@ -23,9 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mailbridge_providers.ics import events_from_ics  # noqa: E402
+
 from mailbridge import classify, detect, engine, mailparse  # noqa: E402
 from mailbridge.model import Folder, Window  # noqa: E402
-from providers.ics import events_from_ics  # noqa: E402
 from tests.test_engine import END, LEAD, USER, World, event_ics  # noqa: E402
 
 FMT = "%Y%m%dT%H%M%SZ"

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from imap_idle import Counter, account_for  # noqa: E402
+from mailbridge_providers import imap  # noqa: E402
 
-from providers import imap  # noqa: E402
 from tests.servers import MAIL_UID, Dovecot  # noqa: E402
 
 TEMPLATE = (

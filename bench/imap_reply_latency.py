@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from imap_idle import account_for  # noqa: E402
+from mailbridge_providers import imap  # noqa: E402
 
 from mailbridge.model import DraftKind, DraftMessage, Person  # noqa: E402
-from providers import imap  # noqa: E402
 from tests.servers import Dovecot  # noqa: E402
 
 LEAD = "dana.whitfield@northwind-robotics.com"

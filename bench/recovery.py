@@ -125,8 +125,9 @@ def imap_cell(fault: str, poll: float, due: datetime) -> Cell | None:
 
 
 def gmail_cell(fault: str, poll: float, due: datetime) -> Cell:
+    from mailbridge_providers import gmail
+
     from mailbridge import secrets
-    from providers import gmail
     from tests.emulators.google import GoogleEmulator, interview_event
     from tests.test_gmail import ME, make_account
 
@@ -172,7 +173,8 @@ def gmail_cell(fault: str, poll: float, due: datetime) -> Cell:
 
 
 def graph_cell(fault: str, poll: float, due: datetime) -> Cell:
-    from providers import outlook
+    from mailbridge_providers import outlook
+
     from tests.emulators.graph import GraphEmulator
     from tests.test_outlook import sign_in
 

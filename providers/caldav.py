@@ -35,7 +35,8 @@ from mailbridge import secrets
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
 from mailbridge.settings import AccountSettings
-from providers.ics import events_from_ics, feed_url
+
+from .ics import events_from_ics, feed_url
 
 log = logging.getLogger("mailbridge.caldav")
 TIMEOUT = 60  # seconds, every request

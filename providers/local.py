@@ -43,7 +43,8 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings
-from providers.ics import events_from_ics
+
+from .ics import events_from_ics
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),

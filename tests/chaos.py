@@ -518,7 +518,8 @@ class GmailWorld(World):
     def prepare(self) -> None:
         # What `mailbridge auth` keeps after the browser sign-in: the refresh token.
         token = sorted(self.emu.refresh_tokens)[0]
-        script = ("import sys; from mailbridge import secrets; from providers import gmail; "
+        script = ("import sys; from mailbridge import secrets; "
+                  "from mailbridge_providers import gmail; "
                   "secrets.store(sys.argv[1], gmail.KEYRING_PURPOSE, sys.argv[2])")
         subprocess.run([sys.executable, "-c", script, self.account, token], env=self.env,
                        check=True, timeout=60, capture_output=True)
@@ -1186,9 +1187,9 @@ def kills_per_phase(kills: int) -> list[int]:
 
 
 def _graph_child(url: str, args: list[str]) -> int:
+    import mailbridge_providers.outlook as outlook
     import requests
 
-    import providers.outlook as outlook
     from mailbridge import cli
     from tests.emulators.graph import AUTHORITY
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import caldav
 import pytest
+from mailbridge_providers.caldav import CalDavCalendar, load_cursor, open_calendar
 
 from mailbridge.model import EventKey, EventStatus, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
-from providers.caldav import CalDavCalendar, load_cursor, open_calendar
 from tests.servers import PASSWORD, Radicale
 
 pytestmark = pytest.mark.server

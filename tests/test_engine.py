@@ -268,7 +268,7 @@ def test_notes_rewrite_an_unedited_draft(world: World) -> None:
 CRASH_SCRIPT = """
 import os, signal, sys
 from datetime import datetime
-import providers.local as local
+import mailbridge_providers.local as local
 from mailbridge import cli
 
 original = local.MaildirMailbox.create_draft
@@ -358,7 +358,7 @@ class _Killed(BaseException):
 
 
 def test_an_update_cut_short_is_still_ours_and_unedited(world: World, monkeypatch) -> None:
-    import providers.local as local
+    import mailbridge_providers.local as local
 
     world.add_interview()
     world.run(END + timedelta(hours=2))

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mailbridge_providers import ics, outlook
 
 from mailbridge import classify, compose, detect, mailparse
 from mailbridge.adapters import ProviderError
@@ -40,7 +41,6 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import DetectionRules
-from providers import ics, outlook
 from tests.test_engine import END, LEAD, USER, World, event_ics
 
 DATA = Path(__file__).parent / "data"
@@ -513,7 +513,7 @@ def _google_event(**changes: Any) -> dict[str, Any]:
 def test_one_malformed_google_event_does_not_stop_the_calendar(
     world: World, bad: dict[str, Any]
 ) -> None:
-    from providers import gmail
+    from mailbridge_providers import gmail
 
     class Api:
         def pages(self, method: str, **params: Any) -> Any:

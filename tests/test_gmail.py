@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from mailbridge_providers import gmail
 
 from mailbridge import secrets
 from mailbridge.adapters import AuthError, ProviderError
@@ -36,7 +37,6 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
-from providers import gmail
 from tests.emulators.google import ROUTES, GoogleEmulator, interview_event, make_raw, running
 
 ME = "jordan.lee@gmail.com"

@@ -9,11 +9,11 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from mailbridge_providers.ics import events_from_ics, feed_url, open_calendar
 
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import AttendeeKind, EventStatus, Response, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
-from providers.ics import events_from_ics, feed_url, open_calendar
 
 WINDOW = Window(datetime(2031, 3, 1, tzinfo=UTC), datetime(2031, 5, 1, tzinfo=UTC))
 OWN = ("jordan@example.org",)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mailbridge_providers import imap
 
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import DraftKind, DraftMessage, Person, Presence
 from mailbridge.settings import AccountSettings, ImapSettings
-from providers import imap
 from tests.servers import (
     DOVECOT,
     PASSWORD,

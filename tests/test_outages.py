@@ -568,8 +568,9 @@ def test_dovecot_down_at_start_then_killed_mid_run_recovers_within_a_poll(
 
 
 def gmail_world(tmp: Path, emu: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    from mailbridge_providers import gmail
+
     from mailbridge import secrets
-    from providers import gmail
     from tests.test_gmail import ME, fast_api, make_account
 
     secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
@@ -583,7 +584,8 @@ def gmail_world(tmp: Path, emu: Any, monkeypatch: pytest.MonkeyPatch) -> Setting
 
 
 def outlook_world(tmp: Path, emu: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    from providers import outlook
+    from mailbridge_providers import outlook
+
     from tests.test_outlook import Sleeps, sign_in
 
     account = sign_in(emu, "personal")
@@ -675,7 +677,7 @@ def test_throttling_storm_is_survived_and_the_missed_draft_follows_it(
 def test_an_unexpected_exception_is_recorded_and_retried_not_fatal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from providers import local
+    from mailbridge_providers import local
 
     root = tmp_path / "world"
     root.mkdir()

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 import keyring
 import pytest
 import requests
+from mailbridge_providers import outlook
 
 from mailbridge.adapters import AuthError, FolderMissing, ProviderError
 from mailbridge.compose import fingerprint
@@ -29,7 +30,6 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings, CalendarSettings, OutlookSettings
-from providers import outlook
 from tests.emulators.graph import AUTHORITY, TENANT, GraphEmulator
 
 T0 = datetime(2030, 5, 6, 15, 0, tzinfo=UTC)

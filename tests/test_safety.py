@@ -406,11 +406,11 @@ def test_imap_whole_loop_says_nothing_but_the_allowed_commands(
     dovecot, radicale, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import caldav
+    from mailbridge_providers import imap
 
     from mailbridge import config as config_module
     from mailbridge import engine, timing
     from mailbridge.model import DraftState
-    from providers import imap
     from tests.servers import PASSWORD
     from tests.test_imap import mail
 

@@ -308,7 +308,7 @@ def test_imap_and_caldav_flows_never_show_a_secret(
     caplog: pytest.LogCaptureFixture,
     outputs: Outputs,
 ) -> None:
-    from providers import imap as imap_provider
+    from mailbridge_providers import imap as imap_provider
 
     imap_pw, cal_pw, wrong_pw, cmd_pw, wrong_cal_pw = (
         planted(x) for x in ("imap", "caldav", "wrong", "cmd", "wrongcal")
@@ -416,7 +416,8 @@ def test_gmail_flows_never_show_a_token(
     outputs: Outputs,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from providers import gmail
+    from mailbridge_providers import gmail
+
     from tests.emulators.google import interview_event, running
 
     real_init = gmail.Api.__init__
@@ -495,9 +496,10 @@ def test_outlook_flows_never_show_a_token(
     caplog: pytest.LogCaptureFixture,
     outputs: Outputs,
 ) -> None:
+    from mailbridge_providers import outlook
+
     from mailbridge.engine import reconcile
     from mailbridge.ledger import Ledger
-    from providers import outlook
     from tests.emulators.graph import AUTHORITY, TENANT, GraphEmulator
     from tests.test_outlook import account_for
 
