@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from mailbridge import domains
-from mailbridge.mailparse import PART_TYPES_HEADER, parse_addresses
+from mailbridge.mailparse import parse_addresses
 from mailbridge.model import Classification, Folder, MailHeaders, MessageKind, Person
 
 # --- wording -------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class _Facts:
 
 def _facts(message: MailHeaders, own_addresses: Sequence[str]) -> _Facts:
     ctype = message.header("content-type")
-    parts = {p.strip().lower() for p in message.header(PART_TYPES_HEADER).split(",") if p.strip()}
+    parts = set(message.part_types)
     if ctype:
         parts.add(_main_type(ctype))
     return _Facts(
@@ -176,6 +176,10 @@ def _own(f: _Facts) -> Classification | None:
 
 
 def _spam(f: _Facts) -> Classification | None:
+    if "SPAM" in f.message.hint("gmail.label"):
+        return Classification(MessageKind.BULK, "bulk: Gmail put it in Spam")
+    if any(k.lower() in ("$junk", "junk") for k in f.message.hint("imap.keyword")):
+        return Classification(MessageKind.BULK, "bulk: the mail server flagged it as junk")
     if f.message.header("x-spam-flag").strip().lower().startswith("yes"):
         return Classification(MessageKind.BULK, "bulk: marked as spam (X-Spam-Flag: YES)")
     if f.message.header("x-spam-status").strip().lower().startswith("yes"):
@@ -236,11 +240,31 @@ def _bounce(f: _Facts) -> Classification | None:
     return None
 
 
+# Graph turns an invitation, update, cancellation or response into an eventMessage (its
+# @odata.type) and says which one in meetingMessageType; the text/calendar part is not shown.
+_GRAPH_EVENT_TYPES = frozenset(
+    {
+        "#microsoft.graph.eventmessage",
+        "#microsoft.graph.eventmessagerequest",
+        "#microsoft.graph.eventmessageresponse",
+    }
+)
+
+
 def _calendar(f: _Facts) -> Classification | None:
     if "text/calendar" in f.part_types or "application/ics" in f.part_types:
         method = _param(f.content_type, "method")
         detail = f" (method {method.upper()})" if method else ""
         return Classification(MessageKind.CALENDAR, f"calendar: has a text/calendar part{detail}")
+    meeting = [m for m in f.message.hint("graph.meetingMessageType") if m.lower() != "none"]
+    if meeting:
+        return Classification(
+            MessageKind.CALENDAR, f"calendar: the mailbox reports a meeting message ({meeting[0]})"
+        )
+    if any(t.lower() in _GRAPH_EVENT_TYPES for t in f.message.hint("graph.type")):
+        return Classification(
+            MessageKind.CALENDAR, "calendar: the mailbox reports an event message"
+        )
     if "calendarmessage" in f.message.header("content-class").lower():
         return Classification(MessageKind.CALENDAR, "calendar: Exchange calendar message class")
     if f.has("x-ms-exchange-calendar-series-instance-id"):

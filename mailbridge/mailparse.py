@@ -69,15 +69,11 @@ KEPT_HEADERS: frozenset[str] = frozenset(
     }
 )
 
-# A pseudo-header we add ourselves (never copied from the message): the content types of every
-# MIME part, so classify can see a text/calendar or message/delivery-status part nested inside
-# multipart/alternative, which the top-level Content-Type does not show.
-PART_TYPES_HEADER = "x-mailbridge-part-types"
-
 _MAX_HEADER_CHARS = 2000  # per kept value; a megabyte-long header is an attack, not information
 _MAX_ADDRESSES = 100
 _MAX_PARTS = 50
 _MAX_REFERENCES = 50
+_MAX_AUTH_RESULTS = 10  # a long chain of them is padding; the receiving side's come first
 _MSGID = re.compile(r"<[^<>\s]{1,990}>")
 _WS = re.compile(r"\s+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -206,18 +202,38 @@ def _raw_items(msg: Message) -> list[tuple[str, str]]:
     return result
 
 
-def _part_types(msg: Message) -> str:
+def _part_types(msg: Message) -> tuple[str, ...]:
+    """The content types of the message's own parts, depth first. A message/rfc822 part (the
+    original inside a bounce, a forwarded mail) is one part: its insides are another message's,
+    and an IMAP BODYSTRUCTURE or the Gmail API do not list them either."""
     types: list[str] = []
+
+    def walk(part: Message, depth: int) -> None:
+        if len(types) >= _MAX_PARTS or depth > _MAX_PARTS:
+            return
+        types.append(part.get_content_type())
+        if part.get_content_maintype() == "multipart":
+            children = part.get_payload()
+            if isinstance(children, list):
+                for child in children:
+                    if isinstance(child, Message):
+                        walk(child, depth + 1)
+
     try:
-        for count, part in enumerate(msg.walk()):
-            if count >= _MAX_PARTS:
-                break
-            ctype = part.get_content_type()
-            if ctype not in types:
-                types.append(ctype)
+        walk(msg, 0)
     except Exception:  # noqa: BLE001 - broken nesting: what we have is enough
         pass
-    return ", ".join(types)
+    return clean_part_types(types)
+
+
+def clean_part_types(types: Iterable[str]) -> tuple[str, ...]:
+    """Content types as MailHeaders carries them: bare, lower-cased, each once, in order."""
+    found: list[str] = []
+    for value in types:
+        ctype = _clean(str(value)).split(";", 1)[0].strip().lower()
+        if ctype and ctype not in found and len(found) < _MAX_PARTS:
+            found.append(ctype[:200])
+    return tuple(found)
 
 
 def _fields_to_headers(
@@ -226,7 +242,8 @@ def _fields_to_headers(
     folder: Folder,
     provider_id: str,
     excerpt: str,
-    extra: tuple[tuple[str, str], ...] = (),
+    part_types: tuple[str, ...] = (),
+    hints: tuple[tuple[str, str], ...] = (),
 ) -> MailHeaders:
     first: dict[str, str] = {}
     all_values: dict[str, list[str]] = {}
@@ -238,7 +255,6 @@ def _fields_to_headers(
         first.setdefault(key, raw)
         if key in KEPT_HEADERS and not any(k == key for k, _ in kept):
             kept.append((key, _decode_words(raw)[:_MAX_HEADER_CHARS]))
-    kept.extend(extra)
 
     senders = parse_addresses(all_values.get("from", []))
     if not senders:
@@ -257,6 +273,12 @@ def _fields_to_headers(
         references=_references(" ".join(all_values.get("references", []))),
         headers=tuple(kept),
         excerpt=excerpt,
+        part_types=part_types,
+        hints=hints,
+        authentication_results=tuple(
+            _clean(v)[:_MAX_HEADER_CHARS]
+            for v in all_values.get("authentication-results", [])[:_MAX_AUTH_RESULTS]
+        ),
     )
 
 
@@ -266,17 +288,38 @@ def headers_from_fields(
     folder: Folder,
     provider_id: str,
     excerpt: str = "",
+    part_types: Iterable[str] = (),
+    hints: Iterable[tuple[str, str]] = (),
 ) -> MailHeaders:
-    """MailHeaders from header name/value pairs, as the Gmail and Graph APIs report them."""
-    # A caller-supplied pseudo-header is dropped: only the MIME walk may set it.
-    cleaned = [(n, v) for n, v in fields if str(n).lower() != PART_TYPES_HEADER]
+    """MailHeaders from header name/value pairs, as the Gmail and Graph APIs report them,
+    with the content types of the parts and the provider's hints as the API tells them."""
     return _fields_to_headers(
-        cleaned, folder=folder, provider_id=provider_id, excerpt=_clean(excerpt)
+        fields,
+        folder=folder,
+        provider_id=provider_id,
+        excerpt=_clean(excerpt),
+        part_types=clean_part_types(part_types),
+        hints=clean_hints(hints),
     )
 
 
+def clean_hints(hints: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Provider hints as MailHeaders carries them: one line each, bounded, each once."""
+    found: list[tuple[str, str]] = []
+    for name, value in hints:
+        pair = (_clean(str(name))[:100], _clean(str(value))[:200])
+        if pair[0] and pair not in found and len(found) < _MAX_PARTS:
+            found.append(pair)
+    return tuple(found)
+
+
 def headers_from_bytes(
-    raw: bytes, *, folder: Folder, provider_id: str, excerpt_chars: int = 600
+    raw: bytes,
+    *,
+    folder: Folder,
+    provider_id: str,
+    excerpt_chars: int = 600,
+    hints: Iterable[tuple[str, str]] = (),
 ) -> MailHeaders:
     """MailHeaders from a whole RFC 5322 message (or just its header block)."""
     try:
@@ -287,11 +330,13 @@ def headers_from_bytes(
         except Exception:  # noqa: BLE001
             msg = Message()
     excerpt = text_excerpt(msg, excerpt_chars) if excerpt_chars > 0 else ""
-    parts = _part_types(msg)
-    extra = ((PART_TYPES_HEADER, parts),) if parts else ()
-    fields = [(n, v) for n, v in _raw_items(msg) if n.lower() != PART_TYPES_HEADER]
     return _fields_to_headers(
-        fields, folder=folder, provider_id=provider_id, excerpt=excerpt, extra=extra
+        _raw_items(msg),
+        folder=folder,
+        provider_id=provider_id,
+        excerpt=excerpt,
+        part_types=_part_types(msg),
+        hints=clean_hints(hints),
     )
 
 

@@ -143,6 +143,17 @@ class MailHeaders:
     # (auto-submitted, precedence, list-id, x-ms-exchange-*, content-type, ...).
     headers: tuple[tuple[str, str], ...] = ()
     excerpt: str = ""  # the first few hundred characters of the text body, or ""
+    # The content types of the message's MIME parts (lower-cased, each once, in order), as far
+    # as the provider can tell: a text/calendar part nested in multipart/alternative is what
+    # makes an Outlook or Teams invitation a calendar message, whatever its subject says.
+    part_types: tuple[str, ...] = ()
+    # What the provider itself knows about the message, as (name, value): Graph's
+    # "graph.type" (@odata.type) and "graph.meetingMessageType", Gmail's "gmail.label",
+    # IMAP's "imap.keyword" (flags and keywords). Facts, not verdicts: classify reads them.
+    hints: tuple[tuple[str, str], ...] = ()
+    # Every Authentication-Results header (RFC 8601), topmost first: the top ones were added by
+    # the receiving side, the ones further down may come from anyone on the way.
+    authentication_results: tuple[str, ...] = ()
 
     def header(self, name: str) -> str:
         name = name.lower()
@@ -150,6 +161,10 @@ class MailHeaders:
             if key == name:
                 return value
         return ""
+
+    def hint(self, name: str) -> tuple[str, ...]:
+        """Every value the provider reported for the hint ``name``."""
+        return tuple(value for key, value in self.hints if key == name)
 
 
 @dataclass(frozen=True)

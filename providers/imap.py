@@ -210,7 +210,7 @@ def first_text_part(structure: Any, path: str = "") -> tuple[str, str, str, str]
     return plain or rich
 
 
-def part_types(structure: Any) -> str:
+def part_types(structure: Any) -> tuple[str, ...]:
     types: list[str] = []
 
     def walk(node: Any) -> None:
@@ -227,7 +227,7 @@ def part_types(structure: Any) -> str:
 
     with suppress(IndexError, TypeError):
         walk(structure)
-    return ", ".join(types[:50])
+    return tuple(types[:50])
 
 
 def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -691,7 +691,7 @@ class ImapMailbox:
         result: list[MailHeaders] = []
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
-            fetched = client.fetch(chunk, ["BODY.PEEK[HEADER]", "BODYSTRUCTURE"])
+            fetched = client.fetch(chunk, ["BODY.PEEK[HEADER]", "BODYSTRUCTURE", "FLAGS"])
             texts = self._excerpts(client, fetched)
             for uid in chunk:
                 data = fetched.get(uid)
@@ -703,10 +703,20 @@ class ImapMailbox:
                     provider_id=f"{validity}:{uid}",
                     excerpt_chars=0,
                 )
-                kinds = part_types(data.get(b"BODYSTRUCTURE"))
-                extra = ((mailparse.PART_TYPES_HEADER, kinds),) if kinds else ()
-                kept = tuple(h for h in parsed.headers if h[0] != mailparse.PART_TYPES_HEADER)
-                result.append(replace(parsed, headers=kept + extra, excerpt=texts.get(uid, "")))
+                result.append(
+                    replace(
+                        parsed,
+                        part_types=mailparse.clean_part_types(
+                            part_types(data.get(b"BODYSTRUCTURE"))
+                        ),
+                        hints=mailparse.clean_hints(
+                            ("imap.keyword", _text(flag))
+                            for flag in data.get(b"FLAGS", ())
+                            if not _text(flag).startswith("\\")  # keywords, not system flags
+                        ),
+                        excerpt=texts.get(uid, ""),
+                    )
+                )
         return result
 
     def _excerpts(self, client: IMAPClient, fetched: dict[int, Any]) -> dict[int, str]:

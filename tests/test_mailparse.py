@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from mailbridge.classify import classify
 from mailbridge.mailparse import (
     KEPT_HEADERS,
-    PART_TYPES_HEADER,
     headers_from_bytes,
     headers_from_fields,
     text_excerpt,
@@ -98,17 +97,17 @@ def test_sample_excerpts_are_decoded_text() -> None:
 
 
 def test_part_types_show_nested_calendar_and_report_parts() -> None:
-    invite = load("google_invitation.eml").header(PART_TYPES_HEADER)
-    assert "text/calendar" in invite.split(", ")
-    assert "application/ics" in invite.split(", ")
-    assert "message/delivery-status" in load("postfix_dsn.eml").header(PART_TYPES_HEADER)
+    invite = load("google_invitation.eml").part_types
+    assert "text/calendar" in invite
+    assert "application/ics" in invite
+    assert "message/delivery-status" in load("postfix_dsn.eml").part_types
 
 
 def test_kept_headers_only() -> None:
     headers = load("human_reply.eml")
     names = {name for name, _ in headers.headers}
     assert "received" not in names and "delivered-to" in names
-    assert names <= KEPT_HEADERS | {PART_TYPES_HEADER}
+    assert names <= KEPT_HEADERS
     assert load("exchange_oof.eml").header("x-ms-exchange-inbox-rules-loop") == (
         "marcus.webb@contoso-freight.com"
     )
@@ -245,15 +244,27 @@ def test_absurdly_long_header_is_cut_not_fatal() -> None:
     assert len(headers.subject) <= 2000
 
 
-def test_part_types_header_cannot_be_forged_by_the_message() -> None:
-    forged = parse(f"{PART_TYPES_HEADER}: text/calendar\nContent-Type: text/plain\n\nhi")
-    assert forged.header(PART_TYPES_HEADER) == "text/plain"
+def test_part_types_cannot_be_forged_by_a_header() -> None:
+    forged = parse("X-Mailbridge-Part-Types: text/calendar\nContent-Type: text/plain\n\nhi")
+    assert forged.part_types == ("text/plain",)
+    assert forged.header("x-mailbridge-part-types") == ""
     from_api = headers_from_fields(
-        [("From", "a@x.example"), (PART_TYPES_HEADER, "text/calendar")],
+        [("From", "a@x.example"), ("X-Mailbridge-Part-Types", "text/calendar")],
         folder=Folder.INBOX,
         provider_id="g1",
     )
-    assert from_api.header(PART_TYPES_HEADER) == ""
+    assert from_api.part_types == ()
+
+
+def test_the_parts_of_an_attached_message_are_not_the_message_s_own() -> None:
+    bounce = load("postfix_dsn.eml").part_types
+    assert bounce[0] == "multipart/report"
+    forwarded = parse(
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nfyi\n"
+        "--b\nContent-Type: message/rfc822\n\nContent-Type: text/calendar\n\nBEGIN:VCALENDAR\n"
+        "--b--\n"
+    )
+    assert forwarded.part_types == ("multipart/mixed", "text/plain", "message/rfc822")
 
 
 def test_headers_from_fields_like_gmail_metadata() -> None:
