@@ -12,8 +12,11 @@ What maps to what:
   wrote). Mail is read through ``history.list`` (messageAdded) from the stored history id (the
   cursor); ``labelId`` takes one label only, so INBOX/SENT are picked from each record's labels
   here, keeping one request per idle cycle. A 404 (history expired) falls back to
-  ``messages.list`` bounded by date. Only headers and the
-  snippet are fetched (``format=metadata``). A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
+  ``messages.list`` bounded by date. The headers, the snippet, the labels and the content
+  types of the MIME parts are fetched (``format=full`` narrowed by ``fields`` to
+  ``payload.parts[].mimeType``, so no body is downloaded): ``format=metadata`` shows only the
+  top-level part, and an Outlook invitation is multipart/alternative with its text/calendar
+  part inside. A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
   "deleted". A draft the user's program sent under a new Message-ID is recognised from the
   `SentHint`: a SENT message to the same recipient, after the draft was made, in the draft's
@@ -108,18 +111,11 @@ GMAIL_METHODS = frozenset(
     }
 )
 CALENDAR_METHODS = frozenset({"events.list"})
-METADATA_HEADERS = sorted(
-    {
-        *mailparse.KEPT_HEADERS,
-        "From",
-        "To",
-        "Cc",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "In-Reply-To",
-        "References",
-    }
+# What messages.get returns for reading mail (a partial response): headers, snippet, labels and
+# the MIME tree's content types, four levels deep (mixed > alternative > related > leaf).
+MESSAGE_FIELDS = (
+    "id,threadId,labelIds,snippet,payload(mimeType,headers,"
+    "parts(mimeType,parts(mimeType,parts(mimeType,parts(mimeType)))))"
 )
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -484,6 +480,24 @@ def label_in(labels: list[dict[str, Any]], name: str = LABEL_NAME) -> str | None
     return None
 
 
+def part_types(payload: dict[str, Any]) -> list[str]:
+    """The content types of a message's MIME tree (a MessagePart), depth first. An attached
+    message (message/rfc822) counts as one part: its insides belong to another message."""
+    found: list[str] = []
+
+    def walk(part: dict[str, Any], depth: int) -> None:
+        if depth > 10 or not isinstance(part, dict):
+            return
+        kind = str(part.get("mimeType", ""))
+        found.append(kind)
+        if not kind.lower().startswith("message/"):
+            for child in part.get("parts") or ():
+                walk(child, depth + 1)
+
+    walk(payload, 0)
+    return found
+
+
 def sent_as_hint(message: dict[str, Any], hint: SentHint, *, same_thread: bool) -> bool:
     """Whether a messages.get/threads.get message (format=metadata) is the hinted draft sent.
 
@@ -569,17 +583,23 @@ class GmailMailbox:
 
     def _headers(self, message_id: str, labels: set[str] | None) -> MailHeaders | None:
         msg = self._missing(
-            "users.messages.get", id=message_id, format="metadata", metadataHeaders=METADATA_HEADERS
+            "users.messages.get", id=message_id, format="full", fields=MESSAGE_FIELDS
         )
         if msg is None:  # deleted since it was listed
             return None
         labels = set(msg.get("labelIds", [])) or labels or set()
         if "DRAFT" in labels or not labels & {"INBOX", "SENT"}:
             return None
-        fields = [(h["name"], h["value"]) for h in msg.get("payload", {}).get("headers", [])]
+        payload = msg.get("payload", {})
+        fields = [(h["name"], h["value"]) for h in payload.get("headers", [])]
         folder = Folder.SENT if "SENT" in labels else Folder.INBOX
         return mailparse.headers_from_fields(
-            fields, folder=folder, provider_id=message_id, excerpt=msg.get("snippet", "")
+            fields,
+            folder=folder,
+            provider_id=message_id,
+            excerpt=msg.get("snippet", ""),
+            part_types=part_types(payload),
+            hints=[("gmail.label", label) for label in sorted(labels)],
         )
 
     # -- drafts

@@ -571,9 +571,10 @@ def test_history_reports_new_inbox_and_sent_mail_only(
     assert reply.in_reply_to == "<ty@x.test>" and reply.header("auto-submitted") == "no"
     assert "move forward" in reply.excerpt
     get = next(c for c in emu.api_calls() if c.method_id == "gmail.users.messages.get")
-    assert get.query["format"] == ["metadata"] and "Auto-Submitted".lower() in {
-        h.lower() for h in get.query["metadataHeaders"]
-    }
+    # format=full narrowed to headers and the MIME tree's types: no body is downloaded
+    assert get.query["format"] == ["full"] and get.query["fields"] == [gmail.MESSAGE_FIELDS]
+    assert reply.part_types == ("text/plain",)
+    assert ("gmail.label", "INBOX") in reply.hints
     assert int(batch.cursor or 0) > int(idle.cursor or 0)
 
 

@@ -22,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import email
+import email.message
 import email.policy
 import email.utils
 import itertools
@@ -674,7 +675,10 @@ class GoogleEmulator:
                 raise ApiError(501, f"emulator does not implement {route.method_id}")
             single = {k: v[0] for k, v in query.items()}
             single.update(params)
-            return handler(single, query, body)
+            answer = handler(single, query, body)
+            if "fields" in single and answer is not None:
+                answer = partial_response(answer, parse_fields(single["fields"]))
+            return answer
 
     # -- Gmail
     def _search(self, q: str, pool: list[Message]) -> list[Message]:
@@ -712,14 +716,16 @@ class GoogleEmulator:
         }
         if fmt == "raw":
             out["raw"] = b64url(msg.raw)
-        elif fmt in ("metadata", "full"):
+        elif fmt == "metadata":
             lower = {w.lower() for w in wanted}
             headers = [
-                {"name": k, "value": str(v)}
-                for k, v in msg.parsed.items()
-                if fmt == "full" or not lower or k.lower() in lower
+                {"name": k, "value": v}
+                for k, v in _raw_headers(msg.parsed)
+                if not lower or k.lower() in lower
             ]
             out["payload"] = {"mimeType": msg.parsed.get_content_type(), "headers": headers}
+        elif fmt == "full":
+            out["payload"] = message_part(msg.parsed, "")
         return out
 
     def _get_message(self, mid: str) -> Message:
@@ -899,6 +905,83 @@ class GoogleEmulator:
         else:
             out["nextSyncToken"] = f"sync-{self.change_seq}"
         return out
+
+
+def _raw_headers(part: email.message.Message) -> list[tuple[str, str]]:
+    """Header fields as Gmail reports them: every one, in order, one line each."""
+    return [(k, " ".join(str(v).split())) for k, v in part.items()]
+
+
+def message_part(part: email.message.Message, part_id: str) -> dict[str, Any]:
+    """A MessagePart of format=full (users.messages reference): the MIME tree with each part's
+    type, headers and body; a leaf with a file name has an attachmentId instead of data."""
+    out: dict[str, Any] = {
+        "partId": part_id,
+        "mimeType": part.get_content_type(),
+        "filename": part.get_filename() or "",
+        "headers": [{"name": k, "value": v} for k, v in _raw_headers(part)],
+    }
+    children = part.get_payload() if part.is_multipart() else None
+    if part.get_content_maintype() == "multipart" and isinstance(children, list):
+        out["body"] = {"size": 0}
+        out["parts"] = [
+            message_part(child, f"{part_id}.{i}" if part_id else str(i))
+            for i, child in enumerate(children)
+        ]
+        return out
+    if isinstance(children, list):  # message/rfc822: its bytes, like any attachment
+        data = b"".join(c.as_bytes() for c in children)
+    else:
+        data = part.get_payload(decode=True) or b""
+    if out["filename"]:
+        out["body"] = {"attachmentId": f"att-{part_id or 'root'}", "size": len(data)}
+    else:
+        out["body"] = {"size": len(data), "data": b64url(data)}
+    return out
+
+
+def parse_fields(text: str) -> dict[str, Any]:
+    """A partial-response selector ("a,b(c,d/e)") as a tree; an empty tree means everything."""
+    tree: dict[str, Any] = {}
+    stack = [tree]
+    name = ""
+
+    def flush() -> None:
+        nonlocal name
+        if name.strip():
+            node = stack[-1]
+            for step in name.strip().split("/"):
+                node = node.setdefault(step, {})
+        name = ""
+
+    for ch in text:
+        if ch == ",":
+            flush()
+        elif ch == "(":
+            key = name.strip()
+            flush()
+            node = stack[-1]
+            for step in key.split("/"):
+                node = node[step]
+            stack.append(node)
+        elif ch == ")":
+            flush()
+            stack.pop()
+        else:
+            name += ch
+    flush()
+    return tree
+
+
+def partial_response(value: Any, tree: dict[str, Any]) -> Any:
+    """Keep only the selected fields; selections apply to each element of a list."""
+    if not tree:
+        return value
+    if isinstance(value, list):
+        return [partial_response(v, tree) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: partial_response(value[k], sub) for k, sub in tree.items() if k in value}
 
 
 def _recipients(msg: Message) -> set[str]:
