@@ -11,7 +11,13 @@ What maps to what:
   thank-you, then ``PATCH``; ``PATCH`` updates, ``DELETE`` retracts (Graph moves it to Deleted
   Items), ``GET`` observes. Mail is ``GET /me/mailFolders/{inbox,sentitems}/messages/delta``
   → `MessageBatch`; the cursor is both delta links. Full headers are fetched only for inbound
-  mail from others (``$select=internetMessageHeaders``).
+  mail from others (``$select=internetMessageHeaders``), together with what Graph knows that
+  the headers do not show: an invitation, update, cancellation or response arrives as an
+  eventMessage (its ``@odata.type``) with ``meetingMessageType``
+  (https://learn.microsoft.com/en-us/graph/api/resources/eventmessage), since Exchange turns
+  the text/calendar part into the item itself; attached parts are listed by
+  ``$expand=attachments($select=name,contentType)``. Both become hints and part types for
+  the classifier.
 
 Every draft mailbridge creates carries the Outlook category ``mailbridge`` (the message's
 ``categories`` string collection, writable on create and update:
@@ -78,8 +84,11 @@ CALENDAR = "outlook"  # EventKey.calendar: the user's primary calendar
 IMMUTABLE = 'IdType="ImmutableId"'
 MESSAGE_FIELDS = (
     "from,toRecipients,ccRecipients,subject,receivedDateTime,sentDateTime,internetMessageId,"
-    "conversationId,bodyPreview,isDraft,inferenceClassification"
+    "conversationId,bodyPreview,isDraft,inferenceClassification,hasAttachments"
 )
+# Read per inbound message from others: the headers, and the meeting type of an eventMessage
+# (a property of the derived type, selected with its type cast).
+DETAIL_FIELDS = "internetMessageHeaders,microsoft.graph.eventMessage/meetingMessageType"
 DRAFT_FIELDS = "isDraft,subject,toRecipients,body,internetMessageId,parentFolderId,changeKey"
 MAIL_FOLDERS = {"inbox": Folder.INBOX, "sentitems": Folder.SENT}
 EXPIRED_SYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
@@ -551,6 +560,29 @@ def _fields(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
+def graph_part_types(message: Mapping[str, Any]) -> list[str]:
+    """The content types Graph shows: the top-level Content-Type header and each attachment's."""
+    top = [
+        str(h.get("value", ""))
+        for h in message.get("internetMessageHeaders") or ()
+        if str(h.get("name", "")).lower() == "content-type"
+    ][:1]
+    attached = [str(a.get("contentType") or "") for a in message.get("attachments") or ()]
+    return top + attached
+
+
+def graph_hints(message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What Graph says about the message itself: its derived type and its meeting type."""
+    hints = []
+    if message.get("@odata.type"):
+        hints.append(("graph.type", str(message["@odata.type"])))
+    if message.get("meetingMessageType"):
+        hints.append(("graph.meetingMessageType", str(message["meetingMessageType"])))
+    if message.get("inferenceClassification"):
+        hints.append(("graph.inferenceClassification", str(message["inferenceClassification"])))
+    return hints
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"  # an OData string literal
 
@@ -611,12 +643,18 @@ class OutlookMailbox:
         from_user = sender is not None and sender.email.lower() in self._account.own_addresses
         if kind is Folder.INBOX and not from_user:
             # Threading and auto-reply headers exist only in the full header set.
-            extra = self._graph.call(
-                "GET", f"/me/messages/{item['id']}", params={"$select": "internetMessageHeaders"}
-            )
-            item = {**item, "internetMessageHeaders": extra.get("internetMessageHeaders") or []}
+            params = {"$select": DETAIL_FIELDS}
+            if item.get("hasAttachments"):
+                params["$expand"] = "attachments($select=name,contentType)"
+            extra = self._graph.call("GET", f"/me/messages/{item['id']}", params=params)
+            item = {**extra, **item, "internetMessageHeaders": extra.get("internetMessageHeaders") or []}
         return headers_from_fields(
-            _fields(item), folder=kind, provider_id=item["id"], excerpt=item.get("bodyPreview", "")
+            _fields(item),
+            folder=kind,
+            provider_id=item["id"],
+            excerpt=item.get("bodyPreview", ""),
+            part_types=graph_part_types(item),
+            hints=graph_hints(item),
         )
 
     # drafts

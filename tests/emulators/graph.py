@@ -19,8 +19,13 @@ Endpoints and the reference pages they follow:
 - POST /me/messages                      https://learn.microsoft.com/en-us/graph/api/user-post-messages
   (custom internetMessageHeaders only at creation, names starting "x-":
                                          https://learn.microsoft.com/en-us/graph/api/resources/message)
-- GET  /me/messages/{id} ($select=internetMessageHeaders)
+- GET  /me/messages/{id} ($select=internetMessageHeaders, the type-cast
+  microsoft.graph.eventMessage/meetingMessageType; $expand=attachments($select=...))
                                          https://learn.microsoft.com/en-us/graph/api/message-get
+  (an invitation, update, cancellation or response is an eventMessage, annotated with its
+  @odata.type; its text/calendar part is not an attachment:
+                                         https://learn.microsoft.com/en-us/graph/api/resources/eventmessage
+   attachment properties:                https://learn.microsoft.com/en-us/graph/api/resources/attachment)
 - PATCH /me/messages/{id}                https://learn.microsoft.com/en-us/graph/api/message-update
   (categories: a string collection, empty on a new message, writable on create and update:
                                          https://learn.microsoft.com/en-us/graph/api/resources/message)
@@ -40,6 +45,9 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
+import email
+import email.policy
 import itertools
 import json
 import re
@@ -49,7 +57,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime, formataddr
+from email.message import Message
+from email.utils import format_datetime, formataddr, getaddresses, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -134,6 +143,23 @@ MESSAGE_PROPS = frozenset(
         "isReadReceiptRequested",
     }
 )
+# Properties of the derived type eventMessage, selected as microsoft.graph.eventMessage/NAME.
+EVENT_MESSAGE_PROPS = frozenset(
+    {"meetingMessageType", "startDateTime", "endDateTime", "location", "type", "isOutOfDate",
+     "isAllDay", "isDelegated", "recurrence"}
+)  # fmt: skip
+ATTACHMENT_PROPS = frozenset(
+    {"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"}
+)
+# iCalendar METHOD (and PARTSTAT for a REPLY) -> (@odata.type, meetingMessageType), the way
+# Exchange files an incoming invitation. ("Tenatively" is Graph's own spelling.)
+MEETING_TYPES = {
+    "REQUEST": ("#microsoft.graph.eventMessageRequest", "meetingRequest"),
+    "CANCEL": ("#microsoft.graph.eventMessage", "meetingCancelled"),
+    "ACCEPTED": ("#microsoft.graph.eventMessageResponse", "meetingAccepted"),
+    "DECLINED": ("#microsoft.graph.eventMessageResponse", "meetingDeclined"),
+    "TENTATIVE": ("#microsoft.graph.eventMessageResponse", "meetingTenativelyAccepted"),
+}
 SEND_PATHS = re.compile(r"^/me/(sendMail|messages/[^/]+/(send|reply|replyAll|forward))$", re.I)
 
 
@@ -180,6 +206,9 @@ class _Message:
     folder: str
     headers: list[dict[str, str]] = field(default_factory=list)
     seq: int = 0
+    odata_type: str = ""  # "#microsoft.graph.eventMessageRequest" etc. for an eventMessage
+    meeting: str = ""  # its meetingMessageType
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 class GraphEmulator:
@@ -634,22 +663,50 @@ class GraphEmulator:
         self.messages[ident] = msg
         return msg
 
-    def _view(self, msg: _Message, select: str | None) -> dict[str, Any]:
+    def _view(
+        self, msg: _Message, select: str | None, expand: str | None = None
+    ) -> dict[str, Any]:
         full = {
             **json.loads(json.dumps(msg.data)),
             "internetMessageHeaders": self._all_headers(msg),
         }
+        typed = {"@odata.type": msg.odata_type} if msg.odata_type else {}
+        extra = self._expand(msg, expand) if expand else {}
         if not select:
             full.pop("internetMessageHeaders")
-            return full
+            if msg.odata_type:
+                full["meetingMessageType"] = msg.meeting
+            return {**typed, **full, **extra}
         names = [s.strip() for s in select.split(",") if s.strip()]
-        unknown = set(names) - MESSAGE_PROPS
+        cast = "microsoft.graph.eventMessage/"
+        derived = [n[len(cast):] for n in names if n.startswith(cast)]
+        names = [n for n in names if not n.startswith(cast)]
+        unknown = (set(names) - MESSAGE_PROPS) | (set(derived) - EVENT_MESSAGE_PROPS)
         if unknown:
             raise _Reject(400, "BadRequest", f"unknown $select properties {sorted(unknown)}")
+        event = {"meetingMessageType": msg.meeting} if msg.odata_type else {}
         return {
+            **typed,
             "id": msg.data["id"],
             "@odata.etag": msg.data["@odata.etag"],
             **{n: full.get(n) for n in names},
+            **{n: event[n] for n in derived if n in event},
+            **extra,
+        }
+
+    def _expand(self, msg: _Message, expand: str) -> dict[str, Any]:
+        found = re.fullmatch(r"attachments(?:\(\$select=([\w,]+)\))?", expand.strip())
+        if not found:
+            raise _Reject(400, "BadRequest", f"cannot expand {expand!r}")
+        wanted = found.group(1).split(",") if found.group(1) else sorted(ATTACHMENT_PROPS)
+        unknown = set(wanted) - ATTACHMENT_PROPS
+        if unknown:
+            raise _Reject(400, "BadRequest", f"unknown attachment properties {sorted(unknown)}")
+        return {
+            "attachments": [
+                {"@odata.type": a["@odata.type"], "id": a["id"], **{n: a.get(n) for n in wanted}}
+                for a in msg.attachments
+            ]
         }
 
     def _all_headers(self, msg: _Message) -> list[dict[str, str]]:
@@ -810,7 +867,7 @@ class GraphEmulator:
         msg = self._message_or_404(id)
         if method == "GET":
             options = self._allow(query, {"$select", "$expand"})
-            return 200, {}, self._view(msg, options.get("$select"))
+            return 200, {}, self._view(msg, options.get("$select"), options.get("$expand"))
         self._allow(query, set())
         self._if_match(msg, headers)
         if method == "DELETE":
@@ -899,6 +956,53 @@ class GraphEmulator:
                 data["internetMessageId"] = message_id
             extra = [{"name": k, "value": v} for k, v in headers]
             return str(self._new_message("inbox", data, extra).data["id"])
+
+    def deliver_raw(self, raw: bytes, folder: str = "inbox") -> str:
+        """A message arrives as Exchange files it: its JSON fields and internetMessageHeaders
+        come from the RFC 5322 message, an iCalendar invitation, update, cancellation or
+        response becomes an eventMessage (the text/calendar part is consumed, not attached),
+        and the other non-body parts become attachments."""
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        with self.lock:
+            headers = [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.raw_items()]
+            sender = (getaddresses([str(parsed.get("From", ""))]) or [("", "")])[0]
+            agent = (getaddresses([str(parsed.get("Sender", "") or parsed.get("From", ""))])
+                     or [("", "")])[0]  # fmt: skip
+            when = _now()
+            if parsed.get("Date"):
+                with contextlib.suppress(TypeError, ValueError):
+                    when = parsedate_to_datetime(str(parsed["Date"])).astimezone(UTC)
+            odata_type, meeting, calendar_part = "", "", None
+            for part in _leaves(parsed):
+                if part.get_content_type() == "text/calendar":
+                    found = _meeting_type(part)
+                    if found:
+                        (odata_type, meeting), calendar_part = found, part
+                        break
+            text, attachments = _body_and_attachments(parsed, calendar_part)
+            data: dict[str, Any] = {
+                "subject": str(parsed.get("Subject", "")),
+                "body": {"contentType": "text", "content": text},
+                "from": _recipient(sender[1], sender[0]),
+                "sender": _recipient(agent[1], agent[0]),
+                "toRecipients": [_recipient(a, n) for n, a in getaddresses(
+                    [str(v) for v in parsed.get_all("To", [])])],
+                "ccRecipients": [_recipient(a, n) for n, a in getaddresses(
+                    [str(v) for v in parsed.get_all("Cc", [])])],
+                "receivedDateTime": _iso(when),
+                "sentDateTime": _iso(when),
+                "isRead": False,
+                "hasAttachments": bool(attachments),
+            }  # fmt: skip
+            if parsed.get("Message-ID"):
+                data["internetMessageId"] = str(parsed["Message-ID"]).strip()
+            msg = self._new_message(folder, data, headers)
+            msg.odata_type, msg.meeting = odata_type, meeting
+            msg.attachments = [
+                {**a, "id": f"AAMkAtt{i}", "lastModifiedDateTime": _iso(when)}
+                for i, a in enumerate(attachments)
+            ]
+            return str(msg.data["id"])
 
     def user_edits(
         self, ident: str, *, body: str | None = None, subject: str | None = None
@@ -1050,3 +1154,62 @@ class GraphEmulator:
                 "client_info": _b64(json.dumps({"uid": claims["oid"], "utid": TENANT_ID}).encode()),
             },
         )
+
+
+def _meeting_type(part: Message) -> tuple[str, str] | None:
+    """(@odata.type, meetingMessageType) for an iCalendar part, as Exchange files it."""
+    try:
+        text = part.get_payload(decode=True).decode("utf-8", "replace")  # type: ignore[union-attr]
+    except (AttributeError, LookupError):
+        return None
+    unfolded = re.sub(r"\r?\n[ \t]", "", text)
+    method = re.search(r"^METHOD:(\S+)", unfolded, re.M | re.I)
+    if not method:
+        return None
+    name = method.group(1).upper()
+    if name == "REPLY":
+        status = re.search(r"PARTSTAT=([A-Z-]+)", unfolded, re.I)
+        name = status.group(1).upper() if status else ""
+    return MEETING_TYPES.get(name)
+
+
+def _leaves(part: Message) -> list[Message]:
+    """The single parts of a message, depth first; an attached message is one of them."""
+    if part.get_content_maintype() != "multipart":
+        return [part]
+    return [leaf for child in part.get_payload() for leaf in _leaves(child)]  # type: ignore[union-attr]
+
+
+def _body_and_attachments(
+    parsed: Message, calendar_part: Message | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The text body (the first text/plain part, else the first text/html one) and the other
+    leaf parts as attachments (an attached message is an itemAttachment)."""
+    leaves = _leaves(parsed)
+    plain = [p for p in leaves if p.get_content_type() == "text/plain" and not p.get_filename()]
+    html = [p for p in leaves if p.get_content_type() == "text/html" and not p.get_filename()]
+    body = (plain or html or [None])[0]
+    text = ""
+    if body is not None:
+        raw = body.get_payload(decode=True) or b""
+        text = raw.decode(body.get_content_charset() or "utf-8", "replace")  # type: ignore[union-attr]
+        if body.get_content_type() == "text/html":
+            text = re.sub(r"<[^>]*>", " ", text)
+    attachments = []
+    for part in leaves:
+        if part is body or part is calendar_part:
+            continue
+        if part.get_content_type() in ("text/plain", "text/html") and not part.get_filename():
+            continue  # the other alternative of the body
+        item = part.get_content_type() == "message/rfc822"
+        attachments.append(
+            {
+                "@odata.type": "#microsoft.graph."
+                + ("itemAttachment" if item else "fileAttachment"),
+                "name": part.get_filename() or part.get_content_type(),
+                "contentType": part.get_content_type(),
+                "size": len(part.as_bytes()),
+                "isInline": not str(part.get("Content-Disposition", "")).startswith("attachment"),
+            }
+        )
+    return text.strip(), attachments
