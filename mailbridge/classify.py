@@ -770,3 +770,108 @@ def _ats_match(
                 f"(named in the {where}) of interview {chosen.interview_id}"
             )
     return None
+
+
+# --- sender authentication ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SenderCheck:
+    """Whether the receiving side could confirm the sender's domain (RFC 8601 results).
+
+    ``verdict`` is "pass" (DMARC, or SPF or DKIM aligned with the From domain, passed), "fail"
+    (they failed for that domain), or "none" (no results from the receiving side, or nothing
+    decisive in them): only "fail" makes a message suspicious.
+    """
+
+    verdict: str
+    reason: str
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+_RESULT = re.compile(r"^\s*([a-z0-9_-]+)\s*=\s*([a-z]+)\b(.*)$", re.IGNORECASE | re.DOTALL)
+_PROPERTY = re.compile(r"\b([a-z]+\.[a-z0-9_-]+)\s*=\s*\"?([^\s\";]+)", re.IGNORECASE)
+_FAILED = frozenset({"fail", "softfail"})
+
+
+def _authserv_id(header: str) -> str:
+    """The authserv-id a header starts with; "" when it starts with a result at once (Microsoft
+    365 writes "spf=pass ...; dkim=..." without one)."""
+    first = _COMMENT.sub("", header).split(";", 1)[0].strip()
+    return "" if "=" in first else first.split()[0].lower() if first else ""
+
+
+def _results(header: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(method, result, properties) for each result in one Authentication-Results header."""
+    found = []
+    text = _COMMENT.sub(" ", _COMMENT.sub(" ", header))  # nested comments: two rounds
+    pieces = text.split(";")
+    if _authserv_id(header):
+        pieces = pieces[1:]
+    for piece in pieces:
+        parsed = _RESULT.match(piece)
+        if parsed is None:
+            continue
+        props = {k.lower(): v.strip().lower() for k, v in _PROPERTY.findall(parsed.group(3))}
+        found.append((parsed.group(1).lower(), parsed.group(2).lower(), props))
+    return found
+
+
+def _aligned(value: str, domain: str) -> bool:
+    """Whether an identity (domain or address) is in the same organisation as ``domain``."""
+    value = value.rsplit("@", 1)[-1]
+    return bool(value) and domains.registrable_domain(value) == domain
+
+
+def sender_authentication(
+    message: MailHeaders, trusted: Sequence[str] = ()
+) -> SenderCheck:
+    """What the receiving server found when it checked the sender's domain.
+
+    Only the topmost Authentication-Results headers count (the ones of the server that took the
+    message in, sharing its authserv-id; or those of a server named in ``trusted``): anyone on
+    the way can add more further down, claiming whatever they like.
+    """
+    headers = list(message.authentication_results)
+    domain = domains.registrable_domain(message.sender.email)
+    if not headers or not domain:
+        return SenderCheck("none", "no Authentication-Results from the receiving side")
+    wanted = {t.lower() for t in trusted}
+    if wanted:
+        ours = [h for h in headers if _authserv_id(h) in wanted]
+    else:
+        top = _authserv_id(headers[0])
+        ours = []
+        for header in headers:
+            if _authserv_id(header) != top:
+                break
+            ours.append(header)
+    results = [r for header in ours for r in _results(header)]
+    server = _authserv_id(ours[0]) if ours else ""
+    by = f" (checked by {server})" if server else ""
+
+    # DMARC decides when the receiving side evaluated it for this From domain.
+    for method, result, props in results:
+        if method == "dmarc" and _aligned(props.get("header.from", domain), domain):
+            if result == "pass":
+                return SenderCheck("pass", f"DMARC passed for {domain}{by}")
+            if result == "fail":
+                return SenderCheck("fail", f"DMARC failed for {domain}{by}")
+    # Microsoft 365's composite authentication stands in for DMARC where the domain has none.
+    for method, result, props in results:
+        if method == "compauth" and result in ("pass", "fail"):
+            code = props.get("reason") or ""
+            detail = f" (reason {code})" if code else ""
+            return SenderCheck(
+                result, f"Microsoft composite authentication {result}ed for {domain}{detail}"
+            )
+    spf = [r for m, r, p in results if m == "spf" and _aligned(
+        p.get("smtp.mailfrom") or p.get("smtp.helo") or "", domain)]  # fmt: skip
+    dkim = [r for m, r, p in results if m == "dkim" and _aligned(
+        p.get("header.d") or p.get("header.i") or "", domain)]  # fmt: skip
+    if "pass" in spf or "pass" in dkim:
+        method = "DKIM" if "pass" in dkim else "SPF"
+        return SenderCheck("pass", f"{method} passed for {domain}{by}")
+    if set(spf + dkim) & _FAILED:
+        return SenderCheck("fail", f"SPF and DKIM did not pass for {domain}{by}")
+    return SenderCheck("none", f"nothing decisive about {domain}{by}")

@@ -256,6 +256,9 @@ class MessageKind(enum.StrEnum):
     CALENDAR = "calendar"
     BULK = "bulk"
     OWN = "own"
+    # Says it is from the employer, but the receiving server's checks (DMARC, or SPF and DKIM)
+    # failed for the sender's domain: shown to the user, never taken for a reply.
+    SUSPICIOUS = "suspicious"
 
 
 @dataclass(frozen=True)

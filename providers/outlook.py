@@ -536,8 +536,17 @@ def _recipients(people: tuple[Person, ...] | list[Person]) -> list[dict[str, Any
     return [{"emailAddress": {"address": p.email, "name": p.name}} for p in people]
 
 
+def _address(person: Person) -> str:
+    """A header value for one person; an address with non-ASCII characters (RFC 6532, or one
+    garbled on the way) is written as it is rather than losing the whole message."""
+    try:
+        return formataddr((person.name, person.email))
+    except UnicodeEncodeError:
+        return f"{person.name} <{person.email}>" if person.name else person.email
+
+
 def _addresses(values: Any) -> str:
-    return ", ".join(formataddr((p.name, p.email)) for p in (_person(v) for v in values or ()) if p)
+    return ", ".join(_address(p) for p in (_person(v) for v in values or ()) if p)
 
 
 def _fields(message: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -547,7 +556,7 @@ def _fields(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     sender = _person(message.get("from"))
     when = message.get("receivedDateTime") or message.get("sentDateTime")
     known = {
-        "From": formataddr((sender.name, sender.email)) if sender else "",
+        "From": _address(sender) if sender else "",
         "To": _addresses(message.get("toRecipients")),
         "Cc": _addresses(message.get("ccRecipients")),
         "Subject": message.get("subject") or "",

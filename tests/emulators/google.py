@@ -219,7 +219,16 @@ class Message:
 
     def snippet(self) -> str:
         part = self.parsed.get_body(("plain",))
-        return " ".join(part.get_content().split())[:200] if part is not None else ""
+        if part is None:
+            return ""
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            return ""
+        try:  # Gmail shows text in a charset it does not know as UTF-8, never fails on it
+            text = data.decode(part.get_content_charset() or "utf-8", "replace")
+        except LookupError:
+            text = data.decode("utf-8", "replace")
+        return " ".join(text.split())[:200]
 
 
 @dataclass

@@ -209,6 +209,7 @@ class _Message:
     odata_type: str = ""  # "#microsoft.graph.eventMessageRequest" etc. for an eventMessage
     meeting: str = ""  # its meetingMessageType
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    raw_headers: bool = False  # headers is the whole header block of a delivered message
 
 
 class GraphEmulator:
@@ -710,6 +711,8 @@ class GraphEmulator:
         }
 
     def _all_headers(self, msg: _Message) -> list[dict[str, str]]:
+        if msg.raw_headers:
+            return msg.headers  # a delivered message: its own header block, as received
         d = msg.data
         sender = d["from"]["emailAddress"]
         std = [
@@ -997,7 +1000,7 @@ class GraphEmulator:
             if parsed.get("Message-ID"):
                 data["internetMessageId"] = str(parsed["Message-ID"]).strip()
             msg = self._new_message(folder, data, headers)
-            msg.odata_type, msg.meeting = odata_type, meeting
+            msg.odata_type, msg.meeting, msg.raw_headers = odata_type, meeting, True
             msg.attachments = [
                 {**a, "id": f"AAMkAtt{i}", "lastModifiedDateTime": _iso(when)}
                 for i, a in enumerate(attachments)
@@ -1192,7 +1195,10 @@ def _body_and_attachments(
     text = ""
     if body is not None:
         raw = body.get_payload(decode=True) or b""
-        text = raw.decode(body.get_content_charset() or "utf-8", "replace")  # type: ignore[union-attr]
+        try:  # Exchange shows text in a charset it does not know as UTF-8, never fails on it
+            text = raw.decode(body.get_content_charset() or "utf-8", "replace")  # type: ignore[union-attr]
+        except LookupError:
+            text = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
         if body.get_content_type() == "text/html":
             text = re.sub(r"<[^>]*>", " ", text)
     attachments = []

@@ -1,0 +1,211 @@
+"""One inbound corpus through all four mailboxes gives the same classification for every message.
+
+Each mailbox reads the same RFC 5322 files the way its real service would show them: the local
+Maildir and Dovecot (IMAP) hold the files themselves; the Gmail emulator answers format=full
+with the MIME tree Gmail derives from the message; the Graph emulator files the message as
+Exchange does (an iCalendar part becomes an eventMessage, the headers come from the message).
+The provider's own reading code (the functions that build MailHeaders) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import mailbox as stdlib_mailbox
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mailbridge_providers import gmail, imap, local, outlook
+
+from mailbridge import secrets
+from mailbridge.classify import classify, sender_authentication
+from mailbridge.mailparse import headers_from_bytes
+from mailbridge.model import Folder, MailHeaders, MessageKind
+from tests.emulators.google import GoogleEmulator, running
+from tests.emulators.graph import GraphEmulator
+from tests.servers import Dovecot
+from tests.test_gmail import fast_api, make_account
+from tests.test_imap import account_for as imap_account
+from tests.test_outlook import Sleeps, sign_in
+
+MAIL = Path(__file__).parent / "data" / "mail"
+OWN = ("jordan.lee@gmail.com", "jordan@fastmail.com")
+SINCE = datetime(2020, 1, 1, tzinfo=UTC)
+
+HUMAN = MessageKind.HUMAN
+CALENDAR = MessageKind.CALENDAR
+
+# What each message is, whichever mailbox it sits in.
+EXPECTED: dict[str, MessageKind] = {
+    "broken.eml": HUMAN,
+    "exchange_accepted.eml": CALENDAR,
+    "exchange_oof.eml": MessageKind.OUT_OF_OFFICE,
+    "gmail_bounce.eml": MessageKind.BOUNCE,
+    "google_cancellation.eml": CALENDAR,
+    "google_invitation.eml": CALENDAR,
+    "google_meet_update.eml": CALENDAR,
+    "greenhouse_relay.eml": HUMAN,
+    "human_reply.eml": HUMAN,
+    "icloud_vacation.eml": MessageKind.OUT_OF_OFFICE,
+    "list_reply.eml": HUMAN,
+    "newsletter.eml": MessageKind.BULK,
+    "outlook_cancellation.eml": CALENDAR,
+    "outlook_invitation.eml": CALENDAR,
+    "outlook_update.eml": CALENDAR,
+    "postfix_dsn.eml": MessageKind.BOUNCE,
+    "sent_thank_you.eml": MessageKind.OWN,
+    "spam_fake_bounce.eml": MessageKind.BULK,
+    "spoofed_reply.eml": HUMAN,
+    "teams_invitation.eml": CALENDAR,
+}
+# The invitations whose subject and headers say nothing: only the structure (a text/calendar
+# part, or Graph's eventMessage) tells them from a reply by the lead.
+STRUCTURE_ONLY = ("outlook_invitation.eml", "outlook_update.eml", "teams_invitation.eml")
+
+Reader = Callable[[dict[str, bytes]], list[MailHeaders]]
+
+
+def corpus() -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(MAIL.glob("*.eml"))}
+
+
+def by_name(
+    box: str, files: dict[str, bytes], found: list[MailHeaders]
+) -> dict[str, MailHeaders]:
+    """Each message read back, under the name of the file it came from (by Message-ID)."""
+    ids = {
+        headers_from_bytes(raw, folder=Folder.INBOX, provider_id=name).message_id: name
+        for name, raw in files.items()
+    }
+    assert len(ids) == len(files), "every corpus file needs its own Message-ID"
+    result = {ids[m.message_id]: m for m in found if m.message_id in ids}
+    lost = sorted(set(files) - set(result))
+    assert not lost, f"{box} lost or garbled {lost}: {[m.message_id for m in found]}"
+    return result
+
+
+@pytest.fixture
+def read_maildir(tmp_path: Path) -> Reader:
+    def read(files: dict[str, bytes]) -> list[MailHeaders]:
+        root = tmp_path / "Maildir"
+        inbox = stdlib_mailbox.Maildir(root, create=True)
+        for raw in files.values():
+            inbox.add(raw)
+        box = local.MaildirMailbox(root)
+        return list(box.messages(None, SINCE).messages)
+
+    return read
+
+
+@pytest.fixture
+def read_imap(dovecot: Dovecot) -> Reader:
+    def read(files: dict[str, bytes]) -> list[MailHeaders]:
+        user = dovecot.new_user("parity")
+        client = dovecot.client(user)
+        try:
+            for raw in files.values():
+                client.append("INBOX", raw)
+        finally:
+            client.logout()
+        box = imap.open_mailbox(imap_account(dovecot, user))
+        try:
+            # SINCE is a date: the first pass looks back from yesterday.
+            return list(box.messages(None, datetime.now(UTC) - timedelta(days=1)).messages)
+        finally:
+            box.close()
+
+    return read
+
+
+@pytest.fixture
+def google_emulator() -> Iterator[GoogleEmulator]:
+    with running("jordan.lee@gmail.com") as emulator:
+        yield emulator
+        assert emulator.violations == [], "requests the real API would refuse"
+
+
+@pytest.fixture
+def read_gmail(google_emulator: GoogleEmulator, tmp_path: Path) -> Reader:
+    def read(files: dict[str, bytes]) -> list[MailHeaders]:
+        for raw in files.values():
+            google_emulator.deliver(raw)
+        secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
+        account = make_account(google_emulator, tmp_path)
+        box = gmail.GmailMailbox(account, fast_api(account, "gmail"))
+        return list(box.messages(None, datetime.now(UTC) - timedelta(days=1)).messages)
+
+    return read
+
+
+@pytest.fixture
+def graph_emulator() -> Iterator[GraphEmulator]:
+    emulator = GraphEmulator(user="jordan.lee@gmail.com").start()
+    yield emulator
+    emulator.stop()
+    assert emulator.violations == [], "requests the real Graph would reject"
+
+
+@pytest.fixture
+def read_graph(graph_emulator: GraphEmulator) -> Reader:
+    def read(files: dict[str, bytes]) -> list[MailHeaders]:
+        for raw in files.values():
+            graph_emulator.deliver_raw(raw)
+        account = sign_in(graph_emulator)
+        retry = outlook.RetryPolicy(base=0.01, cap=0.05, sleep=Sleeps())
+        box = outlook.open_mailbox(account, http_client=graph_emulator.http_client(), retry=retry)
+        return list(box.messages(None, SINCE).messages)
+
+    return read
+
+
+def verdicts(messages: dict[str, MailHeaders]) -> dict[str, tuple[MessageKind, str]]:
+    return {
+        name: (classify(m, OWN).kind, sender_authentication(m).verdict)
+        for name, m in messages.items()
+    }
+
+
+@pytest.mark.server
+def test_every_mailbox_classifies_the_corpus_alike(
+    read_maildir: Reader, read_imap: Reader, read_gmail: Reader, read_graph: Reader
+) -> None:
+    files = corpus()
+    assert sorted(files) == sorted(EXPECTED), "a corpus file without an expected kind"
+    seen = {
+        name: by_name(name, files, reader(files))
+        for name, reader in (
+            ("maildir", read_maildir),
+            ("imap", read_imap),
+            ("gmail", read_gmail),
+            ("graph", read_graph),
+        )
+    }
+    kinds = {box: {n: v[0] for n, v in verdicts(m).items()} for box, m in seen.items()}
+    for box, found in kinds.items():
+        assert found == EXPECTED, f"{box} classifies differently"
+    auth = {box: {n: v[1] for n, v in verdicts(m).items()} for box, m in seen.items()}
+    assert auth["imap"] == auth["maildir"] == auth["gmail"] == auth["graph"]
+    assert auth["maildir"]["spoofed_reply.eml"] == "fail"
+    assert auth["maildir"]["teams_invitation.eml"] == "pass"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", STRUCTURE_ONLY)
+def test_an_invitation_is_known_by_its_structure_in_every_mailbox(
+    name: str, read_maildir: Reader, read_imap: Reader, read_gmail: Reader, read_graph: Reader
+) -> None:
+    """Without the facts about parts and the provider's hints, these were human replies."""
+    files = {name: corpus()[name]}
+    for reader in (read_maildir, read_imap, read_gmail, read_graph):
+        (message,) = reader(files)
+        assert classify(message, OWN).kind == CALENDAR
+        bare = type(message)(
+            folder=message.folder,
+            provider_id=message.provider_id,
+            message_id=message.message_id,
+            sender=message.sender,
+            subject=message.subject,
+            headers=message.headers,
+            excerpt=message.excerpt,
+        )
+        assert classify(bare, OWN).kind == HUMAN  # the structure alone decides it
