@@ -823,9 +823,7 @@ def _aligned(value: str, domain: str) -> bool:
     return bool(value) and domains.registrable_domain(value) == domain
 
 
-def sender_authentication(
-    message: MailHeaders, trusted: Sequence[str] = ()
-) -> SenderCheck:
+def sender_authentication(message: MailHeaders, trusted: Sequence[str] = ()) -> SenderCheck:
     """What the receiving server found when it checked the sender's domain.
 
     Only the topmost Authentication-Results headers count (the ones of the server that took the

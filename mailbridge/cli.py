@@ -18,7 +18,7 @@ from mailbridge.adapters import ProviderError, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError
-from mailbridge.model import DraftKind, DraftState, InterviewState
+from mailbridge.model import DraftKind, DraftState, InterviewState, MessageKind
 from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
@@ -272,6 +272,18 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
                 "drafts": drafts,
                 "replies": replies,
             })
+        # Mail that claims to come from the employer but failed the receiving server's checks.
+        doubtful = [m for m in ledger.messages(account.name) if m.kind is MessageKind.SUSPICIOUS]
+        suspicious = [
+            {"interview": m.interview_id, "from": m.sender, "at": m.at.isoformat()}
+            for m in doubtful
+        ]
+        warnings.extend(
+            f"interview {m.interview_id}: suspicious message from {m.sender} "
+            f"({_local(m.at, tz)}): its sender could not be confirmed (DMARC/SPF/DKIM "
+            "failed), so it was not taken as a reply; check it before you answer it"
+            for m in doubtful
+        )
         upcoming = sorted(
             (d for d in ledger.drafts(account.name) if d.state == DraftState.PLANNED),
             key=lambda d: d.due,
@@ -284,6 +296,7 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
             "error": state.last_error,
             "warnings": warnings,
             "interviews": interviews,
+            "suspicious": suspicious,
             "next_due": [
                 {"draft": d.id, "kind": d.kind.value, "to": d.recipient.email,
                  "due": d.due.isoformat()} for d in upcoming[:10]
@@ -360,13 +373,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 # Decisions whose reasons the digest spells out: whatever did not happen, and why.
 EXPLAINED = frozenset({
     "not an interview", "attendee skipped", "draft skipped", "draft cancelled",
-    "interview cancelled", "event skipped", "message skipped", "paused",
+    "interview cancelled", "event skipped", "message skipped", "paused", "suspicious message",
 })
 
 MESSAGE_LABELS = {
     "human": "reply from",
     "out_of_office": "out-of-office from",
     "own": "you wrote, as",
+    "suspicious": "suspicious (not taken as a reply): from",
 }
 
 

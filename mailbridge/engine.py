@@ -320,6 +320,18 @@ class Pass:
         interview_id, how = classify.match(message, candidates, known, account.own_addresses)
         if interview_id is None:
             return
+        checked = classify.sender_authentication(message)
+        if verdict.kind != MessageKind.OWN and checked.verdict == "fail":
+            # Anyone can write the lead's address into From: a message the receiving server
+            # could not confirm is shown to the user and retracts nothing.
+            reason = f"suspicious: {checked.reason}; {verdict.reason}; {how}"
+            self._record_message(message, interview_id, MessageKind.SUSPICIOUS, reason,
+                                 None, None)
+            self.decide("suspicious message",
+                        f"not taken as a reply: {message.sender.email} "
+                        f"({message.subject[:80]!r}): {checked.reason}",
+                        interview_id=interview_id)
+            return
         self._record_message(message, interview_id, verdict.kind, f"{verdict.reason}; {how}",
                              verdict.return_date, None)
         if message.message_id:

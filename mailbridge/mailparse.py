@@ -219,10 +219,8 @@ def _part_types(msg: Message) -> tuple[str, ...]:
                     if isinstance(child, Message):
                         walk(child, depth + 1)
 
-    try:
+    with contextlib.suppress(Exception):  # broken nesting: what we have is enough
         walk(msg, 0)
-    except Exception:  # noqa: BLE001 - broken nesting: what we have is enough
-        pass
     return clean_part_types(types)
 
 

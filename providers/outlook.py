@@ -656,7 +656,8 @@ class OutlookMailbox:
             if item.get("hasAttachments"):
                 params["$expand"] = "attachments($select=name,contentType)"
             extra = self._graph.call("GET", f"/me/messages/{item['id']}", params=params)
-            item = {**extra, **item, "internetMessageHeaders": extra.get("internetMessageHeaders") or []}
+            headers = extra.get("internetMessageHeaders") or []
+            item = {**extra, **item, "internetMessageHeaders": headers}
         return headers_from_fields(
             _fields(item),
             folder=kind,

@@ -967,7 +967,9 @@ class GraphEmulator:
         and the other non-body parts become attachments."""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
-            headers = [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.raw_items()]
+            headers = [
+                {"name": k, "value": " ".join(str(v).split())} for k, v in parsed.raw_items()
+            ]
             sender = (getaddresses([str(parsed.get("From", ""))]) or [("", "")])[0]
             agent = (getaddresses([str(parsed.get("Sender", "") or parsed.get("From", ""))])
                      or [("", "")])[0]  # fmt: skip
