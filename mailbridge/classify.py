@@ -101,17 +101,6 @@ _CALENDAR_ROBOTS = frozenset(
 _VIA = re.compile(r"\bvia\b|\(.+\)", re.IGNORECASE)
 
 
-def _plain(address: str) -> str:
-    """An address for comparing: lower-cased, without a +tag."""
-    local, _, domain = address.strip().lower().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}" if local else address.strip().lower()
-
-
-def _is_own(address: str, own_addresses: Sequence[str]) -> bool:
-    plain = _plain(address)
-    return bool(address) and any(_plain(own) == plain for own in own_addresses if own)
-
-
 def _main_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -168,7 +157,7 @@ Rule = Callable[[_Facts], Classification | None]
 def _own(f: _Facts) -> Classification | None:
     if f.message.folder == Folder.SENT:
         return Classification(MessageKind.OWN, "own: in the Sent folder")
-    if _is_own(f.message.sender.email, f.own):
+    if domains.is_own_address(f.message.sender.email, f.own):
         return Classification(
             MessageKind.OWN, f"own: from the user's own address {f.message.sender.email}"
         )
@@ -652,10 +641,14 @@ def match(
     if threaded is not None:
         return threaded
 
-    own = message.folder == Folder.SENT or _is_own(message.sender.email, own_addresses)
+    own = message.folder == Folder.SENT or domains.is_own_address(
+        message.sender.email, own_addresses
+    )
     if own:
         people = tuple(
-            p for p in message.to + message.cc if p.email and not _is_own(p.email, own_addresses)
+            p
+            for p in message.to + message.cc
+            if p.email and not domains.is_own_address(p.email, own_addresses)
         )
         who = "recipients"
     else:
@@ -728,7 +721,7 @@ def _ats_match(
         reply_to = [
             p
             for p in parse_addresses([message.header("reply-to")])
-            if not _is_own(p.email, own_addresses)
+            if not domains.is_own_address(p.email, own_addresses)
         ]
         for person in reply_to:
             found = [c for c in candidates if person.email in (a.lower() for a in c.attendees)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import ipaddress
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from mailbridge import paths
+from mailbridge import domains, paths
 from mailbridge.durations import (
     DurationError,
     parse_clock,
@@ -759,7 +758,7 @@ def _url(
             _write(tbl.where(name)),
         )
         return None
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not domains.is_loopback_host(host):
         # Plain http has no certificate to verify: anyone on the way could read or change it.
         ctx.fail(
             tbl.where(name),
@@ -1183,16 +1182,6 @@ def _interval(ctx: _Ctx, tbl: _Tbl, name: str, default: timedelta) -> timedelta:
     return _or(found, default)
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _dataclass_keys(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -1220,7 +1209,7 @@ def _imap(ctx: _Ctx, data: dict[str, object], home: Key, address: str) -> ImapSe
             f'use one of {", ".join(IMAP_SECURITY)}: write security = "tls"',
         )
         security = "tls"
-    if security == "plain" and host is not None and not _is_loopback(host):
+    if security == "plain" and host is not None and not domains.is_loopback_host(host):
         ctx.fail(
             tbl.where("security"),
             f'security = "plain" sends the password unencrypted to {host}',

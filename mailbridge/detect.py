@@ -95,7 +95,7 @@ def judge(
     title = _clean_text(event.title)
     description = _plain_description(event.description)
     shown = _quote(title)
-    own = {e for e in (_clean_email(a).lower() for a in (own_addresses or ())) if e}
+    own = set(domains.own_keys(_clean_email(a) for a in (own_addresses or ())))
     orgs = _org_domains(org_domains)
     attendees = tuple(a for a in (event.attendees or ()) if isinstance(a, Attendee))
 
@@ -279,7 +279,7 @@ class _Entry:
 def _user_declined(attendees: Sequence[Attendee], own: set[str]) -> bool:
     return any(
         a.response == Response.DECLINED
-        and (a.is_self is True or _clean_email(a.email).lower() in own)
+        and (a.is_self is True or domains.address_key(_clean_email(a.email)) in own)
         for a in attendees
     )
 
@@ -373,7 +373,7 @@ def _skip_reason(entry: _Entry, own: set[str], allow_free_mail: bool) -> str:
     email = entry.email
     if not _looks_like_address(email):
         return SKIP_INVALID
-    if entry.is_self or email.lower() in own:
+    if entry.is_self or domains.address_key(email) in own:
         return SKIP_YOU
     if entry.kind == AttendeeKind.RESOURCE or domains.is_resource(email):
         return SKIP_RESOURCE

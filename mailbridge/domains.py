@@ -1,11 +1,14 @@
-"""Facts about addresses and domains: registrable domain, free mail, robots, lists, ATS.
+"""Facts about addresses and domains: the user's own address, registrable domain, free mail,
+robots, lists, ATS, loopback hosts.
 
 Pure and offline: the public suffix list comes bundled with `publicsuffixlist`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
@@ -110,3 +113,40 @@ def same_organisation(address: str, domains: tuple[str, ...] | list[str]) -> boo
     """Whether ``address`` belongs to one of ``domains`` (compared as registrable domains)."""
     own = registrable_domain(address)
     return bool(own) and any(registrable_domain(d) == own for d in domains)
+
+
+def address_key(address: str) -> str:
+    """An address as compared to tell who it is: without angle brackets or spaces, lower-cased,
+    without a +tag ("Me+Jobs@Example.com" and "me@example.com" are the same mailbox); ""
+    when there is no address."""
+    address = address.strip().strip("<>").strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    return f"{local.split('+', 1)[0] or local}@{domain.rstrip('.')}"
+
+
+def own_keys(own_addresses: Iterable[str]) -> frozenset[str]:
+    """The keys of the user's addresses (the account's address and its aliases)."""
+    return frozenset(key for key in (address_key(a) for a in own_addresses) if key)
+
+
+def is_own_address(address: str, own_addresses: Iterable[str]) -> bool:
+    """Whether ``address`` is one of the user's own (aliases, +tags and case included)."""
+    key = address_key(address)
+    return bool(key) and key in own_keys(own_addresses)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine: localhost and any name under .localhost (RFC 6761),
+    and every loopback address (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6)."""
+    host = host.strip().strip("[]").lower().rstrip(".")
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        found = ipaddress.ip_address(host.split("%", 1)[0])  # fe80::1%eth0: drop the zone
+    except ValueError:
+        return False
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped.is_loopback
+    return found.is_loopback

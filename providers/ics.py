@@ -32,6 +32,7 @@ import icalendar
 import recurring_ical_events
 import requests
 
+from mailbridge import domains
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import (
     Attendee,
@@ -94,7 +95,7 @@ def events_from_ics(
     """
     sink: list[Unreadable] = skipped if skipped is not None else []
     calendar = _parse(data, calendar_id)
-    own = {a.lower() for a in own_addresses}
+    own = domains.own_keys(own_addresses)
     floating = _zone(default_tz)
     groups: dict[str, list[Any]] = {}
     for component in calendar.walk("VEVENT"):
@@ -461,7 +462,7 @@ def _zone(name: str) -> tzinfo:
 
 
 def _event(
-    component: Any, calendar_id: str, own: set[str], floating: tzinfo, series: set[str]
+    component: Any, calendar_id: str, own: frozenset[str], floating: tzinfo, series: set[str]
 ) -> Event | None:
     uid = str(component.get("UID", "")).strip()
     if not uid or "DTSTART" not in component:
@@ -535,7 +536,7 @@ def _person(value: Any) -> Person | None:
     return Person(email=email, name=str(getattr(value, "params", {}).get("CN", "")).strip())
 
 
-def _attendee(value: Any, own: set[str], organizer: Person | None) -> Attendee:
+def _attendee(value: Any, own: frozenset[str], organizer: Person | None) -> Attendee:
     params = getattr(value, "params", {})
     email = _address(value)
     return Attendee(
@@ -543,7 +544,7 @@ def _attendee(value: Any, own: set[str], organizer: Person | None) -> Attendee:
         name=str(params.get("CN", "")).strip(),
         kind=_KINDS.get(str(params.get("CUTYPE", "INDIVIDUAL")).upper(), AttendeeKind.UNKNOWN),
         response=_RESPONSES.get(str(params.get("PARTSTAT", "")).upper(), Response.UNKNOWN),
-        is_self=email in own,
+        is_self=domains.address_key(email) in own,
         is_organizer=organizer is not None and email == organizer.email,
     )
 
@@ -558,8 +559,7 @@ def feed_url(url: str, *, account: str = "") -> str:
     if scheme in ("webcal", "webcals"):
         parts = parts._replace(scheme="https")
     elif scheme == "http":
-        host = (parts.hostname or "").lower()
-        if host not in ("localhost", "127.0.0.1", "::1"):
+        if not domains.is_loopback_host(parts.hostname or ""):
             raise ProviderError(
                 f"account {account!r}: calendar.url {url!r} uses plain http; use https "
                 "(http is only allowed to this machine)"

@@ -36,7 +36,6 @@ from __future__ import annotations
 import email
 import email.policy
 import getpass
-import ipaddress
 import json
 import random
 import re
@@ -53,7 +52,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
 
-from mailbridge import compose, mailparse, secrets
+from mailbridge import compose, domains, mailparse, secrets
 from mailbridge.adapters import AuthError, FolderMissing, ProviderError
 from mailbridge.model import (
     DraftMessage,
@@ -121,15 +120,6 @@ def pick_folder(
             if found:
                 return found
     return None
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_provider_id(provider_id: str) -> tuple[int, int]:
@@ -310,7 +300,7 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
     where = f"account {account.name!r}: IMAP server {imap.host}"
     if imap.security not in ("tls", "starttls", "plain"):
         raise ProviderError(f"{where}: security must be tls, starttls or plain")
-    if imap.security == "plain" and not is_loopback(imap.host):
+    if imap.security == "plain" and not domains.is_loopback_host(imap.host):
         raise ProviderError(
             f'{where}: security = "plain" sends the password unencrypted and is only allowed '
             "to this machine (127.0.0.1); use tls or starttls"

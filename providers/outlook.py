@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from mailbridge import secrets
+from mailbridge import domains, secrets
 from mailbridge.adapters import AuthError, FolderMissing, ProviderError
 from mailbridge.model import (
     Attendee,
@@ -431,7 +431,7 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
                 person.name,
                 AttendeeKind.RESOURCE if entry.get("type") == "resource" else AttendeeKind.PERSON,
                 _RESPONSES.get((entry.get("status") or {}).get("response", ""), Response.UNKNOWN),
-                is_self=person.email.lower() in own,
+                is_self=domains.is_own_address(person.email, own),
                 is_organizer=organizer is not None
                 and person.email.lower() == organizer.email.lower(),
             )
@@ -649,7 +649,9 @@ class OutlookMailbox:
         from mailbridge.mailparse import headers_from_fields
 
         sender = _person(item.get("from"))
-        from_user = sender is not None and sender.email.lower() in self._account.own_addresses
+        from_user = sender is not None and domains.is_own_address(
+            sender.email, self._account.own_addresses
+        )
         if kind is Folder.INBOX and not from_user:
             # Threading and auto-reply headers exist only in the full header set.
             params = {"$select": DETAIL_FIELDS}

@@ -237,15 +237,6 @@ def test_cursor_round_trip() -> None:
     assert imap.load_cursor(imap.dump_cursor(states)) == states
 
 
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("imap.example.org", False),
-     ("10.0.0.1", False)],
-)  # fmt: skip
-def test_is_loopback(host, loopback) -> None:
-    assert imap.is_loopback(host) is loopback
-
-
 def test_plain_refused_beyond_loopback() -> None:
     account = AccountSettings(
         name="work",
