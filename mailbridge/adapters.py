@@ -15,7 +15,13 @@ calendar source
 mailbox
     Holds drafts and reports mail. ``messages(cursor, since)`` returns the headers of messages
     that arrived in the inbox or the sent folder since ``cursor`` (on the first call: since
-    ``since``), never whole bodies beyond a short excerpt. ``create_draft`` stores a draft
+    ``since``), never whole bodies beyond a short excerpt. Every mailbox reports the same facts
+    about a message, so that classification is the same on every provider: its headers, the
+    content types of its MIME parts (``MailHeaders.part_types``: an invitation is known by its
+    text/calendar part, which a header-only API does not show), every Authentication-Results
+    header in order, and what the service itself knows (``MailHeaders.hints``: Graph's
+    eventMessage type and ``meetingMessageType``, Gmail's labels, IMAP keywords). A fact the
+    service cannot give is left empty. ``create_draft`` stores a draft
     (with the draft flag) and returns its provider id; ``find_draft`` looks a draft up by its
     Message-ID (used to repair a crash between creating a draft and recording it);
     ``observe`` says whether a draft we made is still in Drafts (and its fingerprint, from

@@ -209,3 +209,75 @@ def test_an_invitation_is_known_by_its_structure_in_every_mailbox(
             excerpt=message.excerpt,
         )
         assert classify(bare, OWN).kind == HUMAN  # the structure alone decides it
+
+
+# --- the provider's own hints, as classify reads them -------------------------------------------
+
+
+def _with_hints(*hints: tuple[str, str], part_types: tuple[str, ...] = ()) -> MailHeaders:
+    from mailbridge.mailparse import headers_from_fields
+
+    return headers_from_fields(
+        [("From", "Marcus Webb <marcus.webb@contoso-freight.com>"), ("Subject", "Second round")],
+        folder=Folder.INBOX,
+        provider_id="p1",
+        part_types=part_types,
+        hints=hints,
+    )
+
+
+@pytest.mark.parametrize(
+    ("hints", "part_types", "kind"),
+    [
+        pytest.param((), (), HUMAN, id="nothing-known"),
+        pytest.param((), ("multipart/alternative", "text/plain", "text/calendar"), CALENDAR,
+                     id="nested-calendar-part"),
+        pytest.param((("graph.type", "#microsoft.graph.eventMessageRequest"),
+                      ("graph.meetingMessageType", "meetingRequest")), (), CALENDAR,
+                     id="graph-meeting-request"),
+        pytest.param((("graph.type", "#microsoft.graph.eventMessage"),), (), CALENDAR,
+                     id="graph-event-message-without-its-type"),
+        pytest.param((("graph.meetingMessageType", "none"),), (), HUMAN,
+                     id="graph-meeting-type-none"),
+        pytest.param((("graph.type", "#microsoft.graph.message"),), (), HUMAN,
+                     id="graph-plain-message"),
+        pytest.param((("gmail.label", "SPAM"),), (), MessageKind.BULK, id="gmail-spam"),
+        pytest.param((("gmail.label", "INBOX"), ("gmail.label", "IMPORTANT")), (), HUMAN,
+                     id="gmail-inbox"),
+        pytest.param((("imap.keyword", "$Junk"),), (), MessageKind.BULK, id="imap-junk"),
+        pytest.param((("imap.keyword", "$NotJunk"),), (), HUMAN, id="imap-not-junk"),
+    ],
+)  # fmt: skip
+def test_hints_and_part_types(
+    hints: tuple[tuple[str, str], ...], part_types: tuple[str, ...], kind: MessageKind
+) -> None:
+    assert classify(_with_hints(*hints, part_types=part_types), OWN).kind is kind
+
+
+def test_gmail_part_types_walk_the_tree_but_not_into_an_attached_message() -> None:
+    payload = {
+        "mimeType": "multipart/mixed",
+        "parts": [
+            {"mimeType": "multipart/alternative",
+             "parts": [{"mimeType": "text/plain"}, {"mimeType": "text/calendar"}]},
+            {"mimeType": "message/rfc822", "parts": [{"mimeType": "application/ics"}]},
+        ],
+    }  # fmt: skip
+    assert gmail.part_types(payload) == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/calendar",
+        "message/rfc822",
+    ]  # fmt: skip
+
+
+def test_graph_facts_come_from_the_headers_the_type_and_the_attachments() -> None:
+    item = {
+        "@odata.type": "#microsoft.graph.eventMessageRequest",
+        "meetingMessageType": "meetingRequest",
+        "internetMessageHeaders": [{"name": "Content-Type", "value": "multipart/alternative"}],
+        "attachments": [{"name": "agenda.pdf", "contentType": "application/pdf"}],
+    }
+    assert outlook.graph_part_types(item) == ["multipart/alternative", "application/pdf"]
+    assert outlook.graph_hints(item) == [
+        ("graph.type", "#microsoft.graph.eventMessageRequest"),
+        ("graph.meetingMessageType", "meetingRequest"),
+    ]
