@@ -911,9 +911,10 @@ class Ledger:
         ):
             known[r["message_id"]] = r["interview_id"]
         for r in self.conn.execute(
+            # A suspicious message (its sender unconfirmed) opens no thread of an interview.
             "SELECT message_id, interview_id FROM message WHERE account=? AND "
-            "interview_id IS NOT NULL AND message_id != ''",
-            (account,),
+            "interview_id IS NOT NULL AND message_id != '' AND kind != ?",
+            (account, MessageKind.SUSPICIOUS.value),
         ):
             known.setdefault(r["message_id"], r["interview_id"])
         return known

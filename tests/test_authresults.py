@@ -214,6 +214,9 @@ def test_a_spoofed_reply_is_suspicious_and_retracts_nothing(
     (row,) = world.ledger.messages(world.account.name)[-1:]
     assert row.kind is MessageKind.SUSPICIOUS and row.sender == LEAD
     (entry,) = [e for e in world.ledger.audit_entries() if e.decision == "suspicious message"]
+    spoof_id = next(m.message_id for m in world.ledger.messages(world.account.name)
+                    if m.kind is MessageKind.SUSPICIOUS)  # fmt: skip
+    assert spoof_id not in world.ledger.known_message_ids(world.account.name)
     assert "DMARC failed for northwind-robotics.com" in entry.reason
 
     assert cli.main(["--config", str(world.config), "status"]) == 0
