@@ -88,7 +88,8 @@ MESSAGE_FIELDS = (
 )
 # Read per inbound message from others: the headers, and the meeting type of an eventMessage
 # (a property of the derived type, selected with its type cast).
-DETAIL_FIELDS = "internetMessageHeaders,microsoft.graph.eventMessage/meetingMessageType"
+HEADER_FIELDS = "internetMessageHeaders"
+DETAIL_FIELDS = f"{HEADER_FIELDS},microsoft.graph.eventMessage/meetingMessageType"
 DRAFT_FIELDS = "isDraft,subject,toRecipients,body,internetMessageId,parentFolderId,changeKey"
 MAIL_FOLDERS = {"inbox": Folder.INBOX, "sentitems": Folder.SENT}
 EXPIRED_SYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
@@ -602,6 +603,9 @@ class OutlookMailbox:
         self._graph = graph
         self._change_keys: dict[str, str] = {}  # provider id -> changeKey when last observed
         self._drafts_folder: str | None = None
+        # Some mailboxes refuse the type cast in $select (400); @odata.type still says which
+        # messages are eventMessages, so they are read without it from then on.
+        self._detail_fields = DETAIL_FIELDS
 
     # mail
 
@@ -654,10 +658,7 @@ class OutlookMailbox:
         )
         if kind is Folder.INBOX and not from_user:
             # Threading and auto-reply headers exist only in the full header set.
-            params = {"$select": DETAIL_FIELDS}
-            if item.get("hasAttachments"):
-                params["$expand"] = "attachments($select=name,contentType)"
-            extra = self._graph.call("GET", f"/me/messages/{item['id']}", params=params)
+            extra = self._details(item)
             headers = extra.get("internetMessageHeaders") or []
             item = {**extra, **item, "internetMessageHeaders": headers}
         return headers_from_fields(
@@ -668,6 +669,22 @@ class OutlookMailbox:
             part_types=graph_part_types(item),
             hints=graph_hints(item),
         )
+
+    def _details(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The headers, meeting type and attachment types of one message."""
+        params = {"$select": self._detail_fields}
+        if item.get("hasAttachments"):
+            params["$expand"] = "attachments($select=name,contentType)"
+        path = f"/me/messages/{item['id']}"
+        try:
+            return dict(self._graph.call("GET", path, params=params))
+        except GraphError as exc:
+            if exc.status != 400 or self._detail_fields == HEADER_FIELDS:
+                raise
+        log.info("account %r: this mailbox refuses meetingMessageType in $select; "
+                 "meeting messages are known by their @odata.type", self._account.name)
+        self._detail_fields = params["$select"] = HEADER_FIELDS
+        return dict(self._graph.call("GET", path, params=params))
 
     # drafts
 

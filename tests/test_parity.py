@@ -281,3 +281,14 @@ def test_graph_facts_come_from_the_headers_the_type_and_the_attachments() -> Non
         ("graph.type", "#microsoft.graph.eventMessageRequest"),
         ("graph.meetingMessageType", "meetingRequest"),
     ]
+
+
+def test_a_graph_mailbox_that_refuses_the_type_cast_still_knows_its_meeting_messages(
+    graph_emulator: GraphEmulator, read_graph: Reader
+) -> None:
+    graph_emulator.refuse_type_cast = True
+    files = corpus()
+    found = by_name("graph", files, read_graph(files))
+    assert {n: classify(m, OWN).kind for n, m in found.items()} == EXPECTED
+    casts = [q for _, _, q in graph_emulator.requests if "eventMessage" in q]
+    assert len(casts) == 1  # asked once, then never again

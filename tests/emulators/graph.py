@@ -226,6 +226,8 @@ class GraphEmulator:
         self.access_token_lifetime = 3600
         self.refresh_mode = "ok"  # "ok" | "invalid_grant"
         self.drafts_missing = False
+        # Like some real mailboxes: a type cast in $select is a 400 (RequestBroker--ParseUri).
+        self.refuse_type_cast = False
         self.violations: list[str] = []
         self.send_attempts: list[str] = []
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query)
@@ -681,6 +683,9 @@ class GraphEmulator:
         names = [s.strip() for s in select.split(",") if s.strip()]
         cast = "microsoft.graph.eventMessage/"
         derived = [n[len(cast):] for n in names if n.startswith(cast)]
+        if derived and self.refuse_type_cast:
+            raise _Reject(400, "RequestBroker--ParseUri", "Could not find a property named "
+                          f"'{cast}{derived[0]}'", violation=False)  # fmt: skip
         names = [n for n in names if not n.startswith(cast)]
         unknown = (set(names) - MESSAGE_PROPS) | (set(derived) - EVENT_MESSAGE_PROPS)
         if unknown:
