@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailbridge import cli, timing
 from mailbridge.classify import sender_authentication
@@ -177,6 +179,17 @@ def test_the_spoofed_sample_fails_and_the_real_ones_pass() -> None:
     assert check("spoofed_reply.eml") == "fail"
     assert check("teams_invitation.eml") == "pass"
     assert check("human_reply.eml") == "none"
+
+
+@given(
+    results=st.lists(
+        st.text(alphabet=st.sampled_from(list("abcdefmx.=;() @\"-_12pasfilnoe")), max_size=80),
+        max_size=4,
+    )
+)
+def test_any_header_text_gives_a_verdict(results: list[str]) -> None:
+    found = sender_authentication(reply(*results))
+    assert found.verdict in ("pass", "fail", "none") and found.reason
 
 
 # --- the engine -------------------------------------------------------------------------------

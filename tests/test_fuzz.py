@@ -324,6 +324,7 @@ def _through_classification(headers: MailHeaders) -> None:
     assert verdict.reason
     found, how = classify.match(headers, _candidates(), {"<known@x>": 1}, OWN)
     assert found in (None, 1) and isinstance(how, str)
+    assert classify.sender_authentication(headers).verdict in ("pass", "fail", "none")
 
 
 @FUZZ
