@@ -783,7 +783,8 @@ class SenderCheck:
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _RESULT = re.compile(r"^\s*([a-z0-9_-]+)\s*=\s*([a-z]+)\b(.*)$", re.IGNORECASE | re.DOTALL)
-_PROPERTY = re.compile(r"\b([a-z]+\.[a-z0-9_-]+)\s*=\s*\"?([^\s\";]+)", re.IGNORECASE)
+# ptype.property=value (RFC 8601), and the bare name=value Microsoft adds (reason=, action=).
+_PROPERTY = re.compile(r"\b([a-z]+(?:\.[a-z0-9_-]+)?)\s*=\s*\"?([^\s\";]+)", re.IGNORECASE)
 _FAILED = frozenset({"fail", "softfail"})
 
 
@@ -841,14 +842,9 @@ def sender_authentication(message: MailHeaders, trusted: Sequence[str] = ()) -> 
     server = _authserv_id(ours[0]) if ours else ""
     by = f" (checked by {server})" if server else ""
 
-    # DMARC decides when the receiving side evaluated it for this From domain.
-    for method, result, props in results:
-        if method == "dmarc" and _aligned(props.get("header.from", domain), domain):
-            if result == "pass":
-                return SenderCheck("pass", f"DMARC passed for {domain}{by}")
-            if result == "fail":
-                return SenderCheck("fail", f"DMARC failed for {domain}{by}")
-    # Microsoft 365's composite authentication stands in for DMARC where the domain has none.
+    # Microsoft 365's composite authentication is its final word: DMARC where the domain has a
+    # policy, its own judgement where not, and a DMARC failure forgiven for a trusted forwarder
+    # (ARC).
     for method, result, props in results:
         if method == "compauth" and result in ("pass", "fail"):
             code = props.get("reason") or ""
@@ -856,6 +852,13 @@ def sender_authentication(message: MailHeaders, trusted: Sequence[str] = ()) -> 
             return SenderCheck(
                 result, f"Microsoft composite authentication {result}ed for {domain}{detail}"
             )
+    # DMARC decides when the receiving side evaluated it for this From domain.
+    for method, result, props in results:
+        if method == "dmarc" and _aligned(props.get("header.from", domain), domain):
+            if result == "pass":
+                return SenderCheck("pass", f"DMARC passed for {domain}{by}")
+            if result == "fail":
+                return SenderCheck("fail", f"DMARC failed for {domain}{by}")
     spf = [r for m, r, p in results if m == "spf" and _aligned(
         p.get("smtp.mailfrom") or p.get("smtp.helo") or "", domain)]  # fmt: skip
     dkim = [r for m, r, p in results if m == "dkim" and _aligned(

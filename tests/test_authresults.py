@@ -110,13 +110,21 @@ def reply(*results: str, sender: str = "priya.natarajan@northwind-labs.com") -> 
         pytest.param(
             (GMAIL_NO_DMARC_FORWARDED,), "pass", "DKIM passed", id="gmail-forwarded-dkim-holds"
         ),
-        pytest.param((M365_PASS,), "pass", "DMARC passed", id="m365"),
-        pytest.param((M365_DMARC_FAIL,), "fail", "DMARC failed", id="m365-dmarc-fail"),
+        pytest.param((M365_PASS,), "pass", "composite authentication passed", id="m365"),
+        pytest.param(
+            (M365_DMARC_FAIL,), "fail", "composite authentication failed", id="m365-dmarc-fail"
+        ),
         pytest.param(
             (M365_COMPAUTH_FAIL,), "fail", "composite authentication failed", id="m365-compauth"
         ),
         pytest.param(
             (M365_COMPAUTH_SOFTPASS,), "none", "nothing decisive", id="m365-compauth-softpass"
+        ),
+        pytest.param(
+            (M365_DMARC_FAIL.replace("compauth=fail reason=000", "compauth=pass reason=130"),),
+            "pass",
+            "reason 130",
+            id="m365-forwarded-with-arc-is-forgiven",
         ),
         pytest.param((FASTMAIL_PASS,), "pass", "DMARC passed", id="fastmail"),
         pytest.param((FASTMAIL_DMARC_FAIL,), "fail", "DMARC failed", id="fastmail-dmarc-fail"),
