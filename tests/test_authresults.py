@@ -3,6 +3,7 @@ and Fastmail write them, and the engine's use of the verdict."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,6 +245,9 @@ def test_a_spoofed_reply_is_suspicious_and_retracts_nothing(
     out = capsys.readouterr().out
     assert f"suspicious message from {LEAD}" in out
     assert f"suspicious (not taken as a reply): from {LEAD}" in out
+    assert cli.main(["--config", str(world.config), "status", "--json"]) == 0
+    (account,) = json.loads(capsys.readouterr().out)["accounts"]
+    assert [m["from"] for m in account["suspicious"]] == [LEAD]
 
     # The real reply, which passes, still takes the follow-up back.
     passed = "mx.example.com; dmarc=pass header.from=northwind-robotics.com"

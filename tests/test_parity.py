@@ -297,3 +297,21 @@ def test_a_graph_mailbox_that_refuses_the_type_cast_still_knows_its_meeting_mess
     assert {n: classify(m, OWN).kind for n, m in found.items()} == EXPECTED
     casts = [q for _, _, q in graph_emulator.requests if "eventMessage" in q]
     assert len(casts) == 1  # asked once, then never again
+
+
+@pytest.mark.server
+def test_imap_reports_keywords_as_hints_and_a_junk_keyword_is_bulk(dovecot: Dovecot) -> None:
+    user = dovecot.new_user("keywords")
+    raw = corpus()["human_reply.eml"]
+    client = dovecot.client(user)
+    try:
+        client.append("INBOX", raw, flags=[b"$Junk", b"\\Seen"])
+    finally:
+        client.logout()
+    box = imap.open_mailbox(imap_account(dovecot, user))
+    try:
+        (found,) = box.messages(None, datetime.now(UTC) - timedelta(days=1)).messages
+    finally:
+        box.close()
+    assert found.hint("imap.keyword") == ("$Junk",)  # keywords only, not system flags
+    assert classify(found, OWN).kind is MessageKind.BULK
