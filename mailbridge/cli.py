@@ -448,6 +448,8 @@ def cmd_note(args: argparse.Namespace) -> int:
         if args.list:
             _print_notes(ledger, interview_id)
             return 0
+        if args.for_ is not None and args.text is None:
+            raise UserError("--for needs the note's text: mailbridge note N --for ADDRESS \"TEXT\"")
         if (args.text is None and not args.decision_by and not args.lead
                 and args.remove is None and args.company is None):
             raise UserError("nothing to save: give the notes text, --decision-by, --lead, "
@@ -455,8 +457,6 @@ def cmd_note(args: argparse.Namespace) -> int:
         if args.text is not None and not args.text.strip():
             raise UserError("the note is empty; to take a note back use --remove N "
                             "(see the notes with --list)")
-        if args.for_ is not None and args.text is None:
-            raise UserError("--for needs the note's text: mailbridge note N --for ADDRESS \"TEXT\"")
         recipient = ""
         if args.for_ is not None:
             chosen = [p for p in interview.attendees if p.email.lower() == args.for_.lower()]
@@ -655,7 +655,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives an optional positional up once an option follows the one before it, so
+    # `note 3 --for ADDRESS "text"` leaves the text over: it is the note's text.
+    if (extra and getattr(args, "func", None) is cmd_note and args.text is None
+            and len(extra) == 1 and not extra[0].startswith("-")):
+        args.text, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
         result: int = args.func(args)
