@@ -248,6 +248,8 @@ _TEAM_TAIL = frozenset(
      "scheduling", "jobs", "staffing"}
 )  # fmt: skip
 _JOINERS = frozenset({"the", "of", "and", "&"})
+# A role, not a person, when it follows team words only: "Hiring Manager", "Talent Coordinator".
+_ROLE_TITLES = frozenset({"manager", "managers", "coordinator", "recruiter", "partner", "partners"})
 
 
 def is_team(person: Person) -> bool:
@@ -256,15 +258,25 @@ def is_team(person: Person) -> bool:
     if words:
         meaningful = [w for w in words if w not in _JOINERS]
         return bool(meaningful) and (
-            all(w in _TEAM_WORDS for w in meaningful) or meaningful[-1] in _TEAM_TAIL
+            all(w in _TEAM_WORDS for w in meaningful)
+            or meaningful[-1] in _TEAM_TAIL
+            or (
+                meaningful[-1] in _ROLE_TITLES
+                and all(w in _TEAM_WORDS for w in meaningful[:-1])
+                and len(meaningful) > 1
+            )
         )
     parts = _local_part_words(person.email)
     return bool(parts) and parts[0].lower() in _ROLE_MAILBOXES
 
 
 def team_name(person: Person) -> str:
-    """How to greet a shared inbox: its team words only ("Talent Acquisition team")."""
-    words = [w for w in _name_words(person.name) if name_key(w) in _TEAM_WORDS - {"team"}]
+    """How to greet a shared inbox: its team words only ("Talent Acquisition team"), or the
+    role it names ("Hiring Manager")."""
+    named = _name_words(person.name)
+    if named and name_key(named[-1]) in _ROLE_TITLES:
+        return " ".join(_recase(w) for w in named if name_key(w) not in _JOINERS)
+    words = [w for w in named if name_key(w) in _TEAM_WORDS - {"team"}]
     if not words:
         words = [w for w in _local_part_words(person.email) if w.lower() in _TEAM_WORDS]
         words = [w for w in words if w.lower() not in ("team", "interview", "interviews")]
