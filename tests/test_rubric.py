@@ -175,6 +175,7 @@ def check_rubric(draft: DraftMessage, recipient: Person, greeting: str, intervie
     # No gap but the marked ones, and every gap marked.
     assert draft.gaps == find_gaps(body)
     assert len(draft.gaps) == expected_gaps, draft.gaps
+    assert "\n\n\n" not in body and not body.startswith(("\n", " "))
     rest = GAP_PATTERN.sub("", text)
     for leftover in ("[[", "]]", "{{", "}}", "{%", "None", " ,", " .", "  ", "()", "at .",
                      "the  ", "there,"):
@@ -200,6 +201,8 @@ def test_thank_you_rubric(case: Case) -> None:
         gaps = (0 if has_notes else 1) + 1 + (1 if greeting.startswith("[[") else 0)
         check_rubric(draft, person, greeting, interview, gaps)
         assert time_words(case) in draft.body
+        assert ("by Friday, December 11" in draft.body or "around Friday, December 11" in draft.body
+                ) is case.decision
         # A note for one interviewer reaches only that interviewer; a note for the interview
         # reaches everyone, as a sentence of its own.
         assert ("Her story about the warehouse robots that learned to share aisles." in draft.body
