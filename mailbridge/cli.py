@@ -263,12 +263,17 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
                 "id": interview.id,
                 "title": interview.title,
                 "company": interview.company,
+                "company_reason": interview.company_reason,
                 "role": interview.role,
                 "start": interview.start.isoformat(),
                 "end": interview.end.isoformat(),
                 "state": interview.state.value,
                 "lead": interview.lead.email if interview.lead else None,
                 "notes": interview.notes,
+                "note_list": [
+                    {"number": n.number, "for": n.recipient or None, "text": n.text}
+                    for n in ledger.notes(interview.id)
+                ],
                 "drafts": drafts,
                 "replies": replies,
             })
@@ -339,6 +344,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  [{iv['id']}] {_local(start, tz)}  {iv['title']}  "
                   f"({iv['company'] or '?'}{', ' + iv['role'] if iv['role'] else ''})"
                   f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}")
+            if iv["company"] and iv["company_reason"]:
+                print(f"      company {iv['company']!r}: from {iv['company_reason']}")
             for d in iv["drafts"]:
                 label = "thank-you" if d["kind"] == DraftKind.THANK_YOU.value else "follow-up"
                 state = d["state"].replace("_", " ")
@@ -410,6 +417,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         interview = ledger.interview(interview_id)
         assert interview is not None
         account = _account_of(settings, interview.account, interview_id)
+        if interview.company:
+            print(f"Company {interview.company!r}, from {interview.company_reason or 'the event'}"
+                  " (change it with `mailbridge note N --company NAME`)")
         for person in interview.attendees:
             message = compose.render(DraftKind.THANK_YOU, interview, person, account)
             _print_message(message.raw)
@@ -432,6 +442,15 @@ def _print_message(raw: bytes) -> None:
     print(body.get_content() if body is not None else "")
 
 
+def _print_notes(ledger: Ledger, interview_id: int) -> None:
+    notes = ledger.notes(interview_id)
+    if not notes:
+        print(f"Interview {interview_id} has no notes.")
+    for note in notes:
+        who = f"for {note.recipient}" if note.recipient else "for everyone"
+        print(f"  {note.number}. ({who}) {note.text}")
+
+
 def cmd_note(args: argparse.Namespace) -> int:
     settings = _load(args)
     now = datetime.now(UTC)
@@ -440,13 +459,49 @@ def cmd_note(args: argparse.Namespace) -> int:
         interview = ledger.interview(interview_id)
         assert interview is not None
         account = _account_of(settings, interview.account, interview_id)
-        if args.text is None and not args.decision_by and not args.lead:
-            raise UserError("nothing to save: give the notes text, --decision-by or --lead")
+        if args.list:
+            _print_notes(ledger, interview_id)
+            return 0
+        if args.for_ is not None and args.text is None:
+            raise UserError("--for needs the note's text: mailbridge note N --for ADDRESS \"TEXT\"")
+        if (args.text is None and not args.decision_by and not args.lead
+                and args.remove is None and args.company is None):
+            raise UserError("nothing to save: give the notes text, --decision-by, --lead, "
+                            "--company or --remove N (see the notes with --list)")
+        if args.text is not None and not args.text.strip():
+            raise UserError("the note is empty; to take a note back use --remove N "
+                            "(see the notes with --list)")
+        recipient = ""
+        if args.for_ is not None:
+            chosen = [p for p in interview.attendees if p.email.lower() == args.for_.lower()]
+            if not chosen:
+                emails = ", ".join(sorted(p.email for p in interview.attendees))
+                raise UserError(f"--for {args.for_}: not one of this interview's interviewers "
+                                f"({emails})")
+            recipient = chosen[0].email
         with ledger.transaction():
+            if args.remove is not None:
+                gone = ledger.remove_note(interview_id, args.remove, now)
+                if gone is None:
+                    count = len(ledger.notes(interview_id))
+                    raise UserError(f"--remove {args.remove}: interview {interview_id} has "
+                                    f"{count} note{'s' if count != 1 else ''}; see them with "
+                                    f"`mailbridge note {interview_id} --list`")
+                ledger.audit(interview.account, "notes", f"you removed the note {gone.text!r}",
+                             now=now, interview_id=interview_id)
             if args.text is not None:
-                ledger.set_notes(interview_id, args.text, now)
-                ledger.audit(interview.account, "notes", "you added notes", now=now,
+                ledger.add_note(interview_id, args.text, now, recipient=recipient)
+                ledger.audit(interview.account, "notes",
+                             f"you added a note for {recipient}" if recipient
+                             else "you added a note for every interviewer", now=now,
                              interview_id=interview_id)
+            if args.company is not None:
+                ledger.set_company_override(interview_id, args.company, now)
+                ledger.audit(interview.account, "company chosen",
+                             f"you named the company {args.company.strip()!r}"
+                             if args.company.strip()
+                             else "you went back to the company found in the calendar",
+                             now=now, interview_id=interview_id)
             if args.decision_by:
                 try:
                     day = date.fromisoformat(args.decision_by)
@@ -580,9 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("interview", help="the interview number from `status`")
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("note", help="add notes (and decision date, lead) to an interview")
+    p = sub.add_parser("note", help="add notes (and decision date, lead, company) to an interview")
     p.add_argument("interview", help="the interview number from `status`")
-    p.add_argument("text", nargs="?", help="what you want the drafts to mention")
+    p.add_argument("text", nargs="?", help="what you want the drafts to mention (adds a note)")
+    p.add_argument("--for", dest="for_", metavar="ADDRESS",
+                   help="the note goes only into the draft to this interviewer")
+    p.add_argument("--list", action="store_true", help="show the interview's notes, numbered")
+    p.add_argument("--remove", type=int, metavar="N", help="remove note N (see --list)")
+    p.add_argument("--company", help='the company name the drafts use ("" for the one found)')
     p.add_argument("--decision-by", help="when the employer said they would decide (YYYY-MM-DD)")
     p.add_argument("--lead", help="the interviewer who gets the follow-up")
     p.set_defaults(func=cmd_note)
@@ -609,7 +669,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives an optional positional up once an option follows the one before it, so
+    # `note 3 --for ADDRESS "text"` leaves the text over: it is the note's text.
+    if (extra and getattr(args, "func", None) is cmd_note and args.text is None
+            and len(extra) == 1 and not extra[0].startswith("-")):
+        args.text, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
         result: int = args.func(args)

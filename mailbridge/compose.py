@@ -63,10 +63,16 @@ GAP_PATTERN: Final = re.compile(
 TEMPLATE_FIELDS: Final = (
     "recipient_first_name",
     "recipient_name",
+    "greeting_name",
     "company",
     "role",
     "interview_date",
     "interview_time",
+    "interview_when",
+    "decision_date",
+    "job",
+    "variant",
+    "threaded",
     "notes",
     "user_name",
     "signature",
@@ -229,9 +235,68 @@ def _local_part_words(email: str) -> list[str]:
     return [w for w in re.split(r"[._\-\d\s]+", local) if w and w.isalpha()]
 
 
+# Words of a display name that belong to a shared inbox, not a person ("Recruiting Team").
+_TEAM_WORDS = frozenset(
+    {
+        "team", "recruiting", "recruitment", "talent", "acquisition", "hr", "people", "hiring",
+        "careers", "jobs", "scheduling", "coordination", "ops", "operations", "office",
+        "interviews", "interview", "panel", "committee", "staffing",
+    }
+)  # fmt: skip
+_TEAM_TAIL = frozenset(
+    {"team", "recruiting", "recruitment", "talent", "acquisition", "careers", "hr", "hiring",
+     "scheduling", "jobs", "staffing"}
+)  # fmt: skip
+_JOINERS = frozenset({"the", "of", "and", "&"})
+# A role, not a person, when it follows team words only: "Hiring Manager", "Talent Coordinator".
+_ROLE_TITLES = frozenset({"manager", "managers", "coordinator", "recruiter", "partner", "partners"})
+
+
+def is_team(person: Person) -> bool:
+    """`person` is a shared inbox ("Recruiting Team", "Acme Talent", careers@...), not a person."""
+    words = [name_key(w) for w in _name_words(person.name)]
+    if words:
+        meaningful = [w for w in words if w not in _JOINERS]
+        return bool(meaningful) and (
+            all(w in _TEAM_WORDS for w in meaningful)
+            or meaningful[-1] in _TEAM_TAIL
+            or (
+                meaningful[-1] in _ROLE_TITLES
+                and all(w in _TEAM_WORDS for w in meaningful[:-1])
+                and len(meaningful) > 1
+            )
+        )
+    parts = _local_part_words(person.email)
+    return bool(parts) and parts[0].lower() in _ROLE_MAILBOXES
+
+
+def team_name(person: Person) -> str:
+    """How to greet a shared inbox: its team words only ("Talent Acquisition team"), or the
+    role it names ("Hiring Manager")."""
+    named = _name_words(person.name)
+    if named and name_key(named[-1]) in _ROLE_TITLES:
+        return " ".join(_recase(w) for w in named if name_key(w) not in _JOINERS)
+    words = [w for w in named if name_key(w) in _TEAM_WORDS - {"team"}]
+    if not words:
+        words = [w for w in _local_part_words(person.email) if w.lower() in _TEAM_WORDS]
+        words = [w for w in words if w.lower() not in ("team", "interview", "interviews")]
+    shown = [w.upper() if len(w) <= 2 else _recase(w.lower()) for w in words]
+    return f"{' '.join(shown)} team" if shown else "hiring team"
+
+
+def greeting_name(person: Person) -> str:
+    """The name after "Dear": a first name, a team, or a marked gap when nothing tells."""
+    if is_team(person):
+        return team_name(person)
+    name = first_name(person)
+    return name if name != "there" else gap("their name")
+
+
 def first_name(person: Person) -> str:
     """How to greet `person`: the first word of the display name, else from the address."""
     words = _name_words(person.name)
+    if words and is_team(person):
+        return "there"
     if words and not (len(words) == 1 and name_key(words[0]) in _HONORIFICS):
         first = words[0]
         if _is_initial(first) and len(words) >= 3:
@@ -362,6 +427,65 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def time_words(moment: datetime, written: datetime) -> str:
+    """When `moment` was, as seen from `written` (both local): "this afternoon", "yesterday",
+    "on Tuesday", "on Tuesday, December 1"."""
+    days = (written.date() - moment.date()).days
+    if days <= 0:
+        part = "morning" if moment.hour < 12 else "afternoon" if moment.hour < 17 else "evening"
+        return f"this {part}"
+    if days == 1:
+        return "yesterday"
+    if days < 7:
+        return f"on {_DAYS[moment.weekday()]}"
+    return f"on {_format_date(moment)}"
+
+
+def sentence(text: str) -> str:
+    """The user's words as a sentence of a letter: a capital first letter and a full stop."""
+    text = clean_text(text).strip()
+    if not text:
+        return ""
+    if text[0].islower() and len(text[0].upper()) == 1:  # "ß" has no one-letter capital
+        text = text[0].upper() + text[1:]
+    if text.rstrip("\"'”’)»")[-1:] not in (".", "!", "?", "…"):
+        text += "."
+    return text
+
+
+def notes_for(interview: InterviewRow, recipient: Person) -> tuple[str, ...]:
+    """The notes that go into the draft to `recipient`: those for everyone, then their own."""
+    if not interview.note_list:
+        return (sentence(interview.notes),) if interview.notes.strip() else ()
+    me = recipient.email.strip().lower()
+    shared = [sentence(n.text) for n in interview.note_list if not n.recipient]
+    own = [sentence(n.text) for n in interview.note_list if n.recipient == me]
+    return tuple(t for t in (*shared, *own) if t)
+
+
+def variant(interview: InterviewRow, recipient: Person) -> int:
+    """Which of a template's phrasings this recipient gets.
+
+    Deterministic, and different for every member of a panel: the recipient's place among the
+    interviewers (by address), shifted by the event so two interviews do not read alike.
+    """
+    panel = sorted({p.email.strip().lower() for p in (*interview.attendees, recipient)})
+    shift = int(hashlib.sha256(interview.key.uid.encode("utf-8")).hexdigest()[:8], 16)
+    return shift + panel.index(recipient.email.strip().lower())
+
+
+def job_phrase(role: str, company: str) -> str:
+    """The job, named once: "the Data Engineer role at Acme", "the role at Acme", "this role"."""
+    role, company = one_line(role), one_line(company)
+    if role and company:
+        return f"the {role} role at {company}"
+    if role:
+        return f"the {role} role"
+    if company:
+        return f"the role at {company}"
+    return "this role"
+
+
 def thank_you_subject(role: str, company: str) -> str:
     role, company = one_line(role), one_line(company)
     if role:
@@ -404,20 +528,35 @@ def _context(
     *,
     seq: int,
     subject: str,
+    written_at: datetime | None = None,
+    threaded: bool = False,
 ) -> dict[str, Any]:
-    start = _aware(interview.start).astimezone(_zone(account.policy.timezone))
+    zone = _zone(account.policy.timezone)
+    start = _aware(interview.start).astimezone(zone)
+    written = _aware(written_at or interview.end).astimezone(zone)
     kept = interview.attendees or (recipient,)
+    decision = interview.decision_date
     return {
         "recipient_first_name": first_name(recipient),
         "recipient_name": one_line(recipient.name) or first_name(recipient),
+        "greeting_name": greeting_name(recipient),
         "company": one_line(interview.company),
         "role": one_line(interview.role),
+        "job": job_phrase(interview.role, interview.company),
         "interview_date": _format_date(start),
         "interview_time": _format_time(start),
-        "notes": clean_text(interview.notes).strip(),
+        "interview_when": time_words(start, written),
+        "decision_date": (
+            f"{_DAYS[decision.weekday()]}, {_MONTHS[decision.month - 1]} {decision.day}"
+            if decision
+            else ""
+        ),
+        "variant": variant(interview, recipient),
+        "threaded": threaded,
+        "notes": "\n\n".join(notes_for(interview, recipient)),
         "user_name": one_line(account.display_name),
         "signature": clean_text(account.signature).strip("\n"),
-        "interviewers": [first_name(p) for p in kept],
+        "interviewers": [first_name(p) for p in kept if not is_team(p)],
         "seq": seq,
         "subject": _clip(one_line(subject), _SUBJECT_LIMIT),
     }
@@ -530,7 +669,10 @@ def check_templates(templates_dir: Path | None) -> list[str]:
         for sample in variants:
             for seq, reply_to in ((1, ""), (2, "<thanks.mailbridge@example.org>")):
                 subject = default_subject(kind, sample, in_reply_to=reply_to)
-                context = _context(sample, recipient, account, seq=seq, subject=subject)
+                context = _context(
+                    sample, recipient, account, seq=seq, subject=subject,
+                    threaded=bool(reply_to),
+                )
                 try:
                     output = _render_template(env, name, context)
                 except ComposeError as exc:
@@ -655,8 +797,14 @@ def render(
     references: Sequence[str] = (),
     thread_subject: str = "",
     now: datetime | None = None,
+    written_at: datetime | None = None,
 ) -> DraftMessage:
-    """Render one draft to `recipient` and build its RFC 5322 message."""
+    """Render one draft to `recipient` and build its RFC 5322 message.
+
+    `written_at` is the moment the letter speaks from ("this afternoon", "yesterday"); the
+    engine passes the draft's due time so every pass renders the same words. It defaults to
+    `now`, else the end of the interview.
+    """
     kind = DraftKind(kind)
     to_addr = _addr_spec(
         recipient.email, whose=f"interviewer {one_line(recipient.name) or recipient.email}"
@@ -669,7 +817,10 @@ def render(
 
     subject = default_subject(kind, interview, in_reply_to=parent, thread_subject=thread_subject)
     env = _environment(account.templates_dir)
-    context = _context(interview, recipient, account, seq=seq, subject=subject)
+    context = _context(
+        interview, recipient, account, seq=seq, subject=subject,
+        written_at=written_at or now, threaded=bool(parent),
+    )
     try:
         output = _render_template(env, TEMPLATE_NAMES[kind], context)
     except ComposeError as exc:
@@ -733,6 +884,13 @@ __all__ = [
     "first_name",
     "follow_up_subject",
     "gap",
+    "greeting_name",
+    "is_team",
+    "job_phrase",
+    "notes_for",
+    "sentence",
+    "time_words",
+    "variant",
     "message_id",
     "name_key",
     "one_line",

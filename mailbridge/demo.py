@@ -12,6 +12,7 @@ import email
 import email.policy
 import logging
 import mailbox
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from mailbridge import config as config_module
 from mailbridge import engine, timing
+from mailbridge.compose import GAP_PATTERN
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftState
 
@@ -104,6 +106,44 @@ def _print_draft(message: EmailMessage) -> None:
         print(f"   | {line}")
 
 
+# What the demo's candidate writes into each thank-you's gaps, in order; a gap with no answer
+# here is an optional one the candidate deletes.
+CANDIDATE_WORDS: dict[str, tuple[str, ...]] = {
+    LEAD[1]: (
+        "Your account of how the navigation team tries every new planner in simulation before"
+        " it goes near the warehouse floor stayed with me, because that is how I like to work.",
+    ),
+    SECOND[1]: (
+        "I keep thinking about how you kept the lidar readings steady in dusty aisles; sensor"
+        " work like that is where I most want to grow.",
+        "I did not get to mention that I rebuilt our robot's localisation stack in ROS 2 last"
+        " spring, and I would be glad to walk you through it.",
+    ),
+}
+
+
+def fill_gaps(body: str, answers: tuple[str, ...]) -> str:
+    """`body` with its gaps filled from `answers` in order; a paragraph left empty is dropped."""
+    remaining = list(answers)
+
+    def answer(_: re.Match[str]) -> str:
+        return remaining.pop(0) if remaining else ""
+
+    paragraphs = [GAP_PATTERN.sub(answer, p).strip(" ") for p in body.split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p.strip())
+
+
+def _filled(raw: bytes) -> bytes:
+    """The candidate's draft as they send it: the same message with the gaps written."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    (to,) = message["To"].addresses
+    part = message.get_body(preferencelist=("plain",))
+    body = str(part.get_content()) if part is not None else ""
+    message.set_content(fill_gaps(body, CANDIDATE_WORDS.get(to.addr_spec, ())))
+    return message.as_bytes()
+
+
 def run(directory: Path | None = None) -> int:
     logging.getLogger("mailbridge").setLevel(logging.WARNING)  # the narration says it all
     root = directory or Path(tempfile.mkdtemp(prefix="mailbridge-demo-"))
@@ -144,8 +184,11 @@ def run(directory: Path | None = None) -> int:
         drafts_box = mailbox.Maildir(root / "Maildir" / ".Drafts", factory=None, create=False)
         sent_box = mailbox.Maildir(root / "Maildir" / ".Sent", factory=None, create=False)
         for key in list(drafts_box.keys()):
-            sent_box.add(drafts_box.get_bytes(key))
+            sent_box.add(_filled(drafts_box.get_bytes(key)))
             drafts_box.remove(key)
+        for message in _show_folder(root, "Sent"):
+            _print_draft(message)
+            print()
         sent_at = due + timedelta(minutes=30)
         step(sent_at)
 

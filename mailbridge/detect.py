@@ -57,6 +57,7 @@ class Detection:
     lead: Person | None = None
     skipped: tuple[Skipped, ...] = ()
     employer_domains: tuple[str, ...] = ()  # registrable domains of the kept interviewers
+    company_reason: str = ""  # where `company` came from, for `status`
 
 
 def default_org_domains(address: str) -> tuple[str, ...]:
@@ -174,7 +175,7 @@ def judge(
     )
     lead, override_note = _choose_lead(kept, organizer, lead_override)
     tokens = _person_tokens(organizer, attendees, own)
-    company = _infer_company(title, organizer, lead, employer, tokens)
+    company, company_reason = _infer_company(title, organizer, lead, employer, tokens)
     role = _infer_role(title, description)
     count = len(kept)
     reason = (
@@ -190,6 +191,7 @@ def judge(
         lead=lead,
         skipped=tuple(skipped),
         employer_domains=employer,
+        company_reason=company_reason,
     )
 
 
@@ -430,7 +432,8 @@ def _wordset(text: str) -> frozenset[str]:
 # around them so that "Hewlett-Packard" and "AI/ML Engineer" stay whole.
 _SEPARATORS = re.compile(
     r"\s+[-/]\s+|\s*[–—|•·]\s*|\s*<>\s*|\s*<->\s*|\s+x\s+|(?<!\d):(?!\d)|[()\[\]{}]"
-    r"|\s+(?:with|w/|at|@|for|via|through)\s+|\s+w/|\s+@",
+    r"|\s+(?:with|w/|at|@|for|via|through|bei|mit|chez|avec|con|presso|bij|met|hos|med)\s+"
+    r"|\s+w/|\s+@",
     re.IGNORECASE,
 )
 
@@ -448,6 +451,19 @@ _MEETING_WORDS = _wordset(
     tentative rescheduled reschedule canceled cancelled pst pdt est edt cst cdt mst mdt utc
     gmt bst cet cest ist aest am pm role position opening job candidate debrief 1:1 1-1 one
     on one onsite/virtual day half full time
+    vorstellungsgespräch bewerbungsgespräch gespräch kennenlernen entretien d'embauche embauche
+    entrevue entrevista de trabajo colloquio sollicitatiegesprek kennismakingsgesprek
+    intervista intervju anställningsintervju haastattelu rozmowa kwalifikacyjna
+    面接 面試 面试 採用面接 一次面接 二次面接 最終面接 インタビュー 면접
+    """
+)
+
+# Legal-form words: they belong to the name before them ("Second Co", "Müller GmbH").
+_LEGAL_SUFFIXES = _wordset(
+    """
+    co co. company inc inc. incorporated corp corp. corporation ltd ltd. limited llc llp plc
+    gmbh ag kg se sa s.a. sas sarl srl spa s.p.a. bv b.v. nv n.v. ab as asa oy oyj pty kk
+    株式会社 有限会社 group holdings
     """
 )
 
@@ -483,7 +499,7 @@ def _bare(word: str) -> str:
     return word.strip(".,;:!?'\"-+&/")
 
 
-def _trim_meeting_words(text: str, keywords: Sequence[str]) -> str:
+def _trim_meeting_words(text: str, keywords: Sequence[str], employer: Sequence[str] = ()) -> str:
     """Remove interview keywords and meeting words at the edges: "Acme Phone Screen" -> "Acme"."""
     for keyword in keywords:
         pattern = _keyword_pattern(keyword) if isinstance(keyword, str) else None
@@ -491,6 +507,12 @@ def _trim_meeting_words(text: str, keywords: Sequence[str]) -> str:
             text = pattern.sub(" ", text)
     parts = text.split()
     while parts and (_bare(parts[0].casefold()) in _MEETING_WORDS or not _has_letter(parts[0])):
+        rest = parts[1:]
+        # "Second Co", "First Solar" (firstsolar.com): the word is part of the name.
+        if rest and _has_letter(parts[0]) and (
+            rest[0].casefold() in _LEGAL_SUFFIXES or _names_domain(" ".join(parts), employer)
+        ):
+            break
         parts.pop(0)
     while parts and (_bare(parts[-1].casefold()) in _MEETING_WORDS or not _has_letter(parts[-1])):
         parts.pop()
@@ -506,22 +528,42 @@ def _compact(text: str) -> str:
     return "".join(ch for ch in text.casefold() if ch.isalnum())
 
 
+_GERMAN_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+def _spellings(text: str) -> set[str]:
+    """Compact forms a domain may use for a name: "Müller" -> muller, mueller."""
+    plain = _compact(text)
+    folded = _compact(plain.translate(_GERMAN_FOLD))
+    no_marks = "".join(
+        ch for ch in unicodedata.normalize("NFKD", plain) if not unicodedata.combining(ch)
+    )
+    return {plain, folded, no_marks}
+
+
+def _names_domain(text: str, employer: Sequence[str]) -> bool:
+    """`text` spells an employer domain's name exactly: "First Solar" and firstsolar.com."""
+    labels = {_compact(_domain_label(d)) for d in employer}
+    return bool(_spellings(text) & labels)
+
+
 def _domain_label(domain: str) -> str:
     return domain.split(".", 1)[0] if domain else ""
 
 
 def _matches_domain(candidate: str, employer: Sequence[str]) -> bool:
-    name = _compact(candidate)
-    if len(name) < 2:
-        return False
-    for domain in employer:
-        label = _compact(_domain_label(domain))
-        if len(label) < 2:
+    for name in _spellings(candidate):
+        if len(name) < 2:
             continue
-        if name == label or (
-            min(len(name), len(label)) >= 3 and (name.startswith(label) or label.startswith(name))
-        ):
-            return True
+        for domain in employer:
+            label = _compact(_domain_label(domain))
+            if len(label) < 2:
+                continue
+            if name == label or (
+                min(len(name), len(label)) >= 3
+                and (name.startswith(label) or label.startswith(name))
+            ):
+                return True
     return False
 
 
@@ -558,7 +600,7 @@ def _company_candidates(title: str, employer: Sequence[str]) -> list[str]:
     segments = [s for s in _SEPARATORS.split(title) if s and s.strip()]
     candidates = []
     for segment in segments:
-        text = _trim_meeting_words(segment, _TITLE_KEYWORDS)
+        text = _trim_meeting_words(segment, _TITLE_KEYWORDS, employer)
         if not text or not _has_letter(text) or _is_role(text):
             continue
         shaped = len(segments) > 1 or text != segment.strip()
@@ -623,22 +665,33 @@ def _infer_company(
     lead: Person | None,
     employer: Sequence[str],
     person_tokens: set[str],
-) -> str:
-    found = _pick(_company_candidates(title, employer), employer, person_tokens)
-    if not found:
-        for person in (organizer, lead):
-            if person is not None:
-                found = _pick(_company_from_display_name(person.name), employer, person_tokens)
-                if found:
-                    break
-    if not found:
-        domain = ""
-        if lead is not None and not domains.is_free_mail(lead.email):
-            domain = domains.registrable_domain(lead.email)
-        if not domain and employer:
-            domain = employer[0]
-        found = company_from_domain(domain) if domain else ""
-    return _shorten(found, 80)
+) -> tuple[str, str]:
+    """The employer's name and where it came from, strongest evidence first.
+
+    A part of the title that spells an employer domain is confirmed twice; then the
+    organisation in the organizer's (or lead's) display name; then a title that has a
+    company-shaped part; last, the employer's registrable domain turned into a name.
+    """
+    candidates = _company_candidates(title, employer)
+    for candidate in candidates:
+        if _matches_domain(candidate, employer):
+            return _shorten(candidate, 80), "the event title, matching the interviewers' domain"
+    for person in (organizer, lead):
+        if person is not None:
+            found = _pick(_company_from_display_name(person.name), employer, person_tokens)
+            if found:
+                return _shorten(found, 80), f"the organisation in {person.email}'s display name"
+    found = _pick(candidates, employer, person_tokens)
+    if found:
+        return _shorten(found, 80), "the event title"
+    domain = ""
+    if lead is not None and not domains.is_free_mail(lead.email):
+        domain = domains.registrable_domain(lead.email)
+    if not domain and employer:
+        domain = employer[0]
+    if domain:
+        return _shorten(company_from_domain(domain), 80), f"the interviewers' domain {domain}"
+    return "", "nothing in the event names the employer"
 
 
 def _infer_role(title: str, description: str) -> str:

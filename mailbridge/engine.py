@@ -231,6 +231,7 @@ class Pass:
             lead=found.lead,
             employer_domains=found.employer_domains,
             now=self.now,
+            company_reason=found.company_reason,
         )
         if existing is None:
             self.decide(
@@ -542,6 +543,7 @@ class Pass:
             references=(parent.message_id,) if parent else (),
             thread_subject=self.ledger.draft_subject(parent.id) if parent else "",
             now=self.now,
+            written_at=draft.due,  # time words ("this afternoon") stay the same on every pass
         )
 
     def _render_or_report(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage | None:

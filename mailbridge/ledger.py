@@ -29,11 +29,12 @@ from mailbridge.model import (
     InterviewState,
     MessageKind,
     MessageRow,
+    Note,
     Person,
     Snapshot,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -152,6 +153,23 @@ MIGRATIONS: list[str] = [
     # update cut short by a crash is recognised as ours and not taken for the user's edit.
     """
     ALTER TABLE draft ADD COLUMN pending_hash TEXT NOT NULL DEFAULT '';
+    """,
+    # 3: several notes per interview, each for every interviewer or for one of them; the
+    # company the user chose (`note --company`) and why the company shown was chosen.
+    # interview.notes stays, holding the notes for everyone joined, for older readers.
+    """
+    CREATE TABLE note (
+        id INTEGER PRIMARY KEY,
+        interview_id INTEGER NOT NULL REFERENCES interview(id),
+        recipient TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX note_interview ON note (interview_id);
+    INSERT INTO note (interview_id, recipient, text, created_at)
+        SELECT id, '', notes, updated_at FROM interview WHERE notes != '';
+    ALTER TABLE interview ADD COLUMN company_override TEXT NOT NULL DEFAULT '';
+    ALTER TABLE interview ADD COLUMN company_reason TEXT NOT NULL DEFAULT '';
     """,
 ]
 
@@ -579,12 +597,13 @@ class Ledger:
 
     def _interview(self, row: sqlite3.Row) -> InterviewRow:
         lead = _person(row["lead"])
+        override = row["company_override"]
         return InterviewRow(
             id=row["id"],
             account=row["account"],
             key=EventKey(row["calendar"], row["uid"], row["instance"]),
             title=row["title"],
-            company=row["company"],
+            company=override or row["company"],
             role=row["role"],
             start=datetime.fromisoformat(row["start"]),
             end=datetime.fromisoformat(row["end"]),
@@ -600,6 +619,8 @@ class Ledger:
             if row["decision_date"]
             else None,
             employer_domains=tuple(json.loads(row["employer_domains"])),
+            note_list=tuple(self.notes(row["id"])),
+            company_reason="you chose it (note --company)" if override else row["company_reason"],
         )
 
     def interview_by_key(self, account: str, key: EventKey) -> InterviewRow | None:
@@ -643,6 +664,7 @@ class Ledger:
         lead: Person | None,
         employer_domains: Sequence[str],
         now: datetime,
+        company_reason: str = "",
     ) -> tuple[int, bool]:
         """Insert or update; returns (id, changed)."""
         existing = self.interview_by_key(account, key)
@@ -666,10 +688,20 @@ class Ledger:
                 (account, key.calendar, key.uid, key.instance, *values),
             )
             assert cur.lastrowid is not None
+            self.conn.execute(
+                "UPDATE interview SET company_reason=? WHERE id=?", (company_reason, cur.lastrowid)
+            )
             return cur.lastrowid, True
+        detected = self.conn.execute(
+            "SELECT company, company_reason FROM interview WHERE id=?", (existing.id,)
+        ).fetchone()
+        if company_reason and detected["company_reason"] != company_reason:
+            self.conn.execute(
+                "UPDATE interview SET company_reason=? WHERE id=?", (company_reason, existing.id)
+            )
         changed = (
             existing.title != title
-            or existing.company != company
+            or detected["company"] != company
             or existing.role != role
             or existing.start != start
             or existing.end != end
@@ -692,10 +724,65 @@ class Ledger:
         )
 
     def set_notes(self, interview_id: int, notes: str, now: datetime) -> None:
+        """Replace the notes for every interviewer with `notes` (one note, or none if empty)."""
+        self.conn.execute("DELETE FROM note WHERE interview_id=? AND recipient=''", (interview_id,))
+        if notes.strip():
+            self.conn.execute(
+                "INSERT INTO note (interview_id, recipient, text, created_at) VALUES (?, '', ?, ?)",
+                (interview_id, notes, _iso(now)),
+            )
+        self._notes_changed(interview_id, now)
+
+    def notes(self, interview_id: int) -> list[Note]:
+        """The interview's notes in the order given, numbered as `note --list` shows them."""
+        rows = self.conn.execute(
+            "SELECT recipient, text FROM note WHERE interview_id=? ORDER BY id", (interview_id,)
+        ).fetchall()
+        return [
+            Note(text=r["text"], recipient=r["recipient"], number=n)
+            for n, r in enumerate(rows, start=1)
+        ]
+
+    def add_note(self, interview_id: int, text: str, now: datetime, recipient: str = "") -> Note:
+        """Add a note for every interviewer, or (with `recipient`) for that one address."""
+        self.conn.execute(
+            "INSERT INTO note (interview_id, recipient, text, created_at) VALUES (?, ?, ?, ?)",
+            (interview_id, recipient.strip().lower(), text, _iso(now)),
+        )
+        self._notes_changed(interview_id, now)
+        return self.notes(interview_id)[-1]
+
+    def remove_note(self, interview_id: int, number: int, now: datetime) -> Note | None:
+        """Remove note `number` (as `notes` numbers them); None if there is no such note."""
+        rows = self.conn.execute(
+            "SELECT id FROM note WHERE interview_id=? ORDER BY id", (interview_id,)
+        ).fetchall()
+        if not 1 <= number <= len(rows):
+            return None
+        gone = self.notes(interview_id)[number - 1]
+        self.conn.execute("DELETE FROM note WHERE id=?", (rows[number - 1]["id"],))
+        self._notes_changed(interview_id, now)
+        return gone
+
+    def _notes_changed(self, interview_id: int, now: datetime) -> None:
+        # interview.notes keeps the notes for everyone joined, for readers of the old column;
+        # the version tells the planner that unedited drafts should be rendered again.
+        shared = [n.text for n in self.notes(interview_id) if not n.recipient]
         self.conn.execute(
             "UPDATE interview SET notes=?, notes_version=notes_version+1, updated_at=? "
             "WHERE id=?",
-            (notes, _iso(now), interview_id),
+            ("\n".join(shared), _iso(now), interview_id),
+        )
+
+    def set_company_override(self, interview_id: int, company: str, now: datetime) -> None:
+        """The company name the user chose; "" goes back to the one found in the calendar.
+
+        Drafts are rendered again like after a change of notes, so the version is bumped.
+        """
+        self.conn.execute(
+            "UPDATE interview SET company_override=?, notes_version=notes_version+1, "
+            "updated_at=? WHERE id=?",
+            (company.strip(), _iso(now), interview_id),
         )
 
     def set_decision_date(self, interview_id: int, day: date | None, now: datetime) -> None:

@@ -204,6 +204,15 @@ class DraftState(enum.StrEnum):
         return self in (DraftState.CREATED, DraftState.USER_EDITED)
 
 
+@dataclass(frozen=True)
+class Note:
+    """Something the candidate wants the drafts to mention, from `mailbridge note`."""
+
+    text: str
+    recipient: str = ""  # "" for every interviewer; else the one address it is for (lower case)
+    number: int = 0  # its place in `note --list`, from 1
+
+
 class InterviewState(enum.StrEnum):
     ACTIVE = "active"
     CANCELLED = "cancelled"
@@ -226,6 +235,8 @@ class InterviewRow:
     notes_version: int = 0
     decision_date: date | None = None  # when the employer said they would decide
     employer_domains: tuple[str, ...] = ()
+    note_list: tuple[Note, ...] = ()  # every note, in the order given; `notes` joins the shared
+    company_reason: str = ""  # why `company` is what it is, for `status`
 
 
 @dataclass(frozen=True)

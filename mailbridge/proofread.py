@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 
-from mailbridge.compose import GAP_PATTERN, first_name, name_key, one_line
+from mailbridge.compose import GAP_PATTERN, first_name, is_team, name_key, one_line
 from mailbridge.model import Person
 
 # Text-speak and what to write instead. "u" and "ur" count only in lower case: a capital U is
@@ -181,12 +181,34 @@ def _greeting_warnings(body: str, recipients: Sequence[Person]) -> Iterator[str]
             )
 
 
+# Words that make a greeting to a department read right ("Recruiting team", "Hiring Manager").
+_ADDRESSABLE = frozenset(
+    {"team", "all", "everyone", "manager", "managers", "coordinator", "recruiter", "partner",
+     "partners", "committee"}
+)  # fmt: skip
+
+
+def _team_greeting_warnings(body: str) -> Iterator[str]:
+    """ "Dear Recruiting," greets a department as if it were a person."""
+    match = _GREETING.search(GAP_PATTERN.sub("", body))
+    if match is None:
+        return
+    names = match.group("names").strip().rstrip(",:;!.—-").strip()
+    words = {name_key(w) for w in _NAME_SPLIT.split(names) if w}
+    if names and is_team(Person("", names)) and not words & _ADDRESSABLE:
+        yield (
+            f'The greeting "{names}" reads as a person\'s name: write "{names} team", or greet'
+            " the person by name."
+        )
+
+
 def proofread(body: str, recipients: Sequence[Person]) -> list[str]:
     """Warnings about a draft body, in plain words; an empty list means nothing was found."""
     return [
         *_gap_warnings(body),
         *_text_speak_warnings(body),
         *_greeting_warnings(body, recipients),
+        *_team_greeting_warnings(body),
     ]
 
 

@@ -956,6 +956,7 @@ def test_full_detection() -> None:
             Skipped("room-1@acme.com", SKIP_RESOURCE),
         ),
         employer_domains=("acme.com", "acme-partner.io"),
+        company_reason="the event title, matching the interviewers' domain",
     )
 
 

@@ -69,6 +69,11 @@ CLEAN = "Dear John,\n\nThank you for your time today.\n\nBest,\nJordan\n"
         ("Dear Dana,\n\nThanks.\n", [JOHN], ["name:Dana"]),
         ("Dear Dana and Jon,\n\nThanks.\n", [DANA, JOHN], ["name:Jon"]),
         ("Dear Donna,\n\nThanks.\n", [DOTTED], ["name:Donna"]),
+        # A department greeted as if it were a person.
+        ("Dear Recruiting,\n\nThanks.\n", [JOHN], ["team:Recruiting"]),
+        ("Dear Talent Acquisition,\n\nThanks.\n", [JOHN], ["team:Talent Acquisition"]),
+        ("Dear Recruiting team,\n\nThanks.\n", [JOHN], []),
+        ("Dear Talent Acquisition team,\n\nThanks.\n", [JOHN], []),
     ],
 )
 def test_proofread(body: str, recipients: list[Person], expected: list[str]) -> None:
@@ -90,6 +95,9 @@ def test_proofread(body: str, recipients: list[Person], expected: list[str]) -> 
             assert f'greeting says "{detail}"' in warning
             assert "check the spelling" in warning
             assert any(p.email in warning for p in recipients)
+        elif kind == "team":
+            assert f'greeting "{detail}" reads as a person' in warning
+            assert f'"{detail} team"' in warning
         elif kind == "accent":
             assert f'greeting writes "{detail}"' in warning and "accents" in warning
         else:  # pragma: no cover - a typo in the table
@@ -139,6 +147,13 @@ def test_default_draft_warns_only_about_its_gaps(kind: DraftKind) -> None:
     warnings = proofread(draft.body, [JOHN])
     assert len(warnings) == len(draft.gaps) == 2
     assert all(w.startswith("Unfilled gap") for w in warnings)
+
+
+def test_a_team_inbox_is_greeted_as_a_team_without_warnings() -> None:
+    team = Person("talent.partners@acme.example", "Recruiting Team")
+    draft = render(DraftKind.THANK_YOU, _interview((team, JOHN)), team, ACCOUNT)
+    assert draft.body.startswith("Dear Recruiting team,\n")
+    assert [w for w in proofread(draft.body, [team]) if "greeting" in w] == []
 
 
 def test_filled_draft_has_no_warnings() -> None:

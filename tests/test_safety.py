@@ -237,7 +237,7 @@ def test_the_sandbox_still_allows_ordinary_templates(tmp_path: Path) -> None:
     )
     draft = render(DraftKind.THANK_YOU, make_interview(notes="hi"), DANA,
                    make_account(templates_dir=tmp_path))  # fmt: skip
-    assert draft.body == "2 HI [0, 1, 2]\n"
+    assert draft.body == "2 HI. [0, 1, 2]\n"  # notes reach templates as sentences
 
 
 HTML = '<script>alert("x")</script><b onclick="x()">Acme</b> &amp; <a href="https://e.example">'
