@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,9 @@ from mailbridge.adapters import ProviderError, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError
-from mailbridge.model import DraftKind, DraftState, InterviewState
+from mailbridge.model import DraftKind, DraftRow, DraftState, InterviewRow
 from mailbridge.settings import AccountSettings, Settings
+from mailbridge.textsafe import printable, redact_urls, safe
 
 log = logging.getLogger("mailbridge")
 
@@ -43,6 +46,12 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Every log line: secret URLs redacted, other people's control characters escaped."""
+    record.msg, record.args = safe(record.getMessage()), None
+    return True
+
+
 def _setup_logging(verbose: bool) -> None:
     handler = _Stderr()
     # journald stamps every line itself; elsewhere a time helps.
@@ -50,6 +59,7 @@ def _setup_logging(verbose: bool) -> None:
         "%(asctime)s %(levelname)s %(message)s"
     )
     handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_redact_record)
     root = logging.getLogger("mailbridge")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -181,6 +191,76 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _dry_mailbox(account: AccountSettings) -> Any:
+    """The provider's dry-run opener (it creates no folders), when it has one."""
+    try:
+        opener = getattr(mailbox_module(account.provider), "open_mailbox_dry", None)
+    except (ImportError, ProviderError):
+        return None
+    return opener(account) if opener is not None else None
+
+
+def _print_outcome(name: str, actions: Sequence[str], error: str | None) -> bool:
+    """One pass's outcome for the terminal; True when it failed."""
+    for line in actions:
+        print(safe(line))
+    if not actions and error is None:
+        print(f"{safe(name)}: nothing to do")
+    if error:
+        print(f"{safe(name)}: {safe(error)}", file=sys.stderr)
+    return error is not None
+
+
+def _ask_service_for_passes(settings: Settings, account: str | None) -> int | None:
+    """A pass now by the running service, shown here; None when no service answers."""
+    from mailbridge.daemon import ServiceUnreachable, ask_service
+
+    if account is not None:
+        _accounts(settings, account)  # an unknown name is the user's mistake, said here
+    try:
+        reply = ask_service(settings.state_dir, {"command": "sync", "account": account})
+    except ServiceUnreachable:
+        return None
+    except OSError as exc:
+        raise UserError(f"the running service did not answer ({exc.strerror or exc}); "
+                        "see its log (`mailbridge service status`)") from None
+    if "error" in reply:
+        raise UserError(f"the running service refused: {reply['error']}")
+    failures = 0
+    print("Asked the running service for a pass:")
+    for result in reply.get("results", []):
+        failures += _print_outcome(result["account"], result.get("actions", []),
+                                   result.get("error"))
+    return 1 if failures else 0
+
+
+def _dry_run(settings: Settings, account_name: str | None) -> int:
+    """One pass per account against a copy of the ledger in memory: nothing on disk changes."""
+    failures = 0
+    accounts = _accounts(settings, account_name)
+    # The decisions are printed below; logging them too would show each one twice.
+    quiet = log.level > logging.DEBUG
+    if quiet:
+        log.setLevel(logging.WARNING)
+    with Ledger.scratch_copy(settings.state_dir) as ledger:
+        for account in accounts:
+            mailbox = None
+            try:
+                mailbox = _dry_mailbox(account)
+                report = engine.reconcile(account, ledger, dry_run=True, mailbox=mailbox)
+            except ProviderError as exc:
+                failures += _print_outcome(account.name, [], str(exc))
+                continue
+            finally:
+                if mailbox is not None:
+                    mailbox.close()
+            if report.paused:
+                print(f"{safe(account.name)}: would pause: {safe(report.paused)}",
+                      file=sys.stderr)
+            failures += _print_outcome(account.name, report.actions, report.error)
+    return 1 if failures else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.once and (args.dry_run or args.account):
         raise UserError("--dry-run and --account go with --once "
@@ -190,171 +270,302 @@ def cmd_run(args: argparse.Namespace) -> int:
         from mailbridge.daemon import Daemon
 
         return Daemon(settings.path, settings).serve()
+    if args.dry_run:
+        return _dry_run(settings, args.account)
+    return _one_pass_here_or_by_service(settings, args.account)
+
+
+def _one_pass_here_or_by_service(settings: Settings, account_name: str | None) -> int:
     from mailbridge import notify
 
     failures = 0
     with _open_ledger(settings) as ledger:
-        if not args.dry_run:
+        try:
             ledger.lock()
-        for account in _accounts(settings, args.account):
-            report = engine.reconcile(
-                account, ledger, dry_run=args.dry_run,
-                notify=None if args.dry_run else notify.send,
-            )
-            if args.dry_run:
-                for line in report.actions:
-                    print(line)
-                if not report.actions:
-                    print(f"{account.name}: nothing to do")
+        except LedgerError:
+            # The service holds the ledger: ask it for the pass instead of fighting it.
+            asked = _ask_service_for_passes(settings, account_name)
+            if asked is None:
+                raise
+            return asked
+        for account in _accounts(settings, account_name):
+            try:
+                report = engine.reconcile(account, ledger, notify=notify.send)
+            except sqlite3.Error as exc:
+                # This account's pass could not be recorded; the others still get theirs.
+                failures += _print_outcome(account.name, [], ledger_problem(exc, settings))
+                continue
             if report.paused:
                 failures += 1
-                print(f"{account.name}: paused: {report.paused}", file=sys.stderr)
+                print(f"{safe(account.name)}: paused: {safe(report.paused)}", file=sys.stderr)
             if report.error:
                 failures += 1
-                print(f"{account.name}: {report.error}", file=sys.stderr)
+                print(f"{safe(account.name)}: {safe(report.error)}", file=sys.stderr)
     return 1 if failures else 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    asked = _ask_service_for_passes(settings, args.account)
+    if asked is not None:
+        return asked
+    print("The service is not running; doing the pass here.", file=sys.stderr)
+    return _one_pass_here_or_by_service(settings, args.account)
+
+
+def ledger_problem(exc: BaseException, settings: Settings | None = None) -> str:
+    """One line for a ledger the machine made unusable: what happened and what to do."""
+    where = str(settings.state_dir) if settings is not None else "the state directory"
+    text = str(exc).lower()
+    if "full" in text:
+        return (f"the disk holding {where} is full; free some space (the pass is retried, "
+                "nothing was lost)")
+    if "readonly" in text or "read-only" in text:
+        return (f"the ledger in {where} is read-only; make the folder and its files writable "
+                "by you (or set state_dir to another folder)")
+    if "locked" in text or "busy" in text:
+        return (f"the ledger in {where} is busy (another program holds it); "
+                "try again in a moment")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (f"the ledger in {where} is damaged; move ledger.sqlite3 aside and run again "
+                "(drafts already in your mailbox are found again by their Message-ID)")
+    return f"the ledger in {where} cannot be used ({exc}); check that folder"
+
+
+# --- status: each part its own small function, so more parts can be added beside them -------
+
+
+def _since(text: str, tz: str) -> datetime:
+    """``--since``: a date (2026-11-01, midnight in your time zone) or a span back from now."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
+    try:
+        return datetime.now(UTC) - parse_delay(text)
+    except (DurationError, OverflowError) as exc:
+        raise UserError(f"--since takes a date like 2026-11-01 or a span like 7d "
+                        f"({exc})") from None
+
+
+def interview_notes(ledger: Ledger, interview: InterviewRow) -> list[dict[str, str]]:
+    """The notes to show for an interview, as {"text", "for"} (for: "" or an interviewer).
+
+    The one place that reads notes for `status` and `preview`: point it at the ledger's
+    notes accessor when notes gain one of their own.
+    """
+    del ledger  # notes are on the interview row today
+    return [{"text": interview.notes, "for": ""}] if interview.notes else []
+
+
+def _draft_row(ledger: Ledger, draft: DraftRow) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": draft.id,
+        "kind": draft.kind.value,
+        "to": draft.recipient.email,
+        "state": draft.state.value,
+        "due": draft.due.isoformat(),
+        "late": draft.late,
+    }
+    if draft.flagged:
+        row["flagged"] = draft.flagged
+    if draft.state in (DraftState.CREATED, DraftState.USER_EDITED):
+        row["warnings"] = ledger.draft_warnings(draft.id)
+    return row
+
+
+def _draft_warnings(interview_id: int, draft: dict[str, Any]) -> list[str]:
+    found = []
+    label = draft["kind"].replace("_", "-")
+    if draft.get("flagged"):
+        found.append(f"interview {interview_id}: {draft['kind']} to {draft['to']}:"
+                     f" {draft['flagged']}")
+    found.extend(f"interview {interview_id}: {label} to {draft['to']}: {text}"
+                 for text in _summarise(draft.get("warnings", [])))
+    return found
+
+
+def _interview_data(ledger: Ledger, account: AccountSettings,
+                    interview: InterviewRow) -> dict[str, Any]:
+    return {
+        "id": interview.id,
+        "title": interview.title,
+        "company": interview.company,
+        "role": interview.role,
+        "start": interview.start.isoformat(),
+        "end": interview.end.isoformat(),
+        "state": interview.state.value,
+        "lead": interview.lead.email if interview.lead else None,
+        "decision_by": interview.decision_date.isoformat() if interview.decision_date else None,
+        "notes": interview_notes(ledger, interview),
+        "drafts": [_draft_row(ledger, d) for d in ledger.drafts(interview_id=interview.id)],
+        "replies": [
+            {"from": m.sender, "kind": m.kind.value, "at": m.at.isoformat()}
+            for m in ledger.messages(account.name) if m.interview_id == interview.id
+        ],
+    }
+
+
+def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
+    tz = account.policy.timezone
+    state = ledger.account_status(account.name)
+    warnings: list[str] = []
+    if state.paused:
+        warnings.append(f"paused: {state.paused}")
+    if state.last_error:
+        warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
+    return warnings
+
+
+def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
+    state = ledger.account_status(account.name)
+    interviews = [_interview_data(ledger, account, i) for i in ledger.interviews(account.name)]
+    warnings = _account_warnings(ledger, account)
+    for iv in interviews:
+        for draft in iv["drafts"]:
+            warnings.extend(_draft_warnings(iv["id"], draft))
+    upcoming = sorted(
+        (d for d in ledger.drafts(account.name) if d.state == DraftState.PLANNED),
+        key=lambda d: d.due,
+    )
+    return {
+        "account": account.name,
+        "provider": account.provider,
+        "last_ok": state.last_ok.isoformat() if state.last_ok else None,
+        "paused": state.paused,
+        "error": state.last_error,
+        "warnings": warnings,
+        "interviews": interviews,
+        "next_due": [
+            {"draft": d.id, "kind": d.kind.value, "to": d.recipient.email,
+             "due": d.due.isoformat()} for d in upcoming[:10]
+        ],
+    }
+
+
+def _digest(ledger: Ledger, since: datetime) -> list[dict[str, Any]]:
+    return [
+        {"at": e.at.isoformat(), "account": e.account, "decision": e.decision,
+         "reason": redact_urls(e.reason), "interview": e.interview_id}
+        for e in ledger.audit_entries(since=since)
+    ]
+
+
 def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> dict[str, Any]:
-    accounts = []
-    now = datetime.now(UTC)
-    for account in settings.accounts:
-        tz = account.policy.timezone
-        state = ledger.account_status(account.name)
-        warnings: list[str] = []
-        if state.paused:
-            warnings.append(f"paused: {state.paused}")
-        if state.last_error:
-            warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
-        interviews = []
-        for interview in ledger.interviews(account.name):
-            if since and interview.end < since and interview.state == InterviewState.ACTIVE:
-                pass
-            drafts = []
-            for draft in ledger.drafts(interview_id=interview.id):
-                row: dict[str, Any] = {
-                    "id": draft.id,
-                    "kind": draft.kind.value,
-                    "to": draft.recipient.email,
-                    "state": draft.state.value,
-                    "due": draft.due.isoformat(),
-                    "late": draft.late,
-                }
-                if draft.flagged:
-                    row["flagged"] = draft.flagged
-                    warnings.append(
-                        f"interview {interview.id}: {draft.kind.value} to {draft.recipient.email}:"
-                        f" {draft.flagged}"
-                    )
-                if draft.state in (DraftState.CREATED, DraftState.USER_EDITED):
-                    waiting = ledger.draft_warnings(draft.id)
-                    row["warnings"] = waiting
-                    warnings.extend(
-                        f"interview {interview.id}: {draft.kind.value.replace('_', '-')} to "
-                        f"{draft.recipient.email}: {text}"
-                        for text in _summarise(waiting)
-                    )
-                drafts.append(row)
-            replies = [
-                {"from": m.sender, "kind": m.kind.value, "at": m.at.isoformat()}
-                for m in ledger.messages(account.name) if m.interview_id == interview.id
-            ]
-            interviews.append({
-                "id": interview.id,
-                "title": interview.title,
-                "company": interview.company,
-                "role": interview.role,
-                "start": interview.start.isoformat(),
-                "end": interview.end.isoformat(),
-                "state": interview.state.value,
-                "lead": interview.lead.email if interview.lead else None,
-                "notes": interview.notes,
-                "drafts": drafts,
-                "replies": replies,
-            })
-        upcoming = sorted(
-            (d for d in ledger.drafts(account.name) if d.state == DraftState.PLANNED),
-            key=lambda d: d.due,
-        )
-        accounts.append({
-            "account": account.name,
-            "provider": account.provider,
-            "last_ok": state.last_ok.isoformat() if state.last_ok else None,
-            "paused": state.paused,
-            "error": state.last_error,
-            "warnings": warnings,
-            "interviews": interviews,
-            "next_due": [
-                {"draft": d.id, "kind": d.kind.value, "to": d.recipient.email,
-                 "due": d.due.isoformat()} for d in upcoming[:10]
-            ],
-        })
-    data: dict[str, Any] = {"generated": now.isoformat(), "accounts": accounts}
+    data: dict[str, Any] = {
+        "generated": datetime.now(UTC).isoformat(),
+        "accounts": [_account_data(ledger, account) for account in settings.accounts],
+    }
     if since is not None:
         data["since"] = since.isoformat()
-        data["digest"] = [
-            {"at": e.at.isoformat(), "account": e.account, "decision": e.decision,
-             "reason": e.reason, "interview": e.interview_id}
-            for e in ledger.audit_entries(since=since)
-        ]
+        data["digest"] = _digest(ledger, since)
     return data
+
+
+def _draft_lines(d: dict[str, Any], tz: str) -> list[str]:
+    label = "thank-you" if d["kind"] == DraftKind.THANK_YOU.value else "follow-up"
+    state = STATE_LABELS.get(d["state"], d["state"].replace("_", " "))
+    when = ""
+    if d["state"] == DraftState.PLANNED.value:
+        when = f", due {_local(datetime.fromisoformat(d['due']), tz)}"
+    lines = [f"      {label:9} to {d['to']:32} {state}{when}{' (late)' if d['late'] else ''}"]
+    first = _plain_line(label, d["to"], d["state"])
+    if first:
+        lines.append(f"                {first}")
+    return lines
+
+
+def _interview_lines(iv: dict[str, Any], tz: str) -> list[str]:
+    start = datetime.fromisoformat(iv["start"])
+    lines = [f"  [{iv['id']}] {_local(start, tz)}  {iv['title']}  "
+             f"({iv['company'] or '?'}{', ' + iv['role'] if iv['role'] else ''})"
+             f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}"]
+    facts = [f"lead: {iv['lead'] or 'none'}"]
+    if iv["decision_by"]:
+        facts.append(f"decision by {iv['decision_by']}")
+    lines.append("      " + "; ".join(facts))
+    for note in iv["notes"]:
+        who = f" (for {note['for']})" if note["for"] else ""
+        lines.append(f"      note{who}: {note['text']}")
+    for d in iv["drafts"]:
+        lines.extend(_draft_lines(d, tz))
+    for r in iv["replies"]:
+        what = MESSAGE_LABELS.get(r["kind"], r["kind"])
+        lines.append(f"      {what} {r['from']}, {_local(datetime.fromisoformat(r['at']), tz)}")
+    return lines
+
+
+def _account_lines(account: AccountSettings, data: dict[str, Any]) -> list[str]:
+    tz = account.policy.timezone
+    last = data["last_ok"]
+    last_text = _local(datetime.fromisoformat(last), tz) if last else "never"
+    lines = [f"{account.name} ({account.provider}) — last good pass: {last_text}"]
+    lines.extend(f"  ! {warning}" for warning in data["warnings"])
+    for iv in data["interviews"]:
+        lines.extend(_interview_lines(iv, tz))
+    if data["next_due"]:
+        nxt = data["next_due"][0]
+        lines.append(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "
+                     f"{_local(datetime.fromisoformat(nxt['due']), tz)}")
+    return lines
+
+
+def _digest_lines(since: datetime, digest: list[dict[str, Any]]) -> list[str]:
+    lines = ["", f"Since {since.date().isoformat()}:"]
+    counts: dict[str, int] = {}
+    for entry in digest:
+        counts[entry["decision"]] = counts.get(entry["decision"], 0) + 1
+    lines.extend(f"  {decision}: {count}" for decision, count in sorted(counts.items()))
+    lines.extend(f"  - {entry['decision']}: {entry['reason']}"
+                 for entry in digest if entry["decision"] in EXPLAINED)
+    return lines
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _load(args)
     since = None
     if args.since:
-        try:
-            since = datetime.now(UTC) - parse_delay(args.since)
-        except DurationError as exc:
-            raise UserError(f"--since: {exc}") from None
-    with _open_ledger(settings) as ledger:
+        tz = settings.accounts[0].policy.timezone if settings.accounts else "UTC"
+        since = _since(args.since, tz)
+    with _read_ledger(settings) as ledger:
         data = _status_data(settings, ledger, since)
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2))  # JSON escapes control characters itself
         return 0
+    lines: list[str] = []
     for account_data in data["accounts"]:
-        account = settings.account(account_data["account"])
-        tz = account.policy.timezone
-        last = account_data["last_ok"]
-        last_text = _local(datetime.fromisoformat(last), tz) if last else "never"
-        print(f"{account.name} ({account.provider}) — last good pass: {last_text}")
-        for warning in account_data["warnings"]:
-            print(f"  ! {warning}")
-        for iv in account_data["interviews"]:
-            start = datetime.fromisoformat(iv["start"])
-            print(f"  [{iv['id']}] {_local(start, tz)}  {iv['title']}  "
-                  f"({iv['company'] or '?'}{', ' + iv['role'] if iv['role'] else ''})"
-                  f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}")
-            for d in iv["drafts"]:
-                label = "thank-you" if d["kind"] == DraftKind.THANK_YOU.value else "follow-up"
-                state = d["state"].replace("_", " ")
-                when = ""
-                if d["state"] == DraftState.PLANNED.value:
-                    when = f", due {_local(datetime.fromisoformat(d['due']), tz)}"
-                first = _plain_line(label, d["to"], d["state"])
-                print(f"      {label:9} to {d['to']:32} {state}{when}"
-                      f"{' (late)' if d['late'] else ''}")
-                if first:
-                    print(f"                {first}")
-            for r in iv["replies"]:
-                what = MESSAGE_LABELS.get(r["kind"], r["kind"])
-                print(f"      {what} {r['from']}, {_local(datetime.fromisoformat(r['at']), tz)}")
-        if account_data["next_due"]:
-            nxt = account_data["next_due"][0]
-            print(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "
-                  f"{_local(datetime.fromisoformat(nxt['due']), tz)}")
+        lines.extend(_account_lines(settings.account(account_data["account"]), account_data))
     if since is not None:
-        print(f"\nSince {since.date().isoformat()}:")
-        counts: dict[str, int] = {}
-        for entry in data["digest"]:
-            counts[entry["decision"]] = counts.get(entry["decision"], 0) + 1
-        for decision, count in sorted(counts.items()):
-            print(f"  {decision}: {count}")
-        for entry in data["digest"]:
-            if entry["decision"] in EXPLAINED:
-                print(f"  - {entry['decision']}: {entry['reason']}")
+        lines.extend(_digest_lines(since, data["digest"]))
+    for line in lines:
+        print(safe(line))
     return 0
+
+
+def _read_ledger(settings: Settings) -> Ledger:
+    """The ledger for reading; with none yet, an empty one in memory (nothing is created)."""
+    from mailbridge.ledger import DB_NAME
+
+    if (settings.state_dir / DB_NAME).exists():
+        return _open_ledger(settings)
+    return Ledger.scratch_copy(settings.state_dir)
+
+
+STATE_LABELS = {
+    DraftState.PLANNED.value: "planned",
+    DraftState.CREATING.value: "being written",
+    DraftState.CREATED.value: "in Drafts",
+    DraftState.SENT.value: "sent by you",
+    DraftState.USER_EDITED.value: "in Drafts, edited by you",
+    DraftState.USER_DELETED.value: "deleted by you",
+    DraftState.RETRACTED.value: "taken back (the employer replied)",
+    DraftState.CANCELLED.value: "cancelled",
+    DraftState.SKIPPED.value: "skipped",
+}
 
 
 # Decisions whose reasons the digest spells out: whatever did not happen, and why.
@@ -391,31 +602,46 @@ def _plain_line(label: str, to: str, state: str) -> str:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     settings = _load(args)
-    with _open_ledger(settings) as ledger:
+    now = datetime.now(UTC)
+    with _read_ledger(settings) as ledger:
         interview_id = _interview_id(ledger, args.interview)
         interview = ledger.interview(interview_id)
         assert interview is not None
         account = _account_of(settings, interview.account, interview_id)
-        for person in interview.attendees:
-            message = compose.render(DraftKind.THANK_YOU, interview, person, account)
-            _print_message(message.raw)
-        if interview.lead:
-            message = compose.render(DraftKind.FOLLOW_UP, interview, interview.lead, account)
-            _print_message(message.raw)
+        tz = account.policy.timezone
+        for note in interview_notes(ledger, interview):
+            who = f" (for {note['for']})" if note["for"] else ""
+            print(safe(f"note{who}: {note['text']}"))
+        drafts = ledger.drafts(interview_id=interview_id)
+        for draft in drafts:
+            state = STATE_LABELS.get(draft.state.value, draft.state.value)
+            if draft.state == DraftState.PLANNED:
+                state += f", due {_local(draft.due, tz)}"
+            if draft.state in (DraftState.CREATED, DraftState.USER_EDITED, DraftState.SENT):
+                state += " (shown as mailbridge wrote it; your mailbox has the real one)"
+            _print_message(f"{draft.kind.value.replace('_', '-')} [{state}]",
+                           engine.render_draft(ledger, account, draft, interview, now).raw)
+        if not drafts:
+            # Nothing planned yet (the first pass has not run): what the drafts would say.
+            for person in interview.attendees:
+                message = compose.render(DraftKind.THANK_YOU, interview, person, account)
+                _print_message("thank-you [not planned yet]", message.raw)
     return 0
 
 
-def _print_message(raw: bytes) -> None:
+def _print_message(label: str, raw: bytes) -> None:
     import email
     import email.policy
 
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     print("=" * 72)
+    print(safe(label))
     for name in ("From", "To", "Subject"):
-        print(f"{name}: {parsed[name]}")
+        print(safe(f"{name}: {parsed[name]}"))
     print()
     body = parsed.get_body(preferencelist=("plain",))
-    print(body.get_content() if body is not None else "")
+    text = body.get_content() if body is not None else ""
+    print(printable(redact_urls(str(text)), keep_newlines=True))
 
 
 def cmd_note(args: argparse.Namespace) -> int:
@@ -507,43 +733,93 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbridge import demo
 
-    return demo.run(Path(args.dir) if args.dir else None)
+    try:
+        return demo.run(Path(args.dir).expanduser() if args.dir else None)
+    except demo.DemoRefused as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_service(args: argparse.Namespace) -> int:
     from mailbridge import service
 
-    return service.install(_config_path(args), dry=args.print)
+    if args.action == "install":
+        return service.install(_config_path(args), dry=args.print)
+    if args.action == "uninstall":
+        return service.uninstall()
+    return service.status(_config_path(args))
 
 
 # --- parser -----------------------------------------------------------------------------------
+
+
+def _interview_number(text: str) -> str:
+    """Checks the form only; whether the interview exists is checked against the ledger."""
+    if not text.strip().isdigit() or len(text.strip()) > 12:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an interview number (a small whole number from `mailbridge status`)")
+    return text.strip()
+
+
+def _email_address(text: str) -> str:
+    from email.utils import parseaddr
+
+    address = parseaddr(text)[1]
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an email address; give the interviewer's address, like "
+            "priya.raman@example.com (`mailbridge status` lists them)")
+    return address
+
+
+DECISION_HORIZON_DAYS = 2 * 366
+
+
+def _decision_date(text: str) -> str:
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; write it like 2026-12-04") from None
+    today = datetime.now(UTC).date()
+    if not today.replace(year=today.year - 1) <= day <= today + \
+            timedelta(days=DECISION_HORIZON_DAYS):
+        raise argparse.ArgumentTypeError(
+            f"{day} is too far from today; give the date the employer named (within two years)")
+    return day.isoformat()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailbridge",
         description="Thank-you and follow-up drafts for your job interviews. Never sends mail.",
+        epilog=f"The config file is {paths.default_config_path()} unless --config or "
+               f"${paths.CONFIG_ENV} names another. `mailbridge COMMAND --help` tells more.",
     )
-    parser.add_argument("--config", help="the config file (default: %(default)s)",
-                        default=None)
+    parser.add_argument("--config", metavar="PATH",
+                        help="the config file to use instead of the default one")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
     # The same options after the command as before it: `mailbridge status --config X`.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, help="the config file")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the config file to use instead of the default one")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     real_add_parser = sub.add_parser
 
     def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # The one-line help doubles as the command's description in `COMMAND --help`.
+        kwargs.setdefault("description", kwargs.get("help"))
         return real_add_parser(name, parents=[common], **kwargs)
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("init", help="write a starter config")
-    p.add_argument("--address", default="you@example.com", help="your email address")
-    p.add_argument("--provider", default="local", choices=["local", "imap", "gmail", "outlook"])
+    p.add_argument("--address", default="you@example.com",
+                   help="your email address (default: %(default)s)")
+    p.add_argument("--provider", default="local", choices=["local", "imap", "gmail", "outlook"],
+                   help="where your mail is (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 
@@ -551,46 +827,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run the service (or one pass with --once)")
-    p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+    p.add_argument("--once", action="store_true",
+                   help="one pass over every account, then exit (asks the running service "
+                        "for it when there is one)")
     p.add_argument("--dry-run", action="store_true",
-                   help="with --once: write nothing, print what would be done")
+                   help="with --once: change nothing anywhere, print what would be done")
     p.add_argument("--account", help="only this account (with --once)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("sync", help="ask the running service for a pass now and show it")
+    p.add_argument("account", nargs="?", help="only this account (default: every enabled one)")
+    p.set_defaults(func=cmd_sync)
+
     p = sub.add_parser("status", help="interviews, drafts, replies, what is next, warnings")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--since", help='also summarise what happened, e.g. "7d"')
+    p.add_argument("--since", metavar="DATE|SPAN",
+                   help='also summarise what happened since a date ("2026-11-01") or for a '
+                        'span back from now ("7d")')
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("preview", help="show an interview's drafts without writing them")
-    p.add_argument("interview", help="the interview number from `status`")
+    p = sub.add_parser("preview", help="show an interview's drafts and their state, "
+                                       "writing nothing")
+    p.add_argument("interview", type=_interview_number,
+                   help="the interview number from `status`")
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("note", help="add notes (and decision date, lead) to an interview")
-    p.add_argument("interview", help="the interview number from `status`")
+    p.add_argument("interview", type=_interview_number,
+                   help="the interview number from `status`")
     p.add_argument("text", nargs="?", help="what you want the drafts to mention")
-    p.add_argument("--decision-by", help="when the employer said they would decide (YYYY-MM-DD)")
-    p.add_argument("--lead", help="the interviewer who gets the follow-up")
+    p.add_argument("--decision-by", type=_decision_date, metavar="YYYY-MM-DD",
+                   help="when the employer said they would decide")
+    p.add_argument("--lead", type=_email_address, metavar="ADDRESS",
+                   help="the email address of the interviewer who gets the follow-up")
     p.set_defaults(func=cmd_note)
 
     p = sub.add_parser("auth", help="sign in to an account and store the credential")
-    p.add_argument("account")
+    p.add_argument("account", help="the account's name in the config")
     p.add_argument("--no-browser", action="store_true", help="print the sign-in URL instead")
     p.set_defaults(func=cmd_auth)
 
     p = sub.add_parser("resume", help="accept a source that tripped a safety valve")
-    p.add_argument("account")
+    p.add_argument("account", help="the paused account's name")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("demo", help="watch the whole loop on a throwaway local example")
-    p.add_argument("--dir", help="keep the example here instead of a temporary folder")
+    p = real_add_parser(
+        "demo", help="watch the whole loop on a throwaway local example",
+        description="Watch the whole loop on a throwaway local example. It never touches "
+                    "your own mail or config.")
+    p.add_argument("--dir", metavar="FOLDER",
+                   help="keep the example in this new or empty folder (or an earlier demo's) "
+                        "instead of a temporary one")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log debug detail")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("service", help="run mailbridge at login (systemd user unit / launchd)")
-    p.add_argument("action", choices=["install"])
-    p.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    p.add_argument("action", choices=["install", "uninstall", "status"],
+                   help="install (or replace) the unit, remove it, or show whether it runs")
+    p.add_argument("--print", action="store_true",
+                   help="with install: print the unit instead of writing it")
     p.set_defaults(func=cmd_service)
     return parser
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`status | head -1`): stop quietly, as other tools do."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -599,13 +904,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         result: int = args.func(args)
+        sys.stdout.flush()
         return result
     except (UserError, config_module.ConfigError, LedgerError, ProviderError,
             compose.ComposeError) as exc:
-        print(f"mailbridge: {exc}", file=sys.stderr)
+        print(f"mailbridge: {safe(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
     except KeyboardInterrupt:
         return 130
+    except sqlite3.Error as exc:
+        print(f"mailbridge: {ledger_problem(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        what = f" {exc.filename}" if exc.filename else ""
+        print(f"mailbridge: cannot use{safe(what)}: {exc.strerror or exc}; check that it exists "
+              "and that you may use it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

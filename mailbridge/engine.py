@@ -510,27 +510,10 @@ class Pass:
             ))
 
     def _thread_parent(self, draft: DraftRow) -> DraftRow | None:
-        """The sent thank-you a follow-up replies to: the user's thank-you to the same person."""
-        if draft.kind != DraftKind.FOLLOW_UP:
-            return None
-        for other in self.ledger.drafts(interview_id=draft.interview_id):
-            if (
-                other.kind == DraftKind.THANK_YOU
-                and other.state == DraftState.SENT
-                and other.recipient.email.lower() == draft.recipient.email.lower()
-            ):
-                return other
-        return None
+        return thread_parent(self.ledger, draft)
 
     def _render(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage:
-        parent = self._thread_parent(draft)
-        return compose.render(
-            draft.kind, interview, draft.recipient, self.account, seq=draft.seq,
-            in_reply_to=parent.message_id if parent else "",
-            references=(parent.message_id,) if parent else (),
-            thread_subject=self.ledger.draft_subject(parent.id) if parent else "",
-            now=self.now,
-        )
+        return render_draft(self.ledger, self.account, draft, interview, self.now)
 
     def _render_or_report(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage | None:
         """The rendered draft, or None after auditing why a template could not render it."""
@@ -678,6 +661,38 @@ class Pass:
             interview.id, "retracted",
             f"{interview.company or interview.title} replied; the follow-up draft was removed",
         ))
+
+
+def thread_parent(ledger: Ledger, draft: DraftRow) -> DraftRow | None:
+    """The sent thank-you a follow-up replies to: the user's thank-you to the same person."""
+    if draft.kind != DraftKind.FOLLOW_UP:
+        return None
+    for other in ledger.drafts(interview_id=draft.interview_id):
+        if (
+            other.kind == DraftKind.THANK_YOU
+            and other.state == DraftState.SENT
+            and other.recipient.email.lower() == draft.recipient.email.lower()
+        ):
+            return other
+    return None
+
+
+def render_draft(
+    ledger: Ledger, account: AccountSettings, draft: DraftRow, interview: InterviewRow,
+    now: datetime,
+) -> DraftMessage:
+    """The message a pass writes for ``draft`` (threaded under the sent thank-you, if any).
+
+    `mailbridge preview` shows exactly this, so what it shows is what the real draft says.
+    """
+    parent = thread_parent(ledger, draft)
+    return compose.render(
+        draft.kind, interview, draft.recipient, account, seq=draft.seq,
+        in_reply_to=parent.message_id if parent else "",
+        references=(parent.message_id,) if parent else (),
+        thread_subject=ledger.draft_subject(parent.id) if parent else "",
+        now=now,
+    )
 
 
 def _ours(draft: DraftRow) -> set[str]:

@@ -296,6 +296,37 @@ class Ledger:
         ledger._migrate(path)
         return ledger
 
+    @classmethod
+    def scratch_copy(cls, state_dir: Path) -> Ledger:
+        """An in-memory copy of the ledger, for a dry run: whatever the pass writes is lost.
+
+        Copying holds SQLite's shared read lock for the copy only, so a running daemon keeps
+        writing; nothing is created on disk (no state folder, no ledger, no lock file).
+        """
+        state_dir = Path(state_dir).expanduser()
+        path = state_dir / DB_NAME
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        memory.row_factory = sqlite3.Row
+        if path.exists():
+            _refuse_newer(path)
+            try:
+                try:
+                    source = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                                             timeout=30)
+                    source.backup(memory)
+                except sqlite3.OperationalError:
+                    # A folder we may not write (no -shm can be made): read the file as it is.
+                    source = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
+                    source.backup(memory)
+                source.close()
+            except sqlite3.DatabaseError as exc:
+                memory.close()
+                raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+        memory.execute("PRAGMA foreign_keys=ON")
+        ledger = cls(memory, state_dir)
+        ledger._migrate(path)
+        return ledger
+
     def schema_version(self) -> int:
         has_meta = self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
