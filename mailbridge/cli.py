@@ -550,8 +550,11 @@ def _read_ledger(settings: Settings) -> Ledger:
     """The ledger for reading; with none yet, an empty one in memory (nothing is created)."""
     from mailbridge.ledger import DB_NAME
 
-    if (settings.state_dir / DB_NAME).exists():
-        return _open_ledger(settings)
+    existing = settings.state_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if (settings.state_dir / DB_NAME).exists() or not existing.is_dir():
+        return _open_ledger(settings)  # an unusable state_dir is reported there
     return Ledger.scratch_copy(settings.state_dir)
 
 
@@ -792,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailbridge",
         description="Thank-you and follow-up drafts for your job interviews. Never sends mail.",
+        exit_on_error=False,  # a bad value is one line from main(), like every other mistake
         epilog=f"The config file is {paths.default_config_path()} unless --config or "
                f"${paths.CONFIG_ENV} names another. `mailbridge COMMAND --help` tells more.",
     )
@@ -811,7 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         # The one-line help doubles as the command's description in `COMMAND --help`.
         kwargs.setdefault("description", kwargs.get("help"))
-        return real_add_parser(name, parents=[common], **kwargs)
+        return real_add_parser(name, parents=[common], exit_on_error=False, **kwargs)
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
@@ -872,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resume)
 
     p = real_add_parser(
-        "demo", help="watch the whole loop on a throwaway local example",
+        "demo", help="watch the whole loop on a throwaway local example", exit_on_error=False,
         description="Watch the whole loop on a throwaway local example. It never touches "
                     "your own mail or config.")
     p.add_argument("--dir", metavar="FOLDER",
@@ -900,7 +904,12 @@ def _quiet_broken_pipe() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except argparse.ArgumentError as exc:
+        hint = " (`mailbridge --help` lists them)" if "invalid choice" in str(exc) else ""
+        print(f"mailbridge: {safe(exc)}{hint}", file=sys.stderr)
+        return 2
     _setup_logging(args.verbose)
     try:
         result: int = args.func(args)

@@ -291,7 +291,9 @@ class Ledger:
             _wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+            raise LedgerError(f"{path}: not a usable ledger ({exc}); move it aside and run "
+                              "again (drafts already in your mailbox are found again by their "
+                              "Message-ID)") from None
         ledger = cls(conn, state_dir)
         ledger._migrate(path)
         return ledger
