@@ -311,16 +311,24 @@ class Ledger:
         memory.row_factory = sqlite3.Row
         if path.exists():
             _refuse_newer(path)
+            # With no -wal file every write is in the main file: read it as it is (opening
+            # it read-only would leave empty -wal and -shm files behind). With one, a daemon
+            # may be writing: read through SQLite's shared lock.
+            modes = ["immutable=1", "mode=ro"]
+            if path.with_name(path.name + "-wal").exists():
+                modes.reverse()
             try:
-                try:
-                    source = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                for n, mode in enumerate(modes):
+                    source = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
                                              timeout=30)
-                    source.backup(memory)
-                except sqlite3.OperationalError:
-                    # A folder we may not write (no -shm can be made): read the file as it is.
-                    source = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
-                    source.backup(memory)
-                source.close()
+                    try:
+                        source.backup(memory)
+                        break
+                    except sqlite3.DatabaseError:
+                        if n == len(modes) - 1:
+                            raise
+                    finally:
+                        source.close()
             except sqlite3.DatabaseError as exc:
                 memory.close()
                 raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
