@@ -554,7 +554,14 @@ def _read_ledger(settings: Settings) -> Ledger:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if (settings.state_dir / DB_NAME).exists() or not existing.is_dir():
-        return _open_ledger(settings)  # an unusable state_dir is reported there
+        try:
+            return _open_ledger(settings)  # an unusable state_dir is reported there
+        except LedgerError as exc:
+            if "is full" not in str(exc) and "read-only" not in str(exc):
+                raise
+            # Reading needs no space and no write permission: show what the ledger holds.
+            print(f"mailbridge: {safe(exc)}", file=sys.stderr)
+            return Ledger.scratch_copy(settings.state_dir)
     return Ledger.scratch_copy(settings.state_dir)
 
 

@@ -32,6 +32,7 @@ from mailbridge.model import (
     Person,
     Snapshot,
 )
+from mailbridge.textsafe import redact_urls
 
 SCHEMA_VERSION = 2
 DB_NAME = "ledger.sqlite3"
@@ -178,12 +179,27 @@ def _wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """Why the ledger cannot be opened, told apart: a full disk or a read-only folder is not
+    a damaged ledger, and moving a healthy ledger aside would be the wrong advice."""
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_bavail == 0:
+            return LedgerError(f"the disk holding {folder} is full; free some space and run "
+                               "again (nothing was changed)")
+    if not os.access(folder, os.W_OK) or "readonly" in str(exc):
+        return LedgerError(f"the ledger in {folder} is read-only; make the folder and its files "
+                           "writable by you (or set state_dir to another folder)")
+    return LedgerError(f"{path}: not a usable ledger ({exc}); move it aside and run again "
+                       "(drafts already in your mailbox are found again by their Message-ID)")
+
+
 def _refuse_newer(path: Path) -> None:
     """Read the schema version without writing anything (immutable: no lock, no -wal/-shm)."""
     try:
         probe = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from None
     try:
         has_meta = probe.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
@@ -291,9 +307,7 @@ class Ledger:
             _wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a usable ledger ({exc}); move it aside and run "
-                              "again (drafts already in your mailbox are found again by their "
-                              "Message-ID)") from None
+            raise _unusable(path, exc) from None
         ledger = cls(conn, state_dir)
         ledger._migrate(path)
         return ledger
@@ -331,7 +345,7 @@ class Ledger:
                         source.close()
             except sqlite3.DatabaseError as exc:
                 memory.close()
-                raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+                raise _unusable(path, exc) from None
         memory.execute("PRAGMA foreign_keys=ON")
         ledger = cls(memory, state_dir)
         ledger._migrate(path)
@@ -441,7 +455,7 @@ class Ledger:
         self.conn.execute(
             "INSERT INTO audit (at, account, interview_id, draft_id, decision, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_iso(now), account, interview_id, draft_id, decision, reason),
+            (_iso(now), account, interview_id, draft_id, decision, redact_urls(reason)),
         )
 
     def last_decision(self, draft_id: int) -> tuple[str, str] | None:
@@ -539,7 +553,7 @@ class Ledger:
         self.conn.execute(
             "UPDATE account_state SET last_error=?, error_since=COALESCE(error_since, ?) "
             "WHERE account=?",
-            (error, _iso(now), account),
+            (redact_urls(error), _iso(now), account),  # a secret link is not kept here
         )
 
     # --- events and interviews ---------------------------------------------------------
