@@ -743,6 +743,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbridge import demo
 
+    if args.config:
+        raise UserError("demo writes a config of its own and uses no other; leave out --config")
     try:
         return demo.run(Path(args.dir).expanduser() if args.dir else None)
     except demo.DemoRefused as exc:
