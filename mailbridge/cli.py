@@ -793,10 +793,10 @@ def _decision_date(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date; write it like 2026-12-04") from None
     today = datetime.now(UTC).date()
-    if not today.replace(year=today.year - 1) <= day <= today + \
-            timedelta(days=DECISION_HORIZON_DAYS):
+    if not date(2000, 1, 1) <= day <= today + timedelta(days=DECISION_HORIZON_DAYS):
         raise argparse.ArgumentTypeError(
-            f"{day} is too far from today; give the date the employer named (within two years)")
+            f"{day} is not a plausible decision date; give the date the employer named "
+            "(within two years from today)")
     return day.isoformat()
 
 

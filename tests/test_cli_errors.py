@@ -52,8 +52,8 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path, argv: list[str]
 @pytest.mark.parametrize("argv, expected", [
     (["note", "99999999999999999999999", "x"], "not an interview number"),
     (["preview", "99999999999999999999999"], "not an interview number"),
-    (["note", "1", "--decision-by", "9999-12-31"], "too far"),
-    (["note", "1", "--decision-by", "0001-01-01"], "too far"),
+    (["note", "1", "--decision-by", "9999-12-31"], "not a plausible decision date"),
+    (["note", "1", "--decision-by", "0001-01-01"], "not a plausible decision date"),
     (["note", "1", "--lead", "Priya"], "not an email address"),
     (["status", "--since", "99999999999999999999 days"], "--since"),
     (["status", "--since", "2026-13-45"], "--since"),
