@@ -19,7 +19,7 @@ from mailbridge import config as config_module
 from mailbridge.adapters import ProviderError, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
-from mailbridge.ledger import Ledger, LedgerError
+from mailbridge.ledger import Ledger, LedgerError, ledger_problem
 from mailbridge.model import DraftKind, DraftRow, DraftState, InterviewRow
 from mailbridge.settings import AccountSettings, Settings
 from mailbridge.textsafe import printable, redact_urls, safe
@@ -293,7 +293,8 @@ def _one_pass_here_or_by_service(settings: Settings, account_name: str | None) -
                 report = engine.reconcile(account, ledger, notify=notify.send)
             except sqlite3.Error as exc:
                 # This account's pass could not be recorded; the others still get theirs.
-                failures += _print_outcome(account.name, [], ledger_problem(exc, settings))
+                problem = ledger_problem(exc, settings.state_dir)
+                failures += _print_outcome(account.name, [], problem)
                 continue
             if report.paused:
                 failures += 1
@@ -311,25 +312,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return asked
     print("The service is not running; doing the pass here.", file=sys.stderr)
     return _one_pass_here_or_by_service(settings, args.account)
-
-
-def ledger_problem(exc: BaseException, settings: Settings | None = None) -> str:
-    """One line for a ledger the machine made unusable: what happened and what to do."""
-    where = str(settings.state_dir) if settings is not None else "the state directory"
-    text = str(exc).lower()
-    if "full" in text:
-        return (f"the disk holding {where} is full; free some space (the pass is retried, "
-                "nothing was lost)")
-    if "readonly" in text or "read-only" in text:
-        return (f"the ledger in {where} is read-only; make the folder and its files writable "
-                "by you (or set state_dir to another folder)")
-    if "locked" in text or "busy" in text:
-        return (f"the ledger in {where} is busy (another program holds it); "
-                "try again in a moment")
-    if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return (f"the ledger in {where} is damaged; move ledger.sqlite3 aside and run again "
-                "(drafts already in your mailbox are found again by their Message-ID)")
-    return f"the ledger in {where} cannot be used ({exc}); check that folder"
 
 
 # --- status: each part its own small function, so more parts can be added beside them -------

@@ -31,6 +31,7 @@ import random
 import signal
 import socket
 import socketserver
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -48,7 +49,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mailbridge import config as config_module
 from mailbridge import engine, notify
 from mailbridge.adapters import ProviderError, mailbox_module
-from mailbridge.ledger import Ledger
+from mailbridge.ledger import Ledger, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
@@ -196,6 +197,10 @@ class Daemon:
                     self.last_calendar[name] = now
                 if report.next_wakeup is not None:
                     self._at(name, report.next_wakeup)
+        except sqlite3.Error as exc:  # full disk, read-only or damaged ledger: say so plainly
+            error = f"account {name!r}: {ledger_problem(exc, self.settings.state_dir)}"
+            log.error("%s", error)
+            self._record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the daemon
             error = (
                 f"account {name!r}: the pass failed unexpectedly ({type(exc).__name__}: {exc}); "

@@ -179,6 +179,25 @@ def _wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def ledger_problem(exc: BaseException, state_dir: Path | None = None) -> str:
+    """One line for a ledger the machine made unusable mid-way: what happened, what to do."""
+    where = str(state_dir) if state_dir is not None else "the state directory"
+    text = str(exc).lower()
+    if "full" in text:
+        return (f"the disk holding {where} is full; free some space (the pass is retried, "
+                "nothing was lost)")
+    if "readonly" in text or "read-only" in text:
+        return (f"the ledger in {where} is read-only; make the folder and its files writable "
+                "by you (or set state_dir to another folder)")
+    if "locked" in text or "busy" in text:
+        return (f"the ledger in {where} is busy (another program holds it); "
+                "try again in a moment")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (f"the ledger in {where} is damaged; move ledger.sqlite3 aside and run again "
+                "(drafts already in your mailbox are found again by their Message-ID)")
+    return f"the ledger in {where} cannot be used ({exc}); check that folder"
+
+
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
     """Why the ledger cannot be opened, told apart: a full disk or a read-only folder is not
     a damaged ledger, and moving a healthy ledger aside would be the wrong advice."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import plistlib
@@ -153,3 +154,22 @@ def test_systemd_quoting_survives_percent_and_dollar(tmp_path: Path) -> None:
     _, text = service.unit_text(odd, platform="linux")
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     assert "100%% $$HOME" in exec_start
+
+
+@pytest.mark.slow
+def test_a_new_ics_file_is_read_without_waiting_for_the_calendar_interval(
+    tmp_path: Path,
+) -> None:
+    config = example(tmp_path / "ex", SLOW_POLL)
+    with Service(config, tmp_path / "ex" / "state"):
+        mb("--config", str(config), "sync")  # the start-up pass is over
+        ics = (tmp_path / "ex" / "calendar" / "interview.ics").read_text()
+        second = ics.replace("UID:demo-interview-1@mailbridge", "UID:demo-interview-2@mailbridge")
+        (tmp_path / "ex" / "calendar" / "second.ics").write_text(second)
+        deadline = time.monotonic() + 60  # generous: the calendar interval is an hour
+        found = 1
+        while found < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            done = mb("--config", str(config), "status", "--json")
+            found = len(json.loads(done.stdout)["accounts"][0]["interviews"])
+        assert found == 2, "the new calendar file was not read"

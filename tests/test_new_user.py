@@ -140,7 +140,8 @@ def test_a_new_user_follows_the_readme(newcomer: tuple[Path, dict[str, str]]) ->
     from datetime import UTC, datetime, timedelta
 
     end = datetime.now(UTC) - timedelta(hours=1)
-    (home / "calendar" / "interview.ics").write_text(demo._ics(end - timedelta(hours=1), end))
+    ics = demo._ics(end - timedelta(hours=1), end).replace(demo.USER, "you@example.com")
+    (home / "calendar" / "interview.ics").write_text(ics)  # the address `init` is given
     state = home / ".local" / "state" / "mailbridge"
     for line in blocks("Use it"):
         code, output = sh(line, home, env)
