@@ -34,6 +34,7 @@ def test_dry_run_creates_nothing_and_prints_each_action_once(tmp_path: Path) -> 
     assert len(decisions) == len(set(decisions)), "an action was printed twice"
 
 
+@pytest.mark.slow
 def test_dry_run_leaves_an_existing_ledger_byte_for_byte(tmp_path: Path) -> None:
     config = example(tmp_path / "ex")
     assert mb("--config", str(config), "run", "--once").returncode == 0

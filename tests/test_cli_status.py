@@ -16,6 +16,7 @@ from mailbridge import cli, demo
 from tests.clirun import example, mb, no_traceback
 
 
+@pytest.mark.slow
 def test_status_shows_lead_decision_date_notes_and_each_drafts_state_and_due(
     tmp_path: Path,
 ) -> None:
@@ -57,6 +58,7 @@ def test_preview_labels_states_and_shows_the_subject_the_real_draft_got(tmp_path
     assert re.search(r"^Subject: (.*)$", shown, re.MULTILINE).group(1) == real  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_max_follow_ups_zero_turns_follow_ups_off(tmp_path: Path) -> None:
     config = example(tmp_path / "ex", "max_follow_ups = 0\n")
     checked = mb("--config", str(config), "check")
@@ -84,6 +86,7 @@ def test_lead_wants_an_address_and_says_so(tmp_path: Path) -> None:
     assert "priya.raman@example.com" in done.stderr
 
 
+@pytest.mark.slow
 def test_help_has_a_description_for_every_command_and_no_default_none() -> None:
     top = mb("--help")
     assert top.returncode == 0 and "(default: None)" not in top.stdout

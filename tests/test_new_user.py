@@ -162,6 +162,7 @@ def test_a_new_user_follows_the_readme(newcomer: tuple[Path, dict[str, str]]) ->
     assert f"ExecStart={home}/.local/bin/mailbridge --config" in unit
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_no_generic_top_level_package(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     shutil.copytree(REPO, clone, ignore=LEFT_OUT)
