@@ -612,7 +612,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             if draft.state in (DraftState.CREATED, DraftState.USER_EDITED, DraftState.SENT):
                 state += " (shown as mailbridge wrote it; your mailbox has the real one)"
             _print_message(f"{draft.kind.value.replace('_', '-')} [{state}]",
-                           engine.render_draft(ledger, account, draft, interview, now).raw)
+                           engine.render_for_preview(account, ledger, draft, interview, now).raw)
         if not drafts:
             # Nothing planned yet (the first pass has not run): what the drafts would say.
             for person in interview.attendees:

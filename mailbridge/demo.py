@@ -12,9 +12,6 @@ import email
 import email.policy
 import logging
 import mailbox
-import shlex
-import shutil
-import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -90,6 +87,8 @@ def prepare(root: Path) -> None:
     and nothing but the demo's own files) is cleared of those files. Anything else is refused:
     the demo writes mail files and a config, and must never mix them into real ones.
     """
+    import shutil
+
     if root.exists() and not root.is_dir():
         raise DemoRefused(f"{root} is a file; give `demo --dir` a new or empty folder")
     entries = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
@@ -223,6 +222,8 @@ def run(directory: Path | None = None) -> int:
         trash = _show_folder(root, "Trash")
         print(f"\n   Drafts now: {len(left)}; in Trash: {len(trash)} (the unedited follow-up)")
 
+    import shlex
+
     command = _own_command()
     print(f"\nLook around: {root}\n  {command} --config {shlex.quote(str(path))} status\n"
           f"  {command} --config {shlex.quote(str(path))} run        "
@@ -232,6 +233,10 @@ def run(directory: Path | None = None) -> int:
 
 def _own_command() -> str:
     """How to run this mailbridge again: its name when that is on PATH, else its full path."""
+    import shlex
+    import shutil
+    import sys
+
     here = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
     found = shutil.which("mailbridge")
     if found and here is not None and Path(found).absolute() == here:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 from mailbridge import classify, compose, detect, planner, proofread
 from mailbridge.adapters import (
@@ -510,10 +511,27 @@ class Pass:
             ))
 
     def _thread_parent(self, draft: DraftRow) -> DraftRow | None:
-        return thread_parent(self.ledger, draft)
+        """The sent thank-you a follow-up replies to: the user's thank-you to the same person."""
+        if draft.kind != DraftKind.FOLLOW_UP:
+            return None
+        for other in self.ledger.drafts(interview_id=draft.interview_id):
+            if (
+                other.kind == DraftKind.THANK_YOU
+                and other.state == DraftState.SENT
+                and other.recipient.email.lower() == draft.recipient.email.lower()
+            ):
+                return other
+        return None
 
     def _render(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage:
-        return render_draft(self.ledger, self.account, draft, interview, self.now)
+        parent = self._thread_parent(draft)
+        return compose.render(
+            draft.kind, interview, draft.recipient, self.account, seq=draft.seq,
+            in_reply_to=parent.message_id if parent else "",
+            references=(parent.message_id,) if parent else (),
+            thread_subject=self.ledger.draft_subject(parent.id) if parent else "",
+            now=self.now,
+        )
 
     def _render_or_report(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage | None:
         """The rendered draft, or None after auditing why a template could not render it."""
@@ -663,38 +681,6 @@ class Pass:
         ))
 
 
-def thread_parent(ledger: Ledger, draft: DraftRow) -> DraftRow | None:
-    """The sent thank-you a follow-up replies to: the user's thank-you to the same person."""
-    if draft.kind != DraftKind.FOLLOW_UP:
-        return None
-    for other in ledger.drafts(interview_id=draft.interview_id):
-        if (
-            other.kind == DraftKind.THANK_YOU
-            and other.state == DraftState.SENT
-            and other.recipient.email.lower() == draft.recipient.email.lower()
-        ):
-            return other
-    return None
-
-
-def render_draft(
-    ledger: Ledger, account: AccountSettings, draft: DraftRow, interview: InterviewRow,
-    now: datetime,
-) -> DraftMessage:
-    """The message a pass writes for ``draft`` (threaded under the sent thank-you, if any).
-
-    `mailbridge preview` shows exactly this, so what it shows is what the real draft says.
-    """
-    parent = thread_parent(ledger, draft)
-    return compose.render(
-        draft.kind, interview, draft.recipient, account, seq=draft.seq,
-        in_reply_to=parent.message_id if parent else "",
-        references=(parent.message_id,) if parent else (),
-        thread_subject=ledger.draft_subject(parent.id) if parent else "",
-        now=now,
-    )
-
-
 def _ours(draft: DraftRow) -> set[str]:
     """Fingerprints of what we wrote: the recorded text, and an update that may have landed."""
     return {h for h in (draft.content_hash, draft.pending_hash) if h}
@@ -787,3 +773,17 @@ def reconcile(
         except Exception as exc:  # noqa: BLE001 - notifying never blocks drafting
             log.warning("%s: notification failed: %s", account.name, exc)
     return report
+
+
+def render_for_preview(
+    account: AccountSettings, ledger: Ledger, draft: DraftRow, interview: InterviewRow,
+    now: datetime,
+) -> DraftMessage:
+    """What a pass writes for ``draft``: `mailbridge preview` shows exactly this.
+
+    Rendering reads only the ledger (the thread parent, its subject), so no mailbox or
+    calendar is opened.
+    """
+    step = Pass(account, ledger, now, cast(Mailbox, None), cast(CalendarSource, None),
+                dry_run=True)
+    return step._render(draft, interview)
