@@ -880,7 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("service", help="run mailbridge at login (systemd user unit / launchd)")
     p.add_argument("action", choices=["install", "uninstall", "status"],
-                   help="install (or replace) the unit, remove it, or show whether it runs")
+                   help="install (or replace) the unit, remove it, or show whether it runs "
+                        "(status exits with 3 when the service is not running)")
     p.add_argument("--print", action="store_true",
                    help="with install: print the unit instead of writing it")
     p.set_defaults(func=cmd_service)

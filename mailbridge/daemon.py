@@ -2,8 +2,12 @@
 
 Per account: an interval job (the inbox poll; the calendar is read when calendar_interval has
 passed), a date job at the next due time so a draft appears on time rather than at the next
-poll, and, for IMAP mailboxes, an IDLE watcher that triggers a pass when mail arrives. Missed
+poll, and a push watcher that triggers a pass when mail arrives (IMAP IDLE; for a local Maildir
+and .ics folder, file system notifications through watchdog). Missed
 runs after sleep coalesce into one catch-up. SIGTERM stops cleanly; SIGHUP reloads the config.
+A Unix socket in the state directory (control.sock) takes requests from `mailbridge sync`,
+`run --once` and `service status`: a pass now for one or every account, answered with its
+outcome, so a one-shot command asks the service instead of fighting it for the ledger.
 
 Faults: a pass never takes the daemon down. A failed pass (server down, dropped, throttled,
 certificate or name lookup failure, or an unexpected error) is recorded in the ledger, which
