@@ -400,7 +400,8 @@ def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
         warnings.append(f"paused: {state.paused}")
     if state.last_error:
         warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
-    return warnings
+    # A ledger written by an older version may hold a secret link in an error: not shown.
+    return [redact_urls(w) for w in warnings]
 
 
 def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
@@ -418,8 +419,8 @@ def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
         "account": account.name,
         "provider": account.provider,
         "last_ok": state.last_ok.isoformat() if state.last_ok else None,
-        "paused": state.paused,
-        "error": state.last_error,
+        "paused": redact_urls(state.paused) if state.paused else None,
+        "error": redact_urls(state.last_error) if state.last_error else None,
         "warnings": warnings,
         "interviews": interviews,
         "next_due": [
