@@ -173,3 +173,36 @@ def test_a_new_ics_file_is_read_without_waiting_for_the_calendar_interval(
             done = mb("--config", str(config), "status", "--json")
             found = len(json.loads(done.stdout)["accounts"][0]["interviews"])
         assert found == 2, "the new calendar file was not read"
+
+
+@pytest.mark.parametrize("path, relevant", [
+    ("Maildir/new/1700000000.M1P2.host", True),  # delivered
+    ("Maildir/cur/1700000000.M1P2.host:2,S", True),  # read or flagged
+    ("Maildir/.Sent/cur/1700000000.M3P4.host:2,S", True),  # the user sent something
+    ("Maildir/tmp/1700000000.M1P2.host", False),  # still being written
+    ("Maildir/.Drafts/tmp/x", False),
+    ("calendar/interview.ics", True),
+    ("calendar/.#interview.ics", False),  # an editor's lock file
+    ("calendar/interview.ics~", False),  # an editor's backup
+    ("calendar/notes.txt", False),
+])
+def test_the_watcher_reacts_to_mail_and_calendar_files_only(path: str, relevant: bool) -> None:
+    from mailbridge_providers import local
+
+    assert local._relevant(Path("/home/me") / path) is relevant
+
+
+def test_the_control_socket_answers_only_what_it_knows(tmp_path: Path) -> None:
+    from mailbridge import config as config_module
+    from mailbridge.daemon import Daemon
+
+    settings = config_module.load(example(tmp_path / "ex"))
+    daemon = Daemon(settings.path, settings)
+    assert daemon.answer(None) == {"error": "not a request"}
+    assert "unknown command" in daemon.answer({"command": "send"})["error"]
+    reply = daemon.answer({"command": "sync", "account": "nobody"})
+    assert reply["results"][0]["error"].startswith("no enabled account named 'nobody'")
+    reply = daemon.answer({"command": "sync"})
+    (result,) = reply["results"]
+    assert result["account"] == "demo" and result["error"] is None
+    assert any("interview found" in line for line in result["actions"])
