@@ -1087,7 +1087,9 @@ def _policy(ctx: _Ctx, tbl: _Tbl, top: _Top) -> tuple[Policy, DetectionRules]:
                 f"write max_follow_ups = 1 (at most {HARD_MAX_FOLLOW_UPS})",
             )
         else:
-            max_follow_ups = _int(ctx, tbl, "max_follow_ups", 1, HARD_MAX_FOLLOW_UPS) or 1
+            # 0 turns follow-ups off; a value in error keeps the inherited one.
+            found_max = _int(ctx, tbl, "max_follow_ups", 0, HARD_MAX_FOLLOW_UPS)
+            max_follow_ups = base.max_follow_ups if found_max is None else found_max
 
     spacing = base.follow_up_spacing
     if tbl.has("follow_up_spacing"):

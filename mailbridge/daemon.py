@@ -2,8 +2,12 @@
 
 Per account: an interval job (the inbox poll; the calendar is read when calendar_interval has
 passed), a date job at the next due time so a draft appears on time rather than at the next
-poll, and, for IMAP mailboxes, an IDLE watcher that triggers a pass when mail arrives. Missed
+poll, and a push watcher that triggers a pass when mail arrives (IMAP IDLE; for a local Maildir
+and .ics folder, file system notifications through watchdog). Missed
 runs after sleep coalesce into one catch-up. SIGTERM stops cleanly; SIGHUP reloads the config.
+A Unix socket in the state directory (control.sock) takes requests from `mailbridge sync`,
+`run --once` and `service status`: a pass now for one or every account, answered with its
+outcome, so a one-shot command asks the service instead of fighting it for the ledger.
 
 Faults: a pass never takes the daemon down. A failed pass (server down, dropped, throttled,
 certificate or name lookup failure, or an unexpected error) is recorded in the ledger, which
@@ -22,15 +26,21 @@ computer slept), every account gets one catch-up pass at once.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import json
 import logging
 import os
 import random
 import signal
+import socket
+import socketserver
+import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +53,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mailbridge import config as config_module
 from mailbridge import engine, notify
 from mailbridge.adapters import ProviderError, mailbox_module
-from mailbridge.ledger import Ledger
+from mailbridge.ledger import Ledger, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
@@ -55,7 +65,9 @@ RETRY_SHARE = 0.125
 RETRY_MAX = timedelta(seconds=60)
 # A pass running longer than this many poll intervals is reported in `status` as stuck.
 STUCK_INTERVALS = 2
-TIMER, PUSH = "timer", "push"
+TIMER, PUSH, ASKED = "timer", "push", "asked"
+PASS_NOW_PATIENCE = 600.0  # seconds `mailbridge sync` waits for a running pass to end
+CONTROL_NAME = "control.sock"  # the Unix socket in the state directory
 STOP_GRACE = 10.0  # seconds a stop waits for running passes
 
 
@@ -68,6 +80,7 @@ class PassOutcome:
     started: datetime
     finished: datetime
     error: str | None
+    actions: tuple[str, ...] = ()  # the pass's decisions, one line each
 
 
 def retry_delay(
@@ -136,6 +149,7 @@ class Daemon:
         self.watch_stop = threading.Event()
         self.watchers: list[threading.Thread] = []
         self.reload_requested = threading.Event()
+        self.control: socketserver.UnixStreamServer | None = None
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -163,14 +177,17 @@ class Daemon:
             lock.release()
             raise
 
-    def _one_pass(self, account: AccountSettings, trigger: str) -> None:
+    def _one_pass(self, account: AccountSettings, trigger: str) -> PassOutcome:
         name = account.name
         now = datetime.now(UTC)
         with self.state:
             self.running[name] = time.monotonic()
         error: str | None
+        actions: list[str] = []
         try:
-            read_calendar = calendar_due(
+            # A local calendar costs a few stat calls when unchanged: read it at every pass,
+            # so an edited .ics file is seen as soon as its watcher says so.
+            read_calendar = account.calendar.kind == "file" or calendar_due(
                 self.last_calendar.get(name), account.calendar_interval, now
             )
             with Ledger.open(self.settings.state_dir) as ledger:
@@ -178,11 +195,16 @@ class Daemon:
                     account, ledger, now=now, notify=notify.send, read_calendar=read_calendar
                 )
             error = report.error
+            actions = report.actions
             if error is None:
                 if read_calendar:
                     self.last_calendar[name] = now
                 if report.next_wakeup is not None:
                     self._at(name, report.next_wakeup)
+        except sqlite3.Error as exc:  # full disk, read-only or damaged ledger: say so plainly
+            error = f"account {name!r}: {ledger_problem(exc, self.settings.state_dir)}"
+            log.error("%s", error)
+            self._record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the daemon
             error = (
                 f"account {name!r}: the pass failed unexpectedly ({type(exc).__name__}: {exc}); "
@@ -195,19 +217,34 @@ class Daemon:
                 self.running.pop(name, None)
                 self.stuck_reported.discard(name)
         finished = datetime.now(UTC)
-        self.outcomes.append(PassOutcome(name, trigger, now, finished, error))
+        outcome = PassOutcome(name, trigger, now, finished, error, tuple(actions))
+        self.outcomes.append(outcome)
         took = (finished - now).total_seconds()
         if error is None:
             if self.failures.pop(name, 0):
                 log.info("%s: working again", name)
             log.info("%s: pass ok (%s, %.2f s)", name, trigger, took)
-            return
+            return outcome
         failures = self.failures.get(name, 0) + 1
         self.failures[name] = failures
         delay = retry_delay(failures, account.poll_interval, rand=self.rand)
         log.info("%s: pass failed (%s, %.2f s); retry %d in %.1f s",
                  name, trigger, took, failures, delay.total_seconds())
         self._retry(name, finished + delay)
+        return outcome
+
+    def pass_now(self, name: str, wait: float = PASS_NOW_PATIENCE) -> PassOutcome | str:
+        """A pass for ``name`` now, after the one running (if any); its outcome, or why not."""
+        account = self._account(name)
+        if account is None:
+            return f"no enabled account named {name!r} in the running service's config"
+        lock = self.locks.setdefault(name, threading.Lock())
+        if not lock.acquire(timeout=wait):
+            return f"{name}: a pass has been running for over {wait:.0f} s; try again later"
+        try:
+            return self._one_pass(account, ASKED)
+        finally:
+            lock.release()
 
     def _at(self, name: str, when: datetime) -> None:
         self.scheduler.add_job(
@@ -330,6 +367,71 @@ class Daemon:
         self.schedule()
         log.info("config reloaded from %s", self.config_path)
 
+    # --- control socket: `mailbridge sync`, `run --once` and `service status` ask here -----
+
+    def answer(self, request: object) -> dict[str, Any]:
+        """The reply to one control request (a JSON object with a "command")."""
+        if not isinstance(request, dict):
+            return {"error": "not a request"}
+        command = request.get("command")
+        if command == "ping":
+            return {"pid": os.getpid(), "config": str(self.config_path),
+                    "accounts": [a.name for a in self.settings.accounts if a.enabled]}
+        if command != "sync":
+            return {"error": f"unknown command {command!r}"}
+        wanted = request.get("account")
+        names = ([str(wanted)] if wanted else
+                 [a.name for a in self.settings.accounts if a.enabled])
+        # Side by side, so a hanging server delays only its own account's answer.
+        with Pool(max_workers=max(1, len(names))) as pool:
+            outcomes = list(pool.map(self.pass_now, names))
+        results: list[dict[str, Any]] = []
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, str):
+                results.append({"account": name, "error": outcome, "actions": []})
+            else:
+                results.append({"account": name, "error": outcome.error,
+                                "actions": list(outcome.actions)})
+        return {"results": results}
+
+    def open_control(self) -> None:
+        """Listen on the state directory's control socket (a failure only loses `sync`)."""
+        path = control_path(self.settings.state_dir)
+        daemon = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                try:
+                    request = json.loads(self.rfile.readline(65536) or b"null")
+                except ValueError:
+                    request = None
+                reply = daemon.answer(request)
+                with contextlib.suppress(OSError):  # the asker went away: nothing to tell
+                    self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by a daemon that died; we hold the daemon lock now
+        try:
+            server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        except OSError as exc:
+            log.warning("no control socket at %s (%s); `mailbridge sync` cannot reach this "
+                        "service, which otherwise runs as usual", path, exc.strerror or exc)
+            return
+        server.daemon_threads = True
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+        self.control = server
+        threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+
+    def close_control(self) -> None:
+        if self.control is None:
+            return
+        self.control.shutdown()
+        self.control.server_close()
+        self.control = None
+        with contextlib.suppress(FileNotFoundError):
+            control_path(self.settings.state_dir).unlink()
+
     # --- main loop -------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -360,6 +462,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
         faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
         self.start()
+        self.open_control()
         names = ", ".join(a.name for a in self.settings.accounts if a.enabled)
         log.info("mailbridge running for %s; state in %s", names, self.settings.state_dir)
         wall, mono = time.time(), time.monotonic()
@@ -370,6 +473,7 @@ class Daemon:
                 wall, mono = now_wall, now_mono
         finally:
             log.info("stopping")
+            self.close_control()
             self.watch_stop.set()
             self.scheduler.shutdown(wait=False)
             self._wait_for_passes(STOP_GRACE)
@@ -395,6 +499,41 @@ class Daemon:
                     names)
         logging.shutdown()
         os._exit(0)
+
+
+def control_path(state_dir: Path) -> Path:
+    return Path(state_dir).expanduser() / CONTROL_NAME
+
+
+class ServiceUnreachable(Exception):
+    """No service answers on the control socket (not running, or another state_dir)."""
+
+
+def ask_service(
+    state_dir: Path, request: dict[str, Any], timeout: float = PASS_NOW_PATIENCE + 60
+) -> dict[str, Any]:
+    """Send one request to the running service and return its reply."""
+    path = control_path(state_dir)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        try:
+            conn.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+            raise ServiceUnreachable(str(path)) from exc
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        reply = json.loads(data or b"null")
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise ServiceUnreachable(f"{path}: no usable answer")
+    return reply
 
 
 def _span(elapsed: timedelta) -> str:

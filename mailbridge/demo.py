@@ -72,15 +72,62 @@ maildir = {{ path = "Maildir" }}
 """
 
 
+# Left in the demo's folder, so a later `demo --dir` there knows the folder is its own.
+MARKER = ".mailbridge-demo"
+# Everything the demo writes in its folder (and so all a re-run may remove).
+DEMO_FILES = (MARKER, "config.toml", "calendar", "Maildir", "state")
+
+
+class DemoRefused(Exception):
+    """The folder is not the demo's to use; nothing was written."""
+
+
+def prepare(root: Path) -> None:
+    """Make ``root`` ready for a fresh demo, or refuse without touching anything.
+
+    A new or empty folder is used as it is. A folder an earlier demo wrote (it has the marker
+    and nothing but the demo's own files) is cleared of those files. Anything else is refused:
+    the demo writes mail files and a config, and must never mix them into real ones.
+    """
+    import shutil
+
+    if root.exists() and not root.is_dir():
+        raise DemoRefused(f"{root} is a file; give `demo --dir` a new or empty folder")
+    entries = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if not entries:
+        root.mkdir(parents=True, exist_ok=True)
+        return
+    foreign = [name for name in entries if name not in DEMO_FILES]
+    if MARKER not in entries or foreign:
+        shown = ", ".join(foreign[:3] or entries[:3])
+        raise DemoRefused(
+            f"{root} is not empty ({shown}{', …' if len(foreign or entries) > 3 else ''}) and "
+            "not an earlier demo's folder; nothing was written. Give `demo --dir` a new or "
+            "empty folder"
+        )
+    for name in DEMO_FILES:
+        target = root / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def _write_new(path: Path, text: str) -> None:
+    with path.open("x", encoding="utf-8") as handle:  # "x": never overwrite a file
+        handle.write(text)
+
+
 def write_example(root: Path, now: datetime) -> Path:
-    """Lay out the example under ``root``; returns the config path."""
+    """Lay out the example under ``root`` (new files only); returns the config path."""
     end = (now - timedelta(hours=1)).replace(second=0, microsecond=0)
     start = end - timedelta(hours=1)
-    (root / "calendar").mkdir(parents=True, exist_ok=True)
-    (root / "calendar" / "interview.ics").write_text(_ics(start, end), encoding="utf-8")
+    _write_new(root / MARKER, "This folder was written by `mailbridge demo`.\n")
+    (root / "calendar").mkdir()
+    _write_new(root / "calendar" / "interview.ics", _ics(start, end))
     mailbox.Maildir(root / "Maildir", create=True)
     path = root / "config.toml"
-    path.write_text(CONFIG.format(user=USER), encoding="utf-8")
+    _write_new(path, CONFIG.format(user=USER))
     return path
 
 
@@ -146,8 +193,8 @@ def _filled(raw: bytes) -> bytes:
 
 def run(directory: Path | None = None) -> int:
     logging.getLogger("mailbridge").setLevel(logging.WARNING)  # the narration says it all
-    root = directory or Path(tempfile.mkdtemp(prefix="mailbridge-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    root = (directory or Path(tempfile.mkdtemp(prefix="mailbridge-demo-"))).absolute()
+    prepare(root)
     real_now = datetime.now(UTC)
     path = write_example(root, real_now)
     settings = config_module.load(path)
@@ -218,6 +265,25 @@ def run(directory: Path | None = None) -> int:
         trash = _show_folder(root, "Trash")
         print(f"\n   Drafts now: {len(left)}; in Trash: {len(trash)} (the unedited follow-up)")
 
-    print(f"\nLook around: {root}\n  mailbridge --config {path} status\n"
-          f"  mailbridge --config {path} run        # the service, on this example")
+    import shlex
+
+    command = _own_command()
+    print(f"\nLook around: {root}\n  {command} --config {shlex.quote(str(path))} status\n"
+          f"  {command} --config {shlex.quote(str(path))} run        "
+          "# the service, on this example")
     return 0
+
+
+def _own_command() -> str:
+    """How to run this mailbridge again: its name when that is on PATH, else its full path."""
+    import shlex
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
+    found = shutil.which("mailbridge")
+    if found and here is not None and Path(found).absolute() == here:
+        return "mailbridge"
+    if here is not None and here.name == "mailbridge" and here.exists():
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m mailbridge.cli"

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 from mailbridge import classify, compose, detect, planner, proofread
 from mailbridge.adapters import (
@@ -786,3 +787,17 @@ def reconcile(
         except Exception as exc:  # noqa: BLE001 - notifying never blocks drafting
             log.warning("%s: notification failed: %s", account.name, exc)
     return report
+
+
+def render_for_preview(
+    account: AccountSettings, ledger: Ledger, draft: DraftRow, interview: InterviewRow,
+    now: datetime,
+) -> DraftMessage:
+    """What a pass writes for ``draft``: `mailbridge preview` shows exactly this.
+
+    Rendering reads only the ledger (the thread parent, its subject), so no mailbox or
+    calendar is opened.
+    """
+    step = Pass(account, ledger, now, cast(Mailbox, None), cast(CalendarSource, None),
+                dry_run=True)
+    return step._render(draft, interview)

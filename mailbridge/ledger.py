@@ -33,6 +33,7 @@ from mailbridge.model import (
     Person,
     Snapshot,
 )
+from mailbridge.textsafe import redact_urls
 
 SCHEMA_VERSION = 3
 DB_NAME = "ledger.sqlite3"
@@ -196,12 +197,46 @@ def _wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def ledger_problem(exc: BaseException, state_dir: Path | None = None) -> str:
+    """One line for a ledger the machine made unusable mid-way: what happened, what to do."""
+    where = str(state_dir) if state_dir is not None else "the state directory"
+    text = str(exc).lower()
+    if "full" in text:
+        return (f"the disk holding {where} is full; free some space (the pass is retried, "
+                "nothing was lost)")
+    if "readonly" in text or "read-only" in text:
+        return (f"the ledger in {where} is read-only; make the folder and its files writable "
+                "by you (or set state_dir to another folder)")
+    if "locked" in text or "busy" in text:
+        return (f"the ledger in {where} is busy (another program holds it); "
+                "try again in a moment")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (f"the ledger in {where} is damaged; move ledger.sqlite3 aside and run again "
+                "(drafts already in your mailbox are found again by their Message-ID)")
+    return f"the ledger in {where} cannot be used ({exc}); check that folder"
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """Why the ledger cannot be opened, told apart: a full disk or a read-only folder is not
+    a damaged ledger, and moving a healthy ledger aside would be the wrong advice."""
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_bavail == 0:
+            return LedgerError(f"the disk holding {folder} is full; free some space and run "
+                               "again (nothing was changed)")
+    if not os.access(folder, os.W_OK) or "readonly" in str(exc):
+        return LedgerError(f"the ledger in {folder} is read-only; make the folder and its files "
+                           "writable by you (or set state_dir to another folder)")
+    return LedgerError(f"{path}: not a usable ledger ({exc}); move it aside and run again "
+                       "(drafts already in your mailbox are found again by their Message-ID)")
+
+
 def _refuse_newer(path: Path) -> None:
     """Read the schema version without writing anything (immutable: no lock, no -wal/-shm)."""
     try:
         probe = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from None
     try:
         has_meta = probe.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
@@ -309,8 +344,47 @@ class Ledger:
             _wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+            raise _unusable(path, exc) from None
         ledger = cls(conn, state_dir)
+        ledger._migrate(path)
+        return ledger
+
+    @classmethod
+    def scratch_copy(cls, state_dir: Path) -> Ledger:
+        """An in-memory copy of the ledger, for a dry run: whatever the pass writes is lost.
+
+        Copying holds SQLite's shared read lock for the copy only, so a running daemon keeps
+        writing; nothing is created on disk (no state folder, no ledger, no lock file).
+        """
+        state_dir = Path(state_dir).expanduser()
+        path = state_dir / DB_NAME
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        memory.row_factory = sqlite3.Row
+        if path.exists():
+            _refuse_newer(path)
+            # With no -wal file every write is in the main file: read it as it is (opening
+            # it read-only would leave empty -wal and -shm files behind). With one, a daemon
+            # may be writing: read through SQLite's shared lock.
+            modes = ["immutable=1", "mode=ro"]
+            if path.with_name(path.name + "-wal").exists():
+                modes.reverse()
+            try:
+                for n, mode in enumerate(modes):
+                    source = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
+                                             timeout=30)
+                    try:
+                        source.backup(memory)
+                        break
+                    except sqlite3.DatabaseError:
+                        if n == len(modes) - 1:
+                            raise
+                    finally:
+                        source.close()
+            except sqlite3.DatabaseError as exc:
+                memory.close()
+                raise _unusable(path, exc) from None
+        memory.execute("PRAGMA foreign_keys=ON")
+        ledger = cls(memory, state_dir)
         ledger._migrate(path)
         return ledger
 
@@ -418,7 +492,7 @@ class Ledger:
         self.conn.execute(
             "INSERT INTO audit (at, account, interview_id, draft_id, decision, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_iso(now), account, interview_id, draft_id, decision, reason),
+            (_iso(now), account, interview_id, draft_id, decision, redact_urls(reason)),
         )
 
     def last_decision(self, draft_id: int) -> tuple[str, str] | None:
@@ -516,7 +590,7 @@ class Ledger:
         self.conn.execute(
             "UPDATE account_state SET last_error=?, error_since=COALESCE(error_since, ?) "
             "WHERE account=?",
-            (error, _iso(now), account),
+            (redact_urls(error), _iso(now), account),  # a secret link is not kept here
         )
 
     # --- events and interviews ---------------------------------------------------------

@@ -24,6 +24,9 @@ import hashlib
 import json
 import mailbox as stdlib_mailbox
 import os
+import tempfile
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -103,12 +106,22 @@ class FileCalendar:
 
 
 class MaildirMailbox:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
         fresh = not any(self._find(names) for names in FOLDER_NAMES.values())
+        if fresh and not create_folders:
+            # A dry run on a brand-new Maildir: stand-in empty folders, removed by close().
+            self._scratch = tempfile.TemporaryDirectory(prefix="mailbridge-dry-")
+            scratch = stdlib_mailbox.Maildir(self._scratch.name, factory=None, create=True)
+            for names in FOLDER_NAMES.values():
+                scratch.add_folder(names[0])
+            self.drafts = scratch.get_folder("Drafts")
+            self.sent: stdlib_mailbox.Maildir | None = scratch.get_folder("Sent")
+            self.trash: stdlib_mailbox.Maildir | None = scratch.get_folder("Trash")
+            return
         if fresh:
             # A brand-new Maildir: make the standard folders, as a mail client would.
             for names in FOLDER_NAMES.values():
@@ -235,7 +248,9 @@ class MaildirMailbox:
         os.replace(source, target)  # same file system: atomic, nothing lost
 
     def close(self) -> None:
-        pass
+        scratch: tempfile.TemporaryDirectory[str] | None = getattr(self, "_scratch", None)
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def open_mailbox(account: AccountSettings) -> MaildirMailbox:
@@ -248,3 +263,67 @@ def open_calendar(account: AccountSettings) -> FileCalendar:
     if not account.calendar.path:
         raise ProviderError(f"account {account.name!r}: calendar kind file needs calendar.path")
     return FileCalendar(Path(account.calendar.path).expanduser(), account.own_addresses)
+
+
+def open_mailbox_dry(account: AccountSettings) -> MaildirMailbox:
+    """The Maildir for a dry run: a brand-new one gets no folders made in it."""
+    if account.maildir is None:
+        raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
+    return MaildirMailbox(Path(account.maildir.path).expanduser(), create_folders=False)
+
+
+# --- push: file system notifications ------------------------------------------------------
+
+
+def watched_paths(account: AccountSettings) -> list[Path]:
+    """The folders whose changes call for a pass: the Maildir, and a local calendar's folder."""
+    found = []
+    if account.maildir is not None:
+        found.append(Path(account.maildir.path).expanduser())
+    if account.calendar.kind == "file" and account.calendar.path:
+        calendar = Path(account.calendar.path).expanduser()
+        found.append(calendar if calendar.is_dir() else calendar.parent)
+    return [p for p in found if p.is_dir()]
+
+
+def watch(account: AccountSettings, on_change: Callable[[], None], stop: threading.Event) -> None:
+    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes.
+
+    Uses the platform's notifications (inotify, FSEvents, kqueue, ReadDirectoryChangesW)
+    through watchdog. Files being written (Maildir ``tmp/``) and the editors' scratch files are
+    ignored; bursts are left to the daemon, which runs one pass per account at a time and
+    queues one more when a change comes in during a pass.
+    """
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            for raw in (event.src_path, getattr(event, "dest_path", "")):
+                text = os.fsdecode(raw) if raw else ""
+                if text and _relevant(Path(text)):
+                    on_change()
+                    return
+
+    paths = watched_paths(account)
+    if not paths:
+        return
+    observer = Observer()
+    handler = Handler()
+    for path in paths:
+        observer.schedule(handler, str(path), recursive=True)
+    observer.start()
+    try:
+        stop.wait()
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+
+
+def _relevant(path: Path) -> bool:
+    """A change that can matter: a message file (not one still in tmp/) or a calendar file."""
+    if path.parent.name == "tmp" or path.name.startswith((".#", "~")) or path.name.endswith("~"):
+        return False
+    return path.parent.name in ("new", "cur") or path.suffix.lower() == ".ics"

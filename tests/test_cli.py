@@ -66,7 +66,7 @@ def test_dry_run_prints_and_writes_nothing(example: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--config", str(example), "run", "--once", "--dry-run")
     assert code == 0 and "interview found" in out
-    assert drafts_in(example) == 0
+    assert not (example.parent / "Maildir" / ".Drafts").exists()  # not even the folder
     code, out, _ = run(capsys, "--config", str(example), "status", "--json")
     assert json.loads(out)["accounts"][0]["interviews"] == []
 
@@ -92,7 +92,7 @@ def test_run_once_status_preview_and_note(example: Path,
     assert code == 0 and "Saved" in out
     data = json.loads(run(capsys, "--config", str(example), "status", "--json")[1])
     (interview,) = data["accounts"][0]["interviews"]
-    assert interview["notes"] == "the lidar calibration story"
+    assert [note["text"] for note in interview["notes"]] == ["the lidar calibration story"]
     assert interview["lead"] == demo.SECOND[1]
     code, out, _ = run(capsys, "--config", str(example), "preview", str(interview["id"]))
     assert "lidar calibration" in out
@@ -150,6 +150,7 @@ def test_resume_confirms_a_paused_account(example: Path,
 def test_service_unit_for_systemd_and_launchd(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     config = tmp_path / "c.toml"
     path, text = service.unit_text(config, platform="linux")
     assert path == tmp_path / ".config/systemd/user/mailbridge.service"

@@ -411,7 +411,6 @@ INVALID: list[tuple[str, str, str, str]] = [
         "accounts.main.max_follow_ups",
         "at most 3",
     ),
-    ("no follow-ups", LOCAL + "max_follow_ups = 0  #<\n", "accounts.main.max_follow_ups", "= 1"),
     (
         "follow-ups as text",
         LOCAL + 'max_follow_ups = "one"  #<\n',
