@@ -226,6 +226,13 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
             warnings.append(f"paused: {state.paused}")
         if state.last_error:
             warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
+        kept = {k: w for k, w in engine.waiting_messages(ledger, account.name).items()
+                if not w.given_up}
+        warnings.extend(
+            f"message from {w.message.sender.email} ({w.message.subject!r}) could not be "
+            f"handled ({w.error}); tried {w.tries} time(s), next try {_local(w.next_try, tz)}"
+            for w in kept.values()
+        )
         interviews = []
         for interview in ledger.interviews(account.name):
             if since and interview.end < since and interview.state == InterviewState.ACTIVE:
@@ -283,6 +290,12 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
             "paused": state.paused,
             "error": state.last_error,
             "warnings": warnings,
+            "waiting_messages": [
+                {"from": w.message.sender.email, "subject": w.message.subject,
+                 "folder": w.message.folder.value, "tries": w.tries,
+                 "next_try": w.next_try.isoformat(), "error": w.error}
+                for w in kept.values()
+            ],
             "interviews": interviews,
             "next_due": [
                 {"draft": d.id, "kind": d.kind.value, "to": d.recipient.email,

@@ -1,0 +1,280 @@
+"""Cursors never skip: each test starts from a path that used to lose a reply or an interview.
+
+A cursor is an optimisation: a file with a wrong time, a message whose handling fails, a read
+that missed something, a calendar window that moved on must all end in the mailbox the current
+state calls for.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import tempfile
+import time
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mailbridge_providers.local import MaildirMailbox
+
+from mailbridge import classify, cli, engine, timing
+from mailbridge.model import DraftKind, DraftState, Folder
+from tests.test_engine import END, LEAD, OTHER, USER, World
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(tmp_path)
+    yield w
+    w.ledger.close()
+
+
+def deliver(world: World, sender: str, subject: str, *, folder: str = "",
+            in_reply_to: str = "", at: datetime = END, file_age: float | None = None,
+            extra: dict[str, str] | None = None) -> Path:
+    """A message dropped into INBOX (or ``folder``) as a mail client would; its file path.
+
+    ``file_age`` sets the file's modification time that many seconds before now (negative: in
+    the future), as a sync tool restoring times, or a clock gone wrong, does.
+    """
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = USER
+    message["Subject"] = subject
+    message["Date"] = format_datetime(at)
+    message["Message-ID"] = f"<{abs(hash((sender, subject, at, folder)))}@northwind-robotics.com>"
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    for k, v in (extra or {}).items():
+        message[k] = v
+    message.set_content("Thanks, we will be in touch next week.")
+    root = world.root / "Maildir"
+    box = mailbox.Maildir(root / f".{folder}" if folder else root, factory=None, create=True)
+    key = box.add(message.as_bytes())
+    path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
+    if file_age is not None:
+        stamp = time.time() - file_age
+        os.utime(path, (stamp, stamp))
+    return path
+
+
+def follow_up_waiting(world: World) -> datetime:
+    """Thank-yous sent, the follow-up to the lead in Drafts; the time it was made."""
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    world.send_all_drafts()
+    world.run(END + timedelta(hours=3))
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert len(world.messages("Drafts")) == 1
+    return due
+
+
+def thank_you_to_lead(world: World) -> str:
+    return next(d.message_id for d in world.drafts(DraftKind.THANK_YOU)
+                if d.recipient.email == LEAD)
+
+
+def assert_follow_up_taken_back(world: World) -> None:
+    assert world.messages("Drafts") == []
+    assert len(world.messages("Trash")) == 1
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.state == DraftState.RETRACTED
+
+
+def assert_follow_up_waiting(world: World) -> None:
+    (draft,) = world.messages("Drafts")
+    assert draft["To"].addresses[0].addr_spec == LEAD
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.state == DraftState.CREATED
+
+
+# --- local Maildir: what was seen is kept by file name ----------------------------------------
+
+
+def test_a_future_file_time_does_not_hide_a_later_reply(world: World) -> None:
+    due = follow_up_waiting(world)
+    # A newsletter whose file says it arrived next year (a restored backup, a wrong clock).
+    deliver(world, "news@shop.example", "Deals", at=due, file_age=-365 * 86400)
+    world.run(due + timedelta(minutes=5))
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=due + timedelta(hours=1),
+            in_reply_to=thank_you_to_lead(world))
+    world.run(due + timedelta(hours=1, minutes=1))
+    assert_follow_up_taken_back(world)
+
+
+def test_a_reply_moved_back_from_junk_with_its_old_file_time_is_seen(world: World) -> None:
+    due = follow_up_waiting(world)
+    # The reply was filed as junk; newer mail arrived and was read before the user noticed.
+    junk = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: Thank you", folder="Junk",
+                   at=due + timedelta(hours=1), in_reply_to=thank_you_to_lead(world),
+                   file_age=3600)
+    deliver(world, "news@shop.example", "Deals", at=due + timedelta(hours=2), file_age=60)
+    world.run(due + timedelta(hours=2, minutes=1))
+    assert_follow_up_waiting(world)
+    # Moving keeps the file's time: it is older than everything already read from INBOX.
+    os.rename(junk, world.root / "Maildir" / "cur" / junk.name)
+    world.run(due + timedelta(hours=3))
+    assert_follow_up_taken_back(world)
+
+
+def test_the_maildir_reads_only_names_it_has_not_seen(world: World) -> None:
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    reply = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
+    box = MaildirMailbox(world.root / "Maildir")
+    since = END - timedelta(days=2)
+    first = box.messages(None, since)
+    assert [m.folder for m in first.messages] == [Folder.INBOX]
+    assert box.messages(first.cursor, since).messages == ()
+    os.chmod(reply, 0)  # unreadable: a second read would fail loudly
+    try:
+        assert box.messages(first.cursor, since).messages == ()
+    finally:
+        os.chmod(reply, 0o600)
+    # A wider look (an older interview appeared) reads everything again.
+    assert len(box.messages(first.cursor, since - timedelta(days=30)).messages) == 1
+
+
+# --- the engine: a message whose handling fails is kept ---------------------------------------
+
+
+def test_a_message_whose_handling_raises_once_is_retried_and_shown_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    due = follow_up_waiting(world)
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=due + timedelta(hours=1),
+            in_reply_to=thank_you_to_lead(world))
+    real_match = classify.match
+    failures = []
+
+    def match_fails_once(message, *args):  # type: ignore[no-untyped-def]
+        if message.sender.email == LEAD and not failures:
+            failures.append(message.provider_id)
+            raise OSError("the disk hiccuped")
+        return real_match(message, *args)
+
+    monkeypatch.setattr(classify, "match", match_fails_once)
+    failed_at = due + timedelta(hours=1, minutes=1)
+    world.run(failed_at)
+    assert failures
+    assert_follow_up_waiting(world)
+    kept = [a.reason for a in world.ledger.audit_entries()
+            if a.decision == "message kept for retry"]
+    assert len(kept) == 1 and "OSError" in kept[0]
+    status = cli._status_data(world.settings, world.ledger, None)["accounts"][0]
+    (waiting,) = status["waiting_messages"]
+    assert waiting["from"] == LEAD and waiting["tries"] == 1
+    assert any("could not be handled" in w for w in status["warnings"])
+
+    world.run(failed_at + timedelta(minutes=1))  # backing off: not yet
+    assert_follow_up_waiting(world)
+    world.run(failed_at + engine.RETRY_FIRST)
+    assert_follow_up_taken_back(world)
+    assert engine.waiting_messages(world.ledger, "me") == {}
+    assert any(a.decision == "message handled" for a in world.ledger.audit_entries())
+    status = cli._status_data(world.settings, world.ledger, None)["accounts"][0]
+    assert status["waiting_messages"] == []
+
+
+def test_a_message_that_always_fails_is_given_up_with_an_audit_line(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    due = follow_up_waiting(world)
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=due + timedelta(hours=1),
+            in_reply_to=thank_you_to_lead(world))
+    real_match = classify.match
+    tries = []
+
+    def match_always_fails(message, *args):  # type: ignore[no-untyped-def]
+        if message.sender.email == LEAD:
+            tries.append(message.provider_id)
+            raise ValueError("cannot parse")
+        return real_match(message, *args)
+
+    monkeypatch.setattr(classify, "match", match_always_fails)
+    now = due + timedelta(hours=1, minutes=1)
+    for _ in range(engine.RETRY_LIMIT + 2):
+        world.run(now)
+        now += timedelta(days=1)
+    decisions = [a.decision for a in world.ledger.audit_entries()]
+    assert decisions.count("message kept for retry") == engine.RETRY_LIMIT - 1
+    assert decisions.count("message given up") == 1
+    assert len(tries) == engine.RETRY_LIMIT  # the daily full listing does not start it over
+    (gone,) = engine.waiting_messages(world.ledger, "me").values()
+    assert gone.given_up
+    status = cli._status_data(world.settings, world.ledger, None)["accounts"][0]
+    assert status["waiting_messages"] == []
+    assert_follow_up_waiting(world)  # nothing was decided on a message we could not read
+
+
+# --- the daily full listing ------------------------------------------------------------------
+
+
+def test_a_reply_missed_by_the_incremental_read_is_found_by_the_daily_full_listing(
+    world: World,
+) -> None:
+    due = follow_up_waiting(world)
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=due + timedelta(hours=1),
+            in_reply_to=thank_you_to_lead(world))
+    # An incremental read that moved past the reply without reporting it (a provider bug,
+    # a lost notification): its cursor is all the ledger keeps.
+    cursor = world.ledger.cursor("me", engine.MAILBOX)
+    since = END - timedelta(hours=1, days=1)
+    missed = MaildirMailbox(world.root / "Maildir").messages(cursor, since)
+    assert len(missed.messages) == 1
+    with world.ledger.transaction():
+        world.ledger.set_cursor("me", engine.MAILBOX, missed.cursor, due)
+    world.run(due + timedelta(hours=2))
+    assert_follow_up_waiting(world)  # the incremental read has nothing new
+    world.run(due + engine.FULL_LISTING_EVERY)
+    assert_follow_up_taken_back(world)
+
+
+# --- any file-time order ---------------------------------------------------------------------
+
+SENDERS = (f"Dana Whitfield <{LEAD}>", f"Priya Raman <{OTHER}>", "news@shop.example")
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(
+    st.tuples(st.sampled_from(SENDERS), st.integers(-400, 400), st.booleans(), st.booleans()),
+    min_size=1, max_size=5,
+))
+def test_replies_in_any_file_time_order_retract_exactly_when_a_reply_exists(
+    mail: list[tuple[str, int, bool, bool]],
+) -> None:
+    """Each message: sender, file time offset (days), filed in Junk first, a pass after it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        world = World(Path(tmp))
+        try:
+            due = follow_up_waiting(world)
+            now = due
+            parent = thank_you_to_lead(world)
+            moves: list[Path] = []
+            for n, (sender, age_days, via_junk, pass_after) in enumerate(mail):
+                now += timedelta(minutes=10)
+                path = deliver(world, sender, f"Re: Thank you {n}", at=now,
+                               folder="Junk" if via_junk else "",
+                               in_reply_to="" if sender == SENDERS[2] else parent,
+                               file_age=age_days * 86400.0)
+                if via_junk:
+                    moves.append(path)
+                if pass_after:
+                    world.run(now)
+            for path in moves:
+                os.rename(path, world.root / "Maildir" / "cur" / path.name)
+            world.run(now + timedelta(minutes=10))
+            replied = any(sender != SENDERS[2] for sender, *_ in mail)
+            if replied:
+                assert_follow_up_taken_back(world)
+            else:
+                assert_follow_up_waiting(world)
+        finally:
+            world.ledger.close()
