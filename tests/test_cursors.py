@@ -7,23 +7,39 @@ state calls for.
 
 from __future__ import annotations
 
+import email
 import mailbox
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+import caldav
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mailbridge_providers import gmail
+from mailbridge_providers.caldav import open_calendar
 from mailbridge_providers.local import MaildirMailbox
 
-from mailbridge import classify, cli, engine, timing
-from mailbridge.model import DraftKind, DraftState, Folder
+from mailbridge import classify, cli, engine, secrets, timing
+from mailbridge.ledger import Ledger
+from mailbridge.model import DraftKind, DraftState, Folder, Window
+from mailbridge.settings import AccountSettings, CalendarSettings
+from tests import test_gmail as gmail_side
+from tests import test_outlook as outlook_side
+from tests.emulators.google import GoogleEmulator, interview_event, running
+from tests.emulators.graph import GraphEmulator
+from tests.servers import PASSWORD, Radicale
+from tests.test_caldav import NOW as DAV_NOW
+from tests.test_caldav import vevent
 from tests.test_engine import END, LEAD, OTHER, USER, World
+from tests.test_outlook import T0
 
 
 @pytest.fixture
@@ -278,3 +294,193 @@ def test_replies_in_any_file_time_order_retract_exactly_when_a_reply_exists(
                 assert_follow_up_waiting(world)
         finally:
             world.ledger.close()
+
+
+# --- calendar windows move ---------------------------------------------------------------------
+#
+# An interview booked further ahead than `lookahead` is outside the first listing; nobody edits
+# it, so no sync token or delta link ever reports it. Each source must list the window afresh
+# once the window reaches past what its cursor covers. The engine's daily full listing would
+# hide a source that does not, so these passes run with it switched off.
+
+LOOKAHEAD = timedelta(days=14)
+BEYOND = timedelta(days=20)  # when the interview is, counted from the first pass
+
+
+@pytest.fixture
+def no_daily_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "FULL_LISTING_EVERY", timedelta(days=10_000))
+
+
+def passes_until(run: Callable[[datetime], None], first: datetime, start: datetime) -> None:
+    """A pass every twelve hours from ``first`` until the interview's drafts are due."""
+    now = first
+    while now < start:
+        run(now)
+        now += timedelta(hours=12)
+    run(start + timedelta(hours=4))
+    run(start + timedelta(hours=4, minutes=5))  # a pass plans what is due, the next settles
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphEmulator]:
+    emulator = GraphEmulator().start()
+    yield emulator
+    emulator.stop()
+    assert emulator.violations == [], "requests the real Graph would reject"
+
+
+def test_graph_delta_older_than_its_window_lists_the_new_window(graph: GraphEmulator) -> None:
+    _, calendar = outlook_side.open_both(graph, outlook_side.sign_in(graph))
+    first_window = Window(T0 - timedelta(days=3), T0 + LOOKAHEAD)
+    graph.add_event("Interview", T0 + BEYOND, T0 + BEYOND + timedelta(hours=1))
+    first = calendar.changes(None, first_window)
+    assert first.complete and first.events == ()
+
+    half_day = Window(first_window.start + timedelta(hours=12),
+                      first_window.end + timedelta(hours=12))
+    idle = calendar.changes(first.cursor, half_day)  # still inside what the link covers
+    assert not idle.complete and idle.events == ()
+    assert graph.counts["GET calendarView/delta"] == 2
+
+    moved = Window(first_window.start + timedelta(days=7), first_window.end + timedelta(days=7))
+    later = calendar.changes(idle.cursor, moved)
+    assert later.complete
+    assert [e.title for e in later.events] == ["Interview"]
+
+
+def test_graph_interview_booked_beyond_lookahead_gets_its_drafts(
+    graph: GraphEmulator, tmp_path: Path, no_daily_listing: None
+) -> None:
+    account = outlook_side.sign_in(graph)
+    account = replace(account, calendar=replace(account.calendar, lookahead=LOOKAHEAD))
+    mailbox, calendar = outlook_side.open_both(graph, account)
+    start = T0 + BEYOND
+    graph.add_event(
+        "Interview: Fabrikam — Staff Engineer", start, start + timedelta(hours=1),
+        organizer=("lee@fabrikam.example", "Lee Lead"),
+        attendees=[
+            ("lee@fabrikam.example", "Lee Lead", "required", "organizer"),
+            ("ann@fabrikam.example", "Ann Other", "required", "accepted"),
+            (graph.user, graph.user_name, "required", "accepted"),
+        ],
+    )
+    ledger = Ledger.open(tmp_path / "state")
+
+    def run(now: datetime) -> None:
+        report = engine.reconcile(account, ledger, now=now, mailbox=mailbox, calendar=calendar)
+        assert report.error is None, report.error
+
+    passes_until(run, T0, start)
+    ledger.close()
+    to = sorted(d["toRecipients"][0]["emailAddress"]["address"] for d in graph.drafts())
+    assert to == ["ann@fabrikam.example", "lee@fabrikam.example"]
+
+
+@pytest.fixture
+def google() -> Iterator[GoogleEmulator]:
+    with running(gmail_side.ME) as emulator:
+        yield emulator
+        assert emulator.violations == [], "requests the real API would refuse"
+
+
+@pytest.fixture
+def google_account(google: GoogleEmulator, tmp_path: Path) -> AccountSettings:
+    secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
+    account = gmail_side.make_account(google, tmp_path)
+    return replace(account, calendar=replace(account.calendar, lookahead=LOOKAHEAD))
+
+
+def test_google_sync_token_older_than_its_window_lists_the_new_window(
+    google: GoogleEmulator, google_account: AccountSettings
+) -> None:
+    calendar = gmail.GoogleCalendar(google_account, gmail_side.fast_api(google_account,
+                                                                        "calendar"))
+    now = gmail_side.NOW
+    google.add_event(interview_event("far", now + BEYOND))
+    first_window = Window(now - timedelta(days=3), now + LOOKAHEAD)
+    first = calendar.changes(None, first_window)
+    assert first.complete and first.events == ()
+    idle = calendar.changes(first.cursor, Window(first_window.start + timedelta(hours=12),
+                                                 first_window.end + timedelta(hours=12)))
+    assert not idle.complete and idle.events == ()
+
+    moved = Window(first_window.start + timedelta(days=7), first_window.end + timedelta(days=7))
+    later = calendar.changes(idle.cursor, moved)
+    assert later.complete and [e.key.uid for e in later.events] == ["far"]
+
+
+def test_google_interview_booked_beyond_lookahead_gets_its_drafts(
+    google: GoogleEmulator, google_account: AccountSettings, tmp_path: Path,
+    no_daily_listing: None,
+) -> None:
+    mailbox = gmail.GmailMailbox(google_account, gmail_side.fast_api(google_account, "gmail"))
+    calendar = gmail.GoogleCalendar(google_account, gmail_side.fast_api(google_account,
+                                                                        "calendar"))
+    start = gmail_side.NOW + BEYOND
+    google.add_event(interview_event("iv1", start))
+    ledger = Ledger.open(tmp_path / "state")
+
+    def run(now: datetime) -> None:
+        report = engine.reconcile(google_account, ledger, now=now, mailbox=mailbox,
+                                  calendar=calendar)
+        assert report.error is None, report.error
+
+    passes_until(run, gmail_side.NOW, start)
+    ledger.close()
+    to = sorted(str(m["To"]) for m in google.draft_messages().values())
+    assert to == ["Maria Chen <maria@acme.example>", "Raj Patel <raj@acme.example>"]
+
+
+@pytest.fixture
+def dav(radicale: Radicale) -> Iterator[tuple[caldav.Calendar, AccountSettings]]:
+    user = radicale.new_user()
+    client = caldav.DAVClient(url=radicale.url, username=user, password=PASSWORD)
+    calendar = client.principal().make_calendar(name="Work")
+    account = AccountSettings(
+        name="work", provider="local", address="jordan@example.org", display_name="Jordan Lee",
+        calendar=CalendarSettings(kind="caldav", url=radicale.url, username=user,
+                                  password_command=f"echo {PASSWORD}", lookahead=LOOKAHEAD),
+    )
+    yield calendar, account
+    client.close()
+
+
+@pytest.mark.server
+def test_caldav_sync_token_older_than_its_window_lists_the_new_window(dav) -> None:
+    calendar, account = dav
+    source = open_calendar(account)
+    calendar.save_event(vevent("far@acme", DAV_NOW + BEYOND))
+    first_window = Window(DAV_NOW - timedelta(days=3), DAV_NOW + LOOKAHEAD)
+    first = source.changes(None, first_window)
+    assert first.complete and first.events == ()
+    idle = source.changes(first.cursor, Window(first_window.start + timedelta(hours=12),
+                                               first_window.end + timedelta(hours=12)))
+    assert not idle.complete and idle.events == ()
+
+    moved = Window(first_window.start + timedelta(days=7), first_window.end + timedelta(days=7))
+    later = source.changes(idle.cursor, moved)
+    assert later.complete and [e.key.uid for e in later.events] == ["far@acme"]
+
+
+@pytest.mark.server
+def test_caldav_interview_booked_beyond_lookahead_gets_its_drafts(
+    dav, tmp_path: Path, no_daily_listing: None
+) -> None:
+    calendar, account = dav
+    start = DAV_NOW + BEYOND
+    calendar.save_event(vevent("iv1@acme", start))
+    mailbox.Maildir(tmp_path / "Maildir", create=True)
+    drafts_box = MaildirMailbox(tmp_path / "Maildir")
+    source = open_calendar(account)
+    ledger = Ledger.open(tmp_path / "state")
+
+    def run(now: datetime) -> None:
+        report = engine.reconcile(account, ledger, now=now, mailbox=drafts_box, calendar=source)
+        assert report.error is None, report.error
+
+    passes_until(run, DAV_NOW, start)
+    ledger.close()
+    drafts = mailbox.Maildir(tmp_path / "Maildir" / ".Drafts", factory=None, create=False)
+    to = [email.message_from_bytes(drafts.get_bytes(k))["To"] for k in drafts.iterkeys()]
+    assert len(to) == 1 and "avery.chen@acme.example" in to[0]
