@@ -235,6 +235,27 @@ def test_a_message_that_always_fails_is_given_up_with_an_audit_line(
 SENDERS = (f"Dana Whitfield <{LEAD}>", f"Priya Raman <{OTHER}>", "news@shop.example")
 
 
+def inbox_replies(ledger: Ledger) -> set[tuple[str, str]]:
+    return {(m.sender, m.message_id) for m in ledger.messages("me") if m.folder == Folder.INBOX}
+
+
+def fresh_inbox_replies(world: World, now: datetime) -> set[tuple[str, str]]:
+    """What a new ledger learns from one read of the mailbox as it is now.
+
+    It reads the calendar while the interview is still inside the look-back window: an
+    install that never knew the interview has nothing to match replies to.
+    """
+    fresh = Ledger.open(world.root / "fresh-state")
+    maildir = MaildirMailbox(world.root / "Maildir")
+    calendar = FileCalendar(world.root / "calendar", world.account.own_addresses)
+    try:
+        assert engine.Pass(world.account, fresh, END, maildir, calendar, False).sync_calendar()
+        engine.Pass(world.account, fresh, now, maildir, calendar, False).sync_mail()
+        return inbox_replies(fresh)
+    finally:
+        fresh.close()
+
+
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -265,12 +286,16 @@ def test_replies_in_any_file_time_order_retract_exactly_when_a_reply_exists(
                     world.run(now)
             for path in moves:
                 os.rename(path, world.root / "Maildir" / "cur" / path.name)
-            world.run(now + timedelta(minutes=10))
+            final = now + timedelta(minutes=10)
+            world.run(final)
             replied = any(sender != SENDERS[2] for sender, *_ in mail)
             if replied:
                 assert_follow_up_taken_back(world)
             else:
                 assert_follow_up_waiting(world)
+            # A fresh install reading the same mailbox now knows the same replies.
+            assert inbox_replies(world.ledger) == fresh_inbox_replies(world, final)
+            assert len(inbox_replies(world.ledger)) == sum(s != SENDERS[2] for s, *_ in mail)
         finally:
             world.ledger.close()
 
