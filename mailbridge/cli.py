@@ -374,6 +374,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 EXPLAINED = frozenset({
     "not an interview", "attendee skipped", "draft skipped", "draft cancelled",
     "interview cancelled", "event skipped", "message skipped", "paused",
+    "message kept for retry", "message given up",
 })
 
 MESSAGE_LABELS = {

@@ -58,6 +58,7 @@ MAILBOX = "mailbox"
 MAILBOX_RETRY = "mailbox.retry"
 RETRY_LIMIT = 6  # tries before a message is given up (with an audit line)
 RETRY_FIRST = timedelta(minutes=10)  # then 20, 40, 80 and 160 minutes
+MATCH_HORIZON = timedelta(days=120)  # mail is matched to interviews that ended since
 # A cursor is an optimisation: this often, a full listing heals whatever an incremental read
 # missed (a provider bug, a message filed back from Junk, a lost change notification).
 FULL_LISTING_EVERY = timedelta(days=1)
@@ -276,7 +277,7 @@ class Pass:
         account = self.account
         interviews = [
             i for i in self.ledger.interviews(account.name)
-            if i.end >= self.now - timedelta(days=120)
+            if i.end >= self.now - MATCH_HORIZON
         ]
         if not interviews:
             return  # nothing to match mail against: not even a request
@@ -305,8 +306,8 @@ class Pass:
             known = self.ledger.known_message_ids(account.name)
             for message in (*batch.messages, *retries):
                 key = _waiting_key(message)
-                if key in waiting and waiting[key].given_up:
-                    continue
+                if key in waiting and (waiting[key].given_up or waiting[key].next_try > self.now):
+                    continue  # given up, or backing off even when a full listing shows it again
                 try:
                     with self.ledger.savepoint():
                         self._apply_message(message, candidates, known, drafts_by_mid)
@@ -321,6 +322,9 @@ class Pass:
             # The cursor moves past a failed message only together with its place in the
             # retry list: a message is never dropped silently.
             self.ledger.set_cursor(account.name, MAILBOX, batch.cursor, self.now)
+            for key in [k for k, w in waiting.items()
+                        if w.given_up and w.next_try < self.now - MATCH_HORIZON]:
+                del waiting[key]  # older than any interview mail is matched to
             self.ledger.set_cursor(account.name, MAILBOX_RETRY, _dump_waiting(waiting),
                                    self.now)
             if full:

@@ -177,6 +177,8 @@ def test_a_message_whose_handling_raises_once_is_retried_and_shown_meanwhile(
         return real_match(message, *args)
 
     monkeypatch.setattr(classify, "match", match_fails_once)
+    # Every pass a full listing: the failed message shows up again, and still waits its turn.
+    monkeypatch.setattr(engine, "FULL_LISTING_EVERY", timedelta(0))
     failed_at = due + timedelta(hours=1, minutes=1)
     world.run(failed_at)
     assert failures
