@@ -32,7 +32,8 @@ cursor
     an event beyond that span that nobody edits never shows up in an incremental read. So a
     calendar source keeps that span with its cursor and lists the new window in full (with
     ``complete=True``) as soon as the window's start or end lies outside it
-    (`mailbridge_providers.windowed`).
+    (`mailbridge_providers.windowed`); an ``.ics`` feed or folder, read whole anyway, is read
+    again whenever the window's first day changes.
 
 Providers register factories under the entry-point group ``mailbridge.providers``:
 ``mailbox.KIND`` (``(AccountSettings) -> Mailbox``) and ``calendar.KIND``
