@@ -8,6 +8,7 @@ state calls for.
 from __future__ import annotations
 
 import email
+import json
 import mailbox
 import os
 import tempfile
@@ -26,11 +27,12 @@ from hypothesis import strategies as st
 from mailbridge_providers import gmail, imap
 from mailbridge_providers.caldav import open_calendar
 from mailbridge_providers.local import FileCalendar, MaildirMailbox
+from mailbridge_providers.windowed import MARGIN, windowed
 
 from mailbridge import classify, cli, engine, secrets, timing
 from mailbridge.adapters import Mailbox
 from mailbridge.ledger import Ledger
-from mailbridge.model import DraftKind, DraftState, Folder, Window
+from mailbridge.model import CalendarBatch, DraftKind, DraftState, Folder, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
 from tests import test_gmail as gmail_side
 from tests import test_imap as imap_side
@@ -156,6 +158,9 @@ def test_the_maildir_reads_only_names_it_has_not_seen(world: World) -> None:
         os.chmod(reply, 0o600)
     # A wider look (an older interview appeared) reads everything again.
     assert len(box.messages(first.cursor, since - timedelta(days=30)).messages) == 1
+    # So does the file-time cursor of earlier versions: it is not trusted.
+    old = json.dumps({"inbox": {"ns": time.time_ns() + 10**15, "keys": []}})
+    assert len(box.messages(old, since).messages) == 1
 
 
 # --- the engine: a message whose handling fails is kept ---------------------------------------
@@ -300,6 +305,57 @@ def test_replies_in_any_file_time_order_retract_exactly_when_a_reply_exists(
             assert len(inbox_replies(world.ledger)) == sum(s != SENDERS[2] for s, *_ in mail)
         finally:
             world.ledger.close()
+
+
+# --- the covered span, as a table -------------------------------------------------------------
+
+DAY = timedelta(days=1)
+W = Window(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+
+
+def shifted(window: Window, start: timedelta, end: timedelta) -> Window:
+    return Window(window.start + start, window.end + end)
+
+
+@pytest.mark.parametrize(("later", "incremental"), [
+    (W, True),  # the same window
+    (shifted(W, DAY / 2, DAY / 2), True),  # moved inside the margin
+    (shifted(W, DAY, DAY), True),  # exactly to the margin's end
+    (shifted(W, DAY, DAY + timedelta(seconds=1)), False),  # past it
+    (shifted(W, -timedelta(seconds=1), timedelta(0)), False),  # look-back grew
+    (shifted(W, 7 * DAY, 7 * DAY), False),  # a week later
+])
+def test_a_calendar_cursor_is_used_only_inside_the_span_it_covers(
+    later: Window, incremental: bool
+) -> None:
+    asked: list[tuple[str | None, Window]] = []
+
+    def read(cursor: str | None, span: Window) -> CalendarBatch:
+        asked.append((cursor, span))
+        return CalendarBatch(events=(), complete=cursor is None, cursor=f"token{len(asked)}")
+
+    first = windowed(read, None, W)
+    assert asked == [(None, Window(W.start, W.end + MARGIN))]
+    windowed(read, first.cursor, later)
+    if incremental:
+        assert asked[1] == ("token1", Window(W.start, W.end + MARGIN))
+    else:
+        assert asked[1] == (None, Window(later.start, later.end + MARGIN))
+
+
+@pytest.mark.parametrize("cursor", [
+    "token", "{}", "[1]", '{"cursor": "t"}', '{"covers": [], "cursor": "t"}',
+    '{"covers": ["x", "y"], "cursor": "t"}',
+])
+def test_a_calendar_cursor_without_its_span_means_a_full_listing(cursor: str) -> None:
+    asked: list[str | None] = []
+
+    def read(inner: str | None, span: Window) -> CalendarBatch:
+        asked.append(inner)
+        return CalendarBatch(events=(), complete=True, cursor="fresh")
+
+    windowed(read, cursor, W)
+    assert asked == [None]
 
 
 # --- calendar windows move ---------------------------------------------------------------------
