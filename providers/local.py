@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mailbridge.adapters import FolderMissing, ProviderError
 from mailbridge.compose import read_draft
-from mailbridge.mailparse import headers_from_bytes
+from mailbridge.mailparse import date_of_head, headers_from_bytes
 from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
@@ -47,6 +47,8 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings
 
 from .ics import events_from_ics
+
+HEAD_BYTES = 64 * 1024  # enough for any sane header block: read to find a message's Date
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),
@@ -179,15 +181,19 @@ class MaildirMailbox:
                     continue
                 path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
                 try:
-                    raw = path.read_bytes()
+                    with path.open("rb") as handle:
+                        raw = handle.read(HEAD_BYTES)
+                        # Mail written before ``since`` is of no interest, and its Date says
+                        # so; the file time says nothing reliable (kept on a move, restored
+                        # from a backup). Only its head is read.
+                        written = date_of_head(raw)
+                        if written is not None and written < since:
+                            continue
+                        raw += handle.read()
                 except FileNotFoundError:
                     now_seen.pop()  # moved while we looked; the next pass sees it
                     continue
-                headers = headers_from_bytes(raw, folder=folder, provider_id=key)
-                # Mail written before ``since`` is of no interest, and its Date header says so;
-                # the file time says nothing reliable (kept on a move, restored from a backup).
-                if headers.date is None or headers.date >= since:
-                    found.append(headers)
+                found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
             fresh[folder.value] = sorted(now_seen)
         cursor = json.dumps({"since": since_ns, "seen": fresh}, sort_keys=True)
         return MessageBatch(messages=tuple(found), cursor=cursor)

@@ -158,9 +158,16 @@ def test_the_maildir_reads_only_names_it_has_not_seen(world: World) -> None:
         os.chmod(reply, 0o600)
     # A wider look (an older interview appeared) reads everything again.
     assert len(box.messages(first.cursor, since - timedelta(days=30)).messages) == 1
+    # Mail dated before ``since`` is passed over (its head read, not the rest); undated is not.
+    deliver(world, "old@acme.example", "Old news", at=since - timedelta(days=1))
+    undated = deliver(world, "who@acme.example", "No date", at=END)
+    undated.write_bytes(b"".join(line for line in undated.read_bytes().splitlines(True)
+                                 if not line.startswith(b"Date:")))
+    both = box.messages(None, since)
+    assert sorted(m.subject for m in both.messages) == ["No date", "Re: hello"]
     # So does the file-time cursor of earlier versions: it is not trusted.
     old = json.dumps({"inbox": {"ns": time.time_ns() + 10**15, "keys": []}})
-    assert len(box.messages(old, since).messages) == 1
+    assert len(box.messages(old, since).messages) == 2
 
 
 # --- the engine: a message whose handling fails is kept ---------------------------------------
