@@ -32,6 +32,7 @@ from mailbridge_providers.windowed import MARGIN, windowed
 from mailbridge import classify, cli, engine, secrets, timing
 from mailbridge.adapters import Mailbox
 from mailbridge.ledger import Ledger
+from mailbridge.mailparse import date_of_head
 from mailbridge.model import CalendarBatch, DraftKind, DraftState, Folder, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
 from tests import test_gmail as gmail_side
@@ -745,3 +746,16 @@ def test_a_reply_the_incremental_read_missed_is_found_by_the_daily_full_listing(
     else:
         assert len(side.draft_recipients()) == 1 and LEAD in side.draft_recipients()[0]
     ledger.close()
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    (b"From: a@b\r\nDate: Tue, 17 Nov 2026 16:00:00 +0100\r\n\r\nbody",
+     datetime(2026, 11, 17, 15, 0, tzinfo=UTC)),
+    (b"Date: Tue, 17 Nov 2026 16:00:00 -0000\r\n\r\n", datetime(2026, 11, 17, 16, 0, tzinfo=UTC)),
+    (b"From: a@b\r\n\r\nDate: Tue, 17 Nov 2026 16:00:00 +0000\r\n", None),  # in the body
+    (b"Date: yesterday\r\n\r\n", None),
+    (b"", None),
+    (b"Subject: cut short by the 64 KiB limit " + b"x" * 100, None),
+])
+def test_the_date_of_a_message_head(head: bytes, expected: datetime | None) -> None:
+    assert date_of_head(head) == expected
