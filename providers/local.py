@@ -179,8 +179,8 @@ class MaildirMailbox:
                 now_seen.append(mark)  # only what is still there: the cursor does not grow forever
                 if mark in seen:
                     continue
-                path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
                 try:
+                    path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
                     with path.open("rb") as handle:
                         raw = handle.read(HEAD_BYTES)
                         # Mail written before ``since`` is of no interest, and its Date says
@@ -190,7 +190,7 @@ class MaildirMailbox:
                         if written is not None and written < since:
                             continue
                         raw += handle.read()
-                except FileNotFoundError:
+                except (FileNotFoundError, KeyError):
                     now_seen.pop()  # moved while we looked; the next pass sees it
                     continue
                 found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
