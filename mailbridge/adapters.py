@@ -30,8 +30,16 @@ mailbox
     mailbox never sends mail: no adapter has, or may grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
-    delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag). The core stores it in the ledger and
-    passes it back unchanged.
+    delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in
+    the ledger and passes it back unchanged. A cursor is an optimisation, never a gate: the
+    core passes None once a day for a full listing, keeps a message whose handling failed
+    (the cursor moves on, the message does not go away), and ignores what it already handled.
+    When the window moves, a calendar cursor covers only the span of its last full listing:
+    an event beyond that span that nobody edits never shows up in an incremental read. So a
+    calendar source keeps that span with its cursor and lists the new window in full (with
+    ``complete=True``) as soon as the window's start or end lies outside it
+    (`mailbridge_providers.windowed`); an ``.ics`` feed or folder, read whole anyway, is read
+    again whenever the window's first day changes.
 
 Providers register factories under the entry-point group ``mailbridge.providers``:
 ``mailbox.KIND`` (``(AccountSettings) -> Mailbox``) and ``calendar.KIND``

@@ -408,6 +408,11 @@ def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
     if state.last_error:
         warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
     warnings.extend(
+        f"message from {w.message.sender.email} ({w.message.subject!r}) could not be "
+        f"handled ({w.error}); tried {w.tries} time(s), next try {_local(w.next_try, tz)}"
+        for w in _waiting(ledger, account)
+    )
+    warnings.extend(
         f"interview {m.interview_id}: suspicious message from {m.sender} "
         f"({_local(m.at, tz)}): its sender could not be confirmed (DMARC/SPF/DKIM "
         "failed), so it was not taken as a reply; check it before you answer it"
@@ -415,6 +420,11 @@ def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
     )
     # A ledger written by an older version may hold a secret link in an error: not shown.
     return [redact_urls(w) for w in warnings]
+
+
+def _waiting(ledger: Ledger, account: AccountSettings) -> list[engine.WaitingMessage]:
+    """Messages whose handling failed and that are kept for another try."""
+    return [w for w in engine.waiting_messages(ledger, account.name).values() if not w.given_up]
 
 
 def _suspicious(ledger: Ledger, account: AccountSettings) -> list[MessageRow]:
@@ -441,6 +451,12 @@ def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
         "error": redact_urls(state.last_error) if state.last_error else None,
         "warnings": warnings,
         "interviews": interviews,
+        "waiting_messages": [
+            {"from": w.message.sender.email, "subject": w.message.subject,
+             "folder": w.message.folder.value, "tries": w.tries,
+             "next_try": w.next_try.isoformat(), "error": w.error}
+            for w in _waiting(ledger, account)
+        ],
         "suspicious": [
             {"interview": m.interview_id, "from": m.sender, "at": m.at.isoformat()}
             for m in _suspicious(ledger, account)
@@ -589,6 +605,7 @@ STATE_LABELS = {
 EXPLAINED = frozenset({
     "not an interview", "attendee skipped", "draft skipped", "draft cancelled",
     "interview cancelled", "event skipped", "message skipped", "paused", "suspicious message",
+    "message kept for retry", "message given up",
 })
 
 MESSAGE_LABELS = {

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from mailbridge import classify, compose, detect, planner, proofread
 from mailbridge.adapters import (
@@ -43,6 +43,7 @@ from mailbridge.model import (
     InterviewState,
     MailHeaders,
     MessageKind,
+    Person,
     Presence,
     SentHint,
     Window,
@@ -53,6 +54,14 @@ log = logging.getLogger("mailbridge")
 
 CALENDAR = "calendar"
 MAILBOX = "mailbox"
+# Messages whose handling failed, kept (with their headers) until handled or given up.
+MAILBOX_RETRY = "mailbox.retry"
+RETRY_LIMIT = 6  # tries before a message is given up (with an audit line)
+RETRY_FIRST = timedelta(minutes=10)  # then 20, 40, 80 and 160 minutes
+MATCH_HORIZON = timedelta(days=120)  # mail is matched to interviews that ended since
+# A cursor is an optimisation: this often, a full listing heals whatever an incremental read
+# missed (a provider bug, a message filed back from Junk, a lost change notification).
+FULL_LISTING_EVERY = timedelta(days=1)
 
 # A full calendar listing that drops more than this share of the known events (with at least
 # VALVE_MIN_KNOWN known) is treated as a fault of the source, not as mass cancellation.
@@ -137,6 +146,8 @@ class Pass:
         """Apply calendar changes; False when the safety valve paused the account."""
         account = self.account.name
         cursor = self.ledger.cursor(account, CALENDAR)
+        if _listing_due(self.ledger, account, CALENDAR, self.now):
+            cursor = None  # the daily full listing: heals what incremental reads missed
         window = _window(self.account, self.now)
         batch = self.calendar.changes(cursor, window)
         status = self.ledger.account_status(account)
@@ -174,6 +185,9 @@ class Pass:
                 for gone in self.ledger.remove_event(account, key):
                     self._cancel_interview(gone, "the event was removed from the calendar")
             self.ledger.set_cursor(account, CALENDAR, batch.cursor, self.now)
+            if batch.complete:
+                self.ledger.set_cursor(account, _listed(CALENDAR), self.now.isoformat(),
+                                       self.now)
         return True
 
     def _calendar_fault(self, batch: CalendarBatch, window: Window) -> str | None:
@@ -264,13 +278,14 @@ class Pass:
         account = self.account
         interviews = [
             i for i in self.ledger.interviews(account.name)
-            if i.end >= self.now - timedelta(days=120)
+            if i.end >= self.now - MATCH_HORIZON
         ]
         if not interviews:
             return  # nothing to match mail against: not even a request
         cursor = self.ledger.cursor(account.name, MAILBOX)
+        full = cursor is None or _listing_due(self.ledger, account.name, MAILBOX, self.now)
         since = min(i.start for i in interviews) - timedelta(days=1)
-        batch = self.mailbox.messages(cursor, since)
+        batch = self.mailbox.messages(None if full else cursor, since)
         candidates = [
             classify.Candidate(
                 interview_id=i.id,
@@ -283,18 +298,59 @@ class Pass:
             for i in interviews
         ]
         drafts_by_mid = {d.message_id: d for d in self.ledger.drafts(account.name)}
+        waiting = waiting_messages(self.ledger, account.name)
+        listed = {(m.folder, m.provider_id) for m in batch.messages}
+        retries = [w.message for w in waiting.values()
+                   if not w.given_up and w.next_try <= self.now
+                   and (w.message.folder, w.message.provider_id) not in listed]
         with self.ledger.transaction():
             known = self.ledger.known_message_ids(account.name)
-            for message in batch.messages:
+            for message in (*batch.messages, *retries):
+                key = _waiting_key(message)
+                if key in waiting and (waiting[key].given_up or waiting[key].next_try > self.now):
+                    continue  # given up, or backing off even when a full listing shows it again
                 try:
                     with self.ledger.savepoint():
                         self._apply_message(message, candidates, known, drafts_by_mid)
                 except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
                     log.debug("message %r failed", message.provider_id, exc_info=True)
-                    self.decide("message skipped",
-                                f"could not use message {message.provider_id!r}: "
-                                f"{type(exc).__name__}")
+                    self._keep_for_retry(message, waiting, exc)
+                    continue
+                if waiting.pop(key, None) is not None:
+                    self.decide("message handled",
+                                f"message {message.provider_id!r} from {message.sender.email} "
+                                "was handled on a later try")
+            # The cursor moves past a failed message only together with its place in the
+            # retry list: a message is never dropped silently.
             self.ledger.set_cursor(account.name, MAILBOX, batch.cursor, self.now)
+            for key in [k for k, w in waiting.items()
+                        if w.given_up and w.next_try < self.now - MATCH_HORIZON]:
+                del waiting[key]  # older than any interview mail is matched to
+            self.ledger.set_cursor(account.name, MAILBOX_RETRY, _dump_waiting(waiting),
+                                   self.now)
+            if full:
+                self.ledger.set_cursor(account.name, _listed(MAILBOX), self.now.isoformat(),
+                                       self.now)
+
+    def _keep_for_retry(
+        self, message: MailHeaders, waiting: dict[str, WaitingMessage], exc: Exception
+    ) -> None:
+        key = _waiting_key(message)
+        before = waiting.get(key)
+        tries = (before.tries if before else 0) + 1
+        error = f"{type(exc).__name__}: {str(exc)[:200]}".rstrip(": ")
+        what = f"message {message.provider_id!r} from {message.sender.email}"
+        if tries >= RETRY_LIMIT:
+            waiting[key] = WaitingMessage(message, tries, self.now, error, given_up=True)
+            self.decide("message given up",
+                        f"could not use {what} after {tries} tries ({error}); it is left "
+                        "in the mailbox untouched")
+            return
+        next_try = self.now + RETRY_FIRST * 2 ** (tries - 1)
+        waiting[key] = WaitingMessage(message, tries, next_try, error)
+        self.decide("message kept for retry",
+                    f"could not use {what} ({error}); try {tries} of {RETRY_LIMIT}, "
+                    f"next at {next_try:%Y-%m-%d %H:%M} UTC")
 
     def _apply_message(
         self,
@@ -703,6 +759,81 @@ def _ours(draft: DraftRow) -> set[str]:
 def _complete(batch: CalendarBatch) -> bool:
     """Whether absence from this listing means removal: not when a whole part was unreadable."""
     return batch.complete and all(item.uid for item in batch.skipped)
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """A message whose handling failed: tried again later, shown in `status`."""
+
+    message: MailHeaders
+    tries: int
+    next_try: datetime
+    error: str
+    given_up: bool = False  # remembered, so a full listing does not start it over
+
+
+def _waiting_key(message: MailHeaders) -> str:
+    return f"{message.folder.value}/{message.provider_id}"
+
+
+def _headers_to_json(message: MailHeaders) -> dict[str, Any]:
+    data = asdict(message)
+    data["folder"] = message.folder.value
+    data["date"] = message.date.isoformat() if message.date else None
+    return data
+
+
+def _headers_from_json(data: dict[str, Any]) -> MailHeaders:
+    def people(items: list[dict[str, str]]) -> tuple[Person, ...]:
+        return tuple(Person(**p) for p in items)
+
+    return MailHeaders(
+        folder=Folder(data["folder"]),
+        provider_id=data["provider_id"],
+        message_id=data["message_id"],
+        sender=Person(**data["sender"]),
+        subject=data["subject"],
+        date=datetime.fromisoformat(data["date"]) if data["date"] else None,
+        to=people(data["to"]),
+        cc=people(data["cc"]),
+        in_reply_to=data["in_reply_to"],
+        references=tuple(data["references"]),
+        headers=tuple((k, v) for k, v in data["headers"]),
+        excerpt=data["excerpt"],
+    )
+
+
+def waiting_messages(ledger: Ledger, account: str) -> dict[str, WaitingMessage]:
+    """The messages of ``account`` kept for another try (or given up), by folder and id."""
+    stored = ledger.cursor(account, MAILBOX_RETRY)
+    if not stored:
+        return {}
+    return {
+        key: WaitingMessage(_headers_from_json(item["message"]), item["tries"],
+                            datetime.fromisoformat(item["next_try"]), item["error"],
+                            item.get("given_up", False))
+        for key, item in json.loads(stored).items()
+    }
+
+
+def _dump_waiting(waiting: dict[str, WaitingMessage]) -> str | None:
+    if not waiting:
+        return None
+    return json.dumps({
+        key: {"message": _headers_to_json(w.message), "tries": w.tries,
+              "next_try": w.next_try.isoformat(), "error": w.error, "given_up": w.given_up}
+        for key, w in waiting.items()
+    }, sort_keys=True)
+
+
+def _listed(resource: str) -> str:
+    """Where the time of the last full listing of ``resource`` is kept."""
+    return resource + ".listed"
+
+
+def _listing_due(ledger: Ledger, account: str, resource: str, now: datetime) -> bool:
+    last = ledger.cursor(account, _listed(resource))
+    return last is None or now - datetime.fromisoformat(last) >= FULL_LISTING_EVERY
 
 
 class _NoCalendar:

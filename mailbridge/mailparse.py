@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.header
+import email.parser
 import email.policy
 import email.utils
 import html
@@ -336,6 +337,18 @@ def headers_from_bytes(
         part_types=_part_types(msg),
         hints=clean_hints(hints),
     )
+
+
+def date_of_head(head: bytes) -> datetime | None:
+    """The Date of a message read from its first bytes, as `headers_from_bytes` reads it.
+
+    Cheap: only the header block is parsed, so old mail can be passed over unread.
+    """
+    try:
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    except Exception:  # noqa: BLE001 - a broken head is read in full, not skipped
+        return None
+    return _parse_date(str(parsed.get("Date", "")))
 
 
 _HTML_DROP = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)

@@ -37,6 +37,7 @@ from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
 from mailbridge.settings import AccountSettings
 
 from .ics import events_from_ics, feed_url
+from .windowed import windowed
 
 log = logging.getLogger("mailbridge.caldav")
 TIMEOUT = 60  # seconds, every request
@@ -111,7 +112,9 @@ class CalDavCalendar:
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
         name = self.account.name
         try:
-            return self._changes(load_cursor(cursor), window)
+            # A sync token never reports an unchanged event the window moves onto: see
+            # `windowed`.
+            return windowed(lambda c, w: self._changes(load_cursor(c), w), cursor, window)
         except error.AuthorizationError:
             raise AuthError(
                 f"account {name!r}: the CalDAV server refused the login; check "

@@ -79,6 +79,8 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings, GoogleSettings
 
+from .windowed import windowed
+
 SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
     "https://www.googleapis.com/auth/gmail.readonly",
@@ -394,6 +396,10 @@ class GoogleCalendar:
         )
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        # A sync token never reports an unchanged event the window moves onto: see `windowed`.
+        return windowed(self._changes, cursor, window)
+
+    def _changes(self, cursor: str | None, window: Window) -> CalendarBatch:
         tokens: dict[str, str] = json.loads(cursor) if cursor else {}
         if set(tokens) == set(self.calendars):
             try:

@@ -10,8 +10,10 @@ mailbox (``provider = "local"``)
     (``.Drafts``) or, as mbsync's ``SubFolders Verbatim`` writes them, plain ones (``Drafts``).
     Drafts are written to Drafts/cur with the ``D`` (draft) and ``S`` (seen) flags; the
     provider id is the message's Maildir key. Retraction moves the file to Trash. Sent
-    detection looks for the draft's Message-ID in Sent. The message cursor is the newest file
-    modification time seen per folder, with the keys seen at exactly that time.
+    detection looks for the draft's Message-ID in Sent. The message cursor is, per folder, a
+    short fingerprint of every Maildir key (the unique file name) already reported, never a file
+    time: a message with a wrong modification time (in the future, or kept when a client moves
+    it back from Junk) cannot hide another. A sync lists names and reads only unseen ones.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from mailbridge.adapters import FolderMissing, ProviderError
 from mailbridge.compose import read_draft
-from mailbridge.mailparse import headers_from_bytes
+from mailbridge.mailparse import date_of_head, headers_from_bytes
 from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
@@ -48,6 +50,8 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings
 
 from .ics import events_from_ics
+
+HEAD_BYTES = 64 * 1024  # enough for any sane header block: read to find a message's Date
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),
@@ -105,6 +109,32 @@ class FileCalendar:
 # --- mailbox -------------------------------------------------------------------------------
 
 
+def _seen_mark(key: str) -> str:
+    """A short, stable fingerprint of a Maildir key, so the cursor of a big Maildir stays small."""
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
+    """The keys already looked at, per folder; nothing when the cursor cannot be trusted.
+
+    Not trusted: an older cursor (a file time per folder), or one made for a later ``since``
+    (it skipped files a wider look must read). The engine ignores what it already handled.
+    """
+    try:
+        state = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    if not isinstance(state, dict) or not isinstance(state.get("seen"), dict):
+        return {}
+    if not isinstance(state.get("since"), int) or state["since"] > since_ns:
+        return {}
+    return {
+        folder: set(marks)
+        for folder, marks in state["seen"].items()
+        if isinstance(marks, list) and all(isinstance(m, str) for m in marks)
+    }
+
+
 class MaildirMailbox:
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
@@ -147,35 +177,39 @@ class MaildirMailbox:
     # messages ------------------------------------------------------------------------------
 
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
-        state: dict[str, dict[str, object]] = json.loads(cursor) if cursor else {}
+        since_ns = int(since.timestamp() * 1e9)
+        state = _load_seen(cursor, since_ns)
         found: list[MailHeaders] = []
         folders = [(Folder.INBOX, self.inbox)]
         if self.sent is not None:
             folders.append((Folder.SENT, self.sent))
+        fresh: dict[str, list[str]] = {}
         for folder, box in folders:
-            mark = state.get(folder.value, {})
-            last_ns = int(mark.get("ns", int(since.timestamp() * 1e9)))  # type: ignore[call-overload]
-            last_keys = set(mark.get("keys", []))  # type: ignore[call-overload]
-            newest, newest_keys = last_ns, set(last_keys)
+            seen = state.get(folder.value, set())
+            now_seen: list[str] = []
             for key in box.iterkeys():
-                path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
-                try:
-                    ns = path.stat().st_mtime_ns
-                except FileNotFoundError:
-                    continue  # moved while we looked; the next pass sees it
-                if ns < last_ns or (ns == last_ns and key in last_keys):
+                mark = _seen_mark(key)
+                now_seen.append(mark)  # only what is still there: the cursor does not grow forever
+                if mark in seen:
                     continue
                 try:
-                    raw = path.read_bytes()
-                except FileNotFoundError:
+                    path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
+                    with path.open("rb") as handle:
+                        raw = handle.read(HEAD_BYTES)
+                        # Mail written before ``since`` is of no interest, and its Date says
+                        # so; the file time says nothing reliable (kept on a move, restored
+                        # from a backup). Only its head is read.
+                        written = date_of_head(raw)
+                        if written is not None and written < since:
+                            continue
+                        raw += handle.read()
+                except (FileNotFoundError, KeyError):
+                    now_seen.pop()  # moved while we looked; the next pass sees it
                     continue
                 found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
-                if ns > newest:
-                    newest, newest_keys = ns, {key}
-                elif ns == newest:
-                    newest_keys.add(key)
-            state[folder.value] = {"ns": newest, "keys": sorted(newest_keys)}
-        return MessageBatch(messages=tuple(found), cursor=json.dumps(state, sort_keys=True))
+            fresh[folder.value] = sorted(now_seen)
+        cursor = json.dumps({"since": since_ns, "seen": fresh}, sort_keys=True)
+        return MessageBatch(messages=tuple(found), cursor=cursor)
 
     # drafts --------------------------------------------------------------------------------
 

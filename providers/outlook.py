@@ -72,6 +72,8 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings, OutlookSettings
 
+from .windowed import windowed
+
 SCOPES: tuple[str, ...] = ("Calendars.Read", "Mail.ReadWrite", "User.Read")
 log = logging.getLogger("mailbridge")
 
@@ -472,6 +474,10 @@ class OutlookCalendar:
         self._graph = graph
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        # A delta link keeps the dates of its first request: see `windowed`.
+        return windowed(self._changes, cursor, window)
+
+    def _changes(self, cursor: str | None, window: Window) -> CalendarBatch:
         state = _load_cursor(cursor)
         if state:
             try:

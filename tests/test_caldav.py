@@ -111,16 +111,17 @@ def test_rejected_sync_token_falls_back_to_full_listing(dav) -> None:
     calendar, account = dav
     source = open_calendar(account)
     calendar.save_event(vevent("one@acme", NOW + timedelta(days=2)))
-    cursor = source.changes(None, WINDOW).cursor
-    states = load_cursor(cursor)
+    wrapped = json.loads(source.changes(None, WINDOW).cursor)  # the token inside its span
+    states = load_cursor(wrapped["cursor"])
     for state in states.values():
         state["token"] = "http://radicale.org/ns/sync/" + "0" * 64  # never issued
-    forged = json.dumps({"v": 1, "calendars": states})
+    forged = json.dumps({**wrapped, "cursor": json.dumps({"v": 1, "calendars": states})})
 
     batch = source.changes(forged, WINDOW)
     assert batch.complete
     assert [e.key.uid for e in batch.events] == ["one@acme"]
-    assert load_cursor(batch.cursor) != states  # a fresh token
+    fresh = load_cursor(json.loads(batch.cursor)["cursor"])
+    assert fresh and fresh != states  # a fresh token
     assert source.changes(batch.cursor, WINDOW).events == ()
 
 
