@@ -16,8 +16,11 @@ mailbox
     Holds drafts and reports mail. ``messages(cursor, since)`` returns the headers of messages
     that arrived in the inbox or the sent folder since ``cursor`` (on the first call: since
     ``since``), never whole bodies beyond a short excerpt. ``create_draft`` stores a draft
-    (with the draft flag) and returns its provider id; ``find_draft`` looks a draft up by its
-    Message-ID (used to repair a crash between creating a draft and recording it);
+    (with the draft flag) and returns its provider id; ``locate`` looks a Message-ID up in
+    Drafts, Sent and Trash and says where it is (a `Located`: Drafts wins over Sent, Sent
+    over Trash; None when it is in none of them); the engine calls it before every create,
+    so a crash, a lost or second ledger, a renamed account or a create whose answer was lost
+    never writes a second copy. ``find_draft`` is ``locate`` narrowed to Drafts;
     ``observe`` says whether a draft we made is still in Drafts (and its fingerprint, from
     `mailbridge.compose.fingerprint`), was sent, or is gone; ``update_draft`` replaces an
     unedited draft; ``retract`` removes a draft (to Trash where the mailbox has one). A
@@ -44,6 +47,7 @@ from typing import Protocol, cast
 from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
+    Located,
     MessageBatch,
     Observation,
     SentHint,
@@ -62,6 +66,11 @@ class AuthError(ProviderError):
     """Credentials are missing, expired or revoked: the user must run `mailbridge auth`."""
 
 
+class AmbiguousWrite(ProviderError):
+    """A create or update may or may not have been carried out (timeout, reset, 5xx after the
+    request was sent). Never repeat it blindly: look the Message-ID up first."""
+
+
 class FolderMissing(ProviderError):
     """A folder we rely on (Drafts) is not there. Treated as a fault, never as a fact."""
 
@@ -76,6 +85,8 @@ class Mailbox(Protocol):
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch: ...
 
     def find_draft(self, message_id: str) -> str | None: ...
+
+    def locate(self, message_id: str) -> Located | None: ...
 
     def create_draft(self, draft: DraftMessage) -> str: ...
 

@@ -33,7 +33,7 @@ from mailbridge.model import (
     Snapshot,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -152,6 +152,18 @@ MIGRATIONS: list[str] = [
     # update cut short by a crash is recognised as ours and not taken for the user's edit.
     """
     ALTER TABLE draft ADD COLUMN pending_hash TEXT NOT NULL DEFAULT '';
+    """,
+    # 3: level-triggered state. An interview whose event vanished is held, not cancelled,
+    # until it stayed gone for the grace period or two full listings (missing_since,
+    # missing_listings); a draft copy we moved to Trash ourselves is not the user's deletion
+    # (trashed); each pause has its own cause, lifted only by its end or `resume` (pauses:
+    # a JSON object cause -> reason; `paused` keeps the text of them all).
+    """
+    ALTER TABLE interview ADD COLUMN missing_since TEXT;
+    ALTER TABLE interview ADD COLUMN missing_listings INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE draft ADD COLUMN trashed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE account_state ADD COLUMN pauses TEXT NOT NULL DEFAULT '{}';
+    UPDATE account_state SET pauses = json_object('calendar', paused) WHERE paused IS NOT NULL;
     """,
 ]
 
@@ -473,12 +485,29 @@ class Ledger:
             (account,),
         )
 
-    def set_paused(self, account: str, reason: str | None) -> None:
+    def set_paused(self, account: str, reason: str | None, cause: str | None = None) -> None:
+        """Pause for ``cause`` ("calendar", "mailbox") with ``reason``; a None reason lifts
+        that cause (every cause when ``cause`` is None). Any change ends a confirmation."""
         self._ensure_account(account)
+        causes = self.pause_causes(account)
+        if reason is None and cause is None:
+            causes = {}
+        elif reason is None:
+            causes.pop(cause or "", None)
+        else:
+            causes[cause or "calendar"] = reason
+        text = "; ".join(causes[c] for c in sorted(causes)) or None
         self.conn.execute(
-            "UPDATE account_state SET paused=?, resume_confirmed=0 WHERE account=?",
-            (reason, account),
+            "UPDATE account_state SET paused=?, pauses=?, resume_confirmed=0 WHERE account=?",
+            (text, json.dumps(causes, sort_keys=True), account),
         )
+
+    def pause_causes(self, account: str) -> dict[str, str]:
+        """Why the account is paused, by cause ("calendar", "mailbox"); {} when it is not."""
+        row = self.conn.execute(
+            "SELECT pauses FROM account_state WHERE account=?", (account,)
+        ).fetchone()
+        return dict(json.loads(row["pauses"])) if row else {}
 
     def confirm_resume(self, account: str) -> None:
         self._ensure_account(account)
@@ -555,6 +584,32 @@ class Ledger:
         )
         return row is None or bool(row["interview"]) != is_interview or row["reason"] != reason
 
+    def event_keys_of(self, account: str, key: EventKey) -> list[EventKey]:
+        """The known keys ``key`` names (instance "*" means every instance of the UID)."""
+        if key.instance != "*":
+            return [key] if self.event_seen(account, key) else []
+        rows = self.conn.execute(
+            "SELECT calendar, uid, instance FROM event WHERE account=? AND calendar=? AND uid=?",
+            (account, key.calendar, key.uid),
+        ).fetchall()
+        return [EventKey(r["calendar"], r["uid"], r["instance"]) for r in rows]
+
+    def set_missing(
+        self, interview_id: int, since: datetime | None, listings: int, now: datetime
+    ) -> None:
+        """Record that an interview's event is absent (since when, in how many full
+        listings); ``since=None`` says it is back."""
+        self.conn.execute(
+            "UPDATE interview SET missing_since=?, missing_listings=?, updated_at=? WHERE id=?",
+            (_iso(since), listings, _iso(now), interview_id),
+        )
+
+    def message_id_taken(self, message_id: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM draft WHERE message_id=?", (message_id,)).fetchone()
+            is not None
+        )
+
     def remove_event(self, account: str, key: EventKey) -> list[EventKey]:
         """Forget an event (instance "*" means every instance of the UID); the removed keys."""
         if key.instance == "*":
@@ -600,6 +655,8 @@ class Ledger:
             if row["decision_date"]
             else None,
             employer_domains=tuple(json.loads(row["employer_domains"])),
+            missing_since=_dt(row["missing_since"]),
+            missing_listings=row["missing_listings"],
         )
 
     def interview_by_key(self, account: str, key: EventKey) -> InterviewRow | None:
@@ -731,6 +788,7 @@ class Ledger:
             reminded_at=_dt(row["reminded_at"]),
             flagged=row["flagged"],
             pending_hash=row["pending_hash"],
+            trashed=bool(row["trashed"]),
         )
 
     def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
@@ -811,6 +869,7 @@ class Ledger:
             "gaps",
             "warnings",
             "pending_hash",
+            "trashed",
         }
         unknown = set(fields) - allowed
         if unknown:

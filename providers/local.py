@@ -34,9 +34,11 @@ from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
     Folder,
+    Located,
     MailHeaders,
     MessageBatch,
     Observation,
+    Place,
     Presence,
     SentHint,
     Unreadable,
@@ -186,6 +188,15 @@ class MaildirMailbox:
     def find_draft(self, message_id: str) -> str | None:
         self._check()
         return self._key_by_message_id(self.drafts, message_id)
+
+    def locate(self, message_id: str) -> Located | None:
+        self._check()
+        for place, box in (
+            (Place.DRAFTS, self.drafts), (Place.SENT, self.sent), (Place.TRASH, self.trash)
+        ):
+            if box is not None and (key := self._key_by_message_id(box, message_id)):
+                return Located(place, key)
+        return None
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
