@@ -1108,7 +1108,8 @@ def _policy(ctx: _Ctx, tbl: _Tbl, top: _Top) -> tuple[Policy, DetectionRules]:
         ctx, tbl, "lookback", lambda t: parse_delay(t, allow_zero=True, maximum=timedelta(days=60))
     )
     removal_grace = _parsed(
-        ctx, tbl, "removal_grace", lambda t: parse_delay(t, allow_zero=True, maximum=timedelta(days=7))
+        ctx, tbl, "removal_grace",
+        lambda t: parse_delay(t, allow_zero=True, maximum=timedelta(days=7)),
     )
     reminder_after: timedelta | None = base.reminder_after
     if tbl.has("reminder_after") and tbl.data["reminder_after"] is False:

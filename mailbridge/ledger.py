@@ -497,9 +497,12 @@ class Ledger:
         else:
             causes[cause or "calendar"] = reason
         text = "; ".join(causes[c] for c in sorted(causes)) or None
+        # A new pause, or lifting them all, ends a confirmation; one cause ending does not.
+        keep = 0 if reason is not None or cause is None else 1
         self.conn.execute(
-            "UPDATE account_state SET paused=?, pauses=?, resume_confirmed=0 WHERE account=?",
-            (text, json.dumps(causes, sort_keys=True), account),
+            "UPDATE account_state SET paused=?, pauses=?, resume_confirmed=resume_confirmed*? "
+            "WHERE account=?",
+            (text, json.dumps(causes, sort_keys=True), keep, account),
         )
 
     def pause_causes(self, account: str) -> dict[str, str]:

@@ -666,10 +666,10 @@ class OutlookMailbox:
         return str(found[0]["id"]) if found else None
 
     def locate(self, message_id: str) -> Located | None:
+        drafts = self._drafts_id()  # FolderMissing while Drafts is gone
         found = self._lookup("/me/messages", message_id)
         if not found:
             return None
-        drafts = self._drafts_id()
         places = []
         for item in found:
             if not item.get("isDraft"):
