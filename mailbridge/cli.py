@@ -215,6 +215,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# How each cause of a pause ends by itself (engine.CALENDAR / engine.MAILBOX).
+_PAUSE_LIFTS = {
+    "calendar": "lifts by itself once the calendar holds its events again",
+    "mailbox": "lifts by itself once the Drafts folder is back",
+}
+
+
 def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> dict[str, Any]:
     accounts = []
     now = datetime.now(UTC)
@@ -222,7 +229,12 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
         tz = account.policy.timezone
         state = ledger.account_status(account.name)
         warnings: list[str] = []
-        if state.paused:
+        causes = ledger.pause_causes(account.name)
+        for cause, reason in sorted(causes.items()):
+            lift = _PAUSE_LIFTS.get(cause, "it lifts when its cause ends")
+            warnings.append(f"paused ({cause}): {reason} [{lift}, or run "
+                            f"`mailbridge resume {account.name}`]")
+        if state.paused and not causes:
             warnings.append(f"paused: {state.paused}")
         if state.last_error:
             warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
@@ -281,6 +293,7 @@ def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> 
             "provider": account.provider,
             "last_ok": state.last_ok.isoformat() if state.last_ok else None,
             "paused": state.paused,
+            "pause_causes": ledger.pause_causes(account.name),
             "error": state.last_error,
             "warnings": warnings,
             "interviews": interviews,

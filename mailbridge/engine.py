@@ -535,7 +535,13 @@ class Pass:
                 self.account.address, interview.key, action.recipient.email, action.kind,
                 action.seq,
             )
-            if ledger.message_id_taken(message_id):
+            owner = ledger.message_id_owner(message_id)
+            if owner is not None and owner != self.account.name:
+                # The same address under another account name: the account was renamed.
+                # Its drafts are this account's now; the mailbox lookup adopts them.
+                with ledger.transaction():
+                    ledger.release_message_id(message_id, self.account.name)
+            elif owner is not None:
                 # The same event in a second calendar of this account: keep the ids apart.
                 message_id = compose.message_id(
                     self.account.address,
@@ -549,6 +555,14 @@ class Pass:
                     action.interview_id, action.kind, action.seq, action.recipient, state,
                     action.due, message_id, action.late, self.now,
                 )
+                if ledger.link_sent(self.account.name, message_id, draft_id):
+                    # Sent already, under our Message-ID: made by us before this ledger knew.
+                    ledger.update_draft(draft_id, self.now, state=DraftState.SENT)
+                    self.decide("draft sent by you",
+                                f"the {action.kind.value} to {action.recipient.email} is "
+                                "already in Sent", interview_id=action.interview_id,
+                                draft_id=draft_id)
+                    return
                 if action.skip_reason:
                     self.decide("draft skipped", action.skip_reason,
                                 interview_id=action.interview_id, draft_id=draft_id)

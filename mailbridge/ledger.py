@@ -607,10 +607,30 @@ class Ledger:
             (_iso(since), listings, _iso(now), interview_id),
         )
 
-    def message_id_taken(self, message_id: str) -> bool:
-        return (
-            self.conn.execute("SELECT 1 FROM draft WHERE message_id=?", (message_id,)).fetchone()
-            is not None
+    def link_sent(self, account: str, message_id: str, draft_id: int) -> bool:
+        """Mark the sent message with ``message_id`` as made from ``draft_id``; whether there
+        was one (a rebuilt ledger meets the user's sent copy of a draft it made before)."""
+        cur = self.conn.execute(
+            "UPDATE message SET our_draft_id=? WHERE account=? AND folder=? AND message_id=?",
+            (draft_id, account, Folder.SENT.value, message_id),
+        )
+        return cur.rowcount > 0
+
+    def message_id_owner(self, message_id: str) -> str | None:
+        """The account whose draft row holds ``message_id``, or None."""
+        row = self.conn.execute(
+            "SELECT i.account FROM draft d JOIN interview i ON i.id = d.interview_id "
+            "WHERE d.message_id=?",
+            (message_id,),
+        ).fetchone()
+        return str(row["account"]) if row else None
+
+    def release_message_id(self, message_id: str, to_account: str) -> None:
+        """Hand a Message-ID over from another account's row (the account was renamed in the
+        TOML: same address, same drafts). The old row keeps a marked copy of the id."""
+        self.conn.execute(
+            "UPDATE draft SET message_id = message_id || ? WHERE message_id=?",
+            (f" (now {to_account})", message_id),
         )
 
     def remove_event(self, account: str, key: EventKey) -> list[EventKey]:

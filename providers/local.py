@@ -110,7 +110,8 @@ class MaildirMailbox:
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
-        fresh = not any(self._find(names) for names in FOLDER_NAMES.values())
+        # (an empty Maildir is falsy: compare with None)
+        fresh = all(self._find(names) is None for names in FOLDER_NAMES.values())
         if fresh:
             # A brand-new Maildir: make the standard folders, as a mail client would.
             for names in FOLDER_NAMES.values():
