@@ -349,9 +349,9 @@ class GoogleEmulator:
             self._faults += [(status, retry_after)] * count
 
     def lose_answer(self, method_id: str, how: str = "drop", count: int = 1) -> None:
-        """Carry out the next ``count`` calls of ``method_id`` (e.g. "gmail.users.drafts.create"),
-        then lose the answer: "drop" closes the connection unanswered, "500"/"503" answers
-        that status as if the work had failed."""
+        """Carry out the next ``count`` calls of ``method_id`` ("gmail.users.drafts.create";
+        "*" for any), then lose the answer: "drop" closes the connection unanswered,
+        "500"/"503" answers that status as if the work had failed."""
         with self.lock:
             self._losses += [(method_id, how)] * count
 
@@ -547,7 +547,11 @@ class GoogleEmulator:
             status, body = 500, b'{"error": {"code": 500, "message": "emulator error"}}'
         with self.lock:
             done = self.calls[-1].method_id if self.calls else ""
-            loss = next((x for x in self._losses if x[0] == done), None) if status < 300 else None
+            loss = (
+                next((x for x in self._losses if x[0] in (done, "*")), None)
+                if status < 300 and parsed.path not in ("/token", "/auth")
+                else None
+            )
             if loss is not None:
                 self._losses.remove(loss)
             if self.calls and self.calls[-1].status == 0:

@@ -277,9 +277,9 @@ class GraphEmulator:
             self._losses += [(method, path_part, how)] * count
 
     def _lost(self, method: str, target: str, status: int) -> str | None:
-        if status >= 300:
-            return None
         path = urlsplit(target).path
+        if status >= 300 or not path.startswith("/v1.0/"):
+            return None  # sign-in answers are never lost
         with self.lock:
             for loss in self._losses:
                 if loss[0] == method and loss[1] in path:
