@@ -32,9 +32,10 @@ Time
     few seconds ago: its follow-up falls due seconds later, through the same code as a week of
     silence would. ``removal_grace = "0m"``: an event deleted at the source counts as removed at
     once (the grace period itself is tested in tests/test_level.py). An interview that ends a
-    few seconds after the start gives thank-yous that the daemon must write at their due time (its date job), not at a restart. No libfaketime:
-    moving events is what calendars do anyway, and it keeps every moment deterministic in
-    order (a phase starts only once the previous one has converged).
+    few seconds after the start gives thank-yous that the daemon must write at their due time
+    (its date job), not at a restart. No libfaketime: moving events is what calendars do
+    anyway, and it keeps every moment deterministic in order (a phase starts only once the
+    previous one has converged).
 
 The scenario (phases; the world changes only while no mailbridge process runs, so the
 outcome does not depend on the kill moments)
