@@ -821,7 +821,14 @@ class Pass:
             return
         with self.ledger.transaction():  # the intent first, as for a create
             self.ledger.update_draft(draft.id, self.now, pending_hash=message.content_hash)
-        provider_id = self.mailbox.update_draft(current, message)
+        try:
+            provider_id = self.mailbox.update_draft(current, message)
+        except AmbiguousWrite:
+            # The answer was lost: look at the draft before anything is tried again.
+            seen = self.mailbox.observe(current, draft.message_id, self._hint(draft))
+            if seen.presence != Presence.PRESENT or seen.content_hash != message.content_hash:
+                raise  # not carried out: the next pass tries again (the intent is recorded)
+            provider_id = seen.provider_id or current
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
                                      pending_hash="", **self._rendered(message, interview))

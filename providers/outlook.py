@@ -736,6 +736,9 @@ class OutlookMailbox:
                 f"/me/messages/{provider_id}",
                 body=self._body(draft),
                 headers=self._if_match(provider_id),
+                # Repeating it after a lost answer would meet our own new changeKey (412):
+                # the engine looks at the draft instead.
+                idempotent=False,
             )
         except GraphError as exc:
             if exc.status == 412:

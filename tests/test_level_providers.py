@@ -406,3 +406,63 @@ def test_graph_paused_account_writes_nothing_in_a_mail_only_pass(
     assert report.paused
     assert world.creates() == 0 and graph.drafts() == []
 
+
+
+# --- updates and deletes whose answer was lost: safe to repeat, never doubled ---------------
+
+
+NOTE = "We talked about their move to event sourcing"
+
+
+@pytest.mark.parametrize("how", ["drop", "503"])
+def test_gmail_update_and_delete_whose_answer_was_lost(
+    google: GoogleEmulator, tmp_path: Path, how: str
+) -> None:
+    world = Gmail(google, tmp_path)
+    google.add_event(interview_event("iv1", GMAIL_START))
+    now = GMAIL_START + timedelta(hours=3)
+    world.run(now)
+    with world.ledger.transaction():
+        world.ledger.set_notes(world.ledger.interviews()[0].id, NOTE, now)
+    google.lose_answer("gmail.users.drafts.update", how, count=2)
+    world.run(now + timedelta(minutes=1))
+    bodies = [m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+              for m in google.draft_messages().values()]
+    assert len(bodies) == 2 and all(NOTE in b for b in bodies)
+    world.run(now + timedelta(minutes=2))
+    assert {d.state for d in world.ledger.drafts() if d.kind == THANK_YOU} == {
+        DraftState.CREATED
+    }
+
+    mailbox = gmail.GmailMailbox(world.account, fast_api(world.account, "gmail"))
+    google.lose_answer("gmail.users.drafts.delete", how)
+    provider_id = next(d.provider_id for d in world.ledger.drafts() if d.provider_id)
+    assert provider_id is not None
+    mailbox.retract(provider_id)
+    assert len(google.draft_messages()) == 1
+
+
+@pytest.mark.parametrize("how", ["drop", "503"])
+def test_graph_update_and_delete_whose_answer_was_lost(
+    graph: GraphEmulator, tmp_path: Path, how: str
+) -> None:
+    world = Graph(graph, tmp_path)
+    world.add()
+    now = GRAPH_START + timedelta(hours=4)
+    world.run(now)
+    with world.ledger.transaction():
+        world.ledger.set_notes(world.ledger.interviews()[0].id, NOTE, now)
+    graph.lose_answer("PATCH", "/me/messages/", "503" if how == "drop" else how, count=2)
+    world.run(now + timedelta(minutes=1))
+    world.run(now + timedelta(minutes=2))  # settled: nothing more happens
+    drafts = graph.drafts()
+    assert len(drafts) == 2 and all(NOTE in d["body"]["content"] for d in drafts)
+    assert {d.state for d in world.ledger.drafts() if d.kind == THANK_YOU} == {
+        DraftState.CREATED
+    }
+    assert world.creates() == 2
+
+    mailbox, _ = open_both(graph, world.account)
+    graph.lose_answer("DELETE", "/me/messages/", how)
+    mailbox.retract(drafts[0]["id"])
+    assert len(graph.drafts()) == 1
