@@ -716,6 +716,7 @@ class Pass:
         with self.ledger.transaction():
             if found.place == Place.SENT:
                 self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
+                self.ledger.link_sent(self.account.name, draft.message_id, draft.id)
                 self.decide("draft sent by you",
                             f"the {draft.kind.value} to {draft.recipient.email} is already in "
                             "Sent; not creating it again",
