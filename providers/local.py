@@ -226,9 +226,27 @@ class MaildirMailbox:
         return Observation(Presence.GONE)
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
-        new_key = self.create_draft(draft)
-        with contextlib.suppress(KeyError):
-            self.drafts.remove(provider_id)
+        self._check()
+        try:
+            target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
+        except KeyError:
+            target = None
+        if target is not None:
+            # Replace the file in one step (same name, same flags): a crash leaves either the
+            # old text or the new one, never both side by side.
+            staged = Path(self.drafts._path, "tmp", f"{target.name.split(':')[0]}.update")
+            with open(staged, "wb") as handle:
+                handle.write(draft.raw.replace(b"\r\n", b"\n"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.replace(staged, target)
+                new_key = provider_id
+            except FileNotFoundError:  # the user's program moved it just now
+                os.unlink(staged)
+                target = None
+        if target is None:
+            new_key = self.create_draft(draft)
         # A crash between an earlier write and its removal left a copy of this very text:
         # remove it too. Copies that say anything else are the user's.
         for key in self._keys_by_message_id(self.drafts, draft.message_id):
