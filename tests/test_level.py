@@ -266,3 +266,35 @@ def test_a_cancelled_creation_copy_in_trash_does_not_block_the_reinstated_draft(
     world.run(DUE)
     assert thank_you_recipients(world) == sorted([LEAD, OTHER])
     settled(world, DUE)
+
+
+def test_two_full_listings_without_the_event_count_as_removed(world: World) -> None:
+    world.add_interview()
+    world.add_interview(uid="other", end=END + timedelta(days=2), title="Dentist")
+    world.run(END - timedelta(hours=3))
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=2, minutes=50))  # a full listing without it: held
+    assert world.ledger.interviews()[0].missing_listings == 1
+    assert world.ledger.interviews()[0].state == InterviewState.ACTIVE
+    world.add_interview(uid="other", end=END + timedelta(days=3), title="Dentist")  # re-listed
+    world.run(END - timedelta(hours=2, minutes=45))  # well inside the grace period
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+    world.run(DUE)
+    assert world.messages("Drafts") == []
+
+
+def test_the_grace_period_is_a_setting(world: World) -> None:
+    world.config.write_text(world.config.read_text().replace(
+        'maildir = { path = "Maildir" }', 'maildir = { path = "Maildir" }\nremoval_grace = "10m"'))
+    world.settings = config_module.load(world.config)
+    world.account = world.settings.accounts[0]
+    assert world.account.policy.removal_grace == timedelta(minutes=10)
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=1))
+    report = world.run(END - timedelta(hours=1, minutes=-5))
+    assert world.ledger.interviews()[0].state == InterviewState.ACTIVE  # 5 minutes: held
+    assert report.next_wakeup == END - timedelta(minutes=50)  # when it counts as removed
+    world.run(END - timedelta(minutes=50))
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
