@@ -668,9 +668,6 @@ class Pass:
                 f"{draft.recipient.email}: {message.subject!r}"
             )
             return None
-        if draft.state != DraftState.CREATING:
-            with ledger.transaction():  # the intent first: a crash from here on is repaired
-                ledger.update_draft(draft.id, self.now, state=DraftState.CREATING)
         # The mailbox is the truth about our drafts: look before every create, so a crash, a
         # lost or second ledger, a renamed account or a lost answer never writes twice.
         found = self._locate(draft)
@@ -685,6 +682,9 @@ class Pass:
                         "already in Drafts; not creating it twice",
                         interview_id=interview.id, draft_id=draft.id)
         else:
+            if draft.state != DraftState.CREATING:
+                with ledger.transaction():  # the intent first: a crash from here is repaired
+                    ledger.update_draft(draft.id, self.now, state=DraftState.CREATING)
             provider_id = self._create_once(draft, message)
             if provider_id is None:
                 return None
@@ -736,8 +736,8 @@ class Pass:
             except AmbiguousWrite as exc:
                 log.info("%s: %s; looking the draft up before trying again",
                          self.account.name, exc)
-                try:
-                    found = self._locate(draft)
+                try:  # as for any interrupted create: the exhaustive look too
+                    found = self._locate(replace(draft, state=DraftState.CREATING))
                 except ProviderError:
                     raise exc from None  # the row stays "creating": the next pass looks first
                 if found is not None and found.place == Place.DRAFTS:

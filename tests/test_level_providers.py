@@ -41,7 +41,10 @@ class Imap:
     def __init__(self, root: Path, dovecot: Any, radicale: Any) -> None:
         self.world = ImapWorld(root, dovecot, radicale)
         self.settings = config_module.load(self.world.config)
-        self.account: AccountSettings = self.settings.accounts[0]
+        account: AccountSettings = self.settings.accounts[0]
+        # The chaos world runs in real time with no grace; here the default grace applies.
+        self.account = replace(account, policy=replace(account.policy,
+                                                       removal_grace=timedelta(hours=1)))
         self.ledger = Ledger.open(self.settings.state_dir)
         self.end = datetime(2026, 11, 17, 16, 0, tzinfo=UTC)
         self.mailbox: Any = None  # None: the engine opens the real one
@@ -466,3 +469,33 @@ def test_graph_update_and_delete_whose_answer_was_lost(
     graph.lose_answer("DELETE", "/me/messages/", how)
     mailbox.retract(drafts[0]["id"])
     assert len(graph.drafts()) == 1
+
+
+@pytest.mark.server
+def test_imap_vanished_drafts_pause_every_pass_until_drafts_is_back(on_imap: Imap) -> None:
+    # The account's Drafts folder is "Kladde": the test Dovecot recreates its own "Drafts" at
+    # once, so this one is what vanishes (as when another program removes it).
+    assert on_imap.account.imap is not None
+    on_imap.account = replace(on_imap.account,
+                              imap=replace(on_imap.account.imap, drafts_folder="Kladde"))
+    with on_imap.world._client() as client:
+        client.create_folder("Kladde")
+    on_imap.put()
+    on_imap.run(on_imap.end - timedelta(hours=2))
+    with on_imap.world._client() as client:
+        client.delete_folder("Kladde")
+    now = on_imap.end + timedelta(minutes=5)
+    for read_calendar in (True, False, True):  # neither kind of pass lifts it, or writes
+        report = engine.reconcile(on_imap.account, on_imap.ledger, now=now,
+                                  read_calendar=read_calendar)
+        assert report.paused and "Drafts" in report.paused
+        assert set(on_imap.ledger.pause_causes(on_imap.account.name)) == {"mailbox"}
+    assert {d.state for d in on_imap.ledger.drafts()} == {DraftState.PLANNED}
+    with on_imap.world._client() as client:
+        client.create_folder("Kladde")
+    on_imap.run(now + timedelta(minutes=1), read_calendar=False)
+    assert on_imap.ledger.pause_causes(on_imap.account.name) == {}
+    with on_imap.world._client() as client:
+        client.select_folder("Kladde", readonly=True)
+        assert len(client.search(["NOT", "DELETED"])) == 2
+    on_imap.settled(now + timedelta(minutes=1))
