@@ -4,13 +4,17 @@ read calendar changes -> detect interviews -> read mail -> classify and match ->
 -> plan (pure) -> carry out the actions -> record outcome and audit.
 
 The pass is level-triggered and idempotent: running it twice in a row changes nothing the
-second time. Every step commits before the next remote call, and a draft is recorded as
-``creating`` before it is written to the mailbox, so a crash anywhere is repaired on the next
-pass by looking the draft's Message-ID up instead of creating a second one.
+second time. Every step commits before the next remote call. Before any draft is written its
+Message-ID is looked up in Drafts, Sent and Trash (the mailbox is the truth about our drafts,
+the ledger only remembers), and it is recorded as ``creating`` before the write, so a crash, a
+lost answer, a lost or second ledger or a renamed account is repaired by that lookup instead
+of a second copy. A paused account changes nothing in the mailbox, whatever the pass.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import logging
 from collections.abc import Callable
@@ -864,11 +868,15 @@ def _with_message_id(message: DraftMessage, message_id: str) -> DraftMessage:
     if not message_id or message.message_id == message_id:
         return message
     head, sep, body = message.raw.partition(b"\r\n\r\n")
-    old = b"Message-ID: " + message.message_id.encode("ascii")
-    new = b"Message-ID: " + message_id.encode("ascii")
-    if old not in head:
-        raise compose.ComposeError(f"the rendered draft has no Message-ID {message.message_id}")
-    return replace(message, message_id=message_id, raw=head.replace(old, new, 1) + sep + body)
+    old = b"Message-ID: " + message.message_id.encode("ascii") + b"\r\n"
+    new = b"Message-ID: " + message_id.encode("ascii") + b"\r\n"
+    if old in head + b"\r\n":
+        raw = (head + b"\r\n").replace(old, new, 1)[:-2] + sep + body
+    else:  # folded or otherwise unusual: let the email package rewrite the header
+        parsed = email.message_from_bytes(message.raw, policy=email.policy.SMTP)
+        parsed.replace_header("Message-ID", message_id)
+        raw = parsed.as_bytes()
+    return replace(message, message_id=message_id, raw=raw)
 
 
 def _ours(draft: DraftRow) -> set[str]:

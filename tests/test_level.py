@@ -298,3 +298,18 @@ def test_the_grace_period_is_a_setting(world: World) -> None:
     assert report.next_wakeup == END - timedelta(minutes=50)  # when it counts as removed
     world.run(END - timedelta(minutes=50))
     assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+
+
+def test_a_row_from_an_older_ledger_keeps_its_message_id(world: World) -> None:
+    # Ledgers from before the id changed (it held the account's name) keep the ids they
+    # stored: the draft made from such a row carries that id, so it is found again.
+    world.add_interview()
+    world.run(END - timedelta(hours=1))
+    legacy = [f"<{n:040x}.mailbridge@example.com>" for n in (1, 2)]
+    with world.ledger.transaction():
+        for row, mid in zip(world.drafts(THANK_YOU), legacy, strict=True):
+            world.ledger.conn.execute("UPDATE draft SET message_id=? WHERE id=?", (mid, row.id))
+    world.run(DUE)
+    assert sorted(str(m["Message-ID"]) for m in world.messages("Drafts")) == legacy
+    assert all(len(m.get_all("Message-ID") or []) == 1 for m in world.messages("Drafts"))
+    settled(world, DUE)
