@@ -499,3 +499,32 @@ def test_imap_vanished_drafts_pause_every_pass_until_drafts_is_back(on_imap: Ima
         client.select_folder("Kladde", readonly=True)
         assert len(client.search(["NOT", "DELETED"])) == 2
     on_imap.settled(now + timedelta(minutes=1))
+
+
+def test_graph_cancelled_then_reinstated_gets_its_drafts(
+    graph: GraphEmulator, tmp_path: Path
+) -> None:
+    world = Graph(graph, tmp_path)
+    ident = world.add()
+    world.run(GRAPH_START - timedelta(hours=2))
+    graph.update_event(ident, isCancelled=True)
+    world.run(GRAPH_START - timedelta(hours=1))
+    assert {d.state for d in world.ledger.drafts()} == {DraftState.CANCELLED}
+    graph.update_event(ident, isCancelled=False)
+    world.run(GRAPH_START + timedelta(hours=4))
+    assert world.drafts_to() == [ANN, LEE]
+    world.run(GRAPH_START + timedelta(hours=4))
+    assert world.creates() == 2
+
+
+def test_graph_deleted_event_is_held_then_removed(graph: GraphEmulator, tmp_path: Path) -> None:
+    world = Graph(graph, tmp_path)
+    ident = world.add()
+    world.run(GRAPH_START - timedelta(hours=2))
+    graph.delete_event(ident)
+    world.run(GRAPH_START + timedelta(hours=2, minutes=30))  # due, but missing: held
+    assert {d.state for d in world.ledger.drafts()} == {DraftState.PLANNED}
+    assert graph.drafts() == []
+    world.run(GRAPH_START + timedelta(hours=3, minutes=30))  # gone for the grace period
+    assert {d.state for d in world.ledger.drafts()} == {DraftState.CANCELLED}
+    assert graph.drafts() == [] and world.creates() == 0
