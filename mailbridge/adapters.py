@@ -20,11 +20,15 @@ mailbox
     Drafts, Sent and Trash and says where it is (a `Located`: Drafts wins over Sent, Sent
     over Trash; None when it is in none of them); the engine calls it before every create,
     so a crash, a lost or second ledger, a renamed account or a create whose answer was lost
-    never writes a second copy. ``find_draft`` is ``locate`` narrowed to Drafts;
-    ``observe`` says whether a draft we made is still in Drafts (and its fingerprint, from
-    `mailbridge.compose.fingerprint`), was sent, or is gone; ``update_draft`` replaces an
-    unedited draft; ``retract`` removes a draft (to Trash where the mailbox has one). A
-    mailbox never sends mail: no adapter has, or may grow, a method that sends.
+    never writes a second copy. ``find_draft`` is ``locate`` narrowed to Drafts, and may look
+    harder (a search index that lags a draft made seconds ago); ``locate`` raises FolderMissing
+    while Drafts is gone. A create or update that may or may not have been carried out
+    (timeout, reset, 5xx after the request went out) raises `AmbiguousWrite` and is never
+    repeated blindly: the engine looks first. ``observe`` says whether a draft we made is
+    still in Drafts (and its fingerprint, from `mailbridge.compose.fingerprint`), was sent,
+    or is gone; ``update_draft`` replaces an unedited draft; ``retract`` removes a draft (to
+    Trash where the mailbox has one). A mailbox never sends mail: no adapter has, or may
+    grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag). The core stores it in the ledger and
