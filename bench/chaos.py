@@ -5,8 +5,11 @@
 
 Prints, per provider: kills survived, duplicates, lost drafts and touched drafts changed (each
 must be 0), ledger disagreements and errors; exits 1 when any of them is not 0. The scenario,
-the kill plans and the checks are those of tests/chaos.py. Dovecot and Radicale are started
-here for the imap provider (Debian package dovecot-imapd, PyPI radicale).
+the kill plans and the checks are those of tests/chaos.py: kills in every phase (thank-yous,
+notes, follow-ups, retraction), and on Gmail and Graph also requests carried out whose answer
+is lost (dropped or 5xx) while the process lives on. Every create looks its Message-ID up
+first, so no timing of the machine leaves a duplicate. Dovecot and Radicale are started here
+for the imap provider (Debian package dovecot-imapd, PyPI radicale).
 """
 
 from __future__ import annotations

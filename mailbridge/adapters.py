@@ -22,12 +22,19 @@ mailbox
     header in order, and what the service itself knows (``MailHeaders.hints``: Graph's
     eventMessage type and ``meetingMessageType``, Gmail's labels, IMAP keywords). A fact the
     service cannot give is left empty. ``create_draft`` stores a draft
-    (with the draft flag) and returns its provider id; ``find_draft`` looks a draft up by its
-    Message-ID (used to repair a crash between creating a draft and recording it);
-    ``observe`` says whether a draft we made is still in Drafts (and its fingerprint, from
-    `mailbridge.compose.fingerprint`), was sent, or is gone; ``update_draft`` replaces an
-    unedited draft; ``retract`` removes a draft (to Trash where the mailbox has one). A
-    mailbox never sends mail: no adapter has, or may grow, a method that sends.
+    (with the draft flag) and returns its provider id; ``locate`` looks a Message-ID up in
+    Drafts, Sent and Trash and says where it is (a `Located`: Drafts wins over Sent, Sent
+    over Trash; None when it is in none of them); the engine calls it before every create,
+    so a crash, a lost or second ledger, a renamed account or a create whose answer was lost
+    never writes a second copy. ``find_draft`` is ``locate`` narrowed to Drafts, and may look
+    harder (a search index that lags a draft made seconds ago); ``locate`` raises FolderMissing
+    while Drafts is gone. A create or update that may or may not have been carried out
+    (timeout, reset, 5xx after the request went out) raises `AmbiguousWrite` and is never
+    repeated blindly: the engine looks first. ``observe`` says whether a draft we made is
+    still in Drafts (and its fingerprint, from `mailbridge.compose.fingerprint`), was sent,
+    or is gone; ``update_draft`` replaces an unedited draft; ``retract`` removes a draft (to
+    Trash where the mailbox has one). A mailbox never sends mail: no adapter has, or may
+    grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in
@@ -58,6 +65,7 @@ from typing import Protocol, cast
 from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
+    Located,
     MessageBatch,
     Observation,
     SentHint,
@@ -76,6 +84,11 @@ class AuthError(ProviderError):
     """Credentials are missing, expired or revoked: the user must run `mailbridge auth`."""
 
 
+class AmbiguousWrite(ProviderError):
+    """A create or update may or may not have been carried out (timeout, reset, 5xx after the
+    request was sent). Never repeat it blindly: look the Message-ID up first."""
+
+
 class FolderMissing(ProviderError):
     """A folder we rely on (Drafts) is not there. Treated as a fault, never as a fact."""
 
@@ -90,6 +103,8 @@ class Mailbox(Protocol):
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch: ...
 
     def find_draft(self, message_id: str) -> str | None: ...
+
+    def locate(self, message_id: str) -> Located | None: ...
 
     def create_draft(self, draft: DraftMessage) -> str: ...
 

@@ -324,6 +324,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # --- status: each part its own small function, so more parts can be added beside them -------
 
 
+# How each cause of a pause ends by itself (engine.CALENDAR / engine.MAILBOX).
+_PAUSE_LIFTS = {
+    "calendar": "lifts by itself once the calendar holds its events again",
+    "mailbox": "lifts by itself once the Drafts folder is back",
+}
+
+
 def _since(text: str, tz: str) -> datetime:
     """``--since``: a date (2026-11-01, midnight in your time zone) or a span back from now."""
     from zoneinfo import ZoneInfo
@@ -403,7 +410,12 @@ def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
     tz = account.policy.timezone
     state = ledger.account_status(account.name)
     warnings: list[str] = []
-    if state.paused:
+    causes = ledger.pause_causes(account.name)
+    for cause, reason in sorted(causes.items()):
+        lift = _PAUSE_LIFTS.get(cause, "it lifts when its cause ends")
+        warnings.append(f"paused ({cause}): {reason} [{lift}, or run "
+                        f"`mailbridge resume {account.name}`]")
+    if state.paused and not causes:
         warnings.append(f"paused: {state.paused}")
     if state.last_error:
         warnings.append(f"trouble since {_local(state.error_since, tz)}: {state.last_error}")
@@ -448,6 +460,8 @@ def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
         "provider": account.provider,
         "last_ok": state.last_ok.isoformat() if state.last_ok else None,
         "paused": redact_urls(state.paused) if state.paused else None,
+        "pause_causes": {cause: redact_urls(reason)
+                         for cause, reason in ledger.pause_causes(account.name).items()},
         "error": redact_urls(state.last_error) if state.last_error else None,
         "warnings": warnings,
         "interviews": interviews,

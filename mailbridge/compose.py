@@ -325,14 +325,16 @@ def _domain_for_id(domain: str) -> str:
     return domain
 
 
-def message_id(
-    account: str, key: EventKey, recipient: str, kind: DraftKind, seq: int, domain: str
-) -> str:
-    """The Message-ID of one draft: the same inputs always give the same id."""
+def message_id(address: str, key: EventKey, recipient: str, kind: DraftKind, seq: int) -> str:
+    """The Message-ID of one draft: the same inputs always give the same id.
+
+    It depends on the user's address, the event's identity (UID and instance), the recipient,
+    the kind and the sequence number: never on the account's name in the TOML or on where the
+    calendar is kept, so a renamed account or a rebuilt ledger finds the drafts it made before.
+    """
     parts = [
-        "mailbridge-draft-v1",
-        account,
-        key.calendar,
+        "mailbridge-draft-v2",
+        address.strip().lower(),
         key.uid,
         key.instance,
         recipient.strip().lower(),
@@ -340,7 +342,7 @@ def message_id(
         str(seq),
     ]
     digest = hashlib.sha256(json.dumps(parts).encode("ascii")).hexdigest()[:40]
-    return f"<{digest}.mailbridge@{_domain_for_id(domain)}>"
+    return f"<{digest}.mailbridge@{_domain_for_id(address.rpartition('@')[2])}>"
 
 
 def fingerprint(subject: str, recipients: Sequence[str], body: str) -> str:
@@ -832,8 +834,7 @@ def render(
 
     # The id is derived from the addresses as the ledger holds them (not their normalised
     # header form), so a planner that computes the id up front gets the same one.
-    domain = account.address.rpartition("@")[2]
-    mid = message_id(account.name, interview.key, recipient.email, kind, seq, domain)
+    mid = message_id(account.address, interview.key, recipient.email, kind, seq)
     zone = _zone(account.policy.timezone)
     when = _aware(now if now is not None else interview.end).astimezone(zone)
 

@@ -109,6 +109,7 @@ POLICY_KEYS = (
     "follow_up_spacing",
     "morning",
     "lookback",
+    "removal_grace",
     "reminder_after",
     "quiet_hours",
     "keywords",
@@ -155,6 +156,7 @@ EXAMPLES: dict[str, str] = {
     "follow_up_spacing": '"7 days"',
     "morning": '"09:00"',
     "lookback": '"3 days"',
+    "removal_grace": '"1h"',
     "reminder_after": '"20h"',
     "quiet_hours": '"21:00-08:00"',
     "keywords": '["interview", "phone screen"]',
@@ -1106,6 +1108,10 @@ def _policy(ctx: _Ctx, tbl: _Tbl, top: _Top) -> tuple[Policy, DetectionRules]:
     lookback = _parsed(
         ctx, tbl, "lookback", lambda t: parse_delay(t, allow_zero=True, maximum=timedelta(days=60))
     )
+    removal_grace = _parsed(
+        ctx, tbl, "removal_grace",
+        lambda t: parse_delay(t, allow_zero=True, maximum=timedelta(days=7)),
+    )
     reminder_after: timedelta | None = base.reminder_after
     if tbl.has("reminder_after") and tbl.data["reminder_after"] is False:
         reminder_after = None
@@ -1146,6 +1152,7 @@ def _policy(ctx: _Ctx, tbl: _Tbl, top: _Top) -> tuple[Policy, DetectionRules]:
         follow_up_spacing=spacing,
         morning=morning,
         lookback=lookback if lookback is not None else base.lookback,
+        removal_grace=removal_grace if removal_grace is not None else base.removal_grace,
         reminder_after=reminder_after,
         quiet_start=quiet[0],
         quiet_end=quiet[1],

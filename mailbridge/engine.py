@@ -4,22 +4,27 @@ read calendar changes -> detect interviews -> read mail -> classify and match ->
 -> plan (pure) -> carry out the actions -> record outcome and audit.
 
 The pass is level-triggered and idempotent: running it twice in a row changes nothing the
-second time. Every step commits before the next remote call, and a draft is recorded as
-``creating`` before it is written to the mailbox, so a crash anywhere is repaired on the next
-pass by looking the draft's Message-ID up instead of creating a second one.
+second time. Every step commits before the next remote call. Before any draft is written its
+Message-ID is looked up in Drafts, Sent and Trash (the mailbox is the truth about our drafts,
+the ledger only remembers), and it is recorded as ``creating`` before the write, so a crash, a
+lost answer, a lost or second ledger or a renamed account is repaired by that lookup instead
+of a second copy. A paused account changes nothing in the mailbox, whatever the pass.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from mailbridge import classify, compose, detect, planner, proofread
 from mailbridge.adapters import (
+    AmbiguousWrite,
     AuthError,
     CalendarSource,
     FolderMissing,
@@ -28,6 +33,7 @@ from mailbridge.adapters import (
     open_calendar,
     open_mailbox,
 )
+from mailbridge.durations import describe
 from mailbridge.ledger import Ledger
 from mailbridge.model import (
     CalendarBatch,
@@ -41,9 +47,11 @@ from mailbridge.model import (
     Folder,
     InterviewRow,
     InterviewState,
+    Located,
     MailHeaders,
     MessageKind,
     Person,
+    Place,
     Presence,
     SentHint,
     Window,
@@ -140,6 +148,24 @@ class Pass:
         self.report.actions.append(line)
         log.info(line)
 
+    # --- pauses --------------------------------------------------------------------------
+
+    def lift_mailbox_pause(self) -> None:
+        """A pause the mailbox caused ends when Drafts is back (the probe raises FolderMissing
+        while it is not); the calendar never lifts it."""
+        if MAILBOX not in self.ledger.pause_causes(self.account.name):
+            return
+        self.mailbox.locate("<probe.mailbridge@mailbridge.invalid>")
+        if not self.dry_run:
+            with self.ledger.transaction():
+                self.ledger.set_paused(self.account.name, None, MAILBOX)
+                self.decide("resumed", "the Drafts folder is back")
+
+    def held(self) -> str | None:
+        """Why this account may change nothing in the mailbox now, or None."""
+        status = self.ledger.account_status(self.account.name)
+        return status.paused if status.paused and not status.resume_confirmed else None
+
     # --- calendar ----------------------------------------------------------------------
 
     def sync_calendar(self) -> bool:
@@ -151,19 +177,24 @@ class Pass:
         window = _window(self.account, self.now)
         batch = self.calendar.changes(cursor, window)
         status = self.ledger.account_status(account)
+        causes = self.ledger.pause_causes(account)
         fault = self._calendar_fault(batch, window)
         if fault and not status.resume_confirmed:
             with self.ledger.transaction():
-                if status.paused != fault:
-                    self.ledger.set_paused(account, fault)
+                if causes.get(CALENDAR) != fault:
+                    self.ledger.set_paused(account, fault, CALENDAR)
                     self.decide("paused", fault)
             self.report.paused = fault
             return False
         with self.ledger.transaction():
-            if status.paused or status.resume_confirmed:
-                self.ledger.set_paused(account, None)  # a confirmation counts for one pass
-            if status.paused:
-                self.decide("resumed", "the calendar looks sane again, or you confirmed it")
+            if status.resume_confirmed:
+                # A confirmation lifts every cause, and counts for one pass.
+                self.ledger.set_paused(account, None)
+                if causes:
+                    self.decide("resumed", "you confirmed it with `mailbridge resume`")
+            elif CALENDAR in causes:  # only the calendar's own pause ends here
+                self.ledger.set_paused(account, None, CALENDAR)
+                self.decide("resumed", "the calendar looks sane again")
             present: set[EventKey] = set()
             for event in batch.events:
                 present.add(event.key)
@@ -177,18 +208,63 @@ class Pass:
             for item in batch.skipped:
                 self.decide("event skipped", f"could not read {item.what}: {item.why}")
             unread = {item.uid for item in batch.skipped if item.uid}
-            removed = [k for k in batch.removed if k.uid not in unread]
+            missing: dict[EventKey, int] = {}  # absent keys -> full listings this pass (0/1)
+            for key in batch.removed:
+                if key.uid not in unread:
+                    missing.update((k, 0) for k in self.ledger.event_keys_of(account, key))
             if _complete(batch):
                 known = self.ledger.event_keys(account, window.start)
-                removed += [k for k in known if k not in present and k.uid not in unread]
-            for key in removed:
-                for gone in self.ledger.remove_event(account, key):
-                    self._cancel_interview(gone, "the event was removed from the calendar")
+                missing.update(
+                    (k, 1) for k in known if k not in present and k.uid not in unread
+                )
+            for key, listed in missing.items():
+                self._missing(key, listed)
+            self._removals(present)
             self.ledger.set_cursor(account, CALENDAR, batch.cursor, self.now)
             if batch.complete:
                 self.ledger.set_cursor(account, _listed(CALENDAR), self.now.isoformat(),
                                        self.now)
         return True
+
+    def _missing(self, key: EventKey, listed: int) -> None:
+        """An event is absent from the calendar. An active interview is held, not cancelled:
+        absence is a fact only once it lasted (see `_removals`)."""
+        interview = self.ledger.interview_by_key(self.account.name, key)
+        if interview is None or interview.state != InterviewState.ACTIVE:
+            self.ledger.remove_event(self.account.name, key)
+            return
+        if interview.missing_since is None:
+            self.ledger.set_missing(interview.id, self.now, listed, self.now)
+            self.decide(
+                "interview missing",
+                f"{interview.title!r} is not in the calendar any more; its drafts wait "
+                f"{describe(self.account.policy.removal_grace)} (or another full "
+                "listing) before it counts as removed",
+                interview_id=interview.id,
+            )
+        elif listed:
+            self.ledger.set_missing(interview.id, interview.missing_since,
+                                    interview.missing_listings + listed, self.now)
+
+    def _removals(self, present: set[EventKey]) -> None:
+        """Interviews gone for the grace period or two full listings count as removed; those
+        back in this listing are held no longer."""
+        grace = self.account.policy.removal_grace
+        for interview in self.ledger.interviews(self.account.name):
+            if interview.missing_since is None:
+                continue
+            if interview.key in present:
+                continue  # _apply_event already cleared it
+            gone_for = self.now - interview.missing_since
+            if gone_for >= grace or interview.missing_listings >= 2:
+                self.ledger.set_missing(interview.id, None, 0, self.now)
+                self.ledger.remove_event(self.account.name, interview.key)
+                self._cancel_interview(
+                    interview.key,
+                    "the event was removed from the calendar (gone for "
+                    f"{describe(gone_for)}, over {interview.missing_listings} full "
+                    "listing(s))",
+                )
 
     def _calendar_fault(self, batch: CalendarBatch, window: Window) -> str | None:
         if not _complete(batch):
@@ -222,6 +298,10 @@ class Pass:
             account.name, event.key, event.title, event.start, event.end,
             found.is_interview, found.reason,
         )
+        if existing is not None and existing.missing_since is not None:
+            self.ledger.set_missing(existing.id, None, 0, self.now)
+            self.decide("interview back", f"{event.title!r} is in the calendar again",
+                        interview_id=existing.id)
         if not found.is_interview:
             if existing and existing.state == InterviewState.ACTIVE:
                 self._cancel_interview(event.key, f"no longer an interview: {found.reason}")
@@ -526,15 +606,37 @@ class Pass:
         if isinstance(action, planner.PlanDraft):
             interview = interviews[action.interview_id]
             message_id = compose.message_id(
-                self.account.name, interview.key, action.recipient.email, action.kind,
-                action.seq, _domain(self.account.address),
+                self.account.address, interview.key, action.recipient.email, action.kind,
+                action.seq,
             )
+            owner = ledger.message_id_owner(message_id)
+            if owner is not None and owner != self.account.name:
+                # The same address under another account name: the account was renamed.
+                # Its drafts are this account's now; the mailbox lookup adopts them.
+                with ledger.transaction():
+                    ledger.release_message_id(message_id, self.account.name)
+            elif owner is not None:
+                # The same event in a second calendar of this account: keep the ids apart.
+                message_id = compose.message_id(
+                    self.account.address,
+                    EventKey(interview.key.calendar, f"{interview.key.calendar}\n"
+                             f"{interview.key.uid}", interview.key.instance),
+                    action.recipient.email, action.kind, action.seq,
+                )
             state = DraftState.SKIPPED if action.skip_reason else DraftState.PLANNED
             with ledger.transaction():
                 draft_id = ledger.insert_draft(
                     action.interview_id, action.kind, action.seq, action.recipient, state,
                     action.due, message_id, action.late, self.now,
                 )
+                if ledger.link_sent(self.account.name, message_id, draft_id):
+                    # Sent already, under our Message-ID: made by us before this ledger knew.
+                    ledger.update_draft(draft_id, self.now, state=DraftState.SENT)
+                    self.decide("draft sent by you",
+                                f"the {action.kind.value} to {action.recipient.email} is "
+                                "already in Sent", interview_id=action.interview_id,
+                                draft_id=draft_id)
+                    return
                 if action.skip_reason:
                     self.decide("draft skipped", action.skip_reason,
                                 interview_id=action.interview_id, draft_id=draft_id)
@@ -544,6 +646,15 @@ class Pass:
             if state == DraftState.PLANNED and action.due <= self.now:
                 # Already due (a catch-up): create it in this pass, not at the next poll.
                 row = self._create(draft_id, interviews, action.reason)
+                if row is not None:
+                    created.setdefault(row.interview_id, []).append(row)
+        elif isinstance(action, planner.ReviveDraft):
+            with ledger.transaction():
+                ledger.update_draft(action.draft_id, self.now, state=DraftState.PLANNED,
+                                    due=action.due, late=action.late)
+                self.decide("draft planned again", action.reason, draft_id=action.draft_id)
+            if action.due <= self.now:
+                row = self._create(action.draft_id, interviews, action.reason)
                 if row is not None:
                     created.setdefault(row.interview_id, []).append(row)
         elif isinstance(action, planner.Reschedule):
@@ -594,7 +705,7 @@ class Pass:
 
     def _render(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage:
         parent = self._thread_parent(draft)
-        return compose.render(
+        message = compose.render(
             draft.kind, interview, draft.recipient, self.account, seq=draft.seq,
             in_reply_to=parent.message_id if parent else "",
             references=(parent.message_id,) if parent else (),
@@ -602,6 +713,7 @@ class Pass:
             now=self.now,
             written_at=draft.due,  # time words ("this afternoon") stay the same on every pass
         )
+        return _with_message_id(message, draft.message_id)
 
     def _render_or_report(self, draft: DraftRow, interview: InterviewRow) -> DraftMessage | None:
         """The rendered draft, or None after auditing why a template could not render it."""
@@ -631,20 +743,26 @@ class Pass:
                 f"{draft.recipient.email}: {message.subject!r}"
             )
             return None
-        provider_id: str | None = None
-        if draft.state == DraftState.CREATING:
-            # A previous pass may have created it and died before recording it.
-            provider_id = self.mailbox.find_draft(draft.message_id)
-            if provider_id:
-                self.decide("draft recovered",
-                            f"found the {draft.kind.value} draft to {draft.recipient.email} "
-                            "already in Drafts after an interruption; not creating it twice",
-                            interview_id=interview.id, draft_id=draft.id)
+        # The mailbox is the truth about our drafts: look before every create, so a crash, a
+        # lost or second ledger, a renamed account or a lost answer never writes twice.
+        found = self._locate(draft)
+        if found is not None and found.place != Place.DRAFTS:
+            self._found_elsewhere(draft, found)
+            return None
+        provider_id: str | None
+        if found is not None:
+            provider_id = found.provider_id
+            self.decide("draft recovered",
+                        f"found the {draft.kind.value} draft to {draft.recipient.email} "
+                        "already in Drafts; not creating it twice",
+                        interview_id=interview.id, draft_id=draft.id)
         else:
-            with ledger.transaction():
-                ledger.update_draft(draft.id, self.now, state=DraftState.CREATING)
-        if provider_id is None:
-            provider_id = self.mailbox.create_draft(message)
+            if draft.state != DraftState.CREATING:
+                with ledger.transaction():  # the intent first: a crash from here is repaired
+                    ledger.update_draft(draft.id, self.now, state=DraftState.CREATING)
+            provider_id = self._create_once(draft, message)
+            if provider_id is None:
+                return None
         with ledger.transaction():
             ledger.update_draft(
                 draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
@@ -656,12 +774,67 @@ class Pass:
                         interview_id=interview.id, draft_id=draft.id)
         return ledger.draft(draft.id)
 
+    def _locate(self, draft: DraftRow) -> Located | None:
+        """Where the mailbox holds this draft's Message-ID (a copy in Trash that we put there
+        ourselves does not count)."""
+        found = self.mailbox.locate(draft.message_id)
+        if found is None and draft.state == DraftState.CREATING:
+            # Search may lag behind a draft made seconds ago: the slow, exhaustive look.
+            provider_id = self.mailbox.find_draft(draft.message_id)
+            found = Located(Place.DRAFTS, provider_id) if provider_id else None
+        if found is not None and found.place == Place.TRASH and draft.trashed:
+            return None
+        return found
+
+    def _found_elsewhere(self, draft: DraftRow, found: Located) -> None:
+        """The draft is already in Sent (the user sent it) or in Trash (the user deleted it)."""
+        with self.ledger.transaction():
+            if found.place == Place.SENT:
+                self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
+                self.ledger.link_sent(self.account.name, draft.message_id, draft.id)
+                self.decide("draft sent by you",
+                            f"the {draft.kind.value} to {draft.recipient.email} is already in "
+                            "Sent; not creating it again",
+                            interview_id=draft.interview_id, draft_id=draft.id)
+            else:
+                self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
+                self.decide("draft deleted by you",
+                            f"the {draft.kind.value} draft to {draft.recipient.email} is in "
+                            "Trash; it will never be made again",
+                            interview_id=draft.interview_id, draft_id=draft.id)
+
+    def _create_once(self, draft: DraftRow, message: DraftMessage) -> str | None:
+        """Create the draft; after an answer that got lost, look before trying again."""
+        for attempt in (1, 2):
+            try:
+                return self.mailbox.create_draft(message)
+            except AmbiguousWrite as exc:
+                log.info("%s: %s; looking the draft up before trying again",
+                         self.account.name, exc)
+                try:  # as for any interrupted create: the exhaustive look too
+                    found = self._locate(replace(draft, state=DraftState.CREATING))
+                except ProviderError:
+                    raise exc from None  # the row stays "creating": the next pass looks first
+                if found is not None and found.place == Place.DRAFTS:
+                    self.decide("draft recovered",
+                                f"the {draft.kind.value} draft to {draft.recipient.email} was "
+                                "made although the answer was lost; not creating it twice",
+                                interview_id=draft.interview_id, draft_id=draft.id)
+                    return found.provider_id
+                if found is not None:
+                    self._found_elsewhere(draft, found)
+                    return None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def _cancel(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
         draft = self.ledger.draft(draft_id)
         if draft.state == DraftState.CREATING and not self.dry_run:
             # An interrupted create may have reached the mailbox: take back that copy too,
             # unless the user already changed it.
-            provider_id = self.mailbox.find_draft(draft.message_id)
+            located = self._locate(draft)
+            provider_id = located.provider_id if located and located.place == Place.DRAFTS else None
             if provider_id is not None:
                 ours = self._render_or_report(draft, interviews[draft.interview_id])
                 seen = self.mailbox.observe(provider_id, draft.message_id, self._hint(draft))
@@ -676,6 +849,8 @@ class Pass:
                                     "you changed it", draft_id=draft.id)
                     return
                 if seen.presence == Presence.PRESENT:
+                    with self.ledger.transaction():  # our copy in Trash is not the user's doing
+                        self.ledger.update_draft(draft.id, self.now, trashed=True)
                     self.mailbox.retract(seen.provider_id or provider_id)
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, state=DraftState.CANCELLED)
@@ -722,7 +897,14 @@ class Pass:
             return
         with self.ledger.transaction():  # the intent first, as for a create
             self.ledger.update_draft(draft.id, self.now, pending_hash=message.content_hash)
-        provider_id = self.mailbox.update_draft(current, message)
+        try:
+            provider_id = self.mailbox.update_draft(current, message)
+        except AmbiguousWrite:
+            # The answer was lost: look at the draft before anything is tried again.
+            seen = self.mailbox.observe(current, draft.message_id, self._hint(draft))
+            if seen.presence != Presence.PRESENT or seen.content_hash != message.content_hash:
+                raise  # not carried out: the next pass tries again (the intent is recorded)
+            provider_id = seen.provider_id or current
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
                                      pending_hash="", **self._rendered(message, interview))
@@ -749,6 +931,23 @@ class Pass:
             interview.id, "retracted",
             f"{interview.company or interview.title} replied; the follow-up draft was removed",
         ))
+
+
+def _with_message_id(message: DraftMessage, message_id: str) -> DraftMessage:
+    """The draft under the Message-ID its ledger row holds (rows from before the id changed
+    keep theirs, so the drafts they made are still found)."""
+    if not message_id or message.message_id == message_id:
+        return message
+    head, sep, body = message.raw.partition(b"\r\n\r\n")
+    old = b"Message-ID: " + message.message_id.encode("ascii") + b"\r\n"
+    new = b"Message-ID: " + message_id.encode("ascii") + b"\r\n"
+    if old in head + b"\r\n":
+        raw = (head + b"\r\n").replace(old, new, 1)[:-2] + sep + body
+    else:  # folded or otherwise unusual: let the email package rewrite the header
+        parsed = email.message_from_bytes(message.raw, policy=email.policy.SMTP)
+        parsed.replace_header("Message-ID", message_id)
+        raw = parsed.as_bytes()
+    return replace(message, message_id=message_id, raw=raw)
 
 
 def _ours(draft: DraftRow) -> set[str]:
@@ -846,10 +1045,6 @@ class _NoCalendar:
         pass
 
 
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2] or "mailbridge.invalid"
-
-
 def reconcile(
     account: AccountSettings,
     ledger: Ledger,
@@ -877,19 +1072,29 @@ def reconcile(
             owned.append(mailbox)
         step = Pass(account, ledger, now, mailbox, calendar, dry_run)
         report = step.report
+        step.lift_mailbox_pause()
         if not read_calendar or step.sync_calendar():
             step.sync_mail()
             step.observe_drafts()
-            step.plan_and_act()
+            held = step.held()
+            if held:  # paused means paused: nothing is written, moved or deleted
+                report.paused = held
+            else:
+                step.plan_and_act()
         if not dry_run:
             with ledger.transaction():
                 ledger.record_ok(account.name, now)
     except FolderMissing as exc:
         report.error = str(exc)
-        report.paused = f"the mailbox looks wrong ({exc}); nothing was changed"
+        report.paused = (
+            f"the mailbox looks wrong ({exc}); nothing was changed. This lifts by itself once "
+            f"the Drafts folder is back, or run `mailbridge resume {account.name}`"
+        )
         if not dry_run:
             with ledger.transaction():
-                ledger.set_paused(account.name, report.paused)
+                if ledger.pause_causes(account.name).get(MAILBOX) != report.paused:
+                    ledger.set_paused(account.name, report.paused, MAILBOX)
+                    ledger.audit(account.name, "paused", report.paused, now=now)
                 ledger.record_error(account.name, report.paused, now)
         log.warning("%s: paused: %s", account.name, report.paused)
     except AuthError as exc:

@@ -35,7 +35,7 @@ from mailbridge.model import (
 )
 from mailbridge.textsafe import redact_urls
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -171,6 +171,18 @@ MIGRATIONS: list[str] = [
         SELECT id, '', notes, updated_at FROM interview WHERE notes != '';
     ALTER TABLE interview ADD COLUMN company_override TEXT NOT NULL DEFAULT '';
     ALTER TABLE interview ADD COLUMN company_reason TEXT NOT NULL DEFAULT '';
+    """,
+    # 4: level-triggered state. An interview whose event vanished is held, not cancelled,
+    # until it stayed gone for the grace period or two full listings (missing_since,
+    # missing_listings); a draft copy we moved to Trash ourselves is not the user's deletion
+    # (trashed); each pause has its own cause, lifted only by its end or `resume` (pauses:
+    # a JSON object cause -> reason; `paused` keeps the text of them all).
+    """
+    ALTER TABLE interview ADD COLUMN missing_since TEXT;
+    ALTER TABLE interview ADD COLUMN missing_listings INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE draft ADD COLUMN trashed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE account_state ADD COLUMN pauses TEXT NOT NULL DEFAULT '{}';
+    UPDATE account_state SET pauses = json_object('calendar', paused) WHERE paused IS NOT NULL;
     """,
 ]
 
@@ -565,12 +577,32 @@ class Ledger:
             (account,),
         )
 
-    def set_paused(self, account: str, reason: str | None) -> None:
+    def set_paused(self, account: str, reason: str | None, cause: str | None = None) -> None:
+        """Pause for ``cause`` ("calendar", "mailbox") with ``reason``; a None reason lifts
+        that cause (every cause when ``cause`` is None). Any change ends a confirmation."""
         self._ensure_account(account)
+        causes = self.pause_causes(account)
+        if reason is None and cause is None:
+            causes = {}
+        elif reason is None:
+            causes.pop(cause or "", None)
+        else:
+            causes[cause or "calendar"] = reason
+        text = "; ".join(causes[c] for c in sorted(causes)) or None
+        # A new pause, or lifting them all, ends a confirmation; one cause ending does not.
+        keep = 0 if reason is not None or cause is None else 1
         self.conn.execute(
-            "UPDATE account_state SET paused=?, resume_confirmed=0 WHERE account=?",
-            (reason, account),
+            "UPDATE account_state SET paused=?, pauses=?, resume_confirmed=resume_confirmed*? "
+            "WHERE account=?",
+            (text, json.dumps(causes, sort_keys=True), keep, account),
         )
+
+    def pause_causes(self, account: str) -> dict[str, str]:
+        """Why the account is paused, by cause ("calendar", "mailbox"); {} when it is not."""
+        row = self.conn.execute(
+            "SELECT pauses FROM account_state WHERE account=?", (account,)
+        ).fetchone()
+        return dict(json.loads(row["pauses"])) if row else {}
 
     def confirm_resume(self, account: str) -> None:
         self._ensure_account(account)
@@ -647,6 +679,52 @@ class Ledger:
         )
         return row is None or bool(row["interview"]) != is_interview or row["reason"] != reason
 
+    def event_keys_of(self, account: str, key: EventKey) -> list[EventKey]:
+        """The known keys ``key`` names (instance "*" means every instance of the UID)."""
+        if key.instance != "*":
+            return [key] if self.event_seen(account, key) else []
+        rows = self.conn.execute(
+            "SELECT calendar, uid, instance FROM event WHERE account=? AND calendar=? AND uid=?",
+            (account, key.calendar, key.uid),
+        ).fetchall()
+        return [EventKey(r["calendar"], r["uid"], r["instance"]) for r in rows]
+
+    def set_missing(
+        self, interview_id: int, since: datetime | None, listings: int, now: datetime
+    ) -> None:
+        """Record that an interview's event is absent (since when, in how many full
+        listings); ``since=None`` says it is back."""
+        self.conn.execute(
+            "UPDATE interview SET missing_since=?, missing_listings=?, updated_at=? WHERE id=?",
+            (_iso(since), listings, _iso(now), interview_id),
+        )
+
+    def link_sent(self, account: str, message_id: str, draft_id: int) -> bool:
+        """Mark the sent message with ``message_id`` as made from ``draft_id``; whether there
+        was one (a rebuilt ledger meets the user's sent copy of a draft it made before)."""
+        cur = self.conn.execute(
+            "UPDATE message SET our_draft_id=? WHERE account=? AND folder=? AND message_id=?",
+            (draft_id, account, Folder.SENT.value, message_id),
+        )
+        return cur.rowcount > 0
+
+    def message_id_owner(self, message_id: str) -> str | None:
+        """The account whose draft row holds ``message_id``, or None."""
+        row = self.conn.execute(
+            "SELECT i.account FROM draft d JOIN interview i ON i.id = d.interview_id "
+            "WHERE d.message_id=?",
+            (message_id,),
+        ).fetchone()
+        return str(row["account"]) if row else None
+
+    def release_message_id(self, message_id: str, to_account: str) -> None:
+        """Hand a Message-ID over from another account's row (the account was renamed in the
+        TOML: same address, same drafts). The old row keeps a marked copy of the id."""
+        self.conn.execute(
+            "UPDATE draft SET message_id = message_id || ? WHERE message_id=?",
+            (f" (now {to_account})", message_id),
+        )
+
     def remove_event(self, account: str, key: EventKey) -> list[EventKey]:
         """Forget an event (instance "*" means every instance of the UID); the removed keys."""
         if key.instance == "*":
@@ -695,6 +773,8 @@ class Ledger:
             employer_domains=tuple(json.loads(row["employer_domains"])),
             note_list=tuple(self.notes(row["id"])),
             company_reason="you chose it (note --company)" if override else row["company_reason"],
+            missing_since=_dt(row["missing_since"]),
+            missing_listings=row["missing_listings"],
         )
 
     def interview_by_key(self, account: str, key: EventKey) -> InterviewRow | None:
@@ -892,6 +972,7 @@ class Ledger:
             reminded_at=_dt(row["reminded_at"]),
             flagged=row["flagged"],
             pending_hash=row["pending_hash"],
+            trashed=bool(row["trashed"]),
         )
 
     def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
@@ -972,6 +1053,7 @@ class Ledger:
             "gaps",
             "warnings",
             "pending_hash",
+            "trashed",
         }
         unknown = set(fields) - allowed
         if unknown:

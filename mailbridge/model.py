@@ -237,6 +237,10 @@ class InterviewRow:
     employer_domains: tuple[str, ...] = ()
     note_list: tuple[Note, ...] = ()  # every note, in the order given; `notes` joins the shared
     company_reason: str = ""  # why `company` is what it is, for `status`
+    # Set while the event is absent from the calendar: its drafts are held, not cancelled,
+    # until it stayed gone for the grace period or `missing_listings` reached two.
+    missing_since: datetime | None = None
+    missing_listings: int = 0
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,7 @@ class DraftRow:
     reminded_at: datetime | None = None
     flagged: str = ""  # why the user should look (edited, yet the employer replied); "" if not
     pending_hash: str = ""  # what an update under way writes: also ours if found in Drafts
+    trashed: bool = False  # we moved a copy to Trash ourselves: a copy there is not a deletion
 
 
 class MessageKind(enum.StrEnum):
@@ -345,6 +350,8 @@ class Policy:
     lookback: timedelta = timedelta(days=3)
     thank_you_bound: timedelta = timedelta(hours=24)
     reminder_after: timedelta | None = timedelta(hours=20)
+    # How long an interview's event may be absent before it counts as removed.
+    removal_grace: timedelta = timedelta(hours=1)
     quiet_start: time = time(21, 0)
     quiet_end: time = time(8, 0)
 
@@ -391,3 +398,19 @@ class Observation:
     content_hash: str = ""  # compose.fingerprint of what is in Drafts now (PRESENT only)
     provider_id: str | None = None  # the id now, if the mailbox changed it
     body: str = ""  # the text body now (PRESENT only, when the mailbox has it at hand): proofread
+
+
+class Place(enum.StrEnum):
+    """Where a mailbox holds a message with a given Message-ID."""
+
+    DRAFTS = "drafts"
+    SENT = "sent"
+    TRASH = "trash"  # deleted unsent (Trash, Deleted Items, Gmail's TRASH label)
+
+
+@dataclass(frozen=True)
+class Located:
+    """What `Mailbox.locate` found: the folder that decides, and the message's id there."""
+
+    place: Place
+    provider_id: str = ""

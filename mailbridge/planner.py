@@ -28,10 +28,17 @@ FlagDraft
 Remind
     one nudge: these thank-you drafts are still waiting and the 24-hour window is closing.
 
-Rows in a final state (DraftState.final) are never acted on. The ledger keeps one row per
-(interview, kind, seq, recipient), and the Message-ID derives from the same values, so a new row
-is never planned where one exists: a thank-you cancelled because its attendee left the interview
-is not planned again if they come back.
+ReviveDraft
+    a CANCELLED row is wanted again (the interview was reinstated, the attendee is back): it
+    becomes PLANNED with the given due time, keeping its Message-ID; due at once as PlanDraft.
+
+Rows in a final state (DraftState.final) are never acted on, with one exception: a CANCELLED
+row was never seen by the user, so it comes back to life when the current state calls for that
+draft again (a cancellation is a fact only while it lasts). A row the user deleted, sent, or
+that was skipped or retracted never comes back. The ledger keeps one row per (interview, kind,
+seq, recipient), and the Message-ID derives from the same values, so a revived row is the same
+draft. An interview whose event is missing from the calendar (``missing_since``) is held: none
+of its rows is acted on until it is back or counts as removed.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ __all__ = [
     "Remind",
     "Reschedule",
     "RetractDraft",
+    "ReviveDraft",
     "UpdateDraft",
     "next_wakeup",
     "plan",
@@ -133,6 +141,14 @@ class FlagDraft:
 
 
 @dataclass(frozen=True)
+class ReviveDraft:
+    draft_id: int
+    due: datetime  # UTC
+    late: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Remind:
     interview_id: int
     draft_ids: tuple[int, ...]
@@ -148,6 +164,7 @@ Action = (
     | RetractDraft
     | FlagDraft
     | Remind
+    | ReviveDraft
 )
 
 _PENDING = (DraftState.PLANNED, DraftState.CREATING)  # not (knowingly) on the server yet
@@ -290,7 +307,9 @@ def _thank_yous(
             continue
         seen.add(key)
         what = f"Thank-you to {_who(person)} for {_about(iv)}"
-        mine = [d for d in rows if d.recipient.email.casefold() == key]
+        theirs = [d for d in rows if d.recipient.email.casefold() == key]
+        mine = [d for d in theirs if d.state is not DraftState.CANCELLED]
+        cancelled = [d for d in theirs if d.state is DraftState.CANCELLED]
         by_hand = _wrote_by_hand(iv, key, msgs, policy)
         too_late = now > lookback_at
         late = now > bound_at
@@ -311,6 +330,18 @@ def _thank_yous(
                 _keep_due(out, row, due, now, late, what)
         if mine:
             continue  # one row per interviewer (the ledger's key); final decisions stick
+        if cancelled:
+            if not (by_hand or too_late):  # wanted again: the same row, the same Message-ID
+                out.add(
+                    ReviveDraft(
+                        cancelled[0].id,
+                        now if late else due,
+                        late,
+                        f"{what} planned again for {_when(now if late else due, policy)}: "
+                        "it is wanted again.",
+                    )
+                )
+            continue
         if by_hand or too_late:
             skip = (
                 f"you already wrote to {person.email} yourself"
@@ -455,9 +486,19 @@ def _follow_ups(
     if counted and counted[-1].state is not DraftState.SENT:
         return  # the last one was retracted or the like: no further follow-up
     seq = len(counted) + 1
-    if any(d.seq == seq and d.recipient.email.casefold() == lead_key for d in rows):
-        return  # that row exists already (cancelled): the ledger keeps one per seq and recipient
     due = desired(counted, iv.end)
+    same = [d for d in rows if d.seq == seq and d.recipient.email.casefold() == lead_key]
+    if same:
+        # The ledger keeps one row per seq and recipient: a cancelled one comes back.
+        if same[0].state is DraftState.CANCELLED:
+            out.add(
+                ReviveDraft(
+                    same[0].id, due, False,
+                    f"Follow-up {seq} to {_who(lead)} for {about} planned again for "
+                    f"{_when(due, policy)}: it is wanted again.",
+                )
+            )
+        return
     why = (
         f"the employer said they would decide by {iv.decision_date.isoformat()}"
         if iv.decision_date is not None and not counted
@@ -573,6 +614,8 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> list[Action]:
     for iv in sorted(snapshot.interviews, key=lambda i: i.id):
         out = _Pass()
         mine = drafts.get(iv.id, [])
+        if iv.missing_since is not None:
+            continue  # held: absent from the calendar, not (yet) removed
         if iv.state is InterviewState.CANCELLED:
             for row in mine:
                 if row.state in _PENDING:
@@ -601,6 +644,9 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
     moments: list[datetime] = []
     for iv in snapshot.interviews:
         if iv.state is not InterviewState.ACTIVE:
+            continue
+        if iv.missing_since is not None:
+            moments.append(iv.missing_since + policy.removal_grace)  # when it counts as removed
             continue
         mine = drafts.get(iv.id, [])
         for row in mine:

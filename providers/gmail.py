@@ -38,9 +38,9 @@ import base64
 import email
 import email.policy
 import email.utils
+import http.client
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -56,8 +56,8 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from mailbridge import compose, mailparse, secrets
-from mailbridge.adapters import AuthError, ProviderError
+from mailbridge import compose, mailparse, retry, secrets
+from mailbridge.adapters import AmbiguousWrite, AuthError, ProviderError
 from mailbridge.model import (
     Attendee,
     AttendeeKind,
@@ -67,10 +67,12 @@ from mailbridge.model import (
     EventKey,
     EventStatus,
     Folder,
+    Located,
     MailHeaders,
     MessageBatch,
     Observation,
     Person,
+    Place,
     Presence,
     Response,
     SentHint,
@@ -119,7 +121,8 @@ MESSAGE_FIELDS = (
     "id,threadId,labelIds,snippet,payload(mimeType,headers,"
     "parts(mimeType,parts(mimeType,parts(mimeType,parts(mimeType)))))"
 )
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Requests that must not be sent twice blindly: a lost answer is resolved by lookup first.
+NOT_IDEMPOTENT = frozenset({"users.drafts.create"})
 
 log = logging.getLogger("mailbridge")
 
@@ -214,20 +217,35 @@ def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
 # --- calls: allow-list, retries, errors ---------------------------------------------------
 
 
-def _retry_after(error: HttpError) -> float | None:
-    """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date), if any."""
-    value = error.resp.get("retry-after")
-    if not value:
-        return None
+def _reasons(error: HttpError) -> list[str]:
+    """The ``errors[].reason`` values of a Google error answer (rateLimitExceeded, ...)."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        detail = json.loads(error.content or b"{}").get("error", {})
+        return [str(e.get("reason", "")) for e in detail.get("errors", [])]
+    except (ValueError, AttributeError):
+        return []
+
+
+class _OnceHttp(httplib2.Http):  # type: ignore[misc]
+    """httplib2 sends a request again on its own when the connection drops before the answer
+    (it takes that for a stale keep-alive connection). For a POST that creates something that
+    is a blind retry: here a POST is sent once, and a lost answer is the caller's to resolve."""
+
+    def _conn_request(self, conn: Any, request_uri: str, method: str, body: Any,
+                      headers: Any) -> Any:  # fmt: skip
+        if method != "POST":
+            return super()._conn_request(conn, request_uri, method, body, headers)
+        try:
+            if conn.sock is None:
+                conn.connect()
+            conn.request(method, request_uri, body, headers)
+            answer = conn.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            raise
+        response = httplib2.Response(answer)
+        return response, httplib2._decompressContent(response, content, self.limit_kwargs)
 
 
 class Api:
@@ -249,7 +267,9 @@ class Api:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.account, self._service, self.allowed = account, service, allowed
-        self.attempts, self.backoff, self.max_wait, self.sleep = attempts, backoff, max_wait, sleep
+        self.policy = retry.RetryPolicy(
+            attempts=attempts, base=backoff, cap=backoff * 32, max_retry_after=max_wait, sleep=sleep
+        )
 
     def call(self, method: str, **params: Any) -> Any:
         if method not in self.allowed:
@@ -259,33 +279,42 @@ class Api:
         for resource in resources:
             target = getattr(target, resource)()
         request = getattr(target, name)(**params)
-        for attempt in range(self.attempts):
+        once = method in NOT_IDEMPOTENT
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
             try:
                 return request.execute(num_retries=0)
             except HttpError as exc:
                 status = exc.resp.status
+                reasons = _reasons(exc)
                 if status == 401 or (status == 403 and "insufficient" in str(exc).lower()):
                     raise self._auth_error(str(exc.reason)) from None
-                if status not in RETRY_STATUSES:
+                if not retry.retryable(status, reasons):
                     raise GoogleError(
                         f"account {self.account.name!r}: Google API {method} answered "
                         f"HTTP {status} ({exc.reason})",
                         status,
                     ) from None
-                wait = _retry_after(exc)
+                wait = retry.retry_after(exc.resp.get("retry-after"))
                 fault = f"HTTP {status}"
             except google.auth.exceptions.RefreshError as exc:
                 raise self._auth_error(str(exc)) from None
-            except (OSError, httplib2.HttpLib2Error) as exc:
+            except (OSError, httplib2.HttpLib2Error, http.client.HTTPException) as exc:
                 wait, fault = None, type(exc).__name__
-            if attempt + 1 == self.attempts or (wait or 0) > self.max_wait:
+            if once and retry.ambiguous(status):
+                raise AmbiguousWrite(
+                    f"account {self.account.name!r}: Google API {method} failed ({fault}); "
+                    "it may have been carried out"
+                )
+            pause = self.policy.wait(attempt, wait)
+            if pause is None:
                 break
-            # Exponential backoff with jitter; never sooner than the server asked.
-            jitter = self.backoff * 2**attempt * random.uniform(0.5, 1.5)
-            self.sleep(max(jitter, wait or 0.0))
+            self.policy.sleep(pause)
         raise ProviderError(
             f"account {self.account.name!r}: Google API {method} failed ({fault}) after "
-            f"{attempt + 1} attempt(s); will retry on the next pass"
+            f"{attempt} attempt(s); will retry on the next pass"
         )
 
     def _auth_error(self, detail: str) -> AuthError:
@@ -311,7 +340,7 @@ def _service(account: AccountSettings, name: str, version: str, endpoint: str | 
     # Every request times out (google.timeout): a hanging endpoint must not hold a pass.
     timeout = _google(account).timeout
     http = google_auth_httplib2.AuthorizedHttp(
-        credentials(account), http=httplib2.Http(timeout=timeout)
+        credentials(account), http=_OnceHttp(timeout=timeout)
     )
     return build(
         name,
@@ -689,6 +718,22 @@ class GmailMailbox:
                 if draft and self._parse(draft)["Message-ID"] == message_id:
                     return _provider_id(draft)
         return None
+
+    def locate(self, message_id: str) -> Located | None:
+        query = f"rfc822msgid:{message_id.strip('<>')}"
+        found = self._call("users.drafts.list", q=query)
+        if found.get("drafts"):
+            return Located(Place.DRAFTS, _provider_id(found["drafts"][0]))
+        trashed: Located | None = None
+        listed = self._call("users.messages.list", q=query, includeSpamTrash=True)
+        for entry in listed.get("messages", []):
+            message = self._missing("users.messages.get", id=entry["id"], format="minimal")
+            labels = set((message or {}).get("labelIds", []))
+            if "SENT" in labels:
+                return Located(Place.SENT, str(entry["id"]))
+            if labels & {"TRASH", "SPAM"}:
+                trashed = Located(Place.TRASH, str(entry["id"]))
+        return trashed
 
     @staticmethod
     def _parse(draft: dict[str, Any]) -> EmailMessage:

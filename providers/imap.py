@@ -53,13 +53,15 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
 
 from mailbridge import compose, domains, mailparse, secrets
-from mailbridge.adapters import AuthError, FolderMissing, ProviderError
+from mailbridge.adapters import AmbiguousWrite, AuthError, FolderMissing, ProviderError
 from mailbridge.model import (
     DraftMessage,
     Folder,
+    Located,
     MailHeaders,
     MessageBatch,
     Observation,
+    Place,
     Presence,
     SentHint,
 )
@@ -478,12 +480,18 @@ class ImapMailbox:
         return self._append_flags
 
     def create_draft(self, draft: DraftMessage) -> str:
-        with self._session("APPEND to Drafts") as client:
-            drafts = self._drafts(client)
-            response = client.append(drafts, draft.raw, flags=self._flags_for(client, drafts))
-            ids = appenduid(response)
-            if ids is not None:
-                return f"{ids[0]}:{ids[1]}"
+        try:
+            with self._session("APPEND to Drafts") as client:
+                drafts = self._drafts(client)
+                response = client.append(drafts, draft.raw, flags=self._flags_for(client, drafts))
+                ids = appenduid(response)
+                if ids is not None:
+                    return f"{ids[0]}:{ids[1]}"
+        except (FolderMissing, AuthError):
+            raise
+        except ProviderError as exc:
+            # The server may have stored the message before the answer was lost.
+            raise AmbiguousWrite(str(exc)) from None
         found = self.find_draft(draft.message_id)
         if found is None:
             raise ProviderError(
@@ -497,6 +505,19 @@ class ImapMailbox:
             validity = self._select(client, drafts, readonly=True)
             uids = self._uids_with_message_id(client, message_id)
             return f"{validity}:{max(uids)}" if uids else None
+
+    def locate(self, message_id: str) -> Located | None:
+        with self._session("look a Message-ID up") as client:
+            for role, place in (("drafts", Place.DRAFTS), ("sent", Place.SENT),
+                                ("trash", Place.TRASH)):  # fmt: skip
+                folder = self._drafts(client) if role == "drafts" else self._folder(client, role)
+                if folder is None:
+                    continue
+                validity = self._select(client, folder, readonly=True)
+                uids = self._uids_with_message_id(client, message_id)
+                if uids:
+                    return Located(place, f"{validity}:{max(uids)}")
+        return None
 
     def _uids_with_message_id(self, client: IMAPClient, message_id: str) -> list[int]:
         """UIDs in the selected folder whose Message-ID is exactly ``message_id``."""

@@ -39,9 +39,11 @@ from mailbridge.model import (
     CalendarBatch,
     DraftMessage,
     Folder,
+    Located,
     MailHeaders,
     MessageBatch,
     Observation,
+    Place,
     Presence,
     SentHint,
     Unreadable,
@@ -141,7 +143,8 @@ class MaildirMailbox:
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
-        fresh = not any(self._find(names) for names in FOLDER_NAMES.values())
+        # (an empty Maildir is falsy: compare with None)
+        fresh = all(self._find(names) is None for names in FOLDER_NAMES.values())
         if fresh and not create_folders:
             # A dry run on a brand-new Maildir: stand-in empty folders, removed by close().
             self._scratch = tempfile.TemporaryDirectory(prefix="mailbridge-dry-")
@@ -234,6 +237,15 @@ class MaildirMailbox:
         self._check()
         return self._key_by_message_id(self.drafts, message_id)
 
+    def locate(self, message_id: str) -> Located | None:
+        self._check()
+        for place, box in (
+            (Place.DRAFTS, self.drafts), (Place.SENT, self.sent), (Place.TRASH, self.trash)
+        ):
+            if box is not None and (key := self._key_by_message_id(box, message_id)):
+                return Located(place, key)
+        return None
+
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
         message = stdlib_mailbox.MaildirMessage(draft.raw)
@@ -261,9 +273,27 @@ class MaildirMailbox:
         return Observation(Presence.GONE)
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
-        new_key = self.create_draft(draft)
-        with contextlib.suppress(KeyError):
-            self.drafts.remove(provider_id)
+        self._check()
+        try:
+            target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
+        except KeyError:
+            target = None
+        if target is not None:
+            # Replace the file in one step (same name, same flags): a crash leaves either the
+            # old text or the new one, never both side by side.
+            staged = Path(self.drafts._path, "tmp", f"{target.name.split(':')[0]}.update")
+            with open(staged, "wb") as handle:
+                handle.write(draft.raw.replace(b"\r\n", b"\n"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.replace(staged, target)
+                new_key = provider_id
+            except FileNotFoundError:  # the user's program moved it just now
+                os.unlink(staged)
+                target = None
+        if target is None:
+            new_key = self.create_draft(draft)
         # A crash between an earlier write and its removal left a copy of this very text:
         # remove it too. Copies that say anything else are the user's.
         for key in self._keys_by_message_id(self.drafts, draft.message_id):

@@ -36,11 +36,8 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
 from typing import Any
@@ -49,8 +46,8 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from mailbridge import domains, secrets
-from mailbridge.adapters import AuthError, FolderMissing, ProviderError
+from mailbridge import domains, retry, secrets
+from mailbridge.adapters import AmbiguousWrite, AuthError, FolderMissing, ProviderError
 from mailbridge.model import (
     Attendee,
     AttendeeKind,
@@ -60,10 +57,12 @@ from mailbridge.model import (
     EventKey,
     EventStatus,
     Folder,
+    Located,
     MailHeaders,
     MessageBatch,
     Observation,
     Person,
+    Place,
     Presence,
     Response,
     SentHint,
@@ -221,19 +220,7 @@ class _Tokens:
 # --- HTTP with throttling ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to keep trying a throttled or failing request before giving up."""
-
-    attempts: int = 5
-    base: float = 0.5  # seconds; doubled per attempt, with full jitter
-    cap: float = 30.0
-    max_retry_after: float = 120.0  # a longer Retry-After is a fault for this pass
-    timeout: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep)
-
-
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+RetryPolicy = retry.RetryPolicy  # the core policy; tests and benches build it from here
 _SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
 MAX_CONCURRENT = 4  # Graph's mailbox limit on concurrent requests
@@ -242,21 +229,6 @@ MAX_CONCURRENT = 4  # Graph's mailbox limit on concurrent requests
 def _semaphore(account: str) -> threading.BoundedSemaphore:
     with _SEMAPHORES_LOCK:
         return _SEMAPHORES.setdefault(account, threading.BoundedSemaphore(MAX_CONCURRENT))
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class _Graph:
@@ -286,8 +258,13 @@ class _Graph:
         body: Mapping[str, Any] | None = None,
         prefer: tuple[str, ...] = (),
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
-        """The JSON answer ({} for 204); raises GraphError, ProviderError or AuthError."""
+        """The JSON answer ({} for 204); raises GraphError, ProviderError or AuthError.
+
+        A request that is not ``idempotent`` (a POST that creates) is never repeated after a
+        failure that may have come after Graph did the work: that raises AmbiguousWrite.
+        """
         if not url.startswith(("http://", "https://")):
             url = self.base + url
         refreshed = False
@@ -308,29 +285,33 @@ class _Graph:
                         timeout=self._retry.timeout,
                     )
             except requests.RequestException as exc:
+                if not idempotent:
+                    raise AmbiguousWrite(
+                        f"account {self.account.name!r}: Graph {method} got no answer ({exc})"
+                    ) from None
                 if attempt == self._retry.attempts:
                     raise ProviderError(f"account {self.account.name!r}: Graph: {exc}") from None
-                self._retry.sleep(self._backoff(attempt))
+                self._retry.sleep(self._retry.backoff(attempt))
                 continue
             if resp.status_code == 401 and not refreshed:
                 refreshed = True  # a token revoked early: one forced refresh, then AuthError
                 continue
-            if resp.status_code in _RETRY_STATUS:
-                wait = _retry_after(resp.headers.get("Retry-After"))
-                if attempt == self._retry.attempts or (
-                    wait is not None and wait > self._retry.max_retry_after
-                ):
+            if retry.retryable(resp.status_code):
+                if not idempotent and retry.ambiguous(resp.status_code):
+                    raise AmbiguousWrite(
+                        f"account {self.account.name!r}: Graph {method} answered "
+                        f"{resp.status_code}; it may have been carried out"
+                    )
+                wait = self._retry.wait(attempt, retry.retry_after(resp.headers.get("Retry-After")))
+                if wait is None:
                     break
-                self._retry.sleep(wait if wait is not None else self._backoff(attempt))
+                self._retry.sleep(wait)
                 continue
             return self._answer(method, url, resp)
         raise ProviderError(
             f"account {self.account.name!r}: Microsoft Graph kept refusing {method} requests "
             "(throttled or unavailable); will try again on the next pass"
         )
-
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self._retry.cap, self._retry.base * 2 ** (attempt - 1)))
 
     def _answer(self, method: str, url: str, resp: requests.Response) -> dict[str, Any]:
         if resp.status_code < 300:
@@ -721,6 +702,7 @@ class OutlookMailbox:
                         "categories": [CATEGORY],
                     }
                 },
+                idempotent=False,
             )
             return str(reply["id"])
         created = self._graph.call(
@@ -732,6 +714,7 @@ class OutlookMailbox:
                 "internetMessageHeaders": self._kind_header(draft),
                 "categories": [CATEGORY],
             },
+            idempotent=False,
         )
         return str(created["id"])
 
@@ -754,6 +737,21 @@ class OutlookMailbox:
         found = self._lookup("/me/messages", message_id)
         found.sort(key=lambda m: not m.get("isDraft"))  # a draft first, else the sent copy
         return str(found[0]["id"]) if found else None
+
+    def locate(self, message_id: str) -> Located | None:
+        drafts = self._drafts_id()  # FolderMissing while Drafts is gone
+        found = self._lookup("/me/messages", message_id)
+        if not found:
+            return None
+        places = []
+        for item in found:
+            if not item.get("isDraft"):
+                places.append(Located(Place.SENT, str(item["id"])))
+            elif item.get("parentFolderId") == drafts:
+                places.append(Located(Place.DRAFTS, str(item["id"])))
+            else:  # an unsent draft anywhere else: Deleted Items, or moved away by the user
+                places.append(Located(Place.TRASH, str(item["id"])))
+        return min(places, key=lambda p: list(Place).index(p.place))
 
     def _drafts_id(self) -> str:
         if self._drafts_folder is None:
@@ -811,6 +809,9 @@ class OutlookMailbox:
                 f"/me/messages/{provider_id}",
                 body=self._body(draft),
                 headers=self._if_match(provider_id),
+                # Repeating it after a lost answer would meet our own new changeKey (412):
+                # the engine looks at the draft instead.
+                idempotent=False,
             )
         except GraphError as exc:
             if exc.status == 412:

@@ -30,10 +30,12 @@ Time
     follow-up can never fall due before the 24-hour thank-you window closes (timing.py clamps
     it), so the scenario *moves* an interview in the calendar to have ended 24 hours minus a
     few seconds ago: its follow-up falls due seconds later, through the same code as a week of
-    silence would. An interview that ends a few seconds after the start gives thank-yous that
-    the daemon must write at their due time (its date job), not at a restart. No libfaketime:
-    moving events is what calendars do anyway, and it keeps every moment deterministic in
-    order (a phase starts only once the previous one has converged).
+    silence would. ``removal_grace = "0m"``: an event deleted at the source counts as removed at
+    once (the grace period itself is tested in tests/test_level.py). An interview that ends a
+    few seconds after the start gives thank-yous that the daemon must write at their due time
+    (its date job), not at a restart. No libfaketime: moving events is what calendars do
+    anyway, and it keeps every moment deterministic in order (a phase starts only once the
+    previous one has converged).
 
 The scenario (phases; the world changes only while no mailbridge process runs, so the
 outcome does not depend on the kill moments)
@@ -202,6 +204,7 @@ state_dir = "state"
 thank_you_delay = "0m"
 follow_up_after = "1m"
 reminder_after = false
+removal_grace = "0m"
 poll_interval = "30s"
 calendar_interval = "30s"
 """
@@ -237,10 +240,18 @@ class World:
         # A kill on the n-th request the service receives (emulated services only): "drop"
         # kills before the request takes effect, "lost" lets it take effect with nobody left to
         # read the answer (the write reached the server, the ledger never heard of it).
+        # "answer" kills nothing: the request takes effect and its answer is lost (connection
+        # dropped or 503), so the live process must find out what happened before retrying.
         self.hooks = False
         self.requests_seen = 0
         self._trap: tuple[int, str, Callable[[], None]] | None = None
         self._trap_lock = threading.Lock()
+        self._answers = 0
+
+    def rng_answer(self) -> str:
+        """How an answer is lost: the connection dropped, or a 5xx after the work."""
+        self._answers += 1
+        return ("drop", "503", "500")[self._answers % 3]
 
     def arm(self, n: int, how: str, kill: Callable[[], None]) -> None:
         with self._trap_lock:
@@ -260,6 +271,8 @@ class World:
                 return None
             _, how, kill = self._trap
             self._trap = None
+        if how == "answer":
+            return how  # no kill: the request is carried out, its answer lost (see hooks)
         kill()
         time.sleep(0.01)  # let the kernel close the child's sockets before we answer
         return how
@@ -487,8 +500,11 @@ class GmailWorld(World):
         world = self
 
         def handle(request: Any) -> None:
-            if world.on_request() == "drop":
+            how = world.on_request()
+            if how == "drop":
                 return  # the connection closes unanswered; nothing happened on the server
+            if how == "answer":
+                world.emu.lose_answer("*", world.rng_answer())
             with contextlib.suppress(OSError):
                 original(request)
 
@@ -624,8 +640,11 @@ class GraphWorld(World):
         self.hooks = True
 
         def dispatch(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
-            if world.on_request() == "drop":
+            how = world.on_request()
+            if how == "drop":
                 return 503, {}, None  # nobody reads it: the child is gone
+            if how == "answer":
+                world.emu.lose_answer(method, "", world.rng_answer())
             status, out_headers, payload = original(method, target, headers, body)
             path = target.split("?", 1)[0]
             if status < 300 and body and method in ("POST", "PATCH") and "/me/messages" in path:
@@ -779,7 +798,10 @@ class Runner:
         if hooks and choice < 0.5:
             n = rng.randint(1, max(2, self.typical_requests))
             # A daemon that makes fewer requests is killed at its delay instead.
-            return n, rng.choice(("drop", "lost")), None, (4.0 if daemon else None)
+            how = rng.choice(("drop", "lost", "answer"))
+            if how == "answer":  # no kill at the request: a lost answer the process survives
+                return n, how, None, (rng.uniform(0.5, 3.0) if daemon else None)
+            return n, how, None, (4.0 if daemon else None)
         if daemon:
             if choice < (0.75 if hooks else 0.5):
                 return None, "", lines, 4.0  # if the lines do not come, kill anyway

@@ -90,13 +90,17 @@ def test_the_checks_see_a_doubled_draft_and_a_changed_edit(tmp_path: Path) -> No
 # --- found by chaos: a crash inside update_draft leaves two drafts -----------------------------
 
 CRASH_IN_UPDATE = """
-import mailbox, os, signal, sys
+import os, signal, sys
 from mailbridge import cli
 
-def die(self, key):  # in update_draft: after the new copy is written, before the old goes
-    os.kill(os.getpid(), signal.SIGKILL)
+replace = os.replace
 
-mailbox.Maildir.remove = die
+def die(source, target):  # in update_draft: the new text is staged, the old not yet replaced
+    if str(source).endswith(".update"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, target)
+
+os.replace = die
 sys.exit(cli.main(sys.argv[1:]))
 """
 

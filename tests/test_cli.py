@@ -147,6 +147,30 @@ def test_resume_confirms_a_paused_account(example: Path,
         assert ledger.account_status("demo").resume_confirmed
 
 
+def test_status_names_each_pause_cause_and_how_it_lifts(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mailbridge import config as config_module
+    from mailbridge.ledger import Ledger
+
+    settings = config_module.load(example)
+    with Ledger.open(settings.state_dir) as ledger, ledger.transaction():
+        ledger.set_paused("demo", "the calendar suddenly lost 3 of 4 known events", "calendar")
+        ledger.set_paused("demo", "the Drafts folder vanished", "mailbox")
+    code, out, _ = run(capsys, "--config", str(example), "status")
+    assert code == 0
+    assert "paused (calendar): the calendar suddenly lost 3 of 4" in out
+    assert "once the calendar holds its events again" in out
+    assert "paused (mailbox): the Drafts folder vanished" in out
+    assert "once the Drafts folder is back" in out and "mailbridge resume demo" in out
+    data = json.loads(run(capsys, "--config", str(example), "status", "--json")[1])
+    assert set(data["accounts"][0]["pause_causes"]) == {"calendar", "mailbox"}
+    with Ledger.open(settings.state_dir) as ledger, ledger.transaction():
+        ledger.set_paused("demo", None, "calendar")  # one cause ends; the other stays
+        assert set(ledger.pause_causes("demo")) == {"mailbox"}
+        assert ledger.account_status("demo").paused == "the Drafts folder vanished"
+
+
 def test_service_unit_for_systemd_and_launchd(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -139,24 +139,30 @@ ID_SHAPE = re.compile(r"<[0-9a-f]{40}\.mailbridge@[a-z0-9.-]+>")
 
 
 def test_message_id_is_deterministic_and_well_formed() -> None:
-    one = message_id("personal", KEY, "dana@acme.example", DraftKind.THANK_YOU, 1, "mail.org")
-    two = message_id("personal", KEY, "dana@acme.example", DraftKind.THANK_YOU, 1, "mail.org")
+    one = message_id("me@mail.org", KEY, "dana@acme.example", DraftKind.THANK_YOU, 1)
+    two = message_id("me@mail.org", KEY, "dana@acme.example", DraftKind.THANK_YOU, 1)
     assert one == two
     assert ID_SHAPE.fullmatch(one)
     assert one.endswith("@mail.org>")
 
 
-def test_message_id_ignores_recipient_case_and_spaces() -> None:
-    a = message_id("p", KEY, "Dana@Acme.Example", DraftKind.THANK_YOU, 1, "m.org")
-    b = message_id("p", KEY, " dana@acme.example ", DraftKind.THANK_YOU, 1, "m.org")
+def test_message_id_ignores_recipient_and_address_case_and_spaces() -> None:
+    a = message_id("Me@M.org", KEY, "Dana@Acme.Example", DraftKind.THANK_YOU, 1)
+    b = message_id(" me@m.org", KEY, " dana@acme.example ", DraftKind.THANK_YOU, 1)
+    assert a == b
+
+
+def test_message_id_ignores_where_the_calendar_is_kept() -> None:
+    # The account's name and the calendar's path are not part of the event's identity.
+    a = message_id("me@m.org", EventKey("work.ics", "uid-1"), "x@y.z", DraftKind.THANK_YOU, 1)
+    b = message_id("me@m.org", EventKey("jobs/a.ics", "uid-1"), "x@y.z", DraftKind.THANK_YOU, 1)
     assert a == b
 
 
 @pytest.mark.parametrize(
     "changed",
     [
-        {"account": "work"},
-        {"key": EventKey("other", "uid-123")},
+        {"address": "me@work.org"},
         {"key": EventKey("primary", "uid-124")},
         {"key": EventKey("primary", "uid-123", "2025-11-18T20:00:00Z")},
         {"recipient": "sam@acme.example"},
@@ -166,20 +172,19 @@ def test_message_id_ignores_recipient_case_and_spaces() -> None:
 )
 def test_message_id_differs_when_any_part_differs(changed: dict[str, Any]) -> None:
     parts: dict[str, Any] = {
-        "account": "personal",
+        "address": "me@mail.org",
         "key": KEY,
         "recipient": "dana@acme.example",
         "kind": DraftKind.THANK_YOU,
         "seq": 1,
-        "domain": "mail.org",
     }
     assert message_id(**parts) != message_id(**{**parts, **changed})
 
 
 def test_message_id_parts_cannot_run_into_each_other() -> None:
-    # "a" + "b:c" and "a:b" + "c" must not collide the way a naive join would.
-    a = message_id("a", EventKey("b:c", "u"), "x@y.z", DraftKind.THANK_YOU, 1, "m.org")
-    b = message_id("a:b", EventKey("c", "u"), "x@y.z", DraftKind.THANK_YOU, 1, "m.org")
+    # "u" + "b:c" and "u:b" + "c" must not collide the way a naive join would.
+    a = message_id("me@m.org", EventKey("x", "u", "b:c"), "x@y.z", DraftKind.THANK_YOU, 1)
+    b = message_id("me@m.org", EventKey("x", "u:b", "c"), "x@y.z", DraftKind.THANK_YOU, 1)
     assert a != b
 
 
@@ -193,7 +198,7 @@ def test_message_id_parts_cannot_run_into_each_other() -> None:
     ],
 )
 def test_message_id_domain(domain: str, expected: str) -> None:
-    mid = message_id("p", KEY, "x@y.z", DraftKind.THANK_YOU, 1, domain)
+    mid = message_id("me@" + domain, KEY, "x@y.z", DraftKind.THANK_YOU, 1)
     assert mid.endswith(f"@{expected}>")
     assert ID_SHAPE.fullmatch(mid)
 
@@ -268,7 +273,7 @@ def test_thank_you_message_headers_and_body() -> None:
     assert msg["Date"].datetime == now
     assert msg["Date"].datetime.utcoffset() == timedelta(hours=-6)  # shown in the user's zone
     expected_id = message_id(
-        "personal", KEY, "dana.lee@acme.example", DraftKind.THANK_YOU, 1, "mail.example.org"
+        "jordan@mail.example.org", KEY, "dana.lee@acme.example", DraftKind.THANK_YOU, 1
     )
     assert msg["Message-ID"] == expected_id == draft.message_id
     assert msg["In-Reply-To"] is None and msg["References"] is None
@@ -748,8 +753,6 @@ def test_message_id_matches_what_a_planner_computes_from_the_ledger(
 ) -> None:
     account = make_account(address=account_address)
     draft = render(DraftKind.THANK_YOU, make_interview(), Person(email, "Dana"), account)
-    planned = message_id(
-        "personal", KEY, email, DraftKind.THANK_YOU, 1, account_address.rpartition("@")[2]
-    )
+    planned = message_id(account_address, KEY, email, DraftKind.THANK_YOU, 1)
     assert draft.message_id == planned
     assert parse(draft.raw)["Message-ID"] == planned

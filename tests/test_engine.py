@@ -238,6 +238,10 @@ def test_calendar_that_loses_most_events_pauses_instead_of_cancelling(world: Wor
 
     world.ledger.confirm_resume("me")
     world.run(END + timedelta(minutes=10))
+    # Confirmed, yet absence counts as removal only once it lasted: held meanwhile.
+    assert sum(i.missing_since is not None for i in world.ledger.interviews()) == 3
+    assert world.ledger.account_status("me").paused is None
+    world.run(END + timedelta(minutes=10) + world.account.policy.removal_grace)
     states = sorted(i.state for i in world.ledger.interviews())
     assert states.count(InterviewState.CANCELLED) == 3
     assert world.ledger.account_status("me").paused is None
@@ -346,6 +350,7 @@ def test_an_unreadable_event_is_audited_and_its_interview_kept(world: World) -> 
                     encoding="utf-8")
     (world.root / "calendar" / "iv3.ics").unlink()
     world.run(END)
+    world.run(END + world.account.policy.removal_grace)  # iv3 stayed gone: now it is removed
     states = {i.key.uid: i.state for i in world.ledger.interviews()}
     assert states == {"iv1": InterviewState.ACTIVE, "iv2": InterviewState.ACTIVE,
                       "iv3": InterviewState.CANCELLED}

@@ -40,6 +40,7 @@ from mailbridge.planner import (
     Remind,
     Reschedule,
     RetractDraft,
+    ReviveDraft,
     UpdateDraft,
     next_wakeup,
     plan,
@@ -175,6 +176,18 @@ def apply(snapshot: Snapshot, actions: list[Action], now: datetime) -> Snapshot:
                 drafts[draft_id] = replace(drafts[draft_id], reminded_at=now)
             continue
         row = drafts[action.draft_id]
+        if isinstance(action, ReviveDraft):
+            assert row.state is S.CANCELLED, action  # the one final state that comes back
+            assert action.draft_id not in touched, f"two actions for draft {action.draft_id}"
+            touched.add(action.draft_id)
+            if action.due <= now:
+                drafts[action.draft_id] = replace(
+                    row, state=S.CREATED, due=action.due, created_at=now, late=action.late,
+                    notes_version=notes[row.interview_id],
+                )
+            else:
+                drafts[action.draft_id] = replace(row, state=S.PLANNED, due=action.due)
+            continue
         assert not row.state.final, f"{action} touches a final row"
         assert action.draft_id not in touched, f"two actions for draft {action.draft_id}"
         touched.add(action.draft_id)
@@ -357,14 +370,39 @@ CASES: dict[str, Case] = {
         local("2026-11-23 15:00"),
         [("cancel", 2)],
     ),
-    "attendee back after a cancel: the cancel sticks (one row per recipient)": Case(
+    "attendee back after a cancel: the same row comes back (one row per recipient)": Case(
         snap(TY_ANN, draft(2, TY, BOB, S.CANCELLED, TY_DUE), FU_ANN),
         local("2026-11-23 15:00"),
-        [],
+        [("revive", 2)],
     ),
-    "lead back after a cancel: no second row for the same follow-up": Case(
+    "lead back after a cancel: the same follow-up row comes back, no second row": Case(
         snap(*TY_SENT, draft(3, FU, ANN, S.CANCELLED, FU_DUE)),
         local("2026-11-24 09:00"),
+        [("revive", 3)],
+    ),
+    "reinstated interview: cancelled thank-yous and follow-up come back": Case(
+        snap(
+            draft(1, TY, ANN, S.CANCELLED, TY_DUE),
+            draft(2, TY, BOB, S.CANCELLED, TY_DUE),
+            draft(3, FU, ANN, S.CANCELLED, FU_DUE),
+        ),
+        local("2026-11-23 15:00"),
+        [("revive", 1), ("revive", 2), ("revive", 3)],
+    ),
+    "a deleted thank-you stays deleted when the interview is reinstated": Case(
+        snap(draft(1, TY, ANN, S.USER_DELETED, TY_DUE), draft(2, TY, BOB, S.CANCELLED, TY_DUE)),
+        local("2026-11-23 15:00"),
+        [("revive", 2), plan_fu(FU_DUE)],
+    ),
+    "a cancelled thank-you that is now too late stays cancelled": Case(
+        snap(draft(1, TY, ANN, S.CANCELLED, TY_DUE), draft(2, TY, BOB, S.CANCELLED, TY_DUE),
+             FU_ANN),
+        local("2026-11-30 15:00"),
+        [],
+    ),
+    "an interview missing from the calendar is held: nothing is made or cancelled": Case(
+        snap(TY_ANN, TY_BOB, FU_ANN, missing_since=datetime(2026, 11, 23, 20, 0, tzinfo=UTC)),
+        local("2026-11-23 18:00"),
         [],
     ),
     "recipient matched case-insensitively": Case(

@@ -292,6 +292,8 @@ class GoogleEmulator:
         self.violations: list[str] = []
         self.token_requests = 0
         self._faults: list[tuple[int, float | None]] = []
+        # Requests whose answer is lost AFTER the work was done: (method id, "drop" | status).
+        self._losses: list[tuple[str, str]] = []
         self.latency = 0.0
         self.server: ThreadingHTTPServer | None = None
 
@@ -355,6 +357,13 @@ class GoogleEmulator:
     def fail_next(self, status: int, count: int, retry_after: float | None = None) -> None:
         with self.lock:
             self._faults += [(status, retry_after)] * count
+
+    def lose_answer(self, method_id: str, how: str = "drop", count: int = 1) -> None:
+        """Carry out the next ``count`` calls of ``method_id`` ("gmail.users.drafts.create";
+        "*" for any), then lose the answer: "drop" closes the connection unanswered,
+        "500"/"503" answers that status as if the work had failed."""
+        with self.lock:
+            self._losses += [(method_id, how)] * count
 
     def expire_history(self) -> None:
         with self.lock:
@@ -458,6 +467,12 @@ class GoogleEmulator:
         with self.lock:
             del self.messages[self.drafts.pop(draft_id)]
 
+    def user_trashes_draft(self, draft_id: str) -> None:
+        """The user's program moves the draft to Trash (a message labelled TRASH, no draft)."""
+        with self.lock:
+            message = self.messages[self.drafts.pop(draft_id)]
+            message.labels = (set(message.labels) - {"DRAFT"}) | {"TRASH"}
+
     def draft_messages(self) -> dict[str, EmailMessage]:
         with self.lock:
             return {d: self.messages[m].parsed for d, m in self.drafts.items()}
@@ -541,8 +556,26 @@ class GoogleEmulator:
             self.violations.append(f"emulator crashed on {request.command} {request.path}: {exc!r}")
             status, body = 500, b'{"error": {"code": 500, "message": "emulator error"}}'
         with self.lock:
+            done = self.calls[-1].method_id if self.calls else ""
+            loss = (
+                next((x for x in self._losses if x[0] in (done, "*")), None)
+                if status < 300 and parsed.path not in ("/token", "/auth")
+                else None
+            )
+            if loss is not None:
+                self._losses.remove(loss)
             if self.calls and self.calls[-1].status == 0:
                 self.calls[-1].status = status
+        if loss is not None and loss[1] == "drop":
+            # The work is done; the client never hears of it.
+            request.close_connection = True
+            with contextlib.suppress(OSError):
+                request.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if loss is not None:
+            status = int(loss[1])
+            body = json.dumps({"error": {"code": status, "message": "lost answer",
+                                         "errors": [{"reason": "backendError"}]}}).encode()
         request.send_response(status)
         for key, value in headers.items():
             request.send_header(key, value)
@@ -751,8 +784,11 @@ class GoogleEmulator:
         }
 
     def _gmail_users_messages_list(self, p: dict[str, str], q: Any, body: Any) -> Any:
+        trash = p.get("includeSpamTrash") == "true"
         pool = [
-            m for m in self.messages.values() if "DRAFT" not in m.labels and "TRASH" not in m.labels
+            m
+            for m in self.messages.values()
+            if "DRAFT" not in m.labels and (trash or not m.labels & {"TRASH", "SPAM"})
         ]
         found = self._search(p.get("q", ""), pool)
         page, token = self._page(found, p.get("pageToken"), int(p.get("maxResults", 100)))

@@ -52,6 +52,7 @@ import itertools
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -252,6 +253,7 @@ class GraphEmulator:
         self._deltas: dict[str, dict[str, Any]] = {}
         self._skips: dict[str, dict[str, Any]] = {}
         self.folder_ids = {name: f"AQMkFolder-{name}" for name in WELL_KNOWN}
+        self._losses: list[tuple[str, str, str]] = []  # (method, path part, "drop" | status)
         self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -269,6 +271,16 @@ class GraphEmulator:
                 status, headers, payload = emulator.dispatch(
                     self.command, self.path, dict(self.headers.items()), body
                 )
+                loss = emulator._lost(self.command, self.path, status)
+                if loss == "drop":
+                    # The work is done; the client never hears of it.
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if loss is not None:
+                    status, headers = int(loss), {}
+                    payload = {"error": {"code": "ServiceUnavailable", "message": "lost answer"}}
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 for key, value in headers.items():
@@ -287,6 +299,24 @@ class GraphEmulator:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
         return self
+
+    def lose_answer(self, method: str, path_part: str, how: str = "drop", count: int = 1) -> None:
+        """Carry out the next ``count`` requests ``method`` on a path containing ``path_part``
+        (e.g. "POST", "/me/messages"), then lose the answer: "drop" closes the connection
+        unanswered, "500"/"503"/"504" answers that status as if the work had failed."""
+        with self.lock:
+            self._losses += [(method, path_part, how)] * count
+
+    def _lost(self, method: str, target: str, status: int) -> str | None:
+        path = urlsplit(target).path
+        if status >= 300 or not path.startswith("/v1.0/"):
+            return None  # sign-in answers are never lost
+        with self.lock:
+            for loss in self._losses:
+                if loss[0] == method and loss[1] in path:
+                    self._losses.remove(loss)
+                    return loss[2]
+        return None
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,315 @@
+"""Level-triggered, seam by seam, on the local provider (real .ics files, a real Maildir).
+
+Each test starts from a path that used to leave the wrong mailbox behind (cancel then
+reinstate, vanish then come back, ledger lost, a second ledger, a renamed account, a create
+whose answer was lost, a paused account with a mail-only pass) and asserts that the mailbox
+holds exactly the drafts the current state calls for, and that one more pass changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mailbridge import config as config_module
+from mailbridge import engine
+from mailbridge.adapters import AmbiguousWrite, open_mailbox
+from mailbridge.ledger import Ledger
+from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState
+from tests.test_engine import END, LEAD, OTHER, World
+
+THANK_YOU = DraftKind.THANK_YOU
+DUE = END + timedelta(hours=3)  # the thank-yous are due two hours after the end
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def mailbox_state(world: World) -> dict[str, Counter[tuple[str, str]]]:
+    """What each folder holds: (Message-ID, To) of every message, with repeats counted."""
+    return {
+        name: Counter((str(m["Message-ID"]), str(m["To"])) for m in world.messages(name))
+        for name in ("Drafts", "Sent", "Trash")
+    }
+
+
+def thank_you_recipients(world: World) -> list[str]:
+    return sorted(str(m["To"].addresses[0].addr_spec) for m in world.messages("Drafts"))
+
+
+def settled(world: World, now: datetime) -> None:
+    """Another pass at the same moment changes nothing: not the mailbox, not the ledger."""
+    before = mailbox_state(world)
+    audit = len(world.ledger.audit_entries())
+    drafts = world.drafts()
+    world.run(now)
+    assert mailbox_state(world) == before
+    assert world.drafts() == drafts
+    assert [a.decision for a in world.ledger.audit_entries()[audit:]] == []
+
+
+def test_cancelled_then_reinstated_interview_gets_its_thank_yous(world: World) -> None:
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    world.add_interview(cancelled=True)
+    world.run(END - timedelta(hours=1))
+    assert {d.state for d in world.drafts()} == {DraftState.CANCELLED}
+    planned_ids = {d.message_id for d in world.drafts()}
+
+    world.add_interview()  # reinstated: the same UID, confirmed again
+    world.run(DUE)
+    assert world.ledger.interviews()[0].state == InterviewState.ACTIVE
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    assert {str(m["Message-ID"]) for m in world.messages("Drafts")} <= planned_ids
+    settled(world, DUE)
+
+
+def test_an_event_that_vanishes_once_is_held_then_back(world: World) -> None:
+    world.add_interview()  # a calendar with one event: the safety valve does not apply
+    world.run(END - timedelta(hours=2))
+    saved = (world.root / "calendar" / "iv1.ics").read_text()
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(DUE)  # due now, but the interview is missing: held, neither made nor cancelled
+    assert world.messages("Drafts") == []
+    assert {d.state for d in world.drafts()} == {DraftState.PLANNED}
+    assert world.ledger.interviews()[0].missing_since is not None
+
+    (world.root / "calendar" / "iv1.ics").write_text(saved)
+    world.run(DUE + timedelta(minutes=5))
+    assert world.ledger.interviews()[0].missing_since is None
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    settled(world, DUE + timedelta(minutes=5))
+
+
+def test_an_event_gone_for_the_grace_period_is_removed(world: World) -> None:
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=1))
+    world.run(END - timedelta(hours=1) + world.account.policy.removal_grace)
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+    assert {d.state for d in world.drafts()} == {DraftState.CANCELLED}
+    world.run(DUE)
+    assert world.messages("Drafts") == []
+    settled(world, DUE)
+
+
+def test_an_event_that_comes_back_after_removal_is_reinstated(world: World) -> None:
+    world.add_interview()
+    world.run(END - timedelta(hours=3))
+    saved = (world.root / "calendar" / "iv1.ics").read_text()
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=2))
+    world.run(END - timedelta(hours=2) + world.account.policy.removal_grace)
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+    (world.root / "calendar" / "iv1.ics").write_text(saved)
+    world.run(DUE)
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    settled(world, DUE)
+
+
+def reopen_ledger(world: World, *, wipe: bool) -> None:
+    world.ledger.close()
+    if wipe:
+        shutil.rmtree(world.settings.state_dir)
+    world.ledger = Ledger.open(world.settings.state_dir)
+
+
+def test_a_lost_ledger_writes_no_second_copy_and_remembers_sent_and_deleted(
+    world: World,
+) -> None:
+    world.add_interview()
+    world.run(DUE)
+    before = mailbox_state(world)
+    assert sum(before["Drafts"].values()) == 2
+    reopen_ledger(world, wipe=True)
+    world.run(DUE + timedelta(minutes=5))
+    assert mailbox_state(world) == before
+    assert {d.state for d in world.drafts(THANK_YOU)} == {DraftState.CREATED}
+
+    # The user sends one and deletes the other; the ledger is lost again.
+    drafts = world.folder("Drafts")
+    keys = sorted(drafts.keys(), key=lambda k: str(drafts.get_message(k)["To"]))
+    world.folder("Sent").add(drafts.get_bytes(keys[0]))
+    world.folder("Trash").add(drafts.get_bytes(keys[1]))
+    drafts.remove(keys[0])
+    drafts.remove(keys[1])
+    reopen_ledger(world, wipe=True)
+    world.run(DUE + timedelta(minutes=10))
+    assert world.messages("Drafts") == []
+    states = sorted(d.state for d in world.drafts(THANK_YOU))
+    assert states == sorted([DraftState.SENT, DraftState.USER_DELETED])
+    settled(world, DUE + timedelta(minutes=10))
+
+
+def test_a_second_state_dir_on_the_same_mailbox_writes_nothing_twice(world: World) -> None:
+    world.add_interview()
+    world.run(DUE)
+    before = mailbox_state(world)
+    second = Ledger.open(world.root / "other-state")
+    report = engine.reconcile(world.account, second, now=DUE + timedelta(minutes=1))
+    assert report.error is None
+    assert mailbox_state(world) == before
+    assert sum(before["Drafts"].values()) == 2
+    second.close()
+
+
+def test_renaming_the_account_writes_nothing_twice(world: World) -> None:
+    world.add_interview()
+    world.run(DUE)
+    before = mailbox_state(world)
+    world.config.write_text(world.config.read_text().replace("[accounts.me]", "[accounts.job]"))
+    world.settings = config_module.load(world.config)
+    world.account = world.settings.accounts[0]
+    assert world.account.name == "job"
+    world.run(DUE + timedelta(minutes=5))
+    assert mailbox_state(world) == before
+    assert {d.state for d in world.drafts(THANK_YOU)} == {DraftState.CREATED}
+    settled(world, DUE + timedelta(minutes=5))
+
+
+class LostAnswers:
+    """A real Maildir whose first ``n`` creates are carried out and then reported as failed."""
+
+    def __init__(self, world: World, n: int) -> None:
+        self.inner = open_mailbox(world.account)
+        self.n = n
+
+    def create_draft(self, draft: DraftMessage) -> str:
+        provider_id = self.inner.create_draft(draft)
+        if self.n > 0:
+            self.n -= 1
+            raise AmbiguousWrite("the answer was lost (timeout)")
+        return provider_id
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> None:
+    world.add_interview()
+    box = LostAnswers(world, 2)
+    report = engine.reconcile(world.account, world.ledger, now=DUE, mailbox=box)  # type: ignore[arg-type]
+    assert report.error is None
+    assert box.n == 0
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    assert {d.state for d in world.drafts(THANK_YOU)} == {DraftState.CREATED}
+    recovered = [a for a in world.ledger.audit_entries() if a.decision == "draft recovered"]
+    assert len(recovered) == 2
+    settled(world, DUE)
+
+
+def test_a_paused_account_writes_nothing_in_a_mail_only_pass(world: World) -> None:
+    for n in range(4):
+        world.add_interview(uid=f"iv{n}", end=END + timedelta(hours=n))
+    world.run(END - timedelta(hours=2))
+    for n in range(1, 4):
+        (world.root / "calendar" / f"iv{n}.ics").unlink()
+    report = engine.reconcile(world.account, world.ledger, now=END - timedelta(hours=1))
+    assert report.paused
+    # iv0's thank-yous fall due while paused; a mail-only pass must not write them.
+    report = engine.reconcile(world.account, world.ledger, now=DUE, read_calendar=False)
+    assert report.error is None and report.paused
+    assert world.messages("Drafts") == []
+    assert set(world.ledger.pause_causes("me")) == {"calendar"}
+
+    world.ledger.confirm_resume("me")
+    world.run(DUE + timedelta(minutes=1))
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+
+
+def test_a_drafts_pause_is_lifted_by_drafts_coming_back_not_by_the_calendar(
+    world: World,
+) -> None:
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    drafts_dir = world.root / "Maildir" / ".Drafts"
+    drafts_dir.rename(world.root / "Drafts-away")
+    report = engine.reconcile(world.account, world.ledger, now=DUE)
+    assert report.paused and "Drafts" in report.paused
+    assert set(world.ledger.pause_causes("me")) == {"mailbox"}
+    report = engine.reconcile(world.account, world.ledger, now=DUE, read_calendar=False)
+    assert report.paused  # still gone: still paused, whichever pass
+    assert set(world.ledger.pause_causes("me")) == {"mailbox"}
+
+    (world.root / "Drafts-away").rename(drafts_dir)
+    world.run(DUE + timedelta(minutes=1))
+    assert world.ledger.pause_causes("me") == {}
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    settled(world, DUE + timedelta(minutes=1))
+
+
+def test_a_cancelled_creation_copy_in_trash_does_not_block_the_reinstated_draft(
+    world: World,
+) -> None:
+    # A create cut short (row "creating", copy in Drafts), then the interview is cancelled:
+    # the engine moves its own copy to Trash. Reinstated, that copy is not the user's deletion.
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    row = world.drafts()[0]
+    with world.ledger.transaction():
+        world.ledger.update_draft(row.id, END, state=DraftState.CREATING)
+    box = open_mailbox(world.account)
+    interview = world.ledger.interviews()[0]
+    pass_ = engine.Pass(world.account, world.ledger, DUE, box, engine._NoCalendar(), False)
+    box.create_draft(pass_._render(world.ledger.draft(row.id), interview))
+    world.add_interview(cancelled=True)
+    world.run(END - timedelta(hours=1))
+    assert len(world.messages("Trash")) == 1 and world.messages("Drafts") == []
+    world.add_interview()
+    world.run(DUE)
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    settled(world, DUE)
+
+
+def test_two_full_listings_without_the_event_count_as_removed(world: World) -> None:
+    world.add_interview()
+    world.add_interview(uid="other", end=END + timedelta(days=2), title="Dentist")
+    world.run(END - timedelta(hours=3))
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=2, minutes=50))  # a full listing without it: held
+    assert world.ledger.interviews()[0].missing_listings == 1
+    assert world.ledger.interviews()[0].state == InterviewState.ACTIVE
+    world.add_interview(uid="other", end=END + timedelta(days=3), title="Dentist")  # re-listed
+    world.run(END - timedelta(hours=2, minutes=45))  # well inside the grace period
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+    world.run(DUE)
+    assert world.messages("Drafts") == []
+
+
+def test_the_grace_period_is_a_setting(world: World) -> None:
+    world.config.write_text(world.config.read_text().replace(
+        'maildir = { path = "Maildir" }', 'maildir = { path = "Maildir" }\nremoval_grace = "10m"'))
+    world.settings = config_module.load(world.config)
+    world.account = world.settings.accounts[0]
+    assert world.account.policy.removal_grace == timedelta(minutes=10)
+    world.add_interview()
+    world.run(END - timedelta(hours=2))
+    (world.root / "calendar" / "iv1.ics").unlink()
+    world.run(END - timedelta(hours=1))
+    report = world.run(END - timedelta(hours=1, minutes=-5))
+    assert world.ledger.interviews()[0].state == InterviewState.ACTIVE  # 5 minutes: held
+    assert report.next_wakeup == END - timedelta(minutes=50)  # when it counts as removed
+    world.run(END - timedelta(minutes=50))
+    assert world.ledger.interviews()[0].state == InterviewState.CANCELLED
+
+
+def test_a_row_from_an_older_ledger_keeps_its_message_id(world: World) -> None:
+    # Ledgers from before the id changed (it held the account's name) keep the ids they
+    # stored: the draft made from such a row carries that id, so it is found again.
+    world.add_interview()
+    world.run(END - timedelta(hours=1))
+    legacy = [f"<{n:040x}.mailbridge@example.com>" for n in (1, 2)]
+    with world.ledger.transaction():
+        for row, mid in zip(world.drafts(THANK_YOU), legacy, strict=True):
+            world.ledger.conn.execute("UPDATE draft SET message_id=? WHERE id=?", (mid, row.id))
+    world.run(DUE)
+    assert sorted(str(m["Message-ID"]) for m in world.messages("Drafts")) == legacy
+    assert all(len(m.get_all("Message-ID") or []) == 1 for m in world.messages("Drafts"))
+    settled(world, DUE)
