@@ -24,10 +24,13 @@ import hashlib
 import json
 import mailbox as stdlib_mailbox
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
-from mailbridge.adapters import FolderMissing, ProviderError
+from mailbridge.adapters import FolderMissing, ProviderConfig, ProviderError
+from mailbridge.config import FORBID, LocalPath, doc
 from mailbridge.compose import read_draft
 from mailbridge.mailparse import headers_from_bytes
 from mailbridge.model import (
@@ -45,6 +48,42 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings
 
 from .ics import events_from_ics
+
+
+# --- settings: the account's maildir = {...} table, and calendar kind "file" ------------------
+
+
+@dataclass(frozen=True)
+class MaildirSettings:
+    __pydantic_config__ = FORBID
+    path: Annotated[LocalPath, doc("the Maildir your mail program reads (INBOX is its root)",
+                                   "~/Maildir")]
+
+
+@dataclass(frozen=True)
+class FileCalendarSettings:
+    __pydantic_config__ = FORBID
+    path: Annotated[LocalPath, doc("an .ics file, or a folder of them", "~/calendar")]
+
+
+def _check_maildir(account: AccountSettings) -> str | None:
+    maildir = account.settings_of(MaildirSettings)
+    if maildir and not Path(maildir.path).expanduser().is_dir():
+        return f"maildir.path {maildir.path} does not exist"
+    return None
+
+
+def _check_calendar(account: AccountSettings) -> str | None:
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own and not Path(own.path).expanduser().exists():
+        return f"calendar.path {own.path} does not exist"
+    return None
+
+
+CONFIG = ProviderConfig(
+    table="maildir", settings=MaildirSettings, used_by=("mailbox.local",),
+    calendars={"file": FileCalendarSettings}, starter_calendar="file",
+    check_mailbox=_check_maildir, check_calendar=_check_calendar)
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),
@@ -239,12 +278,14 @@ class MaildirMailbox:
 
 
 def open_mailbox(account: AccountSettings) -> MaildirMailbox:
-    if account.maildir is None:
+    maildir = account.settings_of(MaildirSettings)
+    if maildir is None:
         raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
-    return MaildirMailbox(Path(account.maildir.path).expanduser())
+    return MaildirMailbox(Path(maildir.path).expanduser())
 
 
 def open_calendar(account: AccountSettings) -> FileCalendar:
-    if not account.calendar.path:
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own is None:
         raise ProviderError(f"account {account.name!r}: calendar kind file needs calendar.path")
-    return FileCalendar(Path(account.calendar.path).expanduser(), account.own_addresses)
+    return FileCalendar(Path(own.path).expanduser(), account.own_addresses)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import config, paths
+from mailbridge import adapters, config, paths
 from mailbridge.config import ConfigError, load, loads, starter_config
 from mailbridge.model import BusinessDays, Delay, NextBusinessMorning
 from mailbridge.settings import DEFAULT_EXCLUDE_KEYWORDS, DEFAULT_KEYWORDS, Settings
@@ -242,7 +242,7 @@ def test_example_file_loads() -> None:
     names = [a.name for a in settings.accounts]
     assert names == ["demo", "personal", "work", "fastmail"]
     kinds = {a.provider for a in settings.accounts}
-    assert kinds == set(config.PROVIDERS)
+    assert kinds == set(adapters.available("mailbox"))
     demo = settings.account("demo")
     assert demo.enabled
     assert demo.calendar.kind == "file"
@@ -252,7 +252,7 @@ def test_example_file_loads() -> None:
     assert settings.account("fastmail").policy.max_follow_ups == 2
 
 
-@pytest.mark.parametrize("provider", config.PROVIDERS)
+@pytest.mark.parametrize("provider", adapters.available("mailbox"))
 @pytest.mark.parametrize("address", ["you@example.com", "o'brien@example.ie"])
 def test_starter_configs_load(tmp_path: Path, provider: str, address: str) -> None:
     text = starter_config(address, provider)
@@ -268,7 +268,7 @@ def test_starter_config_default_is_local(tmp_path: Path) -> None:
 
 
 def test_starter_config_rejects_unknown_provider() -> None:
-    with pytest.raises(ValueError, match="valid: local, imap, gmail, outlook"):
+    with pytest.raises(ValueError, match="valid: gmail, imap, local, outlook"):
         starter_config(provider="yahoo")
 
 
@@ -336,7 +336,7 @@ INVALID: list[tuple[str, str, str, str]] = [
         "unknown provider",
         LOCAL.replace('"local"', '"yahoo"  #<'),
         "accounts.main.provider",
-        "local, imap, gmail, outlook",
+        "gmail, imap, local, outlook",
     ),
     (
         "missing address",
@@ -557,7 +557,7 @@ INVALID: list[tuple[str, str, str, str]] = [
         )
         + 'imap = { host = "imap.example.com" }\n',
         "accounts.main.calendar.url",
-        "add url =",
+        'write url = "https://caldav.example.com/"',
     ),
     (
         "path on a caldav calendar",
@@ -821,7 +821,7 @@ def test_key_lines_across_toml_forms() -> None:
         ]
     )
     assert config.tomllib.loads(text)  # the sample is valid TOML
-    lines = config._key_lines(text)
+    lines = config._key_lines(text)[0]
     assert lines[("accounts", "main")] == 2
     assert lines[("accounts", "main", "provider")] == 3
     assert lines[("accounts", "main", "quoted key")] == 4
@@ -841,7 +841,7 @@ def test_key_lines_across_toml_forms() -> None:
     ["[unclosed\nx = 1", 'x = "never closed', "= 3", "[a]\nk = {", "\x00\x01", ""],
 )
 def test_key_lines_never_crash(text: str) -> None:
-    assert isinstance(config._key_lines(text), dict)
+    assert isinstance(config._key_lines(text)[0], dict)
 
 
 # --- default paths ------------------------------------------------------------------------------
