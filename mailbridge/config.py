@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -162,7 +162,8 @@ def _web(schemes: tuple[str, ...]) -> Callable[[str, ValidationInfo], str]:
         except ValueError:
             host = ""
         if scheme not in schemes or not re.fullmatch(r"[a-z+]+://[^\s/]+\S*", value, re.I):
-            raise fail(f"expected a web address ({'/'.join(schemes)}://...), got {_describe(value)}")
+            raise fail(f"expected a web address ({'/'.join(schemes)}://...), got "
+                       + _describe(value))
         if not host:
             raise fail(f"{_describe(value)} has no host name")
         if scheme == "http" and not is_loopback(host):
@@ -273,8 +274,9 @@ def _describe(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(_URL_USERINFO.sub(lambda m: m.group(1) + "...@", value),
                           ensure_ascii=False)
-    return {list: "a list", tuple: "a list", dict: "a table"}.get(
-        type(value), f"a {type(value).__name__}")
+    if isinstance(value, list | tuple | dict):
+        return "a table" if isinstance(value, dict) else "a list"
+    return f"a {type(value).__name__}"
 
 
 def toml(value: object) -> str:
@@ -322,9 +324,7 @@ def starter_table(schema: type) -> dict[str, object]:
             if e.default is dataclasses.MISSING}
 
 
-@functools.cache
-def _adapter(schema: type) -> TypeAdapter[Any]:
-    return TypeAdapter(schema)
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # building one costs more than a whole check
 
 
 class _Ctx:
@@ -354,7 +354,11 @@ class _Ctx:
         where an inherited key was written (``[defaults]``)."""
         data = {k: v for k, v in data.items() if not _is_secret_key(k)}  # reported on their own
         try:
-            return _adapter(schema).validate_python(data, context={"base": self.base, **context})
+            if schema not in _ADAPTERS:
+                _ADAPTERS[schema] = TypeAdapter(schema)
+            found: T = _ADAPTERS[schema].validate_python(data, context={"base": self.base,
+                                                                        **context})
+            return found
         except ValidationError as exc:
             for error in exc.errors():
                 names = [str(p) for p in error["loc"] if isinstance(p, str)]
@@ -370,7 +374,8 @@ class _Ctx:
                 break
             entries = fields(entry.schema)
         value, kind, name = error.get("input"), error["type"], key[-1]
-        write = f"write {name} = {toml(entry.example) if entry and entry.example is not None else '...'}"
+        example = entry.example if entry and entry.example is not None else None
+        write = f"write {name} = {'...' if example is None else toml(example)}"
         in_list = any(isinstance(p, int) for p in error["loc"])
         message, hint = error["msg"], write
         if kind == "config":
@@ -380,11 +385,8 @@ class _Ctx:
         elif kind == "missing":
             message = f"{name} is required here"
         elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            valid = sorted(entries if entry is None or entry.name != name else fields(schema))
-            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-            message = f'unknown key "{name}"'
-            hint = (f"did you mean {close[0]}? Rename the key to {close[0]} "
-                    if close else "remove it, or use one of ") + f"(valid keys here: {', '.join(valid)})"
+            return _unknown(self, key, entries if entry is None or entry.name != name
+                            else fields(schema))
         elif in_list or (kind in ("tuple_type", "list_type") and not isinstance(value, str)):
             message = "expected a list of texts in quotes"
         elif kind in ("tuple_type", "list_type"):
@@ -621,13 +623,15 @@ def _interval(text: str) -> timedelta:
     return found
 
 
-def _not_empty(value: tuple[str, ...]) -> tuple[str, ...]:
-    if not value:
+def _not_empty(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value == ():
         raise fail("the list is empty")
     return value
 
 
-def _templates(folder_text: str) -> Path:
+def _templates(folder_text: str | None) -> Path | None:
+    if folder_text is None:
+        return None
     folder = Path(folder_text)
     if not folder.is_dir():
         raise fail(f"the templates folder {folder} does not exist",
@@ -696,8 +700,8 @@ class PolicyTable:
     follow_up_after: Annotated[Timing, parsed(_follow_up_timing), doc(
         "silence this long before a follow-up, when no decision date is known",
         "7 business days")] = "7 business days"  # type: ignore[assignment]
-    max_follow_ups: Annotated[Whole, AfterValidator(_max_follow_ups),
-                              between(1, HARD_MAX_FOLLOW_UPS), doc("follow-ups at most (1 is the advice; the cap is 3)", 1)] = 1
+    max_follow_ups: Annotated[Whole, AfterValidator(_max_follow_ups), between(
+        1, HARD_MAX_FOLLOW_UPS), doc("follow-ups at most (1 is the advice; the cap is 3)", 1)] = 1
     follow_up_spacing: Annotated[Duration, parsed(_spacing), doc(
         "at least this long between follow-ups (a week or more)",
         "7 days")] = "7 days"  # type: ignore[assignment]
@@ -711,7 +715,7 @@ class PolicyTable:
         "20h")] = "20h"  # type: ignore[assignment]
     quiet_hours: Annotated[tuple[time, time], parsed(parse_quiet_hours), doc(
         "no desktop notifications in this span", "21:00-08:00")] = "21:00-08:00"  # type: ignore[assignment]
-    keywords: Annotated[Texts | None, AfterValidator(lambda v: None if v is None else _not_empty(v)), doc(
+    keywords: Annotated[Texts | None, AfterValidator(_not_empty), doc(
         "what makes an event an interview; replaces the built-in list",
         ["interview", "phone screen"])] = None
     extra_keywords: Annotated[Texts, doc(
@@ -724,7 +728,7 @@ class PolicyTable:
     include_recurring: Annotated[Flag, doc("recurring series may be interviews", False)] = False
     allow_free_mail: Annotated[Flag, doc(
         "write to interviewers at gmail.com-style addresses too", False)] = False
-    templates: Annotated[LocalPath | None, AfterValidator(lambda v: None if v is None else _templates(v)), doc(
+    templates: Annotated[LocalPath | None, AfterValidator(_templates), doc(
         "a folder with thank_you.txt.j2 / follow_up.txt.j2 overrides",
         "~/.config/mailbridge/templates")] = None
     poll_interval: Annotated[Duration, parsed(_interval), doc(
@@ -823,8 +827,8 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
         kind = config.default_calendar if config else None
         if kind is None and provider is not None:
             suggested = config.starter_calendar if config else None
-            example = f"calendar = {toml(starter_calendar(suggested))} (or kind " if suggested else (
-                "a calendar = { kind = ... } table (kind ")
+            example = ("a calendar = { kind = ... } table (kind " if not suggested else
+                       f"calendar = {toml(starter_calendar(suggested))} (or kind ")
             ctx.fail(key, f'a "{provider}" account needs a calendar',
                      f"add {example}{', '.join(kinds)}) to the account")
         if kind is None:
@@ -917,9 +921,8 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     tables = {c.table: c for c in configs.values() if c.table and c.settings}
     own, policy_names = fields(AccountTable), fields(PolicyTable)
     for key in data:
-        if key not in own and key not in policy_names and key not in tables:
-            if not _is_secret_key(key):
-                _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
+        if not (key in own or key in policy_names or key in tables or _is_secret_key(key)):
+            _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
                        adapters.available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
@@ -945,32 +948,33 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
             ctx.fail((*home, table), f'a "{provider}" account needs a {table} table',
                      f"add {table} = {toml(starter_table(schema))} to the account")
         elif table in data or used:
-            value = ctx.validate(schema, data.get(table) or {}, (*home, table), address=address)
+            written = data.get(table)
+            value = ctx.validate(schema, written if isinstance(written, dict) else {},
+                                 (*home, table), address=address, account=name)
             if used and value is not None:
                 settings[table] = value
 
     merged, origin = _policy_keys(ctx, defaults, data, name)
-    table = ctx.validate(PolicyTable, merged, home, origin, country=top.country)
-    if len(ctx.problems) > before or not (account and table and provider and calendar):
+    keys = ctx.validate(PolicyTable, merged, home, origin, country=top.country)
+    if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
-    policy, rules = _policy(table, merged, top)
+    policy, rules = _policy(keys, merged, top)
     return AccountSettings(
         name=name,
         provider=provider,
         address=account.address,
         display_name=account.name,
         signature=account.signature,
-        aliases=table.aliases,
-        org_domains=table.org_domains,
+        aliases=keys.aliases,
+        org_domains=keys.org_domains,
         calendar=calendar,
         tables=settings,
-        notify=NotifySettings(table.notify.channels, table.notify.ntfy_url,
-                              table.notify.webhook_url),
+        notify=NotifySettings(keys.notify.channels, keys.notify.ntfy_url, keys.notify.webhook_url),
         policy=policy,
         rules=rules,
-        templates_dir=Path(table.templates) if table.templates else None,
-        poll_interval=table.poll_interval,
-        calendar_interval=table.calendar_interval,
+        templates_dir=Path(keys.templates) if keys.templates else None,
+        poll_interval=keys.poll_interval,
+        calendar_interval=keys.calendar_interval,
         enabled=account.enabled,
     )
 
@@ -1134,7 +1138,8 @@ def starter_config(address: str = "you@example.com", provider: str = "local") ->
             f"# {config.table}.{e.name} = {toml(e.example)}   # {e.description}\n"
             for e in optional if e.example is not None)
     if config.default_calendar:
-        text += f"# calendar = {toml(starter_calendar('ics'))}   # default: {config.default_calendar}\n"
+        text += (f"# calendar = {toml(starter_calendar('ics'))}   # default: "
+                 f"{config.default_calendar}\n")
     else:
         text += f"calendar = {toml(starter_calendar(config.starter_calendar))}\n"
     return text

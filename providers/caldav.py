@@ -40,7 +40,6 @@ from mailbridge.settings import AccountSettings
 
 from .ics import PasswordCommand, UserName, events_from_ics, feed_url
 
-
 # --- settings: calendar kind "caldav" -------------------------------------------------------
 
 

@@ -78,7 +78,6 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings
 
-
 # --- settings: the account's google = {...} table, and calendar kind "google" -----------------
 
 Endpoint = Annotated[WebAddress | None, doc("a private endpoint; default: Google's",

@@ -49,7 +49,6 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings
 
-
 # --- settings: calendar kind "ics" ----------------------------------------------------------
 
 UserName = Annotated[Text | None, doc("the user name, when the server asks for one",

@@ -52,7 +52,6 @@ from typing import Annotated, Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
-
 from pydantic import AfterValidator, ValidationInfo
 
 from mailbridge import compose, mailparse, secrets
@@ -68,7 +67,6 @@ from mailbridge.model import (
     SentHint,
 )
 from mailbridge.settings import AccountSettings
-
 
 # --- settings: the account's imap = {...} table -------------------------------------------
 
@@ -95,7 +93,8 @@ def _address_by_default(username: str | None, info: ValidationInfo) -> str | Non
     return username or (info.context or {}).get("address")
 
 
-FolderName = Annotated[Text | None, doc("default: found by SPECIAL-USE, then by usual names", "Drafts")]
+FolderName = Annotated[Text | None, doc("default: found by SPECIAL-USE, then by usual names",
+                                        "Drafts")]
 
 
 @dataclass(frozen=True)

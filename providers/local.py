@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Annotated
 
 from mailbridge.adapters import FolderMissing, ProviderConfig, ProviderError
-from mailbridge.config import FORBID, LocalPath, doc
 from mailbridge.compose import read_draft
+from mailbridge.config import FORBID, LocalPath, doc
 from mailbridge.mailparse import headers_from_bytes
 from mailbridge.model import (
     CalendarBatch,
@@ -48,7 +48,6 @@ from mailbridge.model import (
 from mailbridge.settings import AccountSettings
 
 from .ics import events_from_ics
-
 
 # --- settings: the account's maildir = {...} table, and calendar kind "file" ------------------
 

@@ -67,7 +67,6 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings
 
-
 # --- settings: the account's outlook = {...} table, and calendar kind "outlook" ---------------
 
 
