@@ -301,6 +301,7 @@ class Entry:
     example: object
 
 
+@functools.cache
 def fields(schema: type) -> dict[str, Entry]:
     hints = typing.get_type_hints(schema, include_extras=True)
     found: dict[str, Entry] = {}
@@ -414,13 +415,17 @@ _SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
 _POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
 
 
-@functools.cache
+def schemas() -> list[type]:
+    """The core's schemas and every installed provider's."""
+    found: list[type] = [MailbridgeTable, PolicyTable, NotifyTable, AccountTable, CalendarTable]
+    for config in adapters.configs().values():
+        found += [s for s in (config.settings, *config.calendars.values()) if s]
+    return list(dict.fromkeys(found))
+
+
 def schema_keys() -> frozenset[str]:
     """Every key some schema declares: a key a schema asks for is never taken for a secret."""
-    schemas: list[type] = [MailbridgeTable, PolicyTable, AccountTable, CalendarTable]
-    for config in adapters.configs().values():
-        schemas += [s for s in (config.settings, *config.calendars.values()) if s]
-    return frozenset(name for s in schemas for name in fields(s))
+    return frozenset(name for s in schemas() for name in fields(s))
 
 
 def _is_secret_key(key: str) -> bool:
@@ -1131,17 +1136,16 @@ def starter_config(address: str = "you@example.com", provider: str = "local") ->
             "system keyring.\n[accounts.main]\n"
             f"provider = {toml(provider)}   # {', '.join(adapters.available('mailbox'))}\n"
             f"address = {toml(address)}\n" + _lines(AccountTable, ["name"], prefix="# "))
-    if config.settings and config.table:
-        required = starter_table(config.settings)
-        optional = [e for n, e in fields(config.settings).items() if n not in required]
-        text += (f"{config.table} = {toml(required)}\n" if required else "") + "".join(
-            f"# {config.table}.{e.name} = {toml(e.example)}   # {e.description}\n"
-            for e in optional if e.example is not None)
     if config.default_calendar:
         text += (f"# calendar = {toml(starter_calendar('ics'))}   # default: "
                  f"{config.default_calendar}\n")
     else:
         text += f"calendar = {toml(starter_calendar(config.starter_calendar))}\n"
+    if config.settings and config.table:  # last: the keys below the header belong to it
+        entries = fields(config.settings)
+        text += f"\n[accounts.main.{config.table}]\n" + "".join(
+            f"{'' if e.default is dataclasses.MISSING else '# '}{e.name} = {toml(e.example)}"
+            f"   # {e.description}\n" for e in entries.values() if e.example is not None)
     return text
 
 

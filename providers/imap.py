@@ -93,8 +93,11 @@ def _address_by_default(username: str | None, info: ValidationInfo) -> str | Non
     return username or (info.context or {}).get("address")
 
 
-FolderName = Annotated[Text | None, doc("default: found by SPECIAL-USE, then by usual names",
-                                        "Drafts")]
+
+
+def _folder(example: str) -> Any:
+    return doc("default: found by SPECIAL-USE, then by usual names", example)
+
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,9 @@ class ImapSettings:
         "a command that prints an OAuth2 access token (XOAUTH2)", "oama access you@example.com")
     ] = None
     inbox_folder: Annotated[Text, doc("the folder replies arrive in", "INBOX")] = "INBOX"
-    drafts_folder: FolderName = None
-    sent_folder: FolderName = None
-    trash_folder: FolderName = None
+    drafts_folder: Annotated[Text | None, _folder("Drafts")] = None
+    sent_folder: Annotated[Text | None, _folder("Sent")] = None
+    trash_folder: Annotated[Text | None, _folder("Trash")] = None
     idle: Annotated[Flag, doc("wait for new mail with IDLE (push)", True)] = True
     timeout: Annotated[Number, between(1, 600), doc("seconds, every command", 60)] = 60.0
 

@@ -868,3 +868,51 @@ def test_syntax_error_key_ignores_headers_inside_strings(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as info:
         load_text(text, tmp_path)
     assert (info.value.key, info.value.line) == ("accounts.main.name", 9)
+
+
+# --- written from the schemas --------------------------------------------------------------------
+
+
+def test_readme_table_is_the_schemas() -> None:
+    # If this fails after a schema change, paste config.reference_table() into README.md.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("| key | where | default | meaning |")
+    end = readme.index("<!-- end of the generated table -->")
+    assert readme[start:end] == config.reference_table()
+
+
+def test_every_key_has_a_description_and_an_example() -> None:
+    # The README, `init` and the "write KEY = ..." fixes are made of these.
+    for schema in config.schemas():
+        for entry in config.fields(schema).values():
+            assert entry.description, f"{schema.__name__}.{entry.name} has no description"
+            assert entry.example is not None, f"{schema.__name__}.{entry.name} has no example"
+
+
+def test_a_provider_key_is_one_field(tmp_path: Path) -> None:
+    """A key added to a provider's schema is read, documented and checked with no other edit."""
+    from dataclasses import make_dataclass
+    from typing import Annotated
+
+    from mailbridge_providers import local
+
+    extended = make_dataclass("MaildirSettings", [
+        ("path", Annotated[config.LocalPath, config.doc("the Maildir", "~/Maildir")]),
+        ("flag_new", Annotated[config.Flag, config.doc("mark new drafts", True)], False),
+    ], frozen=True, namespace={"__pydantic_config__": config.FORBID})
+    extended.__module__ = local.__name__
+    original = adapters.configs()["mailbox.local"]
+    patched = {**adapters.configs(), "mailbox.local": adapters.ProviderConfig(
+        **{**original.__dict__, "settings": extended})}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(adapters, "configs", lambda: patched)
+        (account,) = load_text(LOCAL.replace('path = "Maildir" }',
+                                             'path = "Maildir", flag_new = true }'),
+                               tmp_path).accounts
+        assert account.settings_of(extended).flag_new is True
+        assert "| `flag_new` | `maildir = {...}`" in config.reference_table()
+        with pytest.raises(ConfigError) as info:
+            load_text(LOCAL.replace('path = "Maildir" }', 'path = "Maildir", flag_new = 1 }'),
+                      tmp_path)
+        assert info.value.key == "accounts.main.maildir.flag_new"
+        assert info.value.hint == "write flag_new = true"
