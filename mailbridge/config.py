@@ -844,22 +844,31 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
     else:
         raw = data["calendar"]
     kind = _choice(ctx, (*key, "kind"), raw.get("kind"), kinds, "calendar kind")
-    schemas = {k: adapters.calendar_schema(k) for k in kinds}
-    schema = schemas.get(kind or "")
     core = fields(CalendarTable)
-    for name in raw:
-        users = [k for k, s in schemas.items() if s and name in fields(s)]
-        if kind and name not in core and schema and name not in fields(schema) and users:
+    common = ctx.validate(CalendarTable, {k: v for k, v in raw.items() if k in core}, key)
+    if kind is None:
+        return None, None
+    schema = adapters.calendar_schema(kind)
+    own: dict[str, object] = {}
+    for name in (n for n in raw if n not in core):
+        users = [k for k in kinds if name in fields(adapters.calendar_schema(k) or _NoKeys)]
+        if users and kind not in users:
             ctx.fail((*key, name), f'{name} is not used by a calendar of kind "{kind}"',
                      f"remove {name} (it is used with kind {' or '.join(users)})")
-    common = ctx.validate(CalendarTable, {k: v for k, v in raw.items() if k in core}, key)
-    own = {k: v for k, v in raw.items() if k not in core and (not schema or k in fields(schema)
-                                                             or not any(
-        k in fields(s) for s in schemas.values() if s))}
-    options = ctx.validate(schema, own, key) if schema else None
-    if common is None or kind is None or (schema and options is None):
+        else:
+            own[name] = raw[name]
+    options = ctx.validate(schema or _NoKeys, own, key)
+    if common is None or options is None:
         return kind, None
-    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead, options=options)
+    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead,
+                                  options=options if schema else None)
+
+
+@dataclass(frozen=True)
+class _NoKeys:
+    """The own keys of a calendar kind that declares none."""
+
+    __pydantic_config__ = FORBID
 
 
 def _policy_keys(ctx: _Ctx, defaults: Mapping[str, object], account: Mapping[str, object],
@@ -1053,10 +1062,8 @@ def loads(text: str, path: Path) -> Settings:
     accounts: list[AccountSettings] = []
     raw_accounts = _table(ctx, document, ("accounts",))
     if "accounts" not in document:
-        ctx.fail(("accounts",), "there are no accounts",
-                 'add one, e.g. [accounts.main] with provider = "local", address = '
-                 '"you@example.com", maildir = { path = "~/Maildir" } and '
-                 'calendar = { kind = "file", path = "~/calendar" }')
+        ctx.fail(("accounts",), "there are no accounts", "add one, such as [accounts.main] with "
+                 "provider, address and the provider's table (`mailbridge init` writes one)")
     elif raw_accounts is not None and not raw_accounts:
         ctx.fail(("accounts",), "there are no accounts", "add an [accounts.NAME] table")
     for name, data in (raw_accounts or {}).items():
@@ -1137,8 +1144,8 @@ def starter_config(address: str = "you@example.com", provider: str = "local") ->
             f"provider = {toml(provider)}   # {', '.join(adapters.available('mailbox'))}\n"
             f"address = {toml(address)}\n" + _lines(AccountTable, ["name"], prefix="# "))
     if config.default_calendar:
-        text += (f"# calendar = {toml(starter_calendar('ics'))}   # default: "
-                 f"{config.default_calendar}\n")
+        text += (f'# calendar = {{ kind = "{config.default_calendar}" }}   # or kind '
+                 + ", ".join(adapters.available("calendar")) + ", with that kind's keys\n")
     else:
         text += f"calendar = {toml(starter_calendar(config.starter_calendar))}\n"
     if config.settings and config.table:  # last: the keys below the header belong to it
