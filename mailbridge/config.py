@@ -189,13 +189,20 @@ WebAddress = Annotated[Text, AfterValidator(_web(("http", "https")))]
 FeedAddress = Annotated[Text, AfterValidator(_web(("http", "https", "webcal")))]
 
 
-def between(low: float, high: float) -> AfterValidator:
+def require(test: Callable[[Any], bool], message: str, hint: str = "") -> AfterValidator:
+    """A rule on a value that has its type: when broken, ``message`` ({value} is the value)."""
+
     def check(value: T) -> T:
-        if value is not None and not low <= value <= high:  # type: ignore[operator]
-            raise fail(f"expected a number from {low:g} to {high:g}, got {value}")
+        if value is not None and not test(value):
+            raise fail(message.format(value=value), hint)
         return value
 
     return AfterValidator(check)
+
+
+def between(low: float, high: float) -> AfterValidator:
+    return require(lambda v: low <= v <= high, f"expected a number from {low:g} to {high:g}, "
+                   "got {value}")
 
 
 def one_of(*options: str, what: str = "") -> AfterValidator:
@@ -520,14 +527,6 @@ def _holidays() -> dict[str, list[str]]:
     return supported
 
 
-def _country(value: str) -> str:
-    if value.upper() not in _holidays():
-        raise fail(f"no public-holiday calendar for country {_describe(value)}",
-                   'use a two-letter ISO 3166 code such as "US", "GB", "DE" or "IN", '
-                   "or remove country to count only weekends")
-    return value.upper()
-
-
 def _subdivision(value: str, info: ValidationInfo) -> str:
     country = info.data.get("country") or (info.context or {}).get("country")
     if country is None:
@@ -549,7 +548,10 @@ def _subdivision(value: str, info: ValidationInfo) -> str:
 
 
 Zone = Annotated[Text, AfterValidator(_zone)]
-Country = Annotated[Text, AfterValidator(_country)]
+Country = Annotated[Text, require(lambda v: v.upper() in _holidays(), "no public-holiday "
+                                  'calendar for country "{value}"', 'use a two-letter ISO 3166 '
+                                  'code such as "US", "GB", "DE" or "IN", or remove country to '
+                                  "count only weekends"), AfterValidator(str.upper)]
 Subdivision = Annotated[Text, AfterValidator(_subdivision)]
 
 
@@ -588,30 +590,6 @@ def _thank_you_at(value: str, info: ValidationInfo) -> Timing:
     return at
 
 
-def _follow_up_timing(text: str) -> Timing:
-    timing = parse_timing(text)
-    if isinstance(timing, NextBusinessMorning):
-        raise DurationError("follow_up_after counts from the interview: write business days or a "
-                            'duration such as "7 business days" or "10 days"')
-    return timing
-
-
-def _max_follow_ups(value: int) -> int:
-    if value > HARD_MAX_FOLLOW_UPS:
-        raise fail(f"{value} follow-ups is more than the hard cap of {HARD_MAX_FOLLOW_UPS}: one "
-                   "polite follow-up is the advice, a stream of them hurts",
-                   f"write max_follow_ups = 1 (at most {HARD_MAX_FOLLOW_UPS})")
-    return value
-
-
-def _spacing(text: str) -> timedelta:
-    found = parse_delay(text)
-    if found < timedelta(days=7):
-        raise fail("follow-ups must be at least a week apart",
-                   'write follow_up_spacing = "7 days" or longer')
-    return found
-
-
 def _reminder(value: object) -> object:
     if value is False:
         return None
@@ -621,17 +599,9 @@ def _reminder(value: object) -> object:
     return value
 
 
-def _interval(text: str) -> timedelta:
-    found = parse_delay(text, maximum=timedelta(days=1))
-    if found < timedelta(seconds=30):
-        raise DurationError("polling more often than every 30 seconds is not allowed")
-    return found
-
-
-def _not_empty(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    if value == ():
-        raise fail("the list is empty")
-    return value
+Interval = Annotated[timedelta, parsed(lambda t: parse_delay(t, maximum=timedelta(days=1))),
+                     require(lambda v: v >= timedelta(seconds=30),
+                             "polling more often than every 30 seconds is not allowed")]
 
 
 def _templates(folder_text: str | None) -> Path | None:
@@ -702,12 +672,20 @@ class PolicyTable:
         lambda v, info: _read(v, lambda t: _thank_you_at(t, info))), doc(
         "instead of a delay: a time, the next business morning", "next business morning 08:00")
     ] = None
-    follow_up_after: Annotated[Timing, parsed(_follow_up_timing), doc(
+    follow_up_after: Annotated[Timing, parsed(parse_timing), require(
+        lambda t: not isinstance(t, NextBusinessMorning), "follow_up_after counts from the "
+        'interview: write business days or a duration such as "7 business days" or "10 days"'),
+        doc(
         "silence this long before a follow-up, when no decision date is known",
         "7 business days")] = "7 business days"  # type: ignore[assignment]
-    max_follow_ups: Annotated[Whole, AfterValidator(_max_follow_ups), between(
+    max_follow_ups: Annotated[Whole, require(
+        lambda v: v <= HARD_MAX_FOLLOW_UPS, "{value} follow-ups is more than the hard cap of "
+        f"{HARD_MAX_FOLLOW_UPS}: one polite follow-up is the advice, a stream of them hurts",
+        f"write max_follow_ups = 1 (at most {HARD_MAX_FOLLOW_UPS})"), between(
         1, HARD_MAX_FOLLOW_UPS), doc("follow-ups at most (1 is the advice; the cap is 3)", 1)] = 1
-    follow_up_spacing: Annotated[Duration, parsed(_spacing), doc(
+    follow_up_spacing: Annotated[Duration, parsed(parse_delay), require(
+        lambda v: v >= timedelta(days=7), "follow-ups must be at least a week apart",
+        'write follow_up_spacing = "7 days" or longer'), doc(
         "at least this long between follow-ups (a week or more)",
         "7 days")] = "7 days"  # type: ignore[assignment]
     lookback: Annotated[Duration, parsed(lambda t: parse_delay(
@@ -720,7 +698,7 @@ class PolicyTable:
         "20h")] = "20h"  # type: ignore[assignment]
     quiet_hours: Annotated[tuple[time, time], parsed(parse_quiet_hours), doc(
         "no desktop notifications in this span", "21:00-08:00")] = "21:00-08:00"  # type: ignore[assignment]
-    keywords: Annotated[Texts | None, AfterValidator(_not_empty), doc(
+    keywords: Annotated[Texts | None, require(bool, "the list is empty"), doc(
         "what makes an event an interview; replaces the built-in list",
         ["interview", "phone screen"])] = None
     extra_keywords: Annotated[Texts, doc(
@@ -736,9 +714,9 @@ class PolicyTable:
     templates: Annotated[LocalPath | None, AfterValidator(_templates), doc(
         "a folder with thank_you.txt.j2 / follow_up.txt.j2 overrides",
         "~/.config/mailbridge/templates")] = None
-    poll_interval: Annotated[Duration, parsed(_interval), doc(
+    poll_interval: Annotated[Interval, doc(
         "how often the mailbox is read (IMAP also pushes with IDLE)", "5m")] = "5m"  # type: ignore[assignment]
-    calendar_interval: Annotated[Duration, parsed(_interval), doc(
+    calendar_interval: Annotated[Interval, doc(
         "how often the calendar is read", "15m")] = "15m"  # type: ignore[assignment]
     timezone: Annotated[Zone | None, doc(
         "this account's time zone; default: [mailbridge]'s", "America/Chicago")] = None
