@@ -122,21 +122,31 @@ class ProviderConfig:
 
 
 @functools.cache
+def config_of(entry: str) -> ProviderConfig | None:
+    """The CONFIG of the module that registered ``entry`` ("mailbox.imap"), importing only that
+    module (the SDKs of the others cost every command time); None when nothing registered it."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == entry:
+            config: ProviderConfig = getattr(import_module(ep.module), "CONFIG", ProviderConfig())
+            return config
+    return None
+
+
 def configs() -> dict[str, ProviderConfig]:
-    """Each installed entry point ("mailbox.imap") and the CONFIG of its module."""
-    return {ep.name: getattr(import_module(ep.module), "CONFIG", ProviderConfig())
-            for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Every installed entry point and its module's CONFIG (imports every provider)."""
+    return {name: config_of(name) or ProviderConfig()
+            for name in (ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
 
 
 def calendar_schema(kind: str) -> type | None:
-    return configs().get("calendar." + kind, ProviderConfig()).calendars.get(kind)
+    return (config_of("calendar." + kind) or ProviderConfig()).calendars.get(kind)
 
 
 def credential_problem(account: AccountSettings) -> str | None:
     """What keeps the account from working that can be seen without touching a server."""
     for entry, role in (("mailbox." + account.provider, "check_mailbox"),
                         ("calendar." + account.calendar.kind, "check_calendar")):
-        check: Check | None = getattr(configs().get(entry, ProviderConfig()), role)
+        check: Check | None = getattr(config_of(entry) or ProviderConfig(), role)
         problem = check(account) if check else None
         if problem:
             return problem

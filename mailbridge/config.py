@@ -340,6 +340,7 @@ class _Ctx:
         self.file, self.text = file, text
         self.base = file.expanduser().absolute().parent
         self.problems: list[ConfigProblem] = []
+        self.declared = schema_keys(())  # the keys no secret can hide behind, where we are
 
     @functools.cached_property
     def lines(self) -> dict[Key, int]:
@@ -360,7 +361,7 @@ class _Ctx:
                  origin: Mapping[str, Key] | None = None, **context: object) -> T | None:
         """``data`` checked by ``schema``; None after reporting every problem. ``origin`` says
         where an inherited key was written (``[defaults]``)."""
-        data = {k: v for k, v in data.items() if not _is_secret_key(k)}  # reported on their own
+        data = {k: v for k, v in data.items() if not _is_secret_key(k, self.declared)}
         try:
             if schema not in _ADAPTERS:
                 _ADAPTERS[schema] = TypeAdapter(schema)
@@ -422,23 +423,39 @@ _SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
 _POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
 
 
-def schemas() -> list[type]:
-    """The core's schemas and every installed provider's."""
+def schemas(configs: Iterable[adapters.ProviderConfig] | None = None) -> list[type]:
+    """The core's schemas and those of ``configs`` (default: every installed provider's)."""
     found: list[type] = [MailbridgeTable, PolicyTable, NotifyTable, AccountTable, CalendarTable]
-    for config in adapters.configs().values():
+    for config in adapters.configs().values() if configs is None else configs:
         found += [s for s in (config.settings, *config.calendars.values()) if s]
     return list(dict.fromkeys(found))
 
 
-def schema_keys() -> frozenset[str]:
-    """Every key some schema declares: a key a schema asks for is never taken for a secret."""
-    return frozenset(name for s in schemas() for name in fields(s))
+def schema_keys(configs: Iterable[adapters.ProviderConfig] | None = None) -> frozenset[str]:
+    """Every key those schemas declare: a key a schema asks for is never taken for a secret."""
+    return frozenset(name for s in schemas(configs) for name in fields(s))
 
 
-def _is_secret_key(key: str) -> bool:
+def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
+    """The configs an account's keys belong to: its mailbox's and its calendar's, or every
+    installed one when a key belongs to neither (another provider's table, or a typo) or the
+    provider is unknown. Each provider module imported costs every command time."""
+    provider, calendar = data.get("provider"), data.get("calendar")
+    mailbox = adapters.config_of(f"mailbox.{provider}".strip()) if isinstance(
+        provider, str) else None
+    kind = calendar.get("kind") if isinstance(calendar, dict) else (
+        mailbox.default_calendar if mailbox else None)
+    found = [c for c in (mailbox, adapters.config_of(f"calendar.{kind}".strip())) if c]
+    known = {*fields(AccountTable), *fields(PolicyTable), *(c.table for c in found)}
+    if mailbox is None or any(k not in known for k in data):
+        return list(adapters.configs().values())
+    return found
+
+
+def _is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-    if not words or words[-1] in _POINTER_WORDS or key in schema_keys():
+    if not words or words[-1] in _POINTER_WORDS or key in declared:
         return False
     joined = "_".join(words)
     if joined in _SECRET_NAMES or joined.endswith(_SECRET_SUFFIXES):
@@ -456,8 +473,10 @@ def _secret_hint(key: Key) -> str:
 def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
     """Secret-named keys at any depth, and user:password@ in any URL-like text value."""
     if isinstance(value, dict):
+        if key[:1] == ("accounts",) and len(key) == 2:
+            ctx.declared = schema_keys(_providers_of(value))
         for name, inner in value.items():
-            if _is_secret_key(name):
+            if _is_secret_key(name, ctx.declared):
                 ctx.fail((*key, name), "secrets are not allowed in the config file",
                          _secret_hint((*key, name)))
             else:
@@ -829,8 +848,9 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
     schema = adapters.calendar_schema(kind)
     own: dict[str, object] = {}
     for name in (n for n in raw if n not in core):
-        users = [k for k in kinds if name in fields(adapters.calendar_schema(k) or _NoKeys)]
-        if users and kind not in users:
+        users = [] if name in fields(schema or _NoKeys) else [
+            k for k in kinds if name in fields(adapters.calendar_schema(k) or _NoKeys)]
+        if users:
             ctx.fail((*key, name), f'{name} is not used by a calendar of kind "{kind}"',
                      f"remove {name} (it is used with kind {' or '.join(users)})")
         else:
@@ -909,16 +929,17 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
              top: MailbridgeTable) -> AccountSettings | None:
     home: Key = ("accounts", name)
     before = len(ctx.problems)
-    configs = adapters.configs()
-    tables = {c.table: c for c in configs.values() if c.table and c.settings}
+    ctx.declared = schema_keys(configs := _providers_of(data))
+    tables = {c.table: c for c in configs if c.table and c.settings}
     own, policy_names = fields(AccountTable), fields(PolicyTable)
     for key in data:
-        if not (key in own or key in policy_names or key in tables or _is_secret_key(key)):
+        if not (key in own or key in policy_names or key in tables
+                or _is_secret_key(key, ctx.declared)):
             _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
                        adapters.available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
-    config = configs.get("mailbox." + provider) if provider else None
+    config = adapters.config_of("mailbox." + provider) if provider else None
     kind, calendar = _calendar(ctx, data, home, provider, config)
 
     address = account.address if account else ""
@@ -1028,7 +1049,8 @@ def loads(text: str, path: Path) -> Settings:
         k: f"put {k} under [defaults] (for every account) or [accounts.NAME]"
         for k in policy_names + account_names
     }):
-        if name not in ("mailbridge", "defaults", "accounts") and not _is_secret_key(name):
+        if name not in ("mailbridge", "defaults", "accounts") and not _is_secret_key(
+                name, ctx.declared):
             _unknown(ctx, (name,), ("mailbridge", "defaults", "accounts"))
     top_data = _misplaced(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",), {
         k: f"{k} is set in [defaults] or in [accounts.NAME]"
@@ -1106,7 +1128,7 @@ def _lines(schema: type, names: Iterable[str], *, prefix: str = "") -> str:
 
 def starter_config(address: str = "you@example.com", provider: str = "local") -> str:
     """A small, valid config for `mailbridge init`, with comments on how to change it."""
-    config = adapters.configs().get("mailbox." + provider)
+    config = adapters.config_of("mailbox." + provider)
     if config is None:
         raise ValueError(f"unknown provider {provider!r}; valid: "
                          + ", ".join(adapters.available("mailbox")))

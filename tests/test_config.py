@@ -901,11 +901,13 @@ def test_a_provider_key_is_one_field(tmp_path: Path) -> None:
         ("flag_new", Annotated[config.Flag, config.doc("mark new drafts", True)], False),
     ], frozen=True, namespace={"__pydantic_config__": config.FORBID})
     extended.__module__ = local.__name__
-    original = adapters.configs()["mailbox.local"]
-    patched = {**adapters.configs(), "mailbox.local": adapters.ProviderConfig(
-        **{**original.__dict__, "settings": extended})}
+    original = adapters.config_of
+    patched = adapters.ProviderConfig(**{**original("mailbox.local").__dict__,  # type: ignore[union-attr]
+                                         "settings": extended})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(adapters, "configs", lambda: patched)
+        mp.setattr(adapters, "config_of",
+                   lambda entry: patched if entry in ("mailbox.local", "calendar.file")
+                   else original(entry))  # both entries of the module: one CONFIG
         (account,) = load_text(LOCAL.replace('path = "Maildir" }',
                                              'path = "Maildir", flag_new = true }'),
                                tmp_path).accounts
