@@ -154,7 +154,8 @@ def _web(schemes: tuple[str, ...]) -> Callable[[str, ValidationInfo], str]:
                 "this address carries a user name (user@host), which may be a token; only the "
                 "host part belongs in the address",
                 "remove the part before @ (a calendar's user name goes in username; a password "
-                "or token in the keyring, `mailbridge auth ACCOUNT`)",
+                "or token in the keyring, `mailbridge auth "
+                f"{(info.context or {}).get('account', 'ACCOUNT')}`)",
             )
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         try:
@@ -341,6 +342,7 @@ class _Ctx:
         self.base = file.expanduser().absolute().parent
         self.problems: list[ConfigProblem] = []
         self.declared = schema_keys(())  # the keys no secret can hide behind, where we are
+        self.account = "ACCOUNT"  # the account being read, for the fixes that name it
 
     @functools.cached_property
     def lines(self) -> dict[Key, int]:
@@ -365,8 +367,8 @@ class _Ctx:
         try:
             if schema not in _ADAPTERS:
                 _ADAPTERS[schema] = TypeAdapter(schema)
-            found: T = _ADAPTERS[schema].validate_python(data, context={"base": self.base,
-                                                                        **context})
+            found: T = _ADAPTERS[schema].validate_python(data, context={
+                "base": self.base, "account": self.account, **context})
             return found
         except ValidationError as exc:
             for error in exc.errors():
@@ -929,7 +931,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
              top: MailbridgeTable) -> AccountSettings | None:
     home: Key = ("accounts", name)
     before = len(ctx.problems)
-    ctx.declared = schema_keys(configs := _providers_of(data))
+    ctx.declared, ctx.account = schema_keys(configs := _providers_of(data)), name
     tables = {c.table: c for c in configs if c.table and c.settings}
     own, policy_names = fields(AccountTable), fields(PolicyTable)
     for key in data:
@@ -963,7 +965,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
         elif table in data or used:
             written = data.get(table)
             value = ctx.validate(schema, written if isinstance(written, dict) else {},
-                                 (*home, table), address=address, account=name)
+                                 (*home, table), address=address)
             if used and value is not None:
                 settings[table] = value
 
