@@ -443,11 +443,11 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     installed one when a key belongs to neither (another provider's table, or a typo) or the
     provider is unknown. Each provider module imported costs every command time."""
     provider, calendar = data.get("provider"), data.get("calendar")
-    mailbox = adapters.config_of(f"mailbox.{provider}".strip()) if isinstance(
+    mailbox = adapters.config_of(f"mailbox.{provider.strip()}") if isinstance(
         provider, str) else None
     kind = calendar.get("kind") if isinstance(calendar, dict) else (
         mailbox.default_calendar if mailbox else None)
-    found = [c for c in (mailbox, adapters.config_of(f"calendar.{kind}".strip())) if c]
+    found = [c for c in (mailbox, adapters.config_of(f"calendar.{str(kind).strip()}")) if c]
     known = {*fields(AccountTable), *fields(PolicyTable), *(c.table for c in found)}
     if mailbox is None or any(k not in known for k in data):
         return list(adapters.configs().values())
