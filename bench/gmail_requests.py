@@ -62,11 +62,12 @@ def main() -> None:
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
 
     from mailbridge_providers import gmail
+    from mailbridge_providers.gmail import GoogleSettings
 
     from mailbridge import secrets
     from mailbridge.engine import reconcile
     from mailbridge.ledger import Ledger
-    from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
+    from mailbridge.settings import AccountSettings, CalendarSettings
     from tests.emulators.google import interview_event, make_raw, running
 
     me = "jordan.lee@gmail.com"

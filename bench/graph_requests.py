@@ -23,10 +23,11 @@ os.environ["XDG_DATA_HOME"] = os.path.join(_home, "data")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_home, "config")
 
 from mailbridge_providers import outlook  # noqa: E402
+from mailbridge_providers.outlook import OutlookSettings  # noqa: E402
 
 from mailbridge.engine import reconcile  # noqa: E402
 from mailbridge.ledger import Ledger  # noqa: E402
-from mailbridge.settings import AccountSettings, CalendarSettings, OutlookSettings  # noqa: E402
+from mailbridge.settings import AccountSettings, CalendarSettings  # noqa: E402
 from tests.emulators.graph import AUTHORITY, TENANT, GraphEmulator  # noqa: E402
 
 

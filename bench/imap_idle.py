@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from imapclient import IMAPClient  # noqa: E402
 from mailbridge_providers import imap  # noqa: E402
+from mailbridge_providers.imap import ImapSettings  # noqa: E402
 
-from mailbridge.settings import AccountSettings, ImapSettings  # noqa: E402
+from mailbridge.settings import AccountSettings  # noqa: E402
 from tests.servers import PASSWORD, Dovecot  # noqa: E402
 
 

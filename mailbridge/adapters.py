@@ -51,11 +51,24 @@ cursor
 Providers register factories under the entry-point group ``mailbridge.providers``:
 ``mailbox.KIND`` (``(AccountSettings) -> Mailbox``) and ``calendar.KIND``
 (``(AccountSettings) -> CalendarSource``).
+
+settings
+    A provider owns its configuration. The module that registers an entry point may define
+    ``CONFIG = ProviderConfig(...)``: the name of its account table (``imap = {...}``), the
+    schema of that table, which of its entry points read it, the schema of each calendar kind's
+    own keys in ``calendar = {...}``, and its checks for ``mailbridge check``. A schema is a
+    frozen dataclass built from the field types of `mailbridge.config` (``Text``, ``Whole``,
+    ``WebAddress``...), each field with a ``doc(description, example)``; `mailbridge.config`
+    validates the table with it (pydantic) and puts the result in ``AccountSettings.tables``
+    (calendar keys: ``CalendarSettings.options``). The provider reads it back by type:
+    ``account.settings_of(ImapSettings)``. The core never names a provider or its keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -120,6 +133,53 @@ class Mailbox(Protocol):
 
 
 MailboxFactory = Callable[[AccountSettings], Mailbox]
+Check = Callable[[AccountSettings], "str | None"]
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What a provider module declares about its configuration (its module attribute CONFIG)."""
+
+    table: str = ""  # the account key of its own table, e.g. "imap"
+    settings: type | None = None  # the schema of that table
+    used_by: tuple[str, ...] = ()  # the entry points reading it: "mailbox.gmail", "calendar.google"
+    calendars: Mapping[str, type] = field(default_factory=dict)  # kind -> schema of its own keys
+    default_calendar: str | None = None  # an account of this mailbox without a calendar uses it
+    starter_calendar: str | None = None  # the calendar `mailbridge init` suggests with it
+    check_mailbox: Check | None = None  # what `mailbridge check` looks at, without a network
+    check_calendar: Check | None = None
+
+
+@functools.cache
+def config_of(entry: str) -> ProviderConfig | None:
+    """The CONFIG of the module that registered ``entry`` ("mailbox.imap"), importing only that
+    module (the SDKs of the others cost every command time); None when nothing registered it."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == entry:
+            config: ProviderConfig = getattr(import_module(ep.module), "CONFIG", ProviderConfig())
+            return config
+    return None
+
+
+def configs() -> dict[str, ProviderConfig]:
+    """Every installed entry point and its module's CONFIG (imports every provider)."""
+    return {name: config_of(name) or ProviderConfig()
+            for name in (ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
+
+
+def calendar_schema(kind: str) -> type | None:
+    return (config_of("calendar." + kind) or ProviderConfig()).calendars.get(kind)
+
+
+def credential_problem(account: AccountSettings) -> str | None:
+    """What keeps the account from working that can be seen without touching a server."""
+    for entry, role in (("mailbox." + account.provider, "check_mailbox"),
+                        ("calendar." + account.calendar.kind, "check_calendar")):
+        check: Check | None = getattr(config_of(entry) or ProviderConfig(), role)
+        problem = check(account) if check else None
+        if problem:
+            return problem
+    return None
 CalendarFactory = Callable[[AccountSettings], CalendarSource]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mailbridge import __version__, compose, engine, paths, secrets
 from mailbridge import config as config_module
-from mailbridge.adapters import ProviderError, mailbox_module
+from mailbridge.adapters import ProviderError, available, credential_problem, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError, ledger_problem
@@ -142,40 +142,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _credential_problem(account: AccountSettings) -> str | None:
-    """Whether the account's credentials can be found, without touching a server."""
-    def have(purpose: str, command: str | None) -> bool:
-        return bool(command) or bool(secrets.lookup(account.name, purpose))
-
+    """Whether the account's credentials can be found, without touching a server: each
+    provider checks its own (`ProviderConfig.check_mailbox`, `check_calendar`)."""
     try:
-        if account.provider == "imap" and account.imap is not None:
-            if not (account.imap.oauth2_token_command or
-                    have("imap", account.imap.password_command)):
-                return f"no IMAP password: run `mailbridge auth {account.name}`"
-        elif account.provider == "gmail":
-            google = account.google
-            if google is None or not google.client_secrets:
-                return "google.client_secrets is not set"
-            if not Path(google.client_secrets).expanduser().exists():
-                return f"google.client_secrets file {google.client_secrets} does not exist"
-            if not have("google-refresh-token", None):
-                return f"not signed in to Google: run `mailbridge auth {account.name}`"
-        elif account.provider == "outlook":
-            if account.outlook is None or not account.outlook.client_id:
-                return "outlook.client_id is not set"
-            if not have("msal-cache", None):
-                return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
-        elif (account.provider == "local" and account.maildir is not None
-              and not Path(account.maildir.path).expanduser().is_dir()):
-            return f"maildir.path {account.maildir.path} does not exist"
-        cal = account.calendar
-        if cal.kind == "file" and cal.path and not Path(cal.path).expanduser().exists():
-            return f"calendar.path {cal.path} does not exist"
-        if cal.kind == "caldav" and not have("caldav", cal.password_command):
-            return ("no CalDAV password: set calendar.password_command "
-                    f"or run `mailbridge auth {account.name}`")
+        return credential_problem(account)
     except ProviderError as exc:
         return str(exc)
-    return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -926,10 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("init", help="write a starter config")
-    p.add_argument("--address", default="you@example.com",
-                   help="your email address (default: %(default)s)")
-    p.add_argument("--provider", default="local", choices=["local", "imap", "gmail", "outlook"],
-                   help="where your mail is (default: %(default)s)")
+    p.add_argument("--address", default="you@example.com", help="your email address")
+    p.add_argument("--provider", default="local", choices=available("mailbox"),
+                   help="where your mail is: one of the installed mailbox kinds")
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 

@@ -432,7 +432,10 @@ class Ledger:
 
     def lock(self) -> None:
         """Take the daemon lock, or fail naming the state directory."""
-        fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:  # a read-only or full disk: say so, in one line
+            raise LedgerError(ledger_problem(exc, self.state_dir)) from None
         with contextlib.suppress(OSError):
             os.fchmod(fd, 0o600)
         handle = os.fdopen(fd, "a+")  # held for the process

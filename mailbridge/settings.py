@@ -1,17 +1,21 @@
 """The validated configuration, as plain values.
 
 `mailbridge.config` reads the TOML file into these; nothing else parses configuration.
-Providers receive the `AccountSettings` of their account and read their own sub-table
-(`imap`, `google`, `outlook`, `maildir`, `calendar`).
+Providers receive the `AccountSettings` of their account and read their own table with
+`AccountSettings.settings_of` (and their calendar keys with `CalendarSettings.settings_of`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mailbridge.model import Policy
+
+T = TypeVar("T")
 
 DEFAULT_KEYWORDS: tuple[str, ...] = (
     "interview",
@@ -41,56 +45,32 @@ class DetectionRules:
     allow_free_mail: bool = False
 
 
-@dataclass(frozen=True)
-class ImapSettings:
-    host: str
-    port: int | None = None  # default: 993 for tls, 143 for starttls and plain
-    security: str = "tls"  # "tls" | "starttls" | "plain" (plain only to loopback)
-    username: str = ""
-    password_command: str | None = None  # prints the password; else the keyring
-    oauth2_token_command: str | None = None  # prints an OAuth2 access token: XOAUTH2
-    inbox_folder: str = "INBOX"
-    drafts_folder: str | None = None  # default: found by SPECIAL-USE, then by common names
-    sent_folder: str | None = None
-    trash_folder: str | None = None
-    idle: bool = True
-    timeout: float = 60.0  # seconds, every command
-
-
-@dataclass(frozen=True)
-class GoogleSettings:
-    client_secrets: str | None = None  # the Desktop OAuth client JSON
-    api_endpoint: str | None = None  # Gmail API root; default Google's
-    calendar_endpoint: str | None = None  # Calendar API root; default Google's
-    batch_uri: str | None = None
-    token_uri: str | None = None  # default: from client_secrets, else Google's
-    auth_uri: str | None = None
-    timeout: float = 60.0  # seconds, every request
-
-
-@dataclass(frozen=True)
-class OutlookSettings:
-    client_id: str = ""
-    tenant: str = "common"  # common | organizations | consumers | a tenant id
-    authority_url: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com/v1.0"
-    timeout: float = 30.0  # seconds, every request
-
-
-@dataclass(frozen=True)
-class MaildirSettings:
-    path: str  # the Maildir root (with INBOX as the root's cur/new, or an INBOX folder)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CalendarSettings:
-    kind: str  # "file" | "ics" | "caldav" | "google" | "outlook"
-    path: str | None = None  # file: an .ics file or a folder of them
-    url: str | None = None  # caldav: server or calendar URL; ics: the feed URL
-    username: str | None = None
-    password_command: str | None = None
-    calendars: tuple[str, ...] = ()  # names, ids or URLs; empty: the default calendar(s)
+    kind: str  # the calendar kind: the entry point calendar.KIND that reads it
     lookahead: timedelta = timedelta(days=60)
+    options: Any = None  # the kind's own keys, as its provider's schema validated them
+
+    def __init__(self, kind: str, lookahead: timedelta = timedelta(days=60),
+                 options: Any = None, **keys: Any) -> None:
+        if keys:  # the kind's own keys one by one (url=...), as written before they moved
+            from mailbridge.adapters import calendar_schema
+
+            schema = calendar_schema(kind)
+            options = replace(options, **keys) if options is not None else (
+                schema(**keys) if schema else None)
+        for name, value in (("kind", kind), ("lookahead", lookahead), ("options", options)):
+            object.__setattr__(self, name, value)
+
+    def settings_of(self, schema: type[T]) -> T | None:
+        """The kind's own settings, if they are of ``schema``."""
+        return self.options if isinstance(self.options, schema) else None
+
+    def __getattr__(self, name: str) -> Any:
+        # calendar.url, calendar.path...: the kind's own keys, read as before they moved
+        if name.startswith("__") or self.__dict__.get("options") is None:
+            raise AttributeError(name)
+        return getattr(self.options, name)
 
 
 @dataclass(frozen=True)
@@ -103,17 +83,14 @@ class NotifySettings:
 @dataclass(frozen=True)
 class AccountSettings:
     name: str  # the key in [accounts.NAME]
-    provider: str  # the mailbox kind: "local" | "imap" | "gmail" | "outlook"
+    provider: str  # the mailbox kind: the entry point mailbox.KIND that holds the drafts
     address: str
     display_name: str = ""
     signature: str = ""
     aliases: tuple[str, ...] = ()  # other addresses of the user
     org_domains: tuple[str, ...] = ()  # the user's own organisation: meetings there are internal
     calendar: CalendarSettings = field(default_factory=lambda: CalendarSettings(kind="file"))
-    imap: ImapSettings | None = None
-    google: GoogleSettings | None = None
-    outlook: OutlookSettings | None = None
-    maildir: MaildirSettings | None = None
+    tables: Mapping[str, Any] = field(default_factory=dict)  # provider tables, by their key
     notify: NotifySettings = field(default_factory=NotifySettings)
     policy: Policy = field(default_factory=Policy)
     rules: DetectionRules = field(default_factory=DetectionRules)
@@ -122,9 +99,43 @@ class AccountSettings:
     calendar_interval: timedelta = timedelta(minutes=15)
     enabled: bool = True
 
+    def settings_of(self, schema: type[T]) -> T | None:
+        """The provider table that ``schema`` validated: how a provider reads its settings."""
+        return next((t for t in self.tables.values() if isinstance(t, schema)), None)
+
+    def __getattr__(self, name: str) -> Any:
+        # account.imap, account.google...: a provider's table under its key, None when the
+        # account does not use it (code written before the tables moved to the providers).
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        from mailbridge.adapters import configs
+
+        if not name.startswith("_") and any(c.table == name for c in configs().values()):
+            return None
+        raise AttributeError(name)
+
     @property
     def own_addresses(self) -> tuple[str, ...]:
         return (self.address.lower(), *(a.lower() for a in self.aliases))
+
+
+def _tables_by_key(init: Callable[..., None]) -> Callable[..., None]:
+    """AccountSettings(imap=...) as written before the tables moved: a keyword that is not a
+    field is a provider table, put in ``tables`` under that key."""
+
+    def __init__(self: AccountSettings, *args: Any, **kwargs: Any) -> None:
+        names = {f.name for f in fields(AccountSettings)}
+        tables = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names]}
+        if tables:
+            kwargs["tables"] = {**kwargs.get("tables", {}),
+                                **{k: v for k, v in tables.items() if v is not None}}
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+AccountSettings.__init__ = _tables_by_key(AccountSettings.__init__)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import icalendar
 from caldav.davclient import DAVClient
@@ -32,12 +33,37 @@ from caldav.lib import error
 from caldav.lib.http_sync import requests as http
 
 from mailbridge import secrets
-from mailbridge.adapters import AuthError, ProviderError
+from mailbridge.adapters import AuthError, ProviderConfig, ProviderError
+from mailbridge.config import FORBID, Texts, WebAddress, doc
 from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
 from mailbridge.settings import AccountSettings
 
-from .ics import events_from_ics, feed_url
+from .ics import PasswordCommand, UserName, events_from_ics, feed_url
 from .windowed import windowed
+
+# --- settings: calendar kind "caldav" -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalDavSettings:
+    __pydantic_config__ = FORBID
+    url: Annotated[WebAddress, doc("the server's or the calendar's URL",
+                                   "https://caldav.example.com/")]
+    username: UserName = None  # default: the account's address
+    password_command: PasswordCommand = None
+    calendars: Annotated[Texts, doc("names or URLs of the calendars to read; default: all",
+                                    ["Personal"])] = ()
+
+
+def _check(account: AccountSettings) -> str | None:
+    own = account.calendar.settings_of(CalDavSettings)
+    if own and not (own.password_command or secrets.lookup(account.name, "caldav")):
+        return ("no CalDAV password: set calendar.password_command "
+                f"or run `mailbridge auth {account.name}`")
+    return None
+
+
+CONFIG = ProviderConfig(calendars={"caldav": CalDavSettings}, check_calendar=_check)
 
 log = logging.getLogger("mailbridge.caldav")
 TIMEOUT = 60  # seconds, every request
@@ -70,10 +96,10 @@ def uids_of(data: bytes | str) -> list[str]:
 
 class CalDavCalendar:
     def __init__(self, account: AccountSettings) -> None:
-        settings = account.calendar
-        if not settings.url:
+        settings = account.calendar.settings_of(CalDavSettings)
+        if settings is None:
             raise ProviderError(f"account {account.name!r}: calendar.url is not set")
-        self.account = account
+        self.account, self.settings = account, settings
         self.url = feed_url(settings.url, account=account.name)  # http only to loopback
         self._client: Any = None
         self._calendars: list[Any] | None = None
@@ -82,7 +108,7 @@ class CalDavCalendar:
 
     def _connect(self) -> Any:
         if self._client is None:
-            settings = self.account.calendar
+            settings = self.settings
             password = secrets.lookup(self.account.name, "caldav", settings.password_command)
             self._client = DAVClient(
                 url=self.url,
@@ -96,7 +122,7 @@ class CalDavCalendar:
     def _selected(self) -> list[Any]:
         if self._calendars is None:
             found = self._connect().principal().calendars()
-            wanted = self.account.calendar.calendars
+            wanted = self.settings.calendars
             if wanted:
                 found = [c for c in found if _matches(c, wanted)]
                 if not found:

@@ -44,10 +44,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import google.auth.exceptions
 import google_auth_httplib2  # type: ignore[import-untyped]
@@ -57,7 +58,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from mailbridge import compose, mailparse, retry, secrets
-from mailbridge.adapters import AmbiguousWrite, AuthError, ProviderError
+from mailbridge.adapters import AmbiguousWrite, AuthError, ProviderConfig, ProviderError
+from mailbridge.config import FORBID, LocalPath, Number, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
     AttendeeKind,
@@ -79,9 +81,51 @@ from mailbridge.model import (
     Unreadable,
     Window,
 )
-from mailbridge.settings import AccountSettings, GoogleSettings
+from mailbridge.settings import AccountSettings
 
 from .windowed import windowed
+
+# --- settings: the account's google = {...} table, and calendar kind "google" -----------------
+
+Endpoint = Annotated[WebAddress | None, doc("a private endpoint; default: Google's",
+                                            "http://127.0.0.1:8080/")]
+
+
+@dataclass(frozen=True)
+class GoogleSettings:
+    __pydantic_config__ = FORBID
+    client_secrets: Annotated[LocalPath | None, doc(
+        'the "Desktop app" OAuth client JSON from the Google Cloud console',
+        "~/.config/mailbridge/client_secret.json")] = None
+    api_endpoint: Endpoint = None  # Gmail API root
+    calendar_endpoint: Endpoint = None  # Calendar API root
+    batch_uri: Endpoint = None
+    token_uri: Endpoint = None  # default: from client_secrets, else Google's
+    auth_uri: Endpoint = None
+    timeout: Annotated[Number, between(1, 600), doc("seconds, every request", 60)] = 60.0
+
+
+@dataclass(frozen=True)
+class GoogleCalendarSettings:
+    __pydantic_config__ = FORBID
+    calendars: Annotated[Texts, doc("calendar ids to read; default: primary", ["primary"])] = ()
+
+
+def _check(account: AccountSettings) -> str | None:
+    google = _google(account)
+    if not google.client_secrets:
+        return "google.client_secrets is not set"
+    if not Path(google.client_secrets).expanduser().exists():
+        return f"google.client_secrets file {google.client_secrets} does not exist"
+    if not secrets.lookup(account.name, "google-refresh-token"):
+        return f"not signed in to Google: run `mailbridge auth {account.name}`"
+    return None
+
+
+CONFIG = ProviderConfig(
+    table="google", settings=GoogleSettings, used_by=("mailbox.gmail", "calendar.google"),
+    calendars={"google": GoogleCalendarSettings}, default_calendar="google", check_mailbox=_check)
+
 
 SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
@@ -142,7 +186,7 @@ class GoogleError(ProviderError):
 
 
 def _google(account: AccountSettings) -> GoogleSettings:
-    return account.google or GoogleSettings()
+    return account.settings_of(GoogleSettings) or GoogleSettings()
 
 
 def _client(account: AccountSettings) -> dict[str, str]:
@@ -417,7 +461,8 @@ def to_event(calendar: str, item: dict[str, Any]) -> Event | None:
 class GoogleCalendar:
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account
-        self.calendars = account.calendar.calendars or ("primary",)
+        own = account.calendar.settings_of(GoogleCalendarSettings) or GoogleCalendarSettings()
+        self.calendars = own.calendars or ("primary",)
         self.api = api or Api(
             account,
             _service(account, "calendar", "v3", _google(account).calendar_endpoint),

@@ -23,8 +23,9 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,8 @@ import recurring_ical_events
 import requests
 
 from mailbridge import domains
-from mailbridge.adapters import AuthError, ProviderError
+from mailbridge.adapters import AuthError, ProviderConfig, ProviderError
+from mailbridge.config import FORBID, FeedAddress, Text, doc
 from mailbridge.model import (
     Attendee,
     AttendeeKind,
@@ -47,6 +49,25 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings
+
+# --- settings: calendar kind "ics" ----------------------------------------------------------
+
+UserName = Annotated[Text | None, doc("the user name, when the server asks for one",
+                                      "you@example.com")]
+PasswordCommand = Annotated[Text | None, doc(
+    "a command that prints the password; default: the keyring", "pass show mail/calendar")]
+
+
+@dataclass(frozen=True)
+class IcsCalendarSettings:
+    __pydantic_config__ = FORBID
+    url: Annotated[FeedAddress, doc("the feed (https://, or webcal://)",
+                                    "https://example.com/calendar.ics")]
+    username: UserName = None
+    password_command: PasswordCommand = None
+
+
+CONFIG = ProviderConfig(calendars={"ics": IcsCalendarSettings})
 
 log = logging.getLogger("mailbridge")
 
@@ -571,10 +592,11 @@ def feed_url(url: str, *, account: str = "") -> str:
 
 class IcsFeed:
     def __init__(self, account: AccountSettings, *, session: requests.Session | None = None):
-        if not account.calendar.url:
+        own = account.calendar.settings_of(IcsCalendarSettings)
+        if own is None:
             raise ProviderError(f"account {account.name!r}: calendar.url is not set")
         self.account = account
-        self.url = feed_url(account.calendar.url, account=account.name)
+        self.url = feed_url(own.url, account=account.name)
         self.session = session or requests.Session()
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:

@@ -46,14 +46,22 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
+from pydantic import AfterValidator, ValidationInfo
 
 from mailbridge import compose, domains, mailparse, secrets
-from mailbridge.adapters import AmbiguousWrite, AuthError, FolderMissing, ProviderError
+from mailbridge.adapters import (
+    AmbiguousWrite,
+    AuthError,
+    FolderMissing,
+    ProviderConfig,
+    ProviderError,
+)
+from mailbridge.config import CHECKED, Flag, Number, Text, Whole, between, doc, fail, one_of
 from mailbridge.model import (
     DraftMessage,
     Folder,
@@ -65,7 +73,73 @@ from mailbridge.model import (
     Presence,
     SentHint,
 )
-from mailbridge.settings import AccountSettings, ImapSettings
+from mailbridge.settings import AccountSettings
+
+# --- settings: the account's imap = {...} table -------------------------------------------
+
+
+def _bare_host(host: str, info: ValidationInfo) -> str:
+    if "@" in host or "/" in host:  # user:password@host must not leak into messages or logs
+        raise fail("host must be only the server's name (like imap.example.com), without a user "
+                   "name, password, scheme or path", 'write host = "imap.example.com" and '
+                   'username = "..."; keep the password in the keyring (`mailbridge auth '
+                   f"{(info.context or {}).get('account', 'ACCOUNT')}`)")
+    return host
+
+
+def _plain_only_here(security: str, info: ValidationInfo) -> str:
+    host = info.data.get("host")
+    if security == "plain" and host and not domains.is_loopback_host(host):
+        raise fail(f'security = "plain" sends the password unencrypted to {host}',
+                   'write security = "tls" (or "starttls"); plain is only allowed to this '
+                   "computer (localhost, 127.0.0.1)")
+    return security
+
+
+def _address_by_default(username: str | None, info: ValidationInfo) -> str | None:
+    return username or (info.context or {}).get("address")
+
+
+
+
+def _folder(example: str) -> Any:
+    return doc("default: found by SPECIAL-USE, then by usual names", example)
+
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    __pydantic_config__ = CHECKED
+    host: Annotated[Text, AfterValidator(_bare_host), doc("the IMAP server", "imap.example.com")]
+    port: Annotated[Whole | None, between(1, 65535), doc(
+        "default: 993 with tls, else 143", 993)] = None
+    security: Annotated[Text, one_of("tls", "starttls", "plain"), AfterValidator(_plain_only_here),
+                        doc('"tls", "starttls", or "plain" (to this computer only)', "tls")] = "tls"
+    username: Annotated[Text | None, AfterValidator(_address_by_default), doc(
+        "default: the account's address", "you@example.com")] = None
+    password_command: Annotated[Text | None, doc(
+        "a command that prints the password; default: the keyring", "pass show mail/imap")] = None
+    oauth2_token_command: Annotated[Text | None, doc(
+        "a command that prints an OAuth2 access token (XOAUTH2)", "oama access you@example.com")
+    ] = None
+    inbox_folder: Annotated[Text, doc("the folder replies arrive in", "INBOX")] = "INBOX"
+    drafts_folder: Annotated[Text | None, _folder("Drafts")] = None
+    sent_folder: Annotated[Text | None, _folder("Sent")] = None
+    trash_folder: Annotated[Text | None, _folder("Trash")] = None
+    idle: Annotated[Flag, doc("wait for new mail with IDLE (push)", True)] = True
+    timeout: Annotated[Number, between(1, 600), doc("seconds, every command", 60)] = 60.0
+
+
+def _check(account: AccountSettings) -> str | None:
+    imap = account.settings_of(ImapSettings)
+    if imap and not (imap.oauth2_token_command or imap.password_command
+                     or secrets.lookup(account.name, "imap")):
+        return f"no IMAP password: run `mailbridge auth {account.name}`"
+    return None
+
+
+CONFIG = ProviderConfig(table="imap", settings=ImapSettings, used_by=("mailbox.imap",),
+                        starter_calendar="caldav", check_mailbox=_check)
 
 DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
 KEYWORD = b"$mailbridge"  # marks the drafts mailbridge made (RFC 3501 keyword)
@@ -291,9 +365,10 @@ def is_sent_copy(headers: MailHeaders, hint: SentHint) -> bool:
 
 
 def _settings(account: AccountSettings) -> ImapSettings:
-    if account.imap is None:
+    imap = account.settings_of(ImapSettings)
+    if imap is None:
         raise ProviderError(f"account {account.name!r}: provider is imap but [imap] is not set")
-    return account.imap
+    return imap
 
 
 def connect(account: AccountSettings, *, password: str | None = None) -> IMAPClient:

@@ -29,11 +29,14 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
-from mailbridge.adapters import FolderMissing, ProviderError
+from mailbridge.adapters import FolderMissing, ProviderConfig, ProviderError
 from mailbridge.compose import read_draft
+from mailbridge.config import FORBID, LocalPath, doc
 from mailbridge.mailparse import date_of_head, headers_from_bytes
 from mailbridge.model import (
     CalendarBatch,
@@ -54,6 +57,41 @@ from mailbridge.settings import AccountSettings
 from .ics import events_from_ics
 
 HEAD_BYTES = 64 * 1024  # enough for any sane header block: read to find a message's Date
+
+# --- settings: the account's maildir = {...} table, and calendar kind "file" ------------------
+
+
+@dataclass(frozen=True)
+class MaildirSettings:
+    __pydantic_config__ = FORBID
+    path: Annotated[LocalPath, doc("the Maildir your mail program reads (INBOX is its root)",
+                                   "~/Maildir")]
+
+
+@dataclass(frozen=True)
+class FileCalendarSettings:
+    __pydantic_config__ = FORBID
+    path: Annotated[LocalPath, doc("an .ics file, or a folder of them", "~/calendar")]
+
+
+def _check_maildir(account: AccountSettings) -> str | None:
+    maildir = account.settings_of(MaildirSettings)
+    if maildir and not Path(maildir.path).expanduser().is_dir():
+        return f"maildir.path {maildir.path} does not exist"
+    return None
+
+
+def _check_calendar(account: AccountSettings) -> str | None:
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own and not Path(own.path).expanduser().exists():
+        return f"calendar.path {own.path} does not exist"
+    return None
+
+
+CONFIG = ProviderConfig(
+    table="maildir", settings=MaildirSettings, used_by=("mailbox.local",),
+    calendars={"file": FileCalendarSettings}, starter_calendar="file",
+    check_mailbox=_check_maildir, check_calendar=_check_calendar)
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),
@@ -318,22 +356,25 @@ class MaildirMailbox:
 
 
 def open_mailbox(account: AccountSettings) -> MaildirMailbox:
-    if account.maildir is None:
+    maildir = account.settings_of(MaildirSettings)
+    if maildir is None:
         raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
-    return MaildirMailbox(Path(account.maildir.path).expanduser())
+    return MaildirMailbox(Path(maildir.path).expanduser())
 
 
 def open_calendar(account: AccountSettings) -> FileCalendar:
-    if not account.calendar.path:
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own is None:
         raise ProviderError(f"account {account.name!r}: calendar kind file needs calendar.path")
-    return FileCalendar(Path(account.calendar.path).expanduser(), account.own_addresses)
+    return FileCalendar(Path(own.path).expanduser(), account.own_addresses)
 
 
 def open_mailbox_dry(account: AccountSettings) -> MaildirMailbox:
     """The Maildir for a dry run: a brand-new one gets no folders made in it."""
-    if account.maildir is None:
+    maildir = account.settings_of(MaildirSettings)
+    if maildir is None:
         raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
-    return MaildirMailbox(Path(account.maildir.path).expanduser(), create_folders=False)
+    return MaildirMailbox(Path(maildir.path).expanduser(), create_folders=False)
 
 
 # --- push: file system notifications ------------------------------------------------------
@@ -342,10 +383,12 @@ def open_mailbox_dry(account: AccountSettings) -> MaildirMailbox:
 def watched_paths(account: AccountSettings) -> list[Path]:
     """The folders whose changes call for a pass: the Maildir, and a local calendar's folder."""
     found = []
-    if account.maildir is not None:
-        found.append(Path(account.maildir.path).expanduser())
-    if account.calendar.kind == "file" and account.calendar.path:
-        calendar = Path(account.calendar.path).expanduser()
+    maildir = account.settings_of(MaildirSettings)
+    if maildir is not None:
+        found.append(Path(maildir.path).expanduser())
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if account.calendar.kind == "file" and own is not None:
+        calendar = Path(own.path).expanduser()
         found.append(calendar if calendar.is_dir() else calendar.parent)
     return [p for p in found if p.is_dir()]
 

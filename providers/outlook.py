@@ -38,16 +38,24 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msal
 import requests
 
 from mailbridge import domains, retry, secrets
-from mailbridge.adapters import AmbiguousWrite, AuthError, FolderMissing, ProviderError
+from mailbridge.adapters import (
+    AmbiguousWrite,
+    AuthError,
+    FolderMissing,
+    ProviderConfig,
+    ProviderError,
+)
+from mailbridge.config import FORBID, Number, Text, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
     AttendeeKind,
@@ -69,9 +77,50 @@ from mailbridge.model import (
     Unreadable,
     Window,
 )
-from mailbridge.settings import AccountSettings, OutlookSettings
+from mailbridge.settings import AccountSettings
 
 from .windowed import windowed
+
+# --- settings: the account's outlook = {...} table, and calendar kind "outlook" ---------------
+
+
+@dataclass(frozen=True)
+class OutlookSettings:
+    __pydantic_config__ = FORBID
+    client_id: Annotated[Text, doc("your app registration in Microsoft Entra (public client)",
+                                   "00000000-0000-0000-0000-000000000000")] = ""
+    tenant: Annotated[Text, doc('"common", "organizations", "consumers" or a tenant id',
+                                "common")] = "common"
+    authority_url: Annotated[WebAddress, doc("the sign-in authority, for national clouds",
+                                             "https://login.microsoftonline.com")
+                             ] = "https://login.microsoftonline.com"
+    graph_url: Annotated[WebAddress, doc("the Graph root, for national clouds",
+                                         "https://graph.microsoft.com/v1.0")
+                         ] = "https://graph.microsoft.com/v1.0"
+    timeout: Annotated[Number, between(1, 600), doc("seconds, every request", 30)] = 30.0
+
+
+@dataclass(frozen=True)
+class OutlookCalendarSettings:
+    __pydantic_config__ = FORBID
+    calendars: Annotated[Texts, doc("calendars to read; default: your calendar", ["Calendar"])
+                         ] = ()
+
+
+def _check(account: AccountSettings) -> str | None:
+    outlook = account.settings_of(OutlookSettings)
+    if outlook is None or not outlook.client_id:
+        return "outlook.client_id is not set"
+    if not secrets.lookup(account.name, "msal-cache"):
+        return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
+    return None
+
+
+CONFIG = ProviderConfig(
+    table="outlook", settings=OutlookSettings, used_by=("mailbox.outlook", "calendar.outlook"),
+    calendars={"outlook": OutlookCalendarSettings}, default_calendar="outlook",
+    check_mailbox=_check)
+
 
 SCOPES: tuple[str, ...] = ("Calendars.Read", "Mail.ReadWrite", "User.Read")
 log = logging.getLogger("mailbridge")
@@ -112,12 +161,13 @@ CATEGORY = "mailbridge"  # the mark on every draft mailbridge creates
 
 
 def _settings(account: AccountSettings) -> OutlookSettings:
-    if account.outlook is None or not account.outlook.client_id:
+    outlook = account.settings_of(OutlookSettings)
+    if outlook is None or not outlook.client_id:
         raise AuthError(
             f"account {account.name!r}: outlook.client_id is not set; register an app in "
             "Microsoft Entra (public client, device code flow) and put its id in the config"
         )
-    return account.outlook
+    return outlook
 
 
 def _app(

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from mailbridge_providers import ics, imap, outlook
+from mailbridge_providers.imap import ImapSettings
 
 from mailbridge import classify, detect, domains
 from mailbridge.adapters import ProviderError
 from mailbridge.config import ConfigError, loads
 from mailbridge.mailparse import headers_from_fields
 from mailbridge.model import Attendee, Event, EventKey, Folder, MessageKind, Person
-from mailbridge.settings import AccountSettings, ImapSettings
+from mailbridge.settings import AccountSettings
 
 OWN = ("Jordan.Lee@Example.com", "jordan@fastmail.com")  # the address and an alias
 

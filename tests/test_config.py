@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import config, paths
+from mailbridge import adapters, config, paths
 from mailbridge.config import ConfigError, load, loads, starter_config
 from mailbridge.model import BusinessDays, Delay, NextBusinessMorning
 from mailbridge.settings import DEFAULT_EXCLUDE_KEYWORDS, DEFAULT_KEYWORDS, Settings
@@ -242,7 +242,7 @@ def test_example_file_loads() -> None:
     names = [a.name for a in settings.accounts]
     assert names == ["demo", "personal", "work", "fastmail"]
     kinds = {a.provider for a in settings.accounts}
-    assert kinds == set(config.PROVIDERS)
+    assert kinds == set(adapters.available("mailbox"))
     demo = settings.account("demo")
     assert demo.enabled
     assert demo.calendar.kind == "file"
@@ -252,7 +252,7 @@ def test_example_file_loads() -> None:
     assert settings.account("fastmail").policy.max_follow_ups == 2
 
 
-@pytest.mark.parametrize("provider", config.PROVIDERS)
+@pytest.mark.parametrize("provider", adapters.available("mailbox"))
 @pytest.mark.parametrize("address", ["you@example.com", "o'brien@example.ie"])
 def test_starter_configs_load(tmp_path: Path, provider: str, address: str) -> None:
     text = starter_config(address, provider)
@@ -268,7 +268,7 @@ def test_starter_config_default_is_local(tmp_path: Path) -> None:
 
 
 def test_starter_config_rejects_unknown_provider() -> None:
-    with pytest.raises(ValueError, match="valid: local, imap, gmail, outlook"):
+    with pytest.raises(ValueError, match="valid: gmail, imap, local, outlook"):
         starter_config(provider="yahoo")
 
 
@@ -336,7 +336,7 @@ INVALID: list[tuple[str, str, str, str]] = [
         "unknown provider",
         LOCAL.replace('"local"', '"yahoo"  #<'),
         "accounts.main.provider",
-        "local, imap, gmail, outlook",
+        "gmail, imap, local, outlook",
     ),
     (
         "missing address",
@@ -556,7 +556,7 @@ INVALID: list[tuple[str, str, str, str]] = [
         )
         + 'imap = { host = "imap.example.com" }\n',
         "accounts.main.calendar.url",
-        "add url =",
+        'write url = "https://caldav.example.com/"',
     ),
     (
         "path on a caldav calendar",
@@ -820,7 +820,7 @@ def test_key_lines_across_toml_forms() -> None:
         ]
     )
     assert config.tomllib.loads(text)  # the sample is valid TOML
-    lines = config._key_lines(text)
+    lines = config._key_lines(text)[0]
     assert lines[("accounts", "main")] == 2
     assert lines[("accounts", "main", "provider")] == 3
     assert lines[("accounts", "main", "quoted key")] == 4
@@ -840,7 +840,7 @@ def test_key_lines_across_toml_forms() -> None:
     ["[unclosed\nx = 1", 'x = "never closed', "= 3", "[a]\nk = {", "\x00\x01", ""],
 )
 def test_key_lines_never_crash(text: str) -> None:
-    assert isinstance(config._key_lines(text), dict)
+    assert isinstance(config._key_lines(text)[0], dict)
 
 
 # --- default paths ------------------------------------------------------------------------------
@@ -867,3 +867,53 @@ def test_syntax_error_key_ignores_headers_inside_strings(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as info:
         load_text(text, tmp_path)
     assert (info.value.key, info.value.line) == ("accounts.main.name", 9)
+
+
+# --- written from the schemas --------------------------------------------------------------------
+
+
+def test_readme_table_is_the_schemas() -> None:
+    # If this fails after a schema change, paste config.reference_table() into README.md.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("| key | where | default | meaning |")
+    end = readme.index("<!-- end of the generated table -->")
+    assert readme[start:end] == config.reference_table()
+
+
+def test_every_key_has_a_description_and_an_example() -> None:
+    # The README, `init` and the "write KEY = ..." fixes are made of these.
+    for schema in config.schemas():
+        for entry in config.fields(schema).values():
+            assert entry.description, f"{schema.__name__}.{entry.name} has no description"
+            assert entry.example is not None, f"{schema.__name__}.{entry.name} has no example"
+
+
+def test_a_provider_key_is_one_field(tmp_path: Path) -> None:
+    """A key added to a provider's schema is read, documented and checked with no other edit."""
+    from dataclasses import make_dataclass
+    from typing import Annotated
+
+    from mailbridge_providers import local
+
+    extended = make_dataclass("MaildirSettings", [
+        ("path", Annotated[config.LocalPath, config.doc("the Maildir", "~/Maildir")]),
+        ("flag_new", Annotated[config.Flag, config.doc("mark new drafts", True)], False),
+    ], frozen=True, namespace={"__pydantic_config__": config.FORBID})
+    extended.__module__ = local.__name__
+    original = adapters.config_of
+    patched = adapters.ProviderConfig(**{**original("mailbox.local").__dict__,  # type: ignore[union-attr]
+                                         "settings": extended})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(adapters, "config_of",
+                   lambda entry: patched if entry in ("mailbox.local", "calendar.file")
+                   else original(entry))  # both entries of the module: one CONFIG
+        (account,) = load_text(LOCAL.replace('path = "Maildir" }',
+                                             'path = "Maildir", flag_new = true }'),
+                               tmp_path).accounts
+        assert account.settings_of(extended).flag_new is True
+        assert "| `flag_new` | `maildir = {...}`" in config.reference_table()
+        with pytest.raises(ConfigError) as info:
+            load_text(LOCAL.replace('path = "Maildir" }', 'path = "Maildir", flag_new = 1 }'),
+                      tmp_path)
+        assert info.value.key == "accounts.main.maildir.flag_new"
+        assert info.value.hint == "write flag_new = true"

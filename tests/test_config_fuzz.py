@@ -78,15 +78,8 @@ outlook = { client_id = "00000000-0000-0000-0000-000000000000", tenant = "common
 calendar = { kind = "ics", url = "webcal://example.com/cal.ics" }
 """  # noqa: E501
 
-KEYS = sorted(
-    set(config.POLICY_KEYS)
-    | set(config.ACCOUNT_ONLY_KEYS)
-    | set(config.MAILBRIDGE_KEYS)
-    | set(config.CALENDAR_KEYS)
-    | set(config.NOTIFY_KEYS)
-    | set(config.EXAMPLES)
-    | {"accounts", "defaults", "mailbridge", "api_endpoint", "token_uri", "graph_url"}
-)
+# Every key some schema declares (the core's and each installed provider's), and the tables.
+KEYS = sorted(config.schema_keys() | {"accounts", "defaults", "mailbridge"})
 
 
 def loads_only_config_error(text: str) -> None:

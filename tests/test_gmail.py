@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from mailbridge_providers import gmail
+from mailbridge_providers.gmail import GoogleSettings
 
 from mailbridge import secrets
 from mailbridge.adapters import AuthError, ProviderError
@@ -36,7 +37,7 @@ from mailbridge.model import (
     SentHint,
     Window,
 )
-from mailbridge.settings import AccountSettings, CalendarSettings, GoogleSettings
+from mailbridge.settings import AccountSettings, CalendarSettings
 from tests.emulators.google import ROUTES, GoogleEmulator, interview_event, make_raw, running
 
 ME = "jordan.lee@gmail.com"

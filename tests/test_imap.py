@@ -13,11 +13,12 @@ from email.utils import format_datetime, make_msgid
 import pytest
 from imapclient import IMAPClient
 from mailbridge_providers import imap
+from mailbridge_providers.imap import ImapSettings
 
 from mailbridge import compose
 from mailbridge.adapters import FolderMissing, ProviderError
 from mailbridge.model import DraftKind, DraftMessage, Folder, Person, Presence, SentHint
-from mailbridge.settings import AccountSettings, ImapSettings
+from mailbridge.settings import AccountSettings
 from tests.servers import MAIL_UID, PASSWORD, Dovecot
 
 pytestmark = pytest.mark.server

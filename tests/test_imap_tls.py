@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from mailbridge_providers import imap
+from mailbridge_providers.imap import ImapSettings
 
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import DraftKind, DraftMessage, Person, Presence
-from mailbridge.settings import AccountSettings, ImapSettings
+from mailbridge.settings import AccountSettings
 from tests.servers import (
     DOVECOT,
     PASSWORD,

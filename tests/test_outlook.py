@@ -14,6 +14,7 @@ import keyring
 import pytest
 import requests
 from mailbridge_providers import outlook
+from mailbridge_providers.outlook import OutlookSettings
 
 from mailbridge.adapters import AuthError, FolderMissing, ProviderError
 from mailbridge.compose import fingerprint
@@ -29,7 +30,7 @@ from mailbridge.model import (
     Response,
     Window,
 )
-from mailbridge.settings import AccountSettings, CalendarSettings, OutlookSettings
+from mailbridge.settings import AccountSettings, CalendarSettings
 from tests.emulators.graph import AUTHORITY, TENANT, GraphEmulator
 
 T0 = datetime(2030, 5, 6, 15, 0, tzinfo=UTC)
