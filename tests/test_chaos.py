@@ -11,6 +11,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.chaos import (
     DANA,
     NOTE_A,
@@ -40,19 +42,24 @@ def _check(report: Report) -> None:
     assert report.errors == [], report.summary()
 
 
+@pytest.mark.slow
 def test_local_daemon_survives_kills(tmp_path: Path) -> None:
     _check(run_chaos(LocalWorld(tmp_path / "local"), kills=KILLS, seed=SEED, daemon=True))
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_imap_daemon_survives_kills(tmp_path: Path, dovecot, radicale) -> None:
     world = ImapWorld(tmp_path / "imap", dovecot, radicale)
     _check(run_chaos(world, kills=KILLS, seed=SEED, daemon=True))
 
 
+@pytest.mark.slow
 def test_gmail_run_once_survives_kills(tmp_path: Path) -> None:
     _check(run_chaos(GmailWorld(tmp_path / "gmail"), kills=KILLS, seed=SEED, daemon=False))
 
 
+@pytest.mark.slow
 def test_outlook_run_once_survives_kills(tmp_path: Path) -> None:
     _check(run_chaos(GraphWorld(tmp_path / "outlook"), kills=KILLS, seed=SEED, daemon=False))
 
