@@ -51,6 +51,7 @@ from mailbridge.settings import (
     NotifySettings,
     OutlookSettings,
     Settings,
+    TokenStoreSettings,
 )
 
 T = TypeVar("T")
@@ -96,7 +97,9 @@ _SECRET_PARTS = (
 _SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
 # A key ending in one of these names where a secret comes from, or an address: not a secret.
 _POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
-_NOT_SECRET_KEYS = frozenset({"client_secrets", "password_command", "oauth2_token_command"})
+_NOT_SECRET_KEYS = frozenset(
+    {"client_secrets", "password_command", "oauth2_token_command", "token_store"}
+)
 # scheme://user[:password]@host: the user info of a URL (RFC 3986 section 3.2.1).
 _URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@", re.IGNORECASE)
@@ -121,6 +124,9 @@ POLICY_KEYS = (
     "templates",
     "poll_interval",
     "calendar_interval",
+    "token_store",
+    "token_command",
+    "token_store_command",
     "timezone",
     "country",
     "subdivision",
@@ -167,6 +173,9 @@ EXAMPLES: dict[str, str] = {
     "templates": '"~/.config/mailbridge/templates"',
     "poll_interval": '"5m"',
     "calendar_interval": '"15m"',
+    "token_store": '"keyring"',
+    "token_command": '"pass show mailbridge/{account}/{purpose}"',
+    "token_store_command": '"pass insert -m -f mailbridge/{account}/{purpose}"',
     "notify": '{ channels = ["desktop"] }',
     "channels": '["desktop", "ntfy"]',
     "ntfy_url": '"https://ntfy.sh/your-topic"',
@@ -957,6 +966,28 @@ def _templates(ctx: _Ctx, tbl: _Tbl) -> Path | None:
     return folder
 
 
+def _token_store(ctx: _Ctx, tbl: _Tbl, top: _Top) -> TokenStoreSettings:
+    """token_store, token_command, token_store_command (mailbridge.secrets says what they do)."""
+    kind = _one_line(ctx, tbl, "token_store") or "keyring"
+    stores = ("keyring", "command", "file")
+    if kind not in stores:
+        ctx.fail(tbl.where("token_store"), f"unknown token_store {_describe(kind)}",
+                 f"write one of {', '.join(stores)} (see docs/tokens.md)")
+    store_command = _one_line(ctx, tbl, "token_store_command")
+    lookup_command = _one_line(ctx, tbl, "token_command")
+    if kind == "command":
+        for key, value in (("token_store_command", store_command),
+                           ("token_command", lookup_command)):
+            if not value or "{purpose}" not in value:
+                ctx.fail(tbl.where(key) if value else tbl.where("token_store"),
+                         f'token_store = "command" needs {key} naming {{purpose}}',
+                         f'e.g. {key} = "'
+                         + ("pass insert -m -f" if key == "token_store_command" else "pass show")
+                         + ' mailbridge/{account}/{purpose}"')
+    return TokenStoreSettings(kind=kind, store_command=store_command,
+                              lookup_command=lookup_command, directory=top.state_dir)
+
+
 def _notify(ctx: _Ctx, tbl: _Tbl) -> NotifySettings:
     data = _subtable(ctx, tbl, "notify")
     if data is None:
@@ -1428,6 +1459,7 @@ def _account(
     policy, rules = _policy(ctx, tbl, top)
     notify = _notify(ctx, tbl)
     templates = _templates(ctx, tbl)
+    token_store = _token_store(ctx, tbl, top)
     poll = _interval(ctx, tbl, "poll_interval", timedelta(minutes=5))
     calendar_poll = _interval(ctx, tbl, "calendar_interval", timedelta(minutes=15))
     org_domains = _domains(ctx, tbl, "org_domains")
@@ -1457,6 +1489,7 @@ def _account(
         poll_interval=poll,
         calendar_interval=calendar_poll,
         enabled=enabled,
+        token_store=token_store,
     )
 
 

@@ -101,6 +101,16 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class TokenStoreSettings:
+    """Where `mailbridge auth` keeps the account's tokens and passwords (mailbridge.secrets)."""
+
+    kind: str = "keyring"  # "keyring" | "command" | "file"
+    store_command: str | None = None  # token_store_command: stores the secret read on stdin
+    lookup_command: str | None = None  # token_command: prints the stored secret
+    directory: Path | None = None  # the state directory; "file" keeps STATE_DIR/tokens/*
+
+
+@dataclass(frozen=True)
 class AccountSettings:
     name: str  # the key in [accounts.NAME]
     provider: str  # the mailbox kind: "local" | "imap" | "gmail" | "outlook"
@@ -121,6 +131,7 @@ class AccountSettings:
     poll_interval: timedelta = timedelta(minutes=5)
     calendar_interval: timedelta = timedelta(minutes=15)
     enabled: bool = True
+    token_store: TokenStoreSettings = field(default_factory=TokenStoreSettings)
 
     @property
     def own_addresses(self) -> tuple[str, ...]:
