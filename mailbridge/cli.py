@@ -124,61 +124,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credential_problem(account: AccountSettings) -> str | None:
-    """Whether the account's credentials can be found, without touching a server."""
-    def have(purpose: str, command: str | None) -> bool:
-        return bool(command) or bool(secrets.lookup(account.name, purpose))
-
-    try:
-        if account.provider == "imap" and account.imap is not None:
-            if not (account.imap.oauth2_token_command or
-                    have("imap", account.imap.password_command)):
-                return f"no IMAP password: run `mailbridge auth {account.name}`"
-        elif account.provider == "gmail":
-            google = account.google
-            if google is None or not google.client_secrets:
-                return "google.client_secrets is not set"
-            if not Path(google.client_secrets).expanduser().exists():
-                return f"google.client_secrets file {google.client_secrets} does not exist"
-            if not have("google-refresh-token", None):
-                return f"not signed in to Google: run `mailbridge auth {account.name}`"
-        elif account.provider == "outlook":
-            if account.outlook is None or not account.outlook.client_id:
-                return "outlook.client_id is not set"
-            if not have("msal-cache", None):
-                return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
-        elif (account.provider == "local" and account.maildir is not None
-              and not Path(account.maildir.path).expanduser().is_dir()):
-            return f"maildir.path {account.maildir.path} does not exist"
-        cal = account.calendar
-        if cal.kind == "file" and cal.path and not Path(cal.path).expanduser().exists():
-            return f"calendar.path {cal.path} does not exist"
-        if cal.kind == "caldav" and not have("caldav", cal.password_command):
-            return ("no CalDAV password: set calendar.password_command "
-                    f"or run `mailbridge auth {account.name}`")
-    except ProviderError as exc:
-        return str(exc)
-    return None
-
-
 def cmd_check(args: argparse.Namespace) -> int:
+    from mailbridge import checks
+
     settings = _load(args)
-    problems = 0
-    print(f"{settings.path}: configuration is valid")
-    for account in settings.accounts:
-        issues = []
-        for error in compose.check_templates(account.templates_dir):
-            issues.append(error)
-        credential = _credential_problem(account)
-        if credential:
-            issues.append(credential)
-        state = "disabled" if not account.enabled else ("ok" if not issues else "problem")
-        print(f"  {account.name} ({account.provider}, calendar {account.calendar.kind}): {state}")
-        for issue in issues:
-            print(f"    - {issue}")
-        if account.enabled:  # a disabled account is shown, but does not fail the check
-            problems += len(issues)
-    return 1 if problems else 0
+    report = checks.run(settings, online=args.online)
+    for line in checks.render(report, online=args.online):
+        print(line)
+    return 1 if report.failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -466,16 +419,43 @@ def cmd_note(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(account: AccountSettings, module: Any) -> int:
+    store = secrets.token_store(account)
+    forget = getattr(module, "forget", None)
+    where = forget(account) if forget is not None else ""
+    from mailbridge import checks
+
+    for purpose in checks.stored_purposes(account):
+        secrets.forget(account, purpose)
+    print(f"{account.name}: the saved sign-in is removed from {store.describe()}.")
+    if where:
+        print(where)
+    return 0
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
     settings = _load(args)
     account = _accounts(settings, args.account)[0]
     module = mailbox_module(account.provider)
+    if args.revoke:
+        return _revoke(account, module)
     authenticate = getattr(module, "authenticate", None)
     caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
     if authenticate is None and not caldav_password:
         raise UserError(f"provider {account.provider} needs no sign-in")
+    if args.port is not None and account.provider != "gmail":
+        raise UserError("--port is for Google sign-in only (Microsoft uses a device code)")
+    store = secrets.token_store(account)
+    # Found out before the sign-in, not after it: a sign-in whose token cannot be kept is lost.
+    problem = store.problem()
+    if problem:
+        raise UserError(f"{account.name}: {problem}")
+    print(f"{account.name}: tokens are kept in {store.describe()}")
     if authenticate is not None:
-        print(authenticate(account, no_browser=args.no_browser))
+        options: dict[str, Any] = {"no_browser": args.no_browser}
+        if args.port is not None:
+            options["port"] = args.port
+        print(authenticate(account, **options))
     if caldav_password:
         import getpass
 
@@ -485,8 +465,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         )
         if not password:
             raise UserError("no password given; nothing was stored")
-        secrets.store(account.name, "caldav", password)
-        print(f"{account.name}: CalDAV password stored in the keyring "
+        secrets.store(account, "caldav", password)
+        print(f"{account.name}: CalDAV password stored in {store.describe()} "
               "(it is checked at the next pass)")
     return 0
 
@@ -547,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("check", help="validate the config and find credentials (no network)")
+    p = sub.add_parser("check", help="validate the config and credentials (--online: sign in)")
+    p.add_argument("--online", action="store_true",
+                   help="also sign in and read the calendar, Drafts, inbox and Sent once")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run the service (or one pass with --once)")
@@ -575,7 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("auth", help="sign in to an account and store the credential")
     p.add_argument("account")
-    p.add_argument("--no-browser", action="store_true", help="print the sign-in URL instead")
+    p.add_argument("--no-browser", action="store_true",
+                   help="print the sign-in URL; paste back the address the browser ends on")
+    p.add_argument("--port", type=int, help="Google: listen on this loopback port (ssh -L)")
+    p.add_argument("--revoke", action="store_true",
+                   help="forget the account's saved sign-in (and say where to remove access)")
     p.set_defaults(func=cmd_auth)
 
     p = sub.add_parser("resume", help="accept a source that tripped a safety valve")

@@ -146,9 +146,10 @@ class TokenStore:
         """Why the store cannot be used, found without reading a secret; None when it can."""
         if self.kind == "keyring":
             return keyring_state().problem
-        if self.kind == "command":
-            if not self.settings.store_command or not self.settings.lookup_command:
-                return ('token_store = "command" needs both token_store_command and '
+        if self.kind == "command" and not (
+            self.settings.store_command and self.settings.lookup_command
+        ):
+            return ('token_store = "command" needs both token_store_command and '
                         "token_command")
         if self.kind == "file" and self.settings.directory is None:
             return 'token_store = "file" needs a state directory'

@@ -348,7 +348,7 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
             )
             client.oauth2_login(username, token)
         else:
-            secret = password or secrets.require(account.name, "imap", imap.password_command)
+            secret = password or secrets.require(account, "imap", imap.password_command)
             client.login(username, secret)
     except LoginError:
         _quietly_close(client)
@@ -386,8 +386,9 @@ def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
     if not password:
         raise AuthError(f"account {account.name!r}: no password given; nothing stored")
     _quietly_close(connect(account, password=password))
-    secrets.store(account.name, "imap", password)
-    return f"account {account.name!r}: logged in to {imap.host}; password stored in the keyring"
+    secrets.store(account, "imap", password)
+    return (f"account {account.name!r}: logged in to {imap.host}; password stored in "
+            f"{secrets.token_store(account).describe()}")
 
 
 # --- the mailbox -----------------------------------------------------------------------

@@ -805,8 +805,10 @@ class GoogleEmulator:
             # Gmail answers 400 "Invalid label" for an id that is not (or no longer) there.
             if label not in self.labels:
                 raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
-            if self.labels[label]["type"] == "system" and label != "DRAFT":
-                self.violations.append(f"a draft given the system label {label}")
+            # "Draft messages cannot have any label other than the DRAFT system label"
+            # (https://developers.google.com/gmail/api/guides/drafts).
+            if label != "DRAFT":
+                self.violations.append(f"a draft given the label {label}")
                 raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
         return self._add_message(
             unb64url(message["raw"]), {"DRAFT"} | labels, message.get("threadId")
