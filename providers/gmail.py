@@ -32,9 +32,11 @@ Every endpoint (API roots, token and auth URIs) comes from the account's ``googl
 from __future__ import annotations
 
 import base64
+import contextlib
 import email
 import email.policy
 import email.utils
+import io
 import json
 import logging
 import random
@@ -198,6 +200,19 @@ def problems(account: AccountSettings) -> list[str]:
     return []
 
 
+class _Say(io.StringIO):
+    """A stdout that hands each printed text to `say`."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self._say = say
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self._say(text.rstrip("\n"))
+        return len(text)
+
+
 def _unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -262,13 +277,15 @@ def authenticate(
                 "Open this address in a browser on this machine (or on one that forwards "
                 f"port {port} here with ssh -L) and allow access:\n{{url}}"
             ) if port else "Open this address in a browser and allow access:\n{url}"
-            creds = flow.run_local_server(
-                host="localhost",
-                port=port or 0,
-                open_browser=not no_browser,
-                authorization_prompt_message=prompt,
-                timeout_seconds=600,
-            )
+            # The library prints its prompt; it goes wherever `say` sends text.
+            with contextlib.redirect_stdout(_Say(say)):
+                creds = flow.run_local_server(
+                    host="localhost",
+                    port=port or 0,
+                    open_browser=not no_browser,
+                    authorization_prompt_message=prompt,
+                    timeout_seconds=600,
+                )
     except AuthError:
         raise
     except OSError as exc:

@@ -255,7 +255,7 @@ class _Tokens:
             if not accounts:
                 raise self.auth_error("no signed-in account in the token cache")
             try:
-                result = self._app.acquire_token_silent(
+                result = self._app.acquire_token_silent_with_error(
                     list(SCOPES), account=accounts[0], force_refresh=force_refresh
                 )
             except requests.RequestException as exc:

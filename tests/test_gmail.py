@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import urllib.parse
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
