@@ -244,7 +244,7 @@ def authenticate(
     no_browser: bool = False,
     port: int | None = None,
     say: Callable[[str], None] = print,
-    ask: Callable[[str], str] = input,
+    ask: Callable[[str], str] | None = None,
 ) -> str:
     """`mailbridge auth NAME`: Google's loopback OAuth flow; keeps only the refresh token.
 
@@ -270,7 +270,8 @@ def authenticate(
                 "The browser then goes to a localhost address that does not load. Copy that "
                 "whole address from the address bar and paste it here."
             )
-            flow.fetch_token(code=_pasted_code(account, ask("Address: "), state))
+            pasted = (ask or input)("Address: ")
+            flow.fetch_token(code=_pasted_code(account, pasted, state))
             creds = flow.credentials
         else:
             prompt = (
