@@ -42,6 +42,7 @@ import logging
 import random
 import re
 import socket
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -206,10 +207,12 @@ class _Say(io.StringIO):
     def __init__(self, say: Callable[[str], None]) -> None:
         super().__init__()
         self._say = say
+        self._stdout = sys.stdout  # where `say` (often print) writes, not back into this
 
     def write(self, text: str) -> int:
         if text.strip():
-            self._say(text.rstrip("\n"))
+            with contextlib.redirect_stdout(self._stdout):
+                self._say(text.rstrip("\n"))
         return len(text)
 
 
