@@ -445,12 +445,15 @@ def cmd_auth(args: argparse.Namespace) -> int:
         raise UserError(f"provider {account.provider} needs no sign-in")
     if args.port is not None and account.provider != "gmail":
         raise UserError("--port is for Google sign-in only (Microsoft uses a device code)")
+    from mailbridge import checks
+
     store = secrets.token_store(account)
-    # Found out before the sign-in, not after it: a sign-in whose token cannot be kept is lost.
-    problem = store.problem()
-    if problem:
-        raise UserError(f"{account.name}: {problem}")
-    print(f"{account.name}: tokens are kept in {store.describe()}")
+    if checks.stored_purposes(account):
+        # Found out before the sign-in, not after it: a sign-in that cannot be kept is lost.
+        problem = store.problem()
+        if problem:
+            raise UserError(f"{account.name}: {problem}")
+        print(f"{account.name}: tokens are kept in {store.describe()}")
     if authenticate is not None:
         options: dict[str, Any] = {"no_browser": args.no_browser}
         if args.port is not None:

@@ -62,6 +62,9 @@ GOOGLE: tuple[Failure, ...] = (
     Failure("accessnotconfigured",
             "the Gmail or Calendar API is not enabled in the Google Cloud project",
             "enable it under APIs & Services > Library (see docs/google.md)"),
+    Failure("has not been used in project",
+            "the Gmail or Calendar API is not enabled in the Google Cloud project",
+            "enable it under APIs & Services > Library (see docs/google.md)"),
 )
 
 # Microsoft: https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes

@@ -346,7 +346,9 @@ def probe(account: AccountSettings) -> list[Probe]:
         try:
             api.call(method, **params)
         except ProviderError as exc:
-            found.append(Probe(what, False, str(exc)))
+            known = signin.known("google", str(exc))  # e.g. an API not enabled in the project
+            detail = signin.explain("google", account.name, str(exc)) if known else str(exc)
+            found.append(Probe(what, False, detail))
         else:
             found.append(Probe(what, True, "readable"))
     return found

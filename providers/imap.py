@@ -376,7 +376,7 @@ def _quietly_close(client: IMAPClient) -> None:
 
 
 def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
-    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, keep it in the keyring."""
+    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, keep it in the token store."""
     imap = _settings(account)
     if imap.oauth2_token_command or imap.password_command:
         _quietly_close(connect(account))

@@ -37,7 +37,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 WALKED = "<!-- walked by tests/test_setup_guides.py -->"
 
 
-# --- reading a guide ----------------------------------------------------------------------------
+# --- reading a guide -----------------------------------------------------------------------------
 
 
 def blocks(text: str, lang: str) -> list[str]:
@@ -72,7 +72,7 @@ def test_the_readme_links_every_guide() -> None:
             assert re.search(r"^1\. ", text, flags=re.M), f"{guide} has no numbered steps"
 
 
-# --- the user at the terminal and in the browser --------------------------------------------------
+# --- the user at the terminal and in the browser -------------------------------------------------
 
 
 @dataclass
@@ -146,7 +146,7 @@ def walk(term: Terminal, argv_list: list[list[str]],
     return outputs
 
 
-# --- Google ---------------------------------------------------------------------------------------
+# --- Google --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def test_the_google_guide_walked(
     assert all(google.messages[m].labels == {"DRAFT"} for m in google.drafts.values())
 
 
-# --- Microsoft ------------------------------------------------------------------------------------
+# --- Microsoft -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def test_the_microsoft_guide_walked(
     assert len(graph.drafts()) == 2
 
 
-# --- IMAP and CalDAV, against Dovecot and Radicale --------------------------------------------------
+# --- IMAP and CalDAV, against Dovecot and Radicale -----------------------------------------------
 
 
 @pytest.mark.server
@@ -304,7 +304,7 @@ def test_the_imap_guide_walked(
     assert "everything checked is in order" in outputs["check --online"]
 
 
-# --- a secret ICS link ------------------------------------------------------------------------------
+# --- a secret ICS link ---------------------------------------------------------------------------
 
 ICS = """BEGIN:VCALENDAR\r
 VERSION:2.0\r
@@ -483,7 +483,8 @@ def test_revoke_forgets_the_sign_in_and_says_where_to_remove_access(
 ) -> None:
     config = google_config(google, tmp_path, defaults_for("file", tmp_path, monkeypatch))
     term = Terminal(capsys, config)
-    from mailbridge import config as config_module, secrets
+    from mailbridge import config as config_module
+    from mailbridge import secrets
 
     account = config_module.load(config).account("personal")
     secrets.store(account, "google-refresh-token", "refresh-1")

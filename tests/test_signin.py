@@ -36,6 +36,8 @@ TABLE = [
     ("google", "org_internal", "organisation"),
     ("google", "redirect_uri_mismatch", "Desktop app"),
     ("google", "Request had insufficient authentication scopes.", "leave every permission"),
+    ("google", "HTTP 403 (Gmail API has not been used in project 1234 before or it is disabled.)",
+     "APIs & Services > Library"),
     ("microsoft", "invalid_grant: AADSTS65001: The user or administrator has not consented",
      "Grant admin consent"),
     ("microsoft", "invalid_grant: AADSTS90094: The grant requires admin permission.",
