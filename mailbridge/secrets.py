@@ -180,10 +180,16 @@ class TokenStore:
             assert self.settings.lookup_command
             # Missing is told apart from broken only by the command itself; an empty answer
             # means "nothing stored".
-            text = _run(
-                self._command(self.settings.lookup_command, purpose),
-                what=self._what(), setting="token_command",
-            )
+            try:
+                text = _run(
+                    self._command(self.settings.lookup_command, purpose),
+                    what=self._what(), setting="token_command",
+                )
+            except AuthError as exc:
+                # pass and secret-tool fail the same way for "not stored" and "broken".
+                raise AuthError(
+                    f"{exc} (if nothing is stored yet, run `mailbridge auth {self.account}`)"
+                ) from None
             return text.removesuffix("\n") or None
         if self.kind == "file":
             path = self._file(purpose)
