@@ -55,6 +55,7 @@ from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
 
 from mailbridge import compose, mailparse, secrets
 from mailbridge.adapters import AuthError, FolderMissing, ProviderError
+from mailbridge.checks import Probe
 from mailbridge.model import (
     DraftMessage,
     Folder,
@@ -376,7 +377,7 @@ def _quietly_close(client: IMAPClient) -> None:
 
 
 def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
-    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, keep it in the token store."""
+    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, store it."""
     imap = _settings(account)
     if imap.oauth2_token_command or imap.password_command:
         _quietly_close(connect(account))
@@ -392,6 +393,40 @@ def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
 
 
 # --- the mailbox -----------------------------------------------------------------------
+
+
+def probe(account: AccountSettings) -> list[Probe]:
+    """`check --online`: log in, then one STATUS each of the inbox, Drafts and Sent."""
+    imap = _settings(account)
+    try:
+        client = connect(account)
+    except ProviderError as exc:
+        return [Probe("sign-in", False, str(exc))]
+    found = [Probe("sign-in", True, f"logged in to {imap.host}")]
+    try:
+        listing = [(flags, name) for flags, _sep, name in client.list_folders()]
+        folders = {
+            ("inbox", "inbox_folder"): imap.inbox_folder,
+            ("Drafts", "drafts_folder"): pick_folder(
+                listing, DRAFTS, DRAFTS_NAMES, imap.drafts_folder),
+            ("Sent", "sent_folder"): pick_folder(listing, SENT, SENT_NAMES, imap.sent_folder),
+        }
+        for (what, key), name in folders.items():
+            if name is None:
+                found.append(Probe(what, False, f"no {what} folder on the server; create it "
+                                                f"or set imap.{key}"))
+                continue
+            try:
+                status = client.folder_status(name, [b"MESSAGES"])
+            except IMAPClientError as exc:
+                found.append(Probe(what, False, f"{name}: {_why(exc)}; check imap.{key}"))
+            else:
+                found.append(Probe(what, True, f"{name}, {status[b'MESSAGES']} message(s)"))
+    except (OSError, IMAPClientError) as exc:
+        found.append(Probe("folders", False, f"cannot list the folders ({_why(exc)})"))
+    finally:
+        _quietly_close(client)
+    return found
 
 
 class ImapMailbox:

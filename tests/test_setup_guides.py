@@ -299,7 +299,8 @@ def test_the_imap_guide_walked(
     outputs = walk(term, commands((DOCS / "imap.md").read_text(encoding="utf-8")))
 
     assert [p.split()[0] for p in asked] == ["IMAP", "CalDAV"]
-    assert "sign-in: ok" in outputs["check --online"]
+    for line in ("sign-in: ok", "inbox: ok: INBOX", "Drafts: ok: Drafts", "Sent: ok: Sent"):
+        assert line in outputs["check --online"]
     assert "calendar: ok" in outputs["check --online"]
     assert "everything checked is in order" in outputs["check --online"]
 
