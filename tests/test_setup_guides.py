@@ -450,6 +450,11 @@ def test_outlook_with_each_token_store_and_no_keyring_service(
     where_it_went(store, tmp_path, "work", "msal-cache")
     assert len(graph.drafts()) == 2
 
+    code, out = term.run(["auth", "--revoke", "work"])  # and out again
+    assert code == 0 and "account.live.com/consent/Manage" in out and NAMED[store] in out
+    code, out = term.run(["check"])
+    assert code == 1 and "not signed in to Microsoft" in out
+
 
 def test_a_plaintext_keyring_is_never_used_silently(
     no_keyring_service: str, google: GoogleEmulator, tmp_path: Path,
