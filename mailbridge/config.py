@@ -42,6 +42,7 @@ from mailbridge.model import (
 from mailbridge.settings import (
     DEFAULT_EXCLUDE_KEYWORDS,
     DEFAULT_KEYWORDS,
+    TOKEN_STORES,
     AccountSettings,
     CalendarSettings,
     DetectionRules,
@@ -969,10 +970,9 @@ def _templates(ctx: _Ctx, tbl: _Tbl) -> Path | None:
 def _token_store(ctx: _Ctx, tbl: _Tbl, top: _Top) -> TokenStoreSettings:
     """token_store, token_command, token_store_command (mailbridge.secrets says what they do)."""
     kind = _one_line(ctx, tbl, "token_store") or "keyring"
-    stores = ("keyring", "command", "file")
-    if kind not in stores:
+    if kind not in TOKEN_STORES:
         ctx.fail(tbl.where("token_store"), f"unknown token_store {_describe(kind)}",
-                 f"write one of {', '.join(stores)} (see docs/tokens.md)")
+                 f"write one of {', '.join(TOKEN_STORES)} (see docs/tokens.md)")
     store_command = _one_line(ctx, tbl, "token_store_command")
     lookup_command = _one_line(ctx, tbl, "token_command")
     if kind == "command":

@@ -34,7 +34,6 @@ from mailbridge.adapters import AuthError
 from mailbridge.settings import AccountSettings, TokenStoreSettings
 
 SERVICE = "mailbridge"
-TOKEN_STORES = ("keyring", "command", "file")
 PLAINTEXT_SUFFIX = ".plaintext-secret"
 
 

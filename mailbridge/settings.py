@@ -100,6 +100,9 @@ class NotifySettings:
     webhook_url: str | None = None
 
 
+TOKEN_STORES = ("keyring", "command", "file")
+
+
 @dataclass(frozen=True)
 class TokenStoreSettings:
     """Where `mailbridge auth` keeps the account's tokens and passwords (mailbridge.secrets)."""

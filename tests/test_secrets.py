@@ -638,3 +638,28 @@ def test_the_keyring_store_names_its_backend_and_refuses_a_silent_plaintext_one(
     assert found.name.startswith("keyrings.alt") and "not a real keyring" in (found.problem or "")
     with pytest.raises(AuthError, match="not a real keyring"):
         secrets.store("acct", "imap", planted("imap"))
+
+
+@pytest.mark.parametrize(
+    ("keys", "told"),
+    [
+        ('token_store = "vault"', "unknown token_store"),
+        ('token_store = "command"\ntoken_command = "pass show mb/{purpose}"',
+         "needs token_store_command naming {purpose}"),
+        ('token_store = "command"\ntoken_store_command = "pass insert -m mb/x"\n'
+         'token_command = "pass show mb/{purpose}"', "needs token_store_command naming {purpose}"),
+    ],
+)
+def test_a_token_store_mistake_is_one_clear_config_problem(
+    tmp_path: Path, keys: str, told: str
+) -> None:
+    text = f"[defaults]\n{keys}\n\n" + LOCAL
+    with pytest.raises(ConfigError, match=told.replace("{", r"\{").replace("}", r"\}")):
+        loads(text, tmp_path / "config.toml")
+
+
+def test_the_token_store_is_inherited_from_defaults(tmp_path: Path) -> None:
+    settings = loads('[defaults]\ntoken_store = "file"\n\n' + LOCAL, tmp_path / "config.toml")
+    (account,) = settings.accounts
+    assert account.token_store.kind == "file"
+    assert account.token_store.directory == settings.state_dir
