@@ -112,7 +112,8 @@ def offline_problems(account: AccountSettings) -> list[str]:
     problems: list[str] = list(compose.check_templates(account.templates_dir))
     what = f"account {account.name!r}"
     # A provider may check its own settings (a client file, an app id) without a network.
-    modules = {_module("mailbox." + account.provider), _module("calendar." + account.calendar.kind)}
+    modules = {provider_module("mailbox." + account.provider),
+               provider_module("calendar." + account.calendar.kind)}
     for module in sorted(filter(None, modules), key=lambda m: m.__name__):
         own = getattr(module, "problems", None)
         if own is not None:
@@ -150,7 +151,8 @@ def offline_problems(account: AccountSettings) -> list[str]:
 # --- online ---------------------------------------------------------------------------------
 
 
-def _module(entry: str) -> ModuleType | None:
+def provider_module(entry: str) -> ModuleType | None:
+    """The module that registered ``entry`` ("mailbox.KIND" or "calendar.KIND"), if any."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == entry:
             return import_module(ep.module)
@@ -200,8 +202,8 @@ def _read_mailbox(account: AccountSettings) -> list[Probe]:
 
 
 def online_probes(account: AccountSettings) -> list[Probe]:
-    mailbox_module = _module("mailbox." + account.provider)
-    calendar_module = _module("calendar." + account.calendar.kind)
+    mailbox_module = provider_module("mailbox." + account.provider)
+    calendar_module = provider_module("calendar." + account.calendar.kind)
     probes: list[Probe] = []
     mailbox_probe = getattr(mailbox_module, "probe", None)
     probes += mailbox_probe(account) if mailbox_probe else _read_mailbox(account)

@@ -419,16 +419,27 @@ def cmd_note(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(account: AccountSettings, module: Any) -> int:
-    store = secrets.token_store(account)
-    forget = getattr(module, "forget", None)
-    where = forget(account) if forget is not None else ""
+def _sign_in_modules(account: AccountSettings) -> list[Any]:
+    """The provider modules that sign this account in: its mailbox's, and its calendar's when
+    that is another provider (an IMAP mailbox with a Google calendar)."""
     from mailbridge import checks
 
+    modules = [mailbox_module(account.provider)]
+    calendar = checks.provider_module("calendar." + account.calendar.kind)
+    if calendar is not None and calendar not in modules and hasattr(calendar, "authenticate"):
+        modules.append(calendar)
+    return modules
+
+
+def _revoke(account: AccountSettings) -> int:
+    from mailbridge import checks
+
+    store = secrets.token_store(account)
+    wheres = [m.forget(account) for m in _sign_in_modules(account) if hasattr(m, "forget")]
     for purpose in checks.stored_purposes(account):
         secrets.forget(account, purpose)
     print(f"{account.name}: the saved sign-in is removed from {store.describe()}.")
-    if where:
+    for where in wheres:
         print(where)
     return 0
 
@@ -436,14 +447,16 @@ def _revoke(account: AccountSettings, module: Any) -> int:
 def cmd_auth(args: argparse.Namespace) -> int:
     settings = _load(args)
     account = _accounts(settings, args.account)[0]
-    module = mailbox_module(account.provider)
     if args.revoke:
-        return _revoke(account, module)
-    authenticate = getattr(module, "authenticate", None)
+        return _revoke(account)
+    sign_ins = [m.authenticate for m in _sign_in_modules(account) if hasattr(m, "authenticate")]
     caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
-    if authenticate is None and not caldav_password:
+    if not sign_ins and not caldav_password:
         raise UserError(f"provider {account.provider} needs no sign-in")
-    if args.port is not None and account.provider != "gmail":
+    import inspect
+
+    takes_port = [f for f in sign_ins if "port" in inspect.signature(f).parameters]
+    if args.port is not None and not takes_port:
         raise UserError("--port is for Google sign-in only (Microsoft uses a device code)")
     from mailbridge import checks
 
@@ -454,9 +467,9 @@ def cmd_auth(args: argparse.Namespace) -> int:
         if problem:
             raise UserError(f"{account.name}: {problem}")
         print(f"{account.name}: tokens are kept in {store.describe()}")
-    if authenticate is not None:
+    for authenticate in sign_ins:
         options: dict[str, Any] = {"no_browser": args.no_browser}
-        if args.port is not None:
+        if args.port is not None and authenticate in takes_port:
             options["port"] = args.port
         print(authenticate(account, **options))
     if caldav_password:

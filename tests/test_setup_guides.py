@@ -500,3 +500,37 @@ def test_revoke_forgets_the_sign_in_and_says_where_to_remove_access(
     assert secrets.lookup(account, "google-refresh-token") is None
     code, out = term.run(["check"])
     assert code == 1 and "not signed in to Google" in out
+
+
+@pytest.mark.server
+def test_an_imap_mailbox_with_a_google_calendar_signs_in_to_both(
+    dovecot: Dovecot, google: GoogleEmulator, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """calendars.md: "With another mailbox, add a google table; auth then signs in to Google"."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    user = dovecot.new_user("mixed")
+    client = google.client_secrets(tmp_path / "client.json")
+    config = tmp_path / "config.toml"
+    config.write_text(f"""\
+[accounts.mixed]
+provider = "imap"
+address = "{google.address}"
+calendar = {{ kind = "google" }}
+imap = {{ host = "{dovecot.host}", port = {dovecot.port}, security = "plain", username = "{user}" }}
+
+[accounts.mixed.google]
+client_secrets = "{client}"
+calendar_endpoint = "{google.calendar_endpoint}"
+api_endpoint = "{google.url}"
+token_uri = "{google.url}/token"
+auth_uri = "{google.url}/auth"
+""", encoding="utf-8")
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": dovecot.users[user])
+    term = Terminal(capsys, config)
+    google_user(monkeypatch, term, google)
+    outputs = walk(term, [["auth", "mixed", "--no-browser"], ["check", "--online"]])
+    assert "logged in to" in outputs["auth mixed --no-browser"]
+    assert "signed in to Google" in outputs["auth mixed --no-browser"]
+    online = outputs["check --online"]
+    assert "Drafts: ok: Drafts" in online and "calendar primary: ok" in online
