@@ -105,10 +105,13 @@ def _chosen_by_user() -> bool:
 def keyring_state() -> KeyringState:
     backend = keyring.get_keyring()
     name = _backend_name(backend)
+    # A chain writes to its first (highest-priority) backend: that one decides.
+    chained = getattr(backend, "backends", None)
+    first = _backend_name(chained[0]) if chained else name
     hint = 'set token_store = "command" or "file" for the account (see docs/tokens.md)'
-    if name in ("no backend", "keyring.backends.fail.Keyring") or backend.priority <= 0:
+    if first in ("no backend", "keyring.backends.fail.Keyring") or backend.priority <= 0:
         return KeyringState(name, f"there is no keyring service on this machine; {hint}")
-    plain = name.startswith("keyrings.alt") or "plaintext" in name.lower()
+    plain = first.startswith("keyrings.alt") or "plaintext" in first.lower()
     if plain and not _chosen_by_user():
         return KeyringState(
             name,
