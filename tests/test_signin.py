@@ -306,3 +306,18 @@ def test_refresh_failures_say_what_to_do(graph: GraphEmulator, description: str,
     probes = outlook.probe(account, http_client=graph.http_client())
     assert [p.resource for p in probes] == ["sign-in"] and not probes[0].ok
     assert told in probes[0].detail
+
+
+def test_a_permission_not_granted_is_named_for_the_resource_it_blocks(
+    graph: GraphEmulator,
+) -> None:
+    graph.withheld_scopes = {"Calendars.Read"}
+    account = outlook_account(graph)
+    outlook.authenticate(account, http_client=graph.http_client(), say=lambda _: None)
+    probes = {p.resource: p for p in outlook.probe(account, http_client=graph.http_client())}
+    assert probes["sign-in"].ok and probes["inbox"].ok and probes["Drafts"].ok
+    assert not probes["calendar"].ok
+    assert "Calendars.Read, Mail.ReadWrite and User.Read" in probes["calendar"].detail
+    # The refused read is the point of this test; nothing else may be refused.
+    assert graph.violations and all("lacks Calendars.Read" in v for v in graph.violations)
+    graph.violations.clear()

@@ -200,6 +200,8 @@ class GraphEmulator:
         # {"error": "invalid_grant", "error_description": "AADSTS65001: ..."}), at the
         # device-code request ("devicecode") or at the token request ("token").
         self.sign_in_errors: dict[str, dict[str, str]] = {}
+        # Permissions the user (or the admin) did not grant: left out of every token issued.
+        self.withheld_scopes: set[str] = set()
         # The authority msal is given: the fake https host (with msal's http_client mapped to
         # this server), or this server itself when it serves TLS (start(tls=...)).
         self.authority = AUTHORITY
@@ -1037,7 +1039,7 @@ class GraphEmulator:
             self._refresh.discard(form["refresh_token"])  # refresh tokens rotate
         else:
             return 400, {}, {"error": "unsupported_grant_type", "error_description": grant}
-        scopes = frozenset(form.get("scope", "").split())
+        scopes = frozenset(form.get("scope", "").split()) - self.withheld_scopes
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         self._access[access] = (time.time() + self.access_token_lifetime, scopes)
         self._refresh.add(refresh)
