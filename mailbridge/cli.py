@@ -16,7 +16,7 @@ from typing import Any
 
 from mailbridge import __version__, compose, engine, paths, secrets
 from mailbridge import config as config_module
-from mailbridge.adapters import ProviderError, available, credential_problem, mailbox_module
+from mailbridge.adapters import ProviderError, available, mailbox_module
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError, ledger_problem
@@ -141,33 +141,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credential_problem(account: AccountSettings) -> str | None:
-    """Whether the account's credentials can be found, without touching a server: each
-    provider checks its own (`ProviderConfig.check_mailbox`, `check_calendar`)."""
-    try:
-        return credential_problem(account)
-    except ProviderError as exc:
-        return str(exc)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
+    from mailbridge import checks
+
     settings = _load(args)
-    problems = 0
-    print(f"{settings.path}: configuration is valid")
-    for account in settings.accounts:
-        issues = []
-        for error in compose.check_templates(account.templates_dir):
-            issues.append(error)
-        credential = _credential_problem(account)
-        if credential:
-            issues.append(credential)
-        state = "disabled" if not account.enabled else ("ok" if not issues else "problem")
-        print(f"  {account.name} ({account.provider}, calendar {account.calendar.kind}): {state}")
-        for issue in issues:
-            print(f"    - {issue}")
-        if account.enabled:  # a disabled account is shown, but does not fail the check
-            problems += len(issues)
-    return 1 if problems else 0
+    report = checks.run(settings, online=args.online)
+    for line in checks.render(report, online=args.online):
+        print(line)
+    return 1 if report.failed else 0
 
 
 def _dry_mailbox(account: AccountSettings) -> Any:
@@ -763,16 +744,59 @@ def cmd_note(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_in_modules(account: AccountSettings) -> list[Any]:
+    """The provider modules that sign this account in: its mailbox's, and its calendar's when
+    that is another provider (an IMAP mailbox with a Google calendar)."""
+    from mailbridge import checks
+
+    modules = [mailbox_module(account.provider)]
+    calendar = checks.provider_module("calendar." + account.calendar.kind)
+    if calendar is not None and calendar not in modules and hasattr(calendar, "authenticate"):
+        modules.append(calendar)
+    return modules
+
+
+def _revoke(account: AccountSettings) -> int:
+    from mailbridge import checks
+
+    store = secrets.token_store(account)
+    wheres = [m.forget(account) for m in _sign_in_modules(account) if hasattr(m, "forget")]
+    for purpose in checks.stored_purposes(account):
+        secrets.forget(account, purpose)
+    print(f"{account.name}: the saved sign-in is removed from {store.describe()}.")
+    for where in wheres:
+        print(where)
+    return 0
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
     settings = _load(args)
     account = _accounts(settings, args.account)[0]
-    module = mailbox_module(account.provider)
-    authenticate = getattr(module, "authenticate", None)
+    if args.revoke:
+        return _revoke(account)
+    sign_ins = [m.authenticate for m in _sign_in_modules(account) if hasattr(m, "authenticate")]
     caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
-    if authenticate is None and not caldav_password:
+    if not sign_ins and not caldav_password:
         raise UserError(f"provider {account.provider} needs no sign-in")
-    if authenticate is not None:
-        print(authenticate(account, no_browser=args.no_browser))
+    import inspect
+
+    takes_port = [f for f in sign_ins if "port" in inspect.signature(f).parameters]
+    if args.port is not None and not takes_port:
+        raise UserError("--port is for Google sign-in only (Microsoft uses a device code)")
+    from mailbridge import checks
+
+    store = secrets.token_store(account)
+    if checks.stored_purposes(account):
+        # Found out before the sign-in, not after it: a sign-in that cannot be kept is lost.
+        problem = store.problem()
+        if problem:
+            raise UserError(f"{account.name}: {problem}")
+        print(f"{account.name}: tokens are kept in {store.describe()}")
+    for authenticate in sign_ins:
+        options: dict[str, Any] = {"no_browser": args.no_browser}
+        if args.port is not None and authenticate in takes_port:
+            options["port"] = args.port
+        print(authenticate(account, **options))
     if caldav_password:
         import getpass
 
@@ -782,8 +806,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         )
         if not password:
             raise UserError("no password given; nothing was stored")
-        secrets.store(account.name, "caldav", password)
-        print(f"{account.name}: CalDAV password stored in the keyring "
+        secrets.store(account, "caldav", password)
+        print(f"{account.name}: CalDAV password stored in {store.describe()} "
               "(it is checked at the next pass)")
     return 0
 
@@ -904,7 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("check", help="validate the config and find credentials (no network)")
+    p = sub.add_parser("check", help="validate the config and credentials (--online: sign in)")
+    p.add_argument("--online", action="store_true",
+                   help="also sign in and read the calendar, Drafts, inbox and Sent once")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run the service (or one pass with --once)")
@@ -951,7 +977,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("auth", help="sign in to an account and store the credential")
     p.add_argument("account", help="the account's name in the config")
-    p.add_argument("--no-browser", action="store_true", help="print the sign-in URL instead")
+    p.add_argument("--no-browser", action="store_true",
+                   help="print the sign-in URL; paste back the address the browser ends on")
+    p.add_argument("--port", type=int, help="Google: listen on this loopback port (ssh -L)")
+    p.add_argument("--revoke", action="store_true",
+                   help="forget the account's saved sign-in (and say where to remove access)")
     p.set_defaults(func=cmd_auth)
 
     p = sub.add_parser("resume", help="accept a source that tripped a safety valve")

@@ -51,11 +51,13 @@ from mailbridge.model import HARD_MAX_FOLLOW_UPS, Delay, NextBusinessMorning, Po
 from mailbridge.settings import (
     DEFAULT_EXCLUDE_KEYWORDS,
     DEFAULT_KEYWORDS,
+    TOKEN_STORES,
     AccountSettings,
     CalendarSettings,
     DetectionRules,
     NotifySettings,
     Settings,
+    TokenStoreSettings,
 )
 
 T = TypeVar("T")
@@ -733,6 +735,19 @@ class PolicyTable:
         "how often the mailbox is read (IMAP also pushes with IDLE)", "5m")] = "5m"  # type: ignore[assignment]
     calendar_interval: Annotated[Interval, doc(
         "how often the calendar is read", "15m")] = "15m"  # type: ignore[assignment]
+    token_store: Annotated[Text, one_of(*TOKEN_STORES, what="token_store"), doc(
+        "where `mailbridge auth` keeps tokens and passwords: the OS keyring, a command pair, "
+        "or a marked 0600 file in the state folder (docs/tokens.md)", "keyring")] = "keyring"
+    token_store_command: Annotated[Text | None, require(
+        lambda v: "{purpose}" in v, 'token_store = "command" needs token_store_command naming {{purpose}}',
+        'e.g. token_store_command = "pass insert -m -f mailbridge/{{account}}/{{purpose}}"'),
+        doc("with token_store = \"command\": stores the secret it reads on stdin",
+            "pass insert -m -f mailbridge/{account}/{purpose}")] = None
+    token_command: Annotated[Text | None, require(
+        lambda v: "{purpose}" in v, 'token_store = "command" needs token_command naming {{purpose}}',
+        'e.g. token_command = "pass show mailbridge/{{account}}/{{purpose}}"'),
+        doc("with token_store = \"command\": prints the stored secret",
+            "pass show mailbridge/{account}/{purpose}")] = None
     timezone: Annotated[Zone | None, doc(
         "this account's time zone; default: [mailbridge]'s", "America/Chicago")] = None
     country: Annotated[Country | None, doc(
@@ -968,6 +983,15 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     keys = ctx.validate(PolicyTable, merged, home, origin, country=top.country)
     if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
+    if keys.token_store == "command":
+        example = {"token_command": "pass show", "token_store_command": "pass insert -m -f"}
+        for key, command in example.items():
+            if not getattr(keys, key):
+                ctx.fail((*home, "token_store"), f'token_store = "command" needs {key} naming '
+                         "{purpose}", f'e.g. {key} = "{command} mailbridge/{{account}}/{{purpose}}"'
+                         " (docs/tokens.md)")
+        if len(ctx.problems) > before:
+            return None
     policy, rules = _policy(keys, merged, top)
     return AccountSettings(
         name=name,
@@ -986,6 +1010,10 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
         poll_interval=keys.poll_interval,
         calendar_interval=keys.calendar_interval,
         enabled=account.enabled,
+        token_store=TokenStoreSettings(
+            kind=keys.token_store, store_command=keys.token_store_command,
+            lookup_command=keys.token_command,
+            directory=Path(top.state_dir) if top.state_dir else paths.default_state_dir()),
     )
 
 

@@ -80,6 +80,19 @@ class NotifySettings:
     webhook_url: str | None = None
 
 
+TOKEN_STORES = ("keyring", "command", "file")
+
+
+@dataclass(frozen=True)
+class TokenStoreSettings:
+    """Where `mailbridge auth` keeps the account's tokens and passwords (mailbridge.secrets)."""
+
+    kind: str = "keyring"  # "keyring" | "command" | "file"
+    store_command: str | None = None  # token_store_command: stores the secret read on stdin
+    lookup_command: str | None = None  # token_command: prints the stored secret
+    directory: Path | None = None  # the state directory; "file" keeps STATE_DIR/tokens/*
+
+
 @dataclass(frozen=True)
 class AccountSettings:
     name: str  # the key in [accounts.NAME]
@@ -98,6 +111,7 @@ class AccountSettings:
     poll_interval: timedelta = timedelta(minutes=5)
     calendar_interval: timedelta = timedelta(minutes=15)
     enabled: bool = True
+    token_store: TokenStoreSettings = field(default_factory=TokenStoreSettings)
 
     def settings_of(self, schema: type[T]) -> T | None:
         """The provider table that ``schema`` validated: how a provider reads its settings."""

@@ -109,7 +109,7 @@ class CalDavCalendar:
     def _connect(self) -> Any:
         if self._client is None:
             settings = self.settings
-            password = secrets.lookup(self.account.name, "caldav", settings.password_command)
+            password = secrets.lookup(self.account, "caldav", settings.password_command)
             self._client = DAVClient(
                 url=self.url,
                 username=settings.username or self.account.address,

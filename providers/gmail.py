@@ -21,13 +21,13 @@ What maps to what:
   "deleted". A draft the user's program sent under a new Message-ID is recognised from the
   `SentHint`: a SENT message to the same recipient, after the draft was made, in the draft's
   thread or (a thank-you has a thread of its own) under the same subject.
-- Every draft carries the user label ``mailbridge`` (``message.labelIds`` of drafts.create and
-  drafts.update), so the user can find them all in one click. The label is looked up
-  (``labels.list``) or created (``labels.create``) only when a draft is written; its id is kept
-  per mailbox, and a label the user deleted is made again on the next draft.
-- Sign-in: a Desktop OAuth client (``google.client_secrets``) and the loopback flow; only the
-  refresh token is kept, in the keyring. Gmail has no draft-only scope (gmail.compose can send),
-  so every Gmail call goes through `Api`, an allow-list that has no send method.
+- Drafts carry no label of ours: Google's "Working with Drafts" guide says a draft message
+  cannot have any label other than ``DRAFT``, so no label scope is asked for.
+- Sign-in: a Desktop OAuth client (``google.client_secrets``) and the loopback flow (a fixed
+  port with ``--port`` for ``ssh -L``), or, with ``--no-browser``, the printed URL and the
+  redirected address pasted back. Only the refresh token is kept, in the account's token store
+  (mailbridge.secrets). Gmail has no draft-only scope (gmail.compose can send), so every Gmail
+  call goes through `Api`, an allow-list that has no send method.
 
 Every endpoint (API roots, token and auth URIs) comes from the account's ``google`` settings.
 """
@@ -35,14 +35,19 @@ Every endpoint (API roots, token and auth URIs) comes from the account's ``googl
 from __future__ import annotations
 
 import base64
+import contextlib
 import email
 import email.policy
 import email.utils
 import http.client
+import io
 import json
 import logging
 import re
+import socket
+import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -57,8 +62,9 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from mailbridge import compose, mailparse, retry, secrets
+from mailbridge import compose, mailparse, retry, secrets, signin
 from mailbridge.adapters import AmbiguousWrite, AuthError, ProviderConfig, ProviderError
+from mailbridge.checks import Probe
 from mailbridge.config import FORBID, LocalPath, Number, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
@@ -131,10 +137,7 @@ SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
     "https://www.googleapis.com/auth/gmail.readonly",
     "https://www.googleapis.com/auth/gmail.compose",
-    # Create the "mailbridge" label only; it grants no access to messages.
-    "https://www.googleapis.com/auth/gmail.labels",
 )
-LABEL_NAME = "mailbridge"
 SENT_SLACK = timedelta(minutes=5)  # clock skew between this machine and Google
 KEYRING_PURPOSE = "google-refresh-token"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -153,8 +156,6 @@ GMAIL_METHODS = frozenset(
         "users.drafts.list",
         "users.drafts.update",
         "users.drafts.delete",
-        "users.labels.list",
-        "users.labels.create",
         "users.threads.get",
     }
 )
@@ -195,10 +196,17 @@ def _client(account: AccountSettings) -> dict[str, str]:
     if not path:
         raise AuthError(
             f"account {account.name!r}: google.client_secrets is not set; download a Desktop "
-            "OAuth client JSON from the Google Cloud console and point google.client_secrets at it"
+            "OAuth client JSON from the Google Cloud console (docs/google.md) and point "
+            "google.client_secrets at it"
         )
     try:
-        data = json.loads(Path(path).expanduser().read_text())
+        file = Path(path).expanduser()
+        if not file.exists():
+            raise AuthError(
+                f"account {account.name!r}: google.client_secrets file {file} does not exist; "
+                "download the Desktop client JSON (docs/google.md) and save it there"
+            )
+        data = json.loads(file.read_text())
         section = data.get("installed") or data.get("web")
         assert isinstance(section, dict) and section["client_id"] and section["client_secret"]
     except (OSError, ValueError, KeyError, AssertionError) as exc:
@@ -215,7 +223,7 @@ def _token_uri(account: AccountSettings, client: dict[str, str]) -> str:
 
 def credentials(account: AccountSettings) -> Credentials:
     client = _client(account)
-    refresh = secrets.require(account.name, KEYRING_PURPOSE)
+    refresh = secrets.require(account, KEYRING_PURPOSE)
     # No access token: the first request refreshes against the configured token endpoint.
     return Credentials(  # type: ignore[no-untyped-call]
         token=None,
@@ -227,35 +235,169 @@ def credentials(account: AccountSettings) -> Credentials:
     )
 
 
-def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
-    """`mailbridge auth NAME`: the loopback OAuth flow; keeps only the refresh token."""
+def problems(account: AccountSettings) -> list[str]:
+    """`check`: what is wrong with the Google settings, found without a network."""
+    if account.provider != "gmail" and account.calendar.kind != "google":
+        return []
+    try:
+        _client(account)
+    except AuthError as exc:
+        return [str(exc).removeprefix(f"account {account.name!r}: ")]
+    return []
+
+
+class _Say(io.StringIO):
+    """A stdout that hands each printed text to `say`."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self._say = say
+        self._stdout = sys.stdout  # where `say` (often print) writes, not back into this
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            with contextlib.redirect_stdout(self._stdout):
+                self._say(text.rstrip("\n"))
+        return len(text)
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pasted_code(account: AccountSettings, pasted: str, state: str) -> str:
+    """The authorization code in the address the browser was sent to (pasted by the user)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(pasted.strip()).query)
+    if "error" in query:
+        raise AuthError(signin.explain("google", account.name, query["error"][0]))
+    if "code" not in query:
+        raise AuthError(
+            f"account {account.name!r}: that is not the address Google sent the browser to "
+            "(it has no code=...); run `mailbridge auth` again and paste the whole address "
+            "from the browser's address bar"
+        )
+    if query.get("state", [""])[0] != state:
+        raise AuthError(
+            f"account {account.name!r}: the pasted address belongs to another sign-in attempt; "
+            "paste the address from this attempt"
+        )
+    return query["code"][0]
+
+
+def authenticate(
+    account: AccountSettings,
+    *,
+    no_browser: bool = False,
+    port: int | None = None,
+    say: Callable[[str], None] = print,
+    ask: Callable[[str], str] | None = None,
+) -> str:
+    """`mailbridge auth NAME`: Google's loopback OAuth flow; keeps only the refresh token.
+
+    With a browser here, the browser opens and Google sends it back to a listener on this
+    machine (``port``, or any free one). With ``no_browser`` and a ``port``, the URL is printed
+    and the listener waits on that port (for ``ssh -L PORT:localhost:PORT``). With
+    ``no_browser`` alone, the URL is printed and the address the browser ends on (a page that
+    does not load, on another machine) is pasted back, as gcloud and rclone do it.
+    """
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     client = dict(_client(account))
     client["token_uri"] = _token_uri(account, client)
     client["auth_uri"] = _google(account).auth_uri or client.get("auth_uri") or GOOGLE_AUTH_URI
     flow = InstalledAppFlow.from_client_config({"installed": client}, scopes=list(SCOPES))
-    prompt = (
-        "Open this URL in a browser on this machine (or forward the port with ssh -L) "
-        "and allow access:\n{url}"
-    )
     try:
-        creds = flow.run_local_server(
-            host="localhost",
-            port=0,
-            open_browser=not no_browser,
-            authorization_prompt_message=prompt,
-            timeout_seconds=600,
-        )
+        if no_browser and port is None:
+            flow.redirect_uri = f"http://localhost:{_unused_port()}/"
+            url, state = flow.authorization_url(access_type="offline", prompt="consent")
+            say(
+                "Open this address in a browser on any machine, sign in and allow access:\n"
+                f"{url}\n"
+                "The browser then goes to a localhost address that does not load. Copy that "
+                "whole address from the address bar and paste it here."
+            )
+            pasted = (ask or input)("Address: ")
+            flow.fetch_token(code=_pasted_code(account, pasted, state))
+            creds = flow.credentials
+        else:
+            prompt = (
+                "Open this address in a browser on this machine (or on one that forwards "
+                f"port {port} here with ssh -L) and allow access:\n{{url}}"
+            ) if port else "Open this address in a browser and allow access:\n{url}"
+            # The library prints its prompt; it goes wherever `say` sends text.
+            with contextlib.redirect_stdout(_Say(say)):
+                creds = flow.run_local_server(
+                    host="localhost",
+                    port=port or 0,
+                    open_browser=not no_browser,
+                    authorization_prompt_message=prompt,
+                    timeout_seconds=600,
+                )
+    except AuthError:
+        raise
+    except OSError as exc:
+        raise AuthError(
+            f"account {account.name!r}: cannot listen on port {port} ({exc.strerror}); "
+            "choose another with --port"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - oauthlib raises many kinds; the user needs one line
-        raise AuthError(f"account {account.name!r}: Google sign-in failed: {exc}") from None
+        raise AuthError(signin.explain("google", account.name, str(exc))) from None
     if not creds.refresh_token:
         raise AuthError(
             f"account {account.name!r}: Google returned no refresh token; remove mailbridge's "
-            "access at myaccount.google.com/permissions and run `mailbridge auth` again"
+            "access at https://myaccount.google.com/connections and run `mailbridge auth` again"
         )
-    secrets.store(account.name, KEYRING_PURPOSE, creds.refresh_token)
-    return f"account {account.name!r}: signed in to Google; the refresh token is in the keyring"
+    secrets.store(account, KEYRING_PURPOSE, creds.refresh_token)
+    return f"account {account.name!r}: signed in to Google"
+
+
+def forget(account: AccountSettings) -> str:
+    """`mailbridge auth --revoke NAME`: drop the refresh token; say where to remove access."""
+    secrets.forget(account, KEYRING_PURPOSE)
+    return (
+        "Google may still list mailbridge as allowed: remove it at "
+        "https://myaccount.google.com/connections (Third-party apps & services)"
+    )
+
+
+def probe(account: AccountSettings) -> list[Probe]:
+    """`check --online`: sign in, then one cheap read of the calendar, Drafts, inbox and Sent."""
+    try:
+        gmail = Api(account, _service(account, "gmail", "v1", _google(account).api_endpoint),
+                    GMAIL_METHODS, attempts=2)
+        gmail.call("users.getProfile", userId="me")
+    except ProviderError as exc:
+        return [Probe("sign-in", False, str(exc))]
+    found = [Probe("sign-in", True, "Google accepted the saved sign-in")]
+    reads: list[tuple[str, Api, str, dict[str, Any]]] = []
+    if account.calendar.kind == "google":
+        calendar = Api(account, _service(account, "calendar", "v3",
+                                         _google(account).calendar_endpoint),
+                       CALENDAR_METHODS, attempts=2)
+        own = account.calendar.settings_of(GoogleCalendarSettings) or GoogleCalendarSettings()
+        for name in own.calendars or ("primary",):
+            reads.append((f"calendar {name}", calendar, "events.list",
+                          {"calendarId": name, "maxResults": 1}))
+    if account.provider == "gmail":
+        reads += [
+            ("Drafts", gmail, "users.drafts.list", {"userId": "me", "maxResults": 1}),
+            ("inbox", gmail, "users.messages.list",
+             {"userId": "me", "labelIds": ["INBOX"], "maxResults": 1}),
+            ("Sent", gmail, "users.messages.list",
+             {"userId": "me", "labelIds": ["SENT"], "maxResults": 1}),
+        ]
+    for what, api, method, params in reads:
+        try:
+            api.call(method, **params)
+        except ProviderError as exc:
+            known = signin.known("google", str(exc))  # e.g. an API not enabled in the project
+            detail = signin.explain("google", account.name, str(exc)) if known else str(exc)
+            found.append(Probe(what, False, detail))
+        else:
+            found.append(Probe(what, True, "readable"))
+    return found
 
 
 # --- calls: allow-list, retries, errors ---------------------------------------------------
@@ -362,11 +504,7 @@ class Api:
         )
 
     def _auth_error(self, detail: str) -> AuthError:
-        why = "was revoked or expired" if "invalid_grant" in detail else f"was refused ({detail})"
-        return AuthError(
-            f"account {self.account.name!r}: Google access {why}; "
-            f"run `mailbridge auth {self.account.name}` again"
-        )
+        return AuthError(signin.explain("google", self.account.name, detail))
 
     def pages(self, method: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a list method (the last page carries the sync token/history id)."""
@@ -552,14 +690,6 @@ def subject_key(subject: str) -> str:
     return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
 
 
-def label_in(labels: list[dict[str, Any]], name: str = LABEL_NAME) -> str | None:
-    """The id of the user label called ``name`` in a labels.list answer, if there is one."""
-    for label in labels:
-        if label.get("type", "user") == "user" and label.get("name", "").casefold() == name:
-            return str(label["id"])
-    return None
-
-
 def part_types(payload: dict[str, Any]) -> list[str]:
     """The content types of a message's MIME tree (a MessagePart), depth first. An attached
     message (message/rfc822) counts as one part: its insides belong to another message."""
@@ -607,9 +737,6 @@ class GmailMailbox:
         self.api = api or Api(
             account, _service(account, "gmail", "v1", _google(account).api_endpoint), GMAIL_METHODS
         )
-        # The id of the "mailbridge" label: None until a draft is written; "" when the grant
-        # lacks the labels scope (drafts are then made unlabelled rather than not at all).
-        self._label: str | None = None
 
     def _call(self, method: str, **params: Any) -> Any:
         return self.api.call(method, userId="me", **params)
@@ -688,60 +815,20 @@ class GmailMailbox:
         messages = found.get("messages", [])
         return messages[0]["threadId"] if messages else None
 
-    def _label_id(self) -> str:
-        """The id of the "mailbridge" label, made on first use ("" when it cannot be made)."""
-        if self._label is None:
-            found = label_in(self._call("users.labels.list").get("labels", []))
-            if found is None:
-                label = {
-                    "name": LABEL_NAME,
-                    # In the label list, so one click shows every draft mailbridge made;
-                    # shown on messages, so a draft says where it came from.
-                    "labelListVisibility": "labelShow",
-                    "messageListVisibility": "show",
-                }
-                try:
-                    found = str(self._call("users.labels.create", body=label)["id"])
-                except AuthError:
-                    # A grant from before the labels scope: keep making drafts, unlabelled.
-                    log.warning(
-                        "account %r: drafts are not labelled %r because Google access lacks "
-                        "the labels permission; run `mailbridge auth %s` again to add it",
-                        self.account.name, LABEL_NAME, self.account.name,
-                    )  # fmt: skip
-                    found = ""
-            self._label = found
-        return self._label
-
     def _body(self, draft: DraftMessage, thread_id: str | None) -> dict[str, Any]:
         message: dict[str, Any] = {"raw": _b64(draft.raw)}
         if thread_id:
             message["threadId"] = thread_id
-        if label := self._label_id():
-            message["labelIds"] = [label]
         return {"message": message}
-
-    def _labelled(self, write: Callable[[], dict[str, Any]]) -> str:
-        """Write a draft; when Gmail refuses the cached label (the user deleted it), find or
-        make the label again and write once more."""
-        try:
-            return _provider_id(write())
-        except GoogleError as exc:
-            if exc.status != 400 or not self._label:
-                raise
-            self._label = None
-            return _provider_id(write())
 
     def create_draft(self, draft: DraftMessage) -> str:
         thread = self._thread_of(draft.in_reply_to) if draft.in_reply_to else None
-        return self._labelled(
-            lambda: self._call("users.drafts.create", body=self._body(draft, thread))
-        )
+        return _provider_id(self._call("users.drafts.create", body=self._body(draft, thread)))
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         draft_id, _, thread = _parse_id(provider_id)
-        return self._labelled(
-            lambda: self._call(
+        return _provider_id(
+            self._call(
                 "users.drafts.update",
                 id=draft_id,
                 body={"id": draft_id, **self._body(draft, thread or None)},

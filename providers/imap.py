@@ -61,6 +61,7 @@ from mailbridge.adapters import (
     ProviderConfig,
     ProviderError,
 )
+from mailbridge.checks import Probe
 from mailbridge.config import CHECKED, Flag, Number, Text, Whole, between, doc, fail, one_of
 from mailbridge.model import (
     DraftMessage,
@@ -415,7 +416,7 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
             )
             client.oauth2_login(username, token)
         else:
-            secret = password or secrets.require(account.name, "imap", imap.password_command)
+            secret = password or secrets.require(account, "imap", imap.password_command)
             client.login(username, secret)
     except LoginError:
         _quietly_close(client)
@@ -443,7 +444,7 @@ def _quietly_close(client: IMAPClient) -> None:
 
 
 def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
-    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, keep it in the keyring."""
+    """`mailbridge auth ACCOUNT`: ask for the IMAP password, check it, store it."""
     imap = _settings(account)
     if imap.oauth2_token_command or imap.password_command:
         _quietly_close(connect(account))
@@ -453,11 +454,46 @@ def authenticate(account: AccountSettings, *, no_browser: bool = False) -> str:
     if not password:
         raise AuthError(f"account {account.name!r}: no password given; nothing stored")
     _quietly_close(connect(account, password=password))
-    secrets.store(account.name, "imap", password)
-    return f"account {account.name!r}: logged in to {imap.host}; password stored in the keyring"
+    secrets.store(account, "imap", password)
+    return (f"account {account.name!r}: logged in to {imap.host}; password stored in "
+            f"{secrets.token_store(account).describe()}")
 
 
 # --- the mailbox -----------------------------------------------------------------------
+
+
+def probe(account: AccountSettings) -> list[Probe]:
+    """`check --online`: log in, then one STATUS each of the inbox, Drafts and Sent."""
+    imap = _settings(account)
+    try:
+        client = connect(account)
+    except ProviderError as exc:
+        return [Probe("sign-in", False, str(exc))]
+    found = [Probe("sign-in", True, f"logged in to {imap.host}")]
+    try:
+        listing = [(flags, name) for flags, _sep, name in client.list_folders()]
+        folders = {
+            ("inbox", "inbox_folder"): imap.inbox_folder,
+            ("Drafts", "drafts_folder"): pick_folder(
+                listing, DRAFTS, DRAFTS_NAMES, imap.drafts_folder),
+            ("Sent", "sent_folder"): pick_folder(listing, SENT, SENT_NAMES, imap.sent_folder),
+        }
+        for (what, key), name in folders.items():
+            if name is None:
+                found.append(Probe(what, False, f"no {what} folder on the server; create it "
+                                                f"or set imap.{key}"))
+                continue
+            try:
+                status = client.folder_status(name, [b"MESSAGES"])
+            except IMAPClientError as exc:
+                found.append(Probe(what, False, f"{name}: {_why(exc)}; check imap.{key}"))
+            else:
+                found.append(Probe(what, True, f"{name}, {status[b'MESSAGES']} message(s)"))
+    except (OSError, IMAPClientError) as exc:
+        found.append(Probe("folders", False, f"cannot list the folders ({_why(exc)})"))
+    finally:
+        _quietly_close(client)
+    return found
 
 
 class ImapMailbox:

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from mailbridge import domains, retry, secrets
+from mailbridge import domains, retry, secrets, signin
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
@@ -55,6 +55,7 @@ from mailbridge.adapters import (
     ProviderConfig,
     ProviderError,
 )
+from mailbridge.checks import Probe
 from mailbridge.config import FORBID, Number, Text, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
@@ -203,26 +204,92 @@ def authenticate(
     del no_browser  # the device code is entered on any device, so both modes are the same
     cache = msal.SerializableTokenCache()
     app = _app(account, cache, http_client)
-    flow = app.initiate_device_flow(scopes=list(SCOPES))
-    if "user_code" not in flow:
-        raise AuthError(
-            f"account {account.name!r}: Microsoft refused the sign-in: "
-            f"{flow.get('error_description') or flow.get('error') or 'no device code'}"
-        )
-    say(flow["message"])
-    result = app.acquire_token_by_device_flow(flow)
+    try:
+        flow = app.initiate_device_flow(scopes=list(SCOPES))
+        if "user_code" not in flow:
+            raise AuthError(signin.explain("microsoft", account.name, _error_text(flow)))
+        say(flow["message"])
+        result = app.acquire_token_by_device_flow(flow)
+    except requests.RequestException as exc:
+        raise ProviderError(
+            f"account {account.name!r}: cannot reach Microsoft's sign-in service: {exc}"
+        ) from None
     if "access_token" not in result:
-        raise AuthError(
-            f"account {account.name!r}: sign-in did not complete: "
-            f"{result.get('error_description') or result.get('error')}"
-        )
-    secrets.store(account.name, CACHE_PURPOSE, cache.serialize())
+        raise AuthError(signin.explain("microsoft", account.name, _error_text(result)))
+    secrets.store(account, CACHE_PURPOSE, cache.serialize())
     who = (result.get("id_token_claims") or {}).get("preferred_username") or account.address
     return f"account {account.name!r}: signed in to Microsoft 365 as {who}"
 
 
+def _error_text(answer: Mapping[str, Any]) -> str:
+    """The error code and description of an msal answer, as one text for signin.explain."""
+    return f"{answer.get('error') or 'no device code'}: {answer.get('error_description') or ''}"
+
+
+def forget(account: AccountSettings) -> str:
+    """`mailbridge auth --revoke NAME`: drop the token cache; say where to remove access."""
+    secrets.forget(account, CACHE_PURPOSE)
+    return (
+        "Microsoft may still list the app as allowed: remove it at https://myapps.microsoft.com "
+        "(work or school account: your profile > Apps) or at "
+        "https://account.live.com/consent/Manage (personal account)"
+    )
+
+
+def problems(account: AccountSettings) -> list[str]:
+    """`check`: what is wrong with the Microsoft settings, found without a network."""
+    if account.provider != "outlook" and account.calendar.kind != "outlook":
+        return []
+    try:
+        _settings(account)
+    except AuthError as exc:
+        return [str(exc).removeprefix(f"account {account.name!r}: ")]
+    return []
+
+
+def probe(account: AccountSettings, **options: Any) -> list[Probe]:
+    """`check --online`: sign in, then one cheap read of the calendar, Drafts, inbox and Sent."""
+    retry = RetryPolicy(attempts=2, timeout=_settings(account).timeout)
+    graph = graph_client(account, retry=retry, **options)
+    try:
+        try:
+            graph.call("GET", "/me/mailFolders/inbox", params={"$select": "id"})
+        except AuthError as exc:
+            return [Probe("sign-in", False, str(exc))]
+        except ProviderError as exc:
+            if isinstance(exc, GraphError) and exc.code == "ErrorAccessDenied":
+                found = [Probe("sign-in", True, "Microsoft accepted the saved sign-in")]
+                return [*found, Probe("inbox", False, signin.explain(
+                    "microsoft", account.name, exc.code))]
+            return [Probe("sign-in", False, str(exc))]
+        found = [Probe("sign-in", True, "Microsoft accepted the saved sign-in"),
+                 Probe("inbox", True, "readable")]
+        reads: list[tuple[str, str, dict[str, str]]] = []
+        if account.provider == "outlook":
+            reads += [("Drafts", "/me/mailFolders/drafts", {"$select": "id"}),
+                      ("Sent", "/me/mailFolders/sentitems", {"$select": "id"})]
+        if account.calendar.kind == "outlook":
+            now = datetime.now(UTC)
+            reads.append(("calendar", "/me/calendarView/delta", {
+                "startDateTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endDateTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+        for what, path, params in reads:
+            try:
+                graph.call("GET", path, params=params)
+            except ProviderError as exc:
+                detail = str(exc)
+                if isinstance(exc, GraphError) and exc.code == "ErrorAccessDenied":
+                    detail = signin.explain("microsoft", account.name, exc.code)
+                found.append(Probe(what, False, detail))
+            else:
+                found.append(Probe(what, True, "readable"))
+        return found
+    finally:
+        graph.close()
+
+
 class _Tokens:
-    """Access tokens from the msal cache kept in the keyring, refreshed by msal as needed."""
+    """Access tokens from the msal cache in the account's token store, refreshed by msal."""
 
     def __init__(self, account: AccountSettings, http_client: Any = None) -> None:
         self._account = account
@@ -233,6 +300,8 @@ class _Tokens:
 
     def auth_error(self, why: str) -> AuthError:
         name = self._account.name
+        if signin.known("microsoft", why):
+            return AuthError(signin.explain("microsoft", name, why))
         return AuthError(
             f"account {name!r}: the Microsoft 365 sign-in is no longer valid ({why}); "
             f"run `mailbridge auth {name}`"
@@ -241,13 +310,13 @@ class _Tokens:
     def token(self, *, force_refresh: bool = False) -> str:
         with self._lock:
             if self._app is None:
-                self._cache.deserialize(secrets.require(self._account.name, CACHE_PURPOSE))
+                self._cache.deserialize(secrets.require(self._account, CACHE_PURPOSE))
                 self._app = _app(self._account, self._cache, self._http_client)
             accounts = self._app.get_accounts()
             if not accounts:
                 raise self.auth_error("no signed-in account in the token cache")
             try:
-                result = self._app.acquire_token_silent(
+                result = self._app.acquire_token_silent_with_error(
                     list(SCOPES), account=accounts[0], force_refresh=force_refresh
                 )
             except requests.RequestException as exc:
@@ -255,14 +324,16 @@ class _Tokens:
                     f"account {self._account.name!r}: token refresh failed: {exc}"
                 ) from None
             if self._cache.has_state_changed:
-                secrets.store(self._account.name, CACHE_PURPOSE, self._cache.serialize())
+                secrets.store(self._account, CACHE_PURPOSE, self._cache.serialize())
                 self._cache.has_state_changed = False
             if not result:
                 raise self.auth_error("the token cache cannot be refreshed")
             if "access_token" not in result:
                 error = str(result.get("error", ""))
-                if error in ("invalid_grant", "interaction_required", "invalid_client", ""):
-                    raise self.auth_error(str(result.get("error_description") or error))
+                if error in ("invalid_grant", "interaction_required", "invalid_client", "") or (
+                    signin.known("microsoft", _error_text(result))
+                ):
+                    raise self.auth_error(_error_text(result))
                 raise ProviderError(f"account {self._account.name!r}: token refresh: {error}")
             return str(result["access_token"])
 

@@ -37,7 +37,8 @@ def test_init_writes_a_config_that_check_accepts(tmp_path: Path,
     code, _, err = run(capsys, "--config", str(path), "init")
     assert code == 2 and "already exists" in err and "--force" in err
     code, out, _ = run(capsys, "--config", str(path), "check")
-    assert "configuration is valid" in out
+    # The starter's folders do not exist yet: the headline says so, as the exit status does.
+    assert code == 1 and "problem" in out.splitlines()[0] and "maildir.path" in out
 
 
 def test_missing_config_and_bad_config_are_messages_not_tracebacks(

@@ -567,3 +567,99 @@ def test_outlook_flows_never_show_a_token(
     collect_logs(caplog, outputs)
     outputs.state_dir("state", tmp_path / "state")
     outputs.assert_clean(tokens)
+
+
+# --- token stores (mailbridge.secrets.TokenStore) ---------------------------------------------
+
+
+def store_of(tmp_path: Path, kind: str) -> secrets.TokenStore:
+    from mailbridge.settings import TokenStoreSettings
+
+    vault = tmp_path / "vault"
+    vault.mkdir(exist_ok=True)
+    return secrets.TokenStore("acct", TokenStoreSettings(
+        kind=kind, directory=tmp_path / "state",
+        store_command=f"sh -c 'cat > \"$0\"' {vault}/{{account}}-{{purpose}}",
+        # Prints nothing when nothing is stored (a user can write theirs the same way).
+        lookup_command=f"sh -c 'cat \"$0\" 2>/dev/null || true' {vault}/{{account}}-{{purpose}}",
+    ))
+
+
+@pytest.mark.parametrize("kind", ["command", "file", "keyring"])
+def test_every_store_keeps_a_multi_line_secret_exactly(tmp_path: Path, kind: str) -> None:
+    store = store_of(tmp_path, kind)
+    cache = json.dumps({"AccessToken": {"k": planted("msal")}}, indent=4)  # msal's own format
+    assert store.lookup("msal-cache") is None
+    store.store("msal-cache", cache)
+    assert store.lookup("msal-cache") == cache
+    assert store.forget("msal-cache")
+    assert store.lookup("msal-cache") is None
+
+
+def test_the_file_store_is_private_and_plainly_marked(tmp_path: Path) -> None:
+    store = store_of(tmp_path, "file")
+    store.store("imap", planted("imap"))
+    (path,) = (tmp_path / "state" / "tokens").iterdir()
+    assert path.name == "acct.imap.plaintext-secret"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    path.chmod(0o644)
+    with pytest.raises(AuthError, match="chmod 600"):
+        store.lookup("imap")
+
+
+def test_a_failing_store_command_never_shows_what_it_printed(tmp_path: Path) -> None:
+    from mailbridge.settings import TokenStoreSettings
+
+    secret = planted("cmd")
+    store = secrets.TokenStore("acct", TokenStoreSettings(
+        kind="command", store_command="sh -c 'cat; exit 4' {purpose}",
+        lookup_command=f"sh -c 'echo {secret}; exit 5' {{purpose}}",
+    ))
+    with pytest.raises(AuthError) as caught:
+        store.store("imap", secret)
+    assert "status 4" in str(caught.value) and secret not in str(caught.value)
+    with pytest.raises(AuthError) as caught:
+        store.lookup("imap")
+    assert "status 5" in str(caught.value) and secret not in str(caught.value)
+
+
+def test_the_keyring_store_names_its_backend_and_refuses_a_silent_plaintext_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import keyring.core
+
+    chosen = secrets.keyring_state()  # tests/conftest.py picks the backend explicitly
+    assert chosen.problem is None and chosen.name == "keyrings.alt.file.PlaintextKeyring"
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    keyring.core._keyring_backend = None  # type: ignore[attr-defined]
+    keyring.core.init_backend()  # what keyring picks on its own here: no Secret Service
+    found = secrets.keyring_state()
+    assert found.name.startswith("keyrings.alt") and "not a real keyring" in (found.problem or "")
+    with pytest.raises(AuthError, match="not a real keyring"):
+        secrets.store("acct", "imap", planted("imap"))
+
+
+@pytest.mark.parametrize(
+    ("keys", "told"),
+    [
+        ('token_store = "vault"', "unknown token_store"),
+        ('token_store = "command"\ntoken_command = "pass show mb/{purpose}"',
+         "needs token_store_command naming {purpose}"),
+        ('token_store = "command"\ntoken_store_command = "pass insert -m mb/x"\n'
+         'token_command = "pass show mb/{purpose}"', "needs token_store_command naming {purpose}"),
+    ],
+)
+def test_a_token_store_mistake_is_one_clear_config_problem(
+    tmp_path: Path, keys: str, told: str
+) -> None:
+    text = f"[defaults]\n{keys}\n\n" + LOCAL
+    with pytest.raises(ConfigError, match=told.replace("{", r"\{").replace("}", r"\}")):
+        loads(text, tmp_path / "config.toml")
+
+
+def test_the_token_store_is_inherited_from_defaults(tmp_path: Path) -> None:
+    settings = loads('[defaults]\ntoken_store = "file"\n\n' + LOCAL, tmp_path / "config.toml")
+    (account,) = settings.accounts
+    assert account.token_store.kind == "file"
+    assert account.token_store.directory == settings.state_dir

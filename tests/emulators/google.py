@@ -283,6 +283,10 @@ class GoogleEmulator:
         self.access_tokens: set[str] = set()
         self.codes: dict[str, str] = {}
         self.grant_revoked = False
+        # Sign-in failures to play: "auth" sends the browser back with ?error=VALUE (as the
+        # consent page does on Cancel or a blocked app); "token" answers the token endpoint
+        # with this OAuth error body (RFC 6749 section 5.2) and HTTP 400.
+        self.sign_in_errors: dict[str, Any] = {}
         # The scopes the user granted; None grants every scope. When set, a method none of
         # whose scopes (per the discovery document) was granted gets Google's 403.
         self.granted: set[str] | None = None
@@ -597,6 +601,11 @@ class GoogleEmulator:
                     time.monotonic(),
                 )
             )
+            if parsed.path == "/auth" and "auth" in self.sign_in_errors:
+                query = dict(urllib.parse.parse_qsl(parsed.query))
+                answer = {"error": self.sign_in_errors["auth"], "state": query.get("state", "")}
+                target = query["redirect_uri"] + "?" + urllib.parse.urlencode(answer)
+                return 302, b"", {"Location": target}
             if parsed.path == "/auth":  # the user consents at once
                 query = dict(urllib.parse.parse_qsl(parsed.query))
                 code = f"code-{len(self.codes)}"
@@ -614,6 +623,9 @@ class GoogleEmulator:
                 )
                 return 302, b"", {"Location": target}
             self.token_requests += 1
+            if "token" in self.sign_in_errors:
+                body = json.dumps(self.sign_in_errors["token"]).encode()
+                return 400, body, {"Content-Type": "application/json"}
             form = dict(urllib.parse.parse_qsl(payload.decode()))
             basic = request.headers.get("Authorization", "")
             if basic.startswith("Basic "):  # RFC 6749 2.3.1: the client may authenticate either way
@@ -856,8 +868,10 @@ class GoogleEmulator:
             # Gmail answers 400 "Invalid label" for an id that is not (or no longer) there.
             if label not in self.labels:
                 raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
-            if self.labels[label]["type"] == "system" and label != "DRAFT":
-                self.violations.append(f"a draft given the system label {label}")
+            # "Draft messages cannot have any label other than the DRAFT system label"
+            # (https://developers.google.com/gmail/api/guides/drafts).
+            if label != "DRAFT":
+                self.violations.append(f"a draft given the label {label}")
                 raise ApiError(400, f"Invalid label: {label}", "invalidArgument")
         return self._add_message(
             unb64url(message["raw"]), {"DRAFT"} | labels, message.get("threadId")

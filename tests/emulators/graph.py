@@ -53,6 +53,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -226,6 +227,16 @@ class GraphEmulator:
         self.latency = 0.0  # seconds each Graph request takes, to make concurrency visible
         self.access_token_lifetime = 3600
         self.refresh_mode = "ok"  # "ok" | "invalid_grant"
+        # What the sign-in service answers instead of a token (an OAuth error body, e.g.
+        # {"error": "invalid_grant", "error_description": "AADSTS65001: ..."}), at the
+        # device-code request ("devicecode") or at the token request ("token").
+        self.sign_in_errors: dict[str, dict[str, str]] = {}
+        # Permissions the user (or the admin) did not grant: left out of every token issued.
+        self.withheld_scopes: set[str] = set()
+        # The authority msal is given: the fake https host (with msal's http_client mapped to
+        # this server), or this server itself when it serves TLS (start(tls=...)).
+        self.authority = AUTHORITY
+        self._scheme = "http"
         self.drafts_missing = False
         # Like some real mailboxes: a type cast in $select is a 400 (RequestBroker--ParseUri).
         self.refuse_type_cast = False
@@ -258,7 +269,9 @@ class GraphEmulator:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> GraphEmulator:
+    def start(self, tls: tuple[str, str] | None = None) -> GraphEmulator:
+        """Serve on loopback; with ``tls`` (certificate and key files) over HTTPS, so msal and
+        requests reach it unchanged through outlook.authority_url and graph_url."""
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -295,6 +308,12 @@ class GraphEmulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
+            self.authority = self.url
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
@@ -326,7 +345,7 @@ class GraphEmulator:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def graph_url(self) -> str:
@@ -1087,12 +1106,12 @@ class GraphEmulator:
         prefix = f"/{TENANT}"
         if method == "GET" and path == f"{prefix}/v2.0/.well-known/openid-configuration":
             self.counts["GET openid-configuration"] += 1
-            base = f"{AUTHORITY}/{TENANT}"
+            base = f"{self.authority}/{TENANT}"
             return (
                 200,
                 {},
                 {
-                    "issuer": f"{AUTHORITY}/{TENANT_ID}/v2.0",
+                    "issuer": f"{self.authority}/{TENANT_ID}/v2.0",
                     "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                     "token_endpoint": f"{base}/oauth2/v2.0/token",
                     "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
@@ -1103,6 +1122,8 @@ class GraphEmulator:
         if method == "POST" and path == f"{prefix}/oauth2/v2.0/devicecode":
             self.counts["POST devicecode"] += 1
             self.token_requests.append(form)
+            if "devicecode" in self.sign_in_errors:
+                return 400, {}, self.sign_in_errors["devicecode"]
             code = secrets.token_urlsafe(16)
             self._device[code] = 0
             self._device_scopes[code] = form.get("scope", "")
@@ -1128,6 +1149,8 @@ class GraphEmulator:
 
     def _token(self, form: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         grant = form.get("grant_type", "")
+        if "token" in self.sign_in_errors:
+            return 400, {}, self.sign_in_errors["token"]
         if form.get("client_id") != self.client_id:
             return 400, {}, {"error": "unauthorized_client", "error_description": "AADSTS700016"}
         if grant == "urn:ietf:params:oauth:grant-type:device_code":
@@ -1160,13 +1183,13 @@ class GraphEmulator:
             self._refresh.discard(form["refresh_token"])  # refresh tokens rotate
         else:
             return 400, {}, {"error": "unsupported_grant_type", "error_description": grant}
-        scopes = frozenset(form.get("scope", "").split())
+        scopes = frozenset(form.get("scope", "").split()) - self.withheld_scopes
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         self._access[access] = (time.time() + self.access_token_lifetime, scopes)
         self._refresh.add(refresh)
         now = int(time.time())
         claims = {
-            "iss": f"{AUTHORITY}/{TENANT_ID}/v2.0",
+            "iss": f"{self.authority}/{TENANT_ID}/v2.0",
             "aud": self.client_id,
             "tid": TENANT_ID,
             "oid": "00000000-0000-0000-0000-00000000beef",
