@@ -739,12 +739,14 @@ class PolicyTable:
         "where `mailbridge auth` keeps tokens and passwords: the OS keyring, a command pair, "
         "or a marked 0600 file in the state folder (docs/tokens.md)", "keyring")] = "keyring"
     token_store_command: Annotated[Text | None, require(
-        lambda v: "{purpose}" in v, 'token_store = "command" needs token_store_command naming {{purpose}}',
+        lambda v: "{purpose}" in v,
+        'token_store = "command" needs token_store_command naming {{purpose}}',
         'e.g. token_store_command = "pass insert -m -f mailbridge/{{account}}/{{purpose}}"'),
         doc("with token_store = \"command\": stores the secret it reads on stdin",
             "pass insert -m -f mailbridge/{account}/{purpose}")] = None
     token_command: Annotated[Text | None, require(
-        lambda v: "{purpose}" in v, 'token_store = "command" needs token_command naming {{purpose}}',
+        lambda v: "{purpose}" in v,
+        'token_store = "command" needs token_command naming {{purpose}}',
         'e.g. token_command = "pass show mailbridge/{{account}}/{{purpose}}"'),
         doc("with token_store = \"command\": prints the stored secret",
             "pass show mailbridge/{account}/{purpose}")] = None
