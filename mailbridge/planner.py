@@ -63,6 +63,7 @@ from mailbridge.model import (
     Snapshot,
 )
 from mailbridge.timing import (
+    DECISION_HORIZON,
     after_quiet_hours,
     follow_up_due,
     in_quiet_hours,
@@ -499,11 +500,15 @@ def _follow_ups(
                 )
             )
         return
-    why = (
-        f"the employer said they would decide by {iv.decision_date.isoformat()}"
-        if iv.decision_date is not None and not counted
-        else (f"follow-up {len(counted)} was sent" if counted else "no reply yet")
-    )
+    if counted:
+        why = f"follow-up {len(counted)} was sent"
+    elif iv.decision_date is None:
+        why = "no reply yet"
+    elif iv.decision_date <= (iv.end + DECISION_HORIZON).date():
+        why = f"the employer said they would decide by {iv.decision_date.isoformat()}"
+    else:
+        why = (f"no reply yet (the decision date {iv.decision_date.isoformat()} is too far "
+               "away to be real, so it was ignored)")
     if ooo is not None and ooo.return_date is not None:
         why += f"; {lead.email} is out of office until {ooo.return_date.isoformat()}"
     out.add(

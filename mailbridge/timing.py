@@ -172,15 +172,21 @@ def thank_you_due(end: datetime, policy: Policy) -> datetime:
     return max(end, min(due, bound))
 
 
+# A decision date further than this past the interview is not one an employer gives (a typo,
+# or 9999-12-31 from an old ledger): it is ignored rather than allowed to overflow the calendar.
+DECISION_HORIZON = timedelta(days=2 * 366)
+
+
 def follow_up_due(end: datetime, decision_date: date | None, policy: Policy) -> datetime:
     """When the first follow-up should appear (UTC).
 
-    A known decision date wins: the next business day after it, at policy.morning local.
+    A known decision date wins: the next business day after it, at policy.morning local
+    (unless it lies beyond DECISION_HORIZON from the interview: then it is ignored).
     Otherwise end + policy.follow_up (see after_timing). Never before end +
     policy.thank_you_bound: a follow-up must not overtake the thank-you window.
     """
     end = _utc(end)
-    if decision_date is not None:
+    if decision_date is not None and decision_date <= (end + DECISION_HORIZON).date():
         due = at_local(add_business_days(decision_date, 1, policy), policy.morning, policy)
     else:
         due = after_timing(end, policy.follow_up, policy)

@@ -358,6 +358,12 @@ def test_follow_up_due(
     assert due == local(expected_local)
 
 
+@pytest.mark.parametrize("decision", ["9999-12-31", "2029-01-01"])
+def test_an_implausible_decision_date_is_ignored_not_overflowed(decision: str) -> None:
+    end = local("2026-11-23 15:00")
+    assert follow_up_due(end, d(decision), policy()) == follow_up_due(end, None, policy())
+
+
 def test_follow_up_dst_in_utc() -> None:
     # 08:00 local is 14:00 UTC in CST and 13:00 UTC in CDT: the wall clock wins.
     pol = policy(follow_up=BusinessDays(1), morning=time(8))
