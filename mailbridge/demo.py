@@ -122,6 +122,7 @@ def write_example(root: Path, now: datetime) -> Path:
     """Lay out the example under ``root`` (new files only); returns the config path."""
     end = (now - timedelta(hours=1)).replace(second=0, microsecond=0)
     start = end - timedelta(hours=1)
+    root.mkdir(parents=True, exist_ok=True)
     _write_new(root / MARKER, "This folder was written by `mailbridge demo`.\n")
     (root / "calendar").mkdir()
     _write_new(root / "calendar" / "interview.ics", _ics(start, end))

@@ -429,8 +429,19 @@ def watch(account: AccountSettings, on_change: Callable[[], None], stop: threadi
         observer.join(timeout=5)
 
 
+# Folders whose changes need no pass at once: Drafts is where the passes themselves write (a
+# pass would wake the next one), and Trash holds nothing a pass acts on. Polls still see both.
+_QUIET_FOLDERS = frozenset(
+    name.casefold() for name in (*FOLDER_NAMES["drafts"], *FOLDER_NAMES["trash"])
+)
+
+
 def _relevant(path: Path) -> bool:
-    """A change that can matter: a message file (not one still in tmp/) or a calendar file."""
+    """A change that can matter: a message file (not one still in tmp/) in the inbox or Sent,
+    or a calendar file."""
     if path.parent.name == "tmp" or path.name.startswith((".#", "~")) or path.name.endswith("~"):
         return False
-    return path.parent.name in ("new", "cur") or path.suffix.lower() == ".ics"
+    if path.suffix.lower() == ".ics":
+        return True
+    folder = path.parent.parent.name.removeprefix(".").casefold()
+    return path.parent.name in ("new", "cur") and folder not in _QUIET_FOLDERS

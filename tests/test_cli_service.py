@@ -181,6 +181,8 @@ def test_a_new_ics_file_is_read_without_waiting_for_the_calendar_interval(
     ("Maildir/.Sent/cur/1700000000.M3P4.host:2,S", True),  # the user sent something
     ("Maildir/tmp/1700000000.M1P2.host", False),  # still being written
     ("Maildir/.Drafts/tmp/x", False),
+    ("Maildir/.Drafts/cur/1700000000.M5P6.host:2,D", False),  # a pass's own draft: no new pass
+    ("Maildir/.Trash/cur/1700000000.M7P8.host:2,S", False),
     ("calendar/interview.ics", True),
     ("calendar/.#interview.ics", False),  # an editor's lock file
     ("calendar/interview.ics~", False),  # an editor's backup
