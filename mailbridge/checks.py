@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from mailbridge import compose, secrets
+from mailbridge import adapters, compose, secrets
 from mailbridge.adapters import (
     ENTRY_POINT_GROUP,
     ProviderError,
@@ -151,6 +151,17 @@ def offline_problems(account: AccountSettings) -> list[str]:
                 if not found:
                     problems.append(f"{PURPOSE_NAMES.get(purpose, purpose)}: run "
                                     f"`mailbridge auth {account.name}`")
+    # What the account's providers check themselves (a third-party provider's own rules too).
+    try:
+        own = adapters.credential_problem(account)
+    except ProviderError as exc:
+        own = str(exc)
+    if own:
+        own = own.removeprefix(f"{what}: ")
+        if not any(own in p or p in own or own.split(":")[0] == p.split(":")[0]
+                   for p in problems):
+            problems.append(own)
+
     return problems
 
 

@@ -57,7 +57,7 @@ class CalDavSettings:
 
 def _check(account: AccountSettings) -> str | None:
     own = account.calendar.settings_of(CalDavSettings)
-    if own and not (own.password_command or secrets.lookup(account.name, "caldav")):
+    if own and not (own.password_command or secrets.lookup(account, "caldav")):
         return ("no CalDAV password: set calendar.password_command "
                 f"or run `mailbridge auth {account.name}`")
     return None

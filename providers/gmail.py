@@ -123,7 +123,7 @@ def _check(account: AccountSettings) -> str | None:
         return "google.client_secrets is not set"
     if not Path(google.client_secrets).expanduser().exists():
         return f"google.client_secrets file {google.client_secrets} does not exist"
-    if not secrets.lookup(account.name, "google-refresh-token"):
+    if not secrets.lookup(account, "google-refresh-token"):
         return f"not signed in to Google: run `mailbridge auth {account.name}`"
     return None
 

@@ -134,7 +134,7 @@ class ImapSettings:
 def _check(account: AccountSettings) -> str | None:
     imap = account.settings_of(ImapSettings)
     if imap and not (imap.oauth2_token_command or imap.password_command
-                     or secrets.lookup(account.name, "imap")):
+                     or secrets.lookup(account, "imap")):
         return f"no IMAP password: run `mailbridge auth {account.name}`"
     return None
 

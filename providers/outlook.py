@@ -112,7 +112,7 @@ def _check(account: AccountSettings) -> str | None:
     outlook = account.settings_of(OutlookSettings)
     if outlook is None or not outlook.client_id:
         return "outlook.client_id is not set"
-    if not secrets.lookup(account.name, "msal-cache"):
+    if not secrets.lookup(account, "msal-cache"):
         return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
     return None
 

@@ -16,7 +16,15 @@ from typing import Annotated
 from mailbridge.adapters import ProviderConfig, ProviderError
 from mailbridge.compose import read_draft
 from mailbridge.config import FORBID, LocalPath, Text, doc
-from mailbridge.model import DraftMessage, MessageBatch, Observation, Presence, SentHint
+from mailbridge.model import (
+    DraftMessage,
+    Located,
+    MessageBatch,
+    Observation,
+    Place,
+    Presence,
+    SentHint,
+)
 from mailbridge.settings import AccountSettings
 
 
@@ -61,6 +69,10 @@ class Notebook:
             if json.loads(path.read_text())["message_id"] == message_id:
                 return path.stem
         return None
+
+    def locate(self, message_id: str) -> Located | None:
+        found = self.find_draft(message_id)  # a notebook has only drafts
+        return Located(Place.DRAFTS, found) if found else None
 
     def create_draft(self, draft: DraftMessage) -> str:
         return self._write(str(len(list(self.folder.glob("*.json"))) + 1), draft)
