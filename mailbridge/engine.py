@@ -588,10 +588,10 @@ class Pass:
         created: dict[int, list[DraftRow]] = {}
         for action in actions:
             self._act(action, interviews, created)
-        for interview_id, drafts in created.items():
+        for interview_id, made in created.items():
             interview = interviews[interview_id]
-            thanks = [d for d in drafts if d.kind == DraftKind.THANK_YOU]
-            follow = [d for d in drafts if d.kind == DraftKind.FOLLOW_UP]
+            thanks = [d for d in made if d.kind == DraftKind.THANK_YOU]
+            follow = [d for d in made if d.kind == DraftKind.FOLLOW_UP]
             company = interview.company or interview.title
             if thanks:
                 n = len(thanks)

@@ -262,7 +262,9 @@ class DraftRow:
     flagged: str = ""  # why the user should look (edited, yet the employer replied); "" if not
     pending_hash: str = ""  # what an update under way writes: also ours if found in Drafts
     trashed: bool = False  # we moved a copy to Trash ourselves: a copy there is not a deletion
-    version: str = ""  # the mailbox's marker of the draft when last observed in full ("" none)
+    # The mailbox's marker of the draft when last observed in full ("" none): a cache that
+    # spares reading an untouched draft again, not part of the draft's state.
+    version: str = field(default="", compare=False)
 
 
 class MessageKind(enum.StrEnum):
