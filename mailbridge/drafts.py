@@ -35,7 +35,10 @@ def is_sent_copy(candidate: SentCandidate, hint: SentHint) -> bool:
     """Whether a message in Sent is the hinted draft, sent under a Message-ID of its own: to the
     same recipient, not dated before the draft was made (less `SENT_SLACK`), and in the
     draft's thread (by the mailbox's threading or by its references) or, outside it, under
-    the same subject (ignoring "Re:"/"Fwd:")."""
+    the same subject (ignoring "Re:"/"Fwd:"). The message the draft replies to (a sent
+    thank-you in a follow-up's thread) is never the draft."""
+    if candidate.message_id and candidate.message_id in hint.thread:
+        return False
     if hint.recipient.lower() not in {r.lower() for r in candidate.recipients}:
         return False
     if candidate.date is not None and _aware(candidate.date) < _aware(hint.since) - SENT_SLACK:

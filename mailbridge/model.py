@@ -401,6 +401,7 @@ class SentCandidate:
     date: datetime | None = None  # when it was sent (Date header, or the server's own time)
     thread: tuple[str, ...] = ()  # In-Reply-To and References
     in_draft_thread: bool = False  # the mailbox's own threading puts it in the draft's thread
+    message_id: str = ""  # its own Message-ID, if known
 
 
 class Presence(enum.StrEnum):

@@ -589,6 +589,7 @@ def sent_candidate(message: dict[str, Any], *, same_thread: bool) -> SentCandida
         date=datetime.fromtimestamp(int(message.get("internalDate", "0")) / 1000, UTC),
         thread=tuple(re.findall(r"<[^<>\s]+>", refs)),
         in_draft_thread=same_thread,
+        message_id=next((v.strip() for k, v in fields if k == "message-id"), ""),
     )
 
 
@@ -840,7 +841,7 @@ class GmailMailbox:
 
     def _sent_candidates(self, thread_id: str, hint: SentHint) -> tuple[SentCandidate, ...]:
         """What in Sent may be the draft, sent by the user's program under new ids."""
-        wanted = ["To", "Cc", "Subject", "In-Reply-To", "References"]
+        wanted = ["To", "Cc", "Subject", "In-Reply-To", "References", "Message-ID"]
         found: list[SentCandidate] = []
         if thread_id:
             thread = self._missing(

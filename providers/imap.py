@@ -347,6 +347,7 @@ def sent_candidate(headers: MailHeaders) -> SentCandidate:
         subject=headers.subject,
         date=headers.date,
         thread=tuple(x for x in (headers.in_reply_to, *headers.references) if x),
+        message_id=headers.message_id,
     )
 
 

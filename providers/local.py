@@ -370,6 +370,7 @@ class MaildirMailbox:
             found.append(SentCandidate(
                 recipients, headers.subject, headers.date,
                 tuple(x for x in (headers.in_reply_to, *headers.references) if x),
+                message_id=headers.message_id,
             ))
         return tuple(found)
 

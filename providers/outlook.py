@@ -879,7 +879,7 @@ class OutlookMailbox:
         since = (hint.since - timedelta(days=1)).astimezone(UTC)
         page = self._graph.call("GET", "/me/mailFolders/sentitems/messages", params={
             "$filter": f"sentDateTime ge {since:%Y-%m-%dT%H:%M:%SZ}",
-            "$select": "toRecipients,ccRecipients,subject,sentDateTime",
+            "$select": "toRecipients,ccRecipients,subject,sentDateTime,internetMessageId",
             "$top": "50",
         })  # fmt: skip
         found = []
@@ -890,6 +890,7 @@ class OutlookMailbox:
                 recipients=tuple(p.email for p in people if p),
                 subject=item.get("subject") or "",
                 date=_when_sent(item.get("sentDateTime")),
+                message_id=item.get("internetMessageId") or "",
             ))
         return tuple(found)
 

@@ -1,0 +1,240 @@
+"""The decisions about our drafts and about pauses, as tables: one rule for every provider.
+
+The providers only report facts (`Observation`, `SentCandidate`); these tables pin what
+`mailbridge.drafts` makes of them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailbridge import drafts
+from mailbridge.drafts import Outcome, PauseStep, Repair
+from mailbridge.model import (
+    DraftKind,
+    DraftRow,
+    DraftState,
+    Observation,
+    Person,
+    Presence,
+    SentCandidate,
+    SentHint,
+)
+
+LEAD = "avery.chen@acme.example"
+SINCE = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)
+HINT = SentHint(LEAD, "Thank you", SINCE, ("<t@acme.example>",))
+
+
+@pytest.mark.parametrize(
+    ("subject", "key"),
+    [
+        ("Thank you", "thank you"),
+        ("Re: Thank you", "thank you"),
+        ("RE: Fwd:  re: Thank   you", "thank you"),
+        ("Fw: Thank you", "thank you"),
+        ("AW: Danke", "danke"),
+        ("Reply about the role", "reply about the role"),
+        ("Re: Thank you, Maria", "thank you, maria"),
+        ("", ""),
+    ],
+)
+def test_subject_key(subject: str, key: str) -> None:
+    assert drafts.subject_key(subject) == key
+
+
+def sent(
+    to: tuple[str, ...] = (LEAD,),
+    subject: str = "Thank you",
+    date: datetime | None = SINCE,
+    thread: tuple[str, ...] = (),
+    in_draft_thread: bool = False,
+) -> SentCandidate:
+    return SentCandidate(to, subject, date, thread, in_draft_thread)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "is_copy"),
+    [
+        (sent(), True),
+        (sent(to=("AVERY.CHEN@acme.example",), subject="Re: Thank you"), True),
+        (sent(to=("hr@acme.example", LEAD)), True),  # among others (To and Cc)
+        (sent(to=("hr@acme.example",)), False),  # someone else
+        (sent(date=SINCE - timedelta(days=2)), False),  # older than the draft
+        (sent(date=SINCE - drafts.SENT_SLACK + timedelta(minutes=1)), True),  # clock skew
+        (sent(date=SINCE - drafts.SENT_SLACK - timedelta(minutes=1)), False),
+        (sent(date=datetime(2024, 5, 6, 15, 0)), True),  # naive: taken as UTC
+        (sent(date=None), True),  # no date: the mailbox's own narrowing decided
+        (sent(subject="Something else"), False),
+        (sent(subject="Something else", thread=("<t@acme.example>",)), True),  # replies in it
+        (sent(subject="Something else", in_draft_thread=True), True),  # the mailbox threads it
+        (sent(to=("hr@acme.example",), in_draft_thread=True), False),  # thread, other person
+        # The message the draft replies to (the sent thank-you) is not the draft.
+        (SentCandidate((LEAD,), "Thank you", SINCE, (), True, "<t@acme.example>"), False),
+    ],
+)
+def test_is_sent_copy(candidate: SentCandidate, is_copy: bool) -> None:
+    assert drafts.is_sent_copy(candidate, HINT) is is_copy
+
+
+def test_a_hint_without_subject_matches_by_thread_only() -> None:
+    hint = SentHint(LEAD, "", SINCE)
+    assert not drafts.is_sent_copy(sent(subject=""), hint)
+    assert drafts.is_sent_copy(sent(subject="", in_draft_thread=True), hint)
+
+
+@pytest.mark.parametrize(
+    ("seen", "hint", "where"),
+    [
+        (Observation(Presence.PRESENT, "h"), HINT, Presence.PRESENT),
+        (Observation(Presence.SENT), None, Presence.SENT),
+        (Observation(Presence.GONE), HINT, Presence.GONE),
+        (Observation(Presence.GONE, sent_candidates=(sent(),)), HINT, Presence.SENT),
+        (Observation(Presence.GONE, sent_candidates=(sent(),)), None, Presence.GONE),
+        (Observation(Presence.GONE, sent_candidates=(sent(to=("hr@acme.example",)),
+                                                     sent(subject="Other"))), HINT, Presence.GONE),
+        # Candidates next to a copy in Drafts change nothing: Drafts decides.
+        (Observation(Presence.PRESENT, "h", sent_candidates=(sent(),)), HINT, Presence.PRESENT),
+    ],
+)
+def test_presence(seen: Observation, hint: SentHint | None, where: Presence) -> None:
+    assert drafts.presence(seen, hint) is where
+
+
+def row(state: DraftState = DraftState.CREATED, content: str = "ours", pending: str = "",
+        version: str = "") -> DraftRow:
+    return DraftRow(
+        id=1, interview_id=1, kind=DraftKind.THANK_YOU, seq=1, recipient=Person(LEAD),
+        state=state, due=SINCE, message_id="<m@x>", provider_id="p1", content_hash=content,
+        pending_hash=pending, version=version,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("draft", "seen", "result", "state"),
+    [
+        (row(), Observation(Presence.PRESENT, "ours"), Outcome.OURS, None),
+        (row(pending="next"), Observation(Presence.PRESENT, "next"), Outcome.UPDATE_LANDED, None),
+        (row(), Observation(Presence.PRESENT, "theirs"), Outcome.EDITED, DraftState.USER_EDITED),
+        (row(), Observation(Presence.PRESENT, ""), Outcome.EDITED, DraftState.USER_EDITED),
+        (row(content=""), Observation(Presence.PRESENT, ""), Outcome.EDITED,
+         DraftState.USER_EDITED),  # nothing to compare: never taken for ours
+        # Edited stays edited, even when the user puts our text back.
+        (row(DraftState.USER_EDITED), Observation(Presence.PRESENT, "theirs"), Outcome.EDITED,
+         None),
+        (row(DraftState.USER_EDITED), Observation(Presence.PRESENT, "ours"), Outcome.OURS, None),
+        (row(), Observation(Presence.SENT), Outcome.SENT, DraftState.SENT),
+        (row(DraftState.USER_EDITED), Observation(Presence.SENT), Outcome.SENT, DraftState.SENT),
+        (row(), Observation(Presence.GONE), Outcome.DELETED, DraftState.USER_DELETED),
+        (row(), Observation(Presence.GONE, sent_candidates=(sent(),)), Outcome.SENT,
+         DraftState.SENT),
+        (row(), Observation(Presence.GONE, sent_candidates=(sent(subject="Other"),)),
+         Outcome.DELETED, DraftState.USER_DELETED),
+    ],
+)
+def test_outcome_and_state(
+    draft: DraftRow, seen: Observation, result: Outcome, state: DraftState | None
+) -> None:
+    assert drafts.outcome(draft, seen, HINT) is result
+    assert drafts.new_state(draft, result) == state
+
+
+@pytest.mark.parametrize(
+    ("stored", "now", "unchanged"),
+    [
+        ("v1", "v1", True),
+        ("v1", "v2", False),  # touched since
+        ("v1", None, False),  # the mailbox could not vouch for it: look
+        ("", "", False),  # never observed in full
+        ("", None, False),
+    ],
+)
+def test_unchanged(stored: str, now: str | None, unchanged: bool) -> None:
+    assert drafts.unchanged(row(version=stored), now) is unchanged
+
+
+@pytest.mark.parametrize(
+    ("seen", "ours", "repair"),
+    [
+        (None, "ours", Repair.NOTHING),  # the create never reached the mailbox
+        (Observation(Presence.GONE), "ours", Repair.NOTHING),  # gone between look and read
+        (Observation(Presence.SENT), "ours", Repair.NOTHING),
+        (Observation(Presence.PRESENT, "ours"), "ours", Repair.TAKE_BACK),
+        (Observation(Presence.PRESENT, "theirs"), "ours", Repair.KEEP),  # the user changed it
+        (Observation(Presence.PRESENT, "ours"), None, Repair.KEEP),  # cannot compare: keep
+    ],
+)
+def test_interrupted_create(seen: Observation | None, ours: str | None, repair: Repair) -> None:
+    assert drafts.interrupted_create(seen, ours) is repair
+
+
+@pytest.mark.parametrize(
+    ("seen", "landed"),
+    [
+        (Observation(Presence.PRESENT, "new"), True),
+        (Observation(Presence.PRESENT, "old"), False),
+        (Observation(Presence.GONE), False),
+        (Observation(Presence.SENT), False),
+    ],
+)
+def test_update_landed(seen: Observation, landed: bool) -> None:
+    assert drafts.update_landed(seen, "new") is landed
+
+
+FAULT = "the calendar suddenly lost 5 of 6 known events"
+SANE = "the calendar looks sane again"
+CONFIRMED = "you confirmed it with `mailbridge resume`"
+
+
+@pytest.mark.parametrize(
+    ("fault", "causes", "confirmed", "step"),
+    [
+        (None, {}, False, PauseStep(proceed=True)),
+        (FAULT, {}, False, PauseStep(False, pause=FAULT, audit=("paused", FAULT))),
+        (FAULT, {"calendar": FAULT}, False, PauseStep(False)),  # said once
+        (FAULT, {"calendar": "older"}, False, PauseStep(False, pause=FAULT,
+                                                         audit=("paused", FAULT))),
+        (FAULT, {"mailbox": "x"}, False, PauseStep(False, pause=FAULT, audit=("paused", FAULT))),
+        (None, {"calendar": FAULT}, False, PauseStep(True, lift="calendar",
+                                                      audit=("resumed", SANE))),
+        (None, {"mailbox": "x"}, False, PauseStep(True)),  # not the calendar's to lift
+        # `resume` lifts every cause, faulty listing or not, and counts once.
+        (FAULT, {"calendar": FAULT}, True, PauseStep(True, lift=drafts.EVERY_CAUSE,
+                                                     audit=("resumed", CONFIRMED))),
+        (None, {"mailbox": "x"}, True, PauseStep(True, lift=drafts.EVERY_CAUSE,
+                                                  audit=("resumed", CONFIRMED))),
+        (None, {}, True, PauseStep(True, lift=drafts.EVERY_CAUSE)),
+    ],
+)
+def test_calendar_pause(
+    fault: str | None, causes: dict[str, str], confirmed: bool, step: PauseStep
+) -> None:
+    assert drafts.calendar_pause(fault, causes, confirmed) == step
+
+
+BACK = "the Drafts folder is back"
+
+
+@pytest.mark.parametrize(
+    ("problem", "causes", "step"),
+    [
+        (None, {}, PauseStep(True)),
+        (None, {"mailbox": "gone"}, PauseStep(True, lift="mailbox", audit=("resumed", BACK))),
+        (None, {"calendar": FAULT}, PauseStep(True)),  # the mailbox never lifts the calendar's
+        ("gone", {}, PauseStep(False, pause="gone", audit=("paused", "gone"))),
+        ("gone", {"mailbox": "gone"}, PauseStep(False)),
+        ("gone", {"calendar": FAULT}, PauseStep(False, pause="gone", audit=("paused", "gone"))),
+    ],
+)
+def test_mailbox_pause(problem: str | None, causes: dict[str, str], step: PauseStep) -> None:
+    assert drafts.mailbox_pause(problem, causes) == step
+
+
+@pytest.mark.parametrize(
+    ("paused", "confirmed", "held"),
+    [(None, False, None), ("why", False, "why"), ("why", True, None), (None, True, None)],
+)
+def test_held(paused: str | None, confirmed: bool, held: str | None) -> None:
+    assert drafts.held(paused, confirmed) == held
