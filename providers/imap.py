@@ -353,7 +353,8 @@ def sent_candidate(headers: MailHeaders) -> SentCandidate:
 
 def version_of(validity: int, uid: int, data: Mapping[bytes, Any]) -> str:
     """A draft's cheap marker from a FETCH of FLAGS (and MODSEQ, with CONDSTORE)."""
-    flags = " ".join(sorted(_text(f) for f in data.get(b"FLAGS", ())))
+    # \Recent depends on which session saw the message first, not on the message.
+    flags = " ".join(sorted(f for f in map(_text, data.get(b"FLAGS", ())) if f != "\\Recent"))
     modseq = data.get(b"MODSEQ")
     mark = str(modseq[0] if isinstance(modseq, (tuple, list)) and modseq else modseq or "")
     return f"{validity}:{uid}/{flags}/{mark}"
