@@ -7,6 +7,7 @@ The providers only report facts (`Observation`, `SentCandidate`); these tables p
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,60 @@ def test_mailbox_pause(problem: str | None, causes: dict[str, str], step: PauseS
 )
 def test_held(paused: str | None, confirmed: bool, held: str | None) -> None:
     assert drafts.held(paused, confirmed) == held
+
+
+# --- the facts come from every mailbox -------------------------------------------------------
+# IMAP (tests/test_imap.py) and Gmail (tests/test_gmail.py) report the same candidates; the two
+# below used to ignore a draft the user's program sent under a Message-ID of its own.
+
+
+def test_maildir_reports_a_copy_sent_under_a_new_message_id(tmp_path: Path) -> None:
+    import mailbox
+
+    from mailbridge_providers import local
+
+    from tests.test_imap import LEAD as TO
+    from tests.test_imap import make_draft
+
+    mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box = local.MaildirMailbox(tmp_path / "Maildir")
+    message = make_draft(subject="Thank you for today")
+    provider_id = box.create_draft(message)
+    assert box.sent is not None
+    # The user's program sends its own copy under a Message-ID of its own.
+    box.sent.add(message.raw.replace(message.message_id.encode(), b"<own@client.example>"))
+    box.drafts.remove(provider_id)
+    hint = SentHint(TO.email, message.subject, datetime.now(UTC))
+
+    seen = box.observe(provider_id, message.message_id, hint)
+    assert seen.presence is Presence.GONE and len(seen.sent_candidates) == 1
+    assert drafts.presence(seen, hint) is Presence.SENT
+    assert box.observe(provider_id, message.message_id).sent_candidates == ()  # no hint
+
+
+def test_graph_reports_a_copy_sent_under_a_new_message_id() -> None:
+    from tests.emulators.graph import GraphEmulator
+    from tests.test_outlook import draft, open_both, sign_in
+
+    emu = GraphEmulator().start()
+    try:
+        mailbox, _ = open_both(emu, sign_in(emu))
+        message = draft("ann@fabrikam.example", "Thank you, Ann", "Thanks for today.")
+        provider_id = mailbox.create_draft(message)
+        # Another program sends its own copy, and the draft goes to Deleted Items unsent.
+        emu.deliver_raw(message.raw.replace(message.message_id.encode(), b"<own@client.test>"),
+                        folder="sentitems")  # fmt: skip
+        emu.user_deletes(provider_id)
+        hint = SentHint("ann@fabrikam.example", message.subject,
+                        datetime.now(UTC) - timedelta(minutes=1))  # fmt: skip
+
+        seen = mailbox.observe(provider_id, message.message_id, hint)
+        assert seen.presence is Presence.GONE
+        assert [c.message_id for c in seen.sent_candidates] == ["<own@client.test>"]
+        assert drafts.presence(seen, hint) is Presence.SENT
+        other = SentHint("ann@fabrikam.example", "Something else", hint.since)
+        assert drafts.presence(mailbox.observe(provider_id, message.message_id, other),
+                               other) is Presence.GONE  # fmt: skip
+        assert emu.violations == [] and emu.send_attempts == []
+    finally:
+        emu.stop()
