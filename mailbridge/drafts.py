@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mailbridge.model import DraftRow, DraftState, Observation, Presence, SentCandidate, SentHint
+from mailbridge.model import (
+    DraftRow,
+    DraftState,
+    Located,
+    Observation,
+    Place,
+    Presence,
+    SentCandidate,
+    SentHint,
+)
 
 # How much earlier than the draft's creation a sent copy may be dated and still be the draft:
 # its Date comes from the user's program, whose clock (or the server's) may run behind ours.
@@ -97,6 +106,21 @@ def unchanged(draft: DraftRow, version: str | None) -> bool:
     """Whether the mailbox's cheap marker says the draft was not touched since it was last
     observed in full, so it need not be read (or proofread) again. No marker: look."""
     return bool(draft.version) and version == draft.version
+
+
+def deciding_copy(found: Located | None, trashed: bool) -> Located | None:
+    """What a Message-ID lookup before a write found, leaving out a copy in Trash that we put
+    there ourselves (``trashed``): that one says nothing about the user."""
+    if found is not None and found.place == Place.TRASH and trashed:
+        return None
+    return found
+
+
+def state_found_in(place: Place) -> DraftState:
+    """The state of a draft whose Message-ID was found in ``place`` before it was written:
+    Drafts holds it as we made it, Sent means the user sent it, Trash that they deleted it."""
+    return {Place.DRAFTS: DraftState.CREATED, Place.SENT: DraftState.SENT,
+            Place.TRASH: DraftState.USER_DELETED}[place]  # fmt: skip
 
 
 class Repair(enum.StrEnum):

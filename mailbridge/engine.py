@@ -795,22 +795,20 @@ class Pass:
             # Search may lag behind a draft made seconds ago: the slow, exhaustive look.
             provider_id = self.mailbox.find_draft(draft.message_id)
             found = Located(Place.DRAFTS, provider_id) if provider_id else None
-        if found is not None and found.place == Place.TRASH and draft.trashed:
-            return None
-        return found
+        return drafts.deciding_copy(found, draft.trashed)
 
     def _found_elsewhere(self, draft: DraftRow, found: Located) -> None:
         """The draft is already in Sent (the user sent it) or in Trash (the user deleted it)."""
+        state = drafts.state_found_in(found.place)
         with self.ledger.transaction():
-            if found.place == Place.SENT:
-                self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
+            self.ledger.update_draft(draft.id, self.now, state=state)
+            if state == DraftState.SENT:
                 self.ledger.link_sent(self.account.name, draft.message_id, draft.id)
                 self.decide("draft sent by you",
                             f"the {draft.kind.value} to {draft.recipient.email} is already in "
                             "Sent; not creating it again",
                             interview_id=draft.interview_id, draft_id=draft.id)
             else:
-                self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
                 self.decide("draft deleted by you",
                             f"the {draft.kind.value} draft to {draft.recipient.email} is in "
                             "Trash; it will never be made again",

@@ -823,20 +823,28 @@ class GmailMailbox:
         return Observation(Presence.GONE, sent_candidates=self._sent_candidates(thread_id, hint))
 
     def versions(self, known: Mapping[str, str]) -> dict[str, str]:
-        """The drafts no history record touched since their marker was taken (no request:
-        the history was read by `messages` on this pass)."""
-        start = self._history_from
+        """The drafts no history record touched since their marker was taken. The history read
+        by `messages` on this pass answers without a request; each read answers once, so a
+        pass that did not read mail reads the history itself, from the oldest marker."""
+        start, touched, self._history_from = self._history_from, self._touched, None
+        taken = {pid: marker.partition("@") for pid, marker in known.items()}
         if start is None:
-            return {}
+            oldest = min((int(at) for _, _, at in taken.values() if at.isdigit()), default=None)
+            if oldest is None:
+                return {}
+            _, reached = self._history(str(oldest))
+            if reached is None:  # expired: look at each draft
+                return {}
+            start, touched, self._history_from = oldest, self._touched, None
+            self._history_at = int(reached)
         result = {}
-        for provider_id, marker in known.items():
-            message_id, _, taken = marker.partition("@")
+        for provider_id, (message_id, _, at) in taken.items():
             if (
-                taken.isdigit() and start <= int(taken)
+                at.isdigit() and start <= int(at)
                 and message_id and message_id == _parse_id(provider_id)[1]
-                and message_id not in self._touched
+                and message_id not in touched
             ):  # fmt: skip
-                result[provider_id] = marker
+                result[provider_id] = known[provider_id]
         return result
 
     def _sent_candidates(self, thread_id: str, hint: SentHint) -> tuple[SentCandidate, ...]:

@@ -17,8 +17,10 @@ from mailbridge.model import (
     DraftKind,
     DraftRow,
     DraftState,
+    Located,
     Observation,
     Person,
+    Place,
     Presence,
     SentCandidate,
     SentHint,
@@ -154,6 +156,29 @@ def test_outcome_and_state(
 )
 def test_unchanged(stored: str, now: str | None, unchanged: bool) -> None:
     assert drafts.unchanged(row(version=stored), now) is unchanged
+
+
+@pytest.mark.parametrize(
+    ("found", "trashed", "deciding"),
+    [
+        (None, False, None),
+        (Located(Place.DRAFTS, "d"), True, Located(Place.DRAFTS, "d")),
+        (Located(Place.SENT, "s"), True, Located(Place.SENT, "s")),
+        (Located(Place.TRASH, "t"), False, Located(Place.TRASH, "t")),  # the user's doing
+        (Located(Place.TRASH, "t"), True, None),  # the copy we moved there ourselves
+    ],
+)
+def test_deciding_copy(found: Located | None, trashed: bool, deciding: Located | None) -> None:
+    assert drafts.deciding_copy(found, trashed) == deciding
+
+
+@pytest.mark.parametrize(
+    ("place", "state"),
+    [(Place.DRAFTS, DraftState.CREATED), (Place.SENT, DraftState.SENT),
+     (Place.TRASH, DraftState.USER_DELETED)],
+)
+def test_state_found_in(place: Place, state: DraftState) -> None:
+    assert drafts.state_found_in(place) is state
 
 
 @pytest.mark.parametrize(

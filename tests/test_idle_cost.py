@@ -264,6 +264,43 @@ def test_gmail_without_history_this_pass_looks_at_every_draft(
     ledger.close()
 
 
+def test_gmail_versions_without_a_mail_read_this_pass_read_the_history_themselves(
+    gmail_emu: GoogleEmulator, tmp_path: Path
+) -> None:
+    """A history read vouches for one pass only: a pass that read no mail (or a second look)
+    reads the history itself, from the oldest marker, and still sees every change."""
+    from tests.test_gmail import draft
+
+    emu = gmail_emu
+    secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
+    account = make_account(emu, tmp_path)
+
+    def fresh() -> gmail.GmailMailbox:
+        return gmail.GmailMailbox(account, fast_api(account, "gmail"))
+
+    mailbox = fresh()
+    cursor = mailbox.messages(None, datetime.now(UTC) - timedelta(days=1)).cursor
+    pid = mailbox.create_draft(draft("maria@acme.example", "Thank you", "Hi\n", "<v1@x.test>"))
+    cursor = mailbox.messages(cursor, datetime.now(UTC)).cursor
+    seen = mailbox.observe(pid, "<v1@x.test>")
+    assert seen.version
+    known = {seen.provider_id or pid: seen.version}
+
+    mailbox.messages(cursor, datetime.now(UTC))  # the next pass reads mail
+    emu.counts.clear()
+    assert mailbox.versions(known) == known  # and that read answers: no request
+    assert emu.counts == Counter()
+    assert mailbox.versions(known) == known  # a second look reads the history again
+    assert emu.counts == Counter({"gmail.users.history.list": 1})
+
+    emu.counts.clear()
+    assert fresh().versions(known) == known  # after a restart, no mail read yet
+    assert emu.counts == Counter({"gmail.users.history.list": 1})
+    emu.user_edits_draft(pid.split(":")[0], with_body(emu.messages[pid.split(":")[1]].raw,
+                                                      "Edited.\n"))  # fmt: skip
+    assert fresh().versions(known) == {}
+
+
 # --- Microsoft Graph on its emulator ---------------------------------------------------------
 
 
