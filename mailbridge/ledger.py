@@ -184,9 +184,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE account_state ADD COLUMN pauses TEXT NOT NULL DEFAULT '{}';
     UPDATE account_state SET pauses = json_object('calendar', paused) WHERE paused IS NOT NULL;
     """,
-    # 5: the mailbox's cheap marker of each draft when last observed in full (Maildir name and
-    # flags, IMAP MODSEQ, Gmail message and history ids, Graph changeKey): a waiting draft
-    # is read and proofread again only when its marker changed.
+    # 5: the mailbox's cheap marker of each draft when last observed in full (a file name and
+    # flags, a modification sequence, a change key): a waiting draft is read and proofread
+    # again only when its marker changed.
     """
     ALTER TABLE draft ADD COLUMN version TEXT NOT NULL DEFAULT '';
     """,
