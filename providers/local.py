@@ -182,6 +182,7 @@ def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
 class MaildirMailbox:
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
+        self._listing: dict[str, Path] = {}  # Drafts by key, as last listed
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
@@ -290,63 +291,77 @@ class MaildirMailbox:
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
         return str(self.drafts.add(message))
 
-    def _draft_files(self) -> dict[str, os.DirEntry[str]]:
-        """Every file in Drafts by its Maildir key: one listing, no file opened."""
+    def _draft_files(self) -> dict[str, Path]:
+        """Every file in Drafts by its Maildir key: one listing, no file opened. Kept for the
+        observations that follow (a pass lists Drafts once, not once per draft)."""
         colon = self.drafts.colon
-        found: dict[str, os.DirEntry[str]] = {}
+        found: dict[str, Path] = {}
         for sub in ("new", "cur"):
             with contextlib.suppress(FileNotFoundError), os.scandir(
                 Path(self.drafts._path, sub)
             ) as entries:
                 for entry in entries:
                     if not entry.name.startswith(".") and entry.is_file():
-                        found[entry.name.split(colon)[0]] = entry
+                        found[entry.name.split(colon)[0]] = Path(entry.path)
+        self._listing = found
         return found
 
     @staticmethod
-    def _version(entry: os.DirEntry[str]) -> str:
+    def _version(path: Path) -> str:
         # Name (key and flags), size and time: a program that rewrites the file in place
         # under the same name still moves the marker.
-        st = entry.stat()
-        return f"{entry.name}/{st.st_size}/{st.st_mtime_ns}"
+        st = path.stat()
+        return f"{path.name}/{st.st_size}/{st.st_mtime_ns}"
 
     def versions(self, known: Mapping[str, str]) -> dict[str, str]:
         self._check()
         files = self._draft_files()
         result: dict[str, str] = {}
         for key in known:
-            entry = files.get(key)
-            if entry is not None:
+            if key in files:
                 with contextlib.suppress(FileNotFoundError):
-                    result[key] = self._version(entry)
+                    result[key] = self._version(files[key])
         return result
 
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
         self._check()
-        files = self._draft_files()
-        key: str | None = provider_id if provider_id in files else None
-        if key is None:
-            key = self._key_by_message_id(self.drafts, message_id)  # re-saved by the client
-        if key is not None and key in files:
-            entry = files[key]
-            try:
-                version = self._version(entry)
-                raw = Path(entry.path).read_bytes()
-            except FileNotFoundError:
-                raw = None
-            if raw is not None:
-                content_hash, body = read_draft(raw)
-                return Observation(Presence.PRESENT, content_hash, key, body, version=version)
+        # The listing kept from this pass, when it names the draft; else (or when the file
+        # moved since, as a flag change renames it) a fresh one.
+        kept = self._listing
+        for files in ((kept,) if provider_id in kept else ()) + (None,):
+            seen = self._in_drafts(self._draft_files() if files is None else files,
+                                   provider_id, message_id)  # fmt: skip
+            if seen is not None:
+                return seen
         if self.sent is not None and self._key_by_message_id(self.sent, message_id):
             return Observation(Presence.SENT)
         return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
+
+    def _in_drafts(
+        self, files: dict[str, Path], provider_id: str, message_id: str
+    ) -> Observation | None:
+        """The draft as it is in Drafts (by its key, else by its Message-ID), or None."""
+        key = provider_id if provider_id in files else None
+        if key is None:
+            key = self._key_by_message_id(self.drafts, message_id)  # re-saved by the client
+        if key is None:
+            return None
+        try:
+            path = files.get(key) or Path(self.drafts._path, self.drafts._lookup(key))  # type: ignore[attr-defined]
+            version = self._version(path)
+            raw = path.read_bytes()
+        except (FileNotFoundError, KeyError):
+            return None
+        content_hash, body = read_draft(raw)
+        return Observation(Presence.PRESENT, content_hash, key, body, version=version)
 
     def _sent_candidates(self, hint: SentHint | None) -> tuple[SentCandidate, ...]:
         """Mail in Sent to the hinted recipient, for the core to compare with the draft."""
@@ -376,6 +391,7 @@ class MaildirMailbox:
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         try:
             target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         except KeyError:
@@ -406,6 +422,7 @@ class MaildirMailbox:
 
     def retract(self, provider_id: str) -> None:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         if self.trash is None:
             os.unlink(source)

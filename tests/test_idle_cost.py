@@ -61,13 +61,16 @@ def test_maildir_idle_pass_lists_drafts_once_and_reads_none(
         world.add_interview(f"iv{n}", end=END + timedelta(minutes=n))
     due = END + timedelta(hours=3)
     world.run(due)
-    world.run(due + timedelta(minutes=1))  # the first full look records each draft's marker
-    waiting = world.drafts(DraftKind.THANK_YOU)
-    assert len(waiting) == 2 * interviews and all(d.version for d in waiting)
-
     listings = Calls(monkeypatch, local.MaildirMailbox, "_draft_files")
     observed = Calls(monkeypatch, local.MaildirMailbox, "observe")
     proofreading = Calls(monkeypatch, proofread, "proofread")
+    world.run(due + timedelta(minutes=1))  # the first full look records each draft's marker
+    waiting = world.drafts(DraftKind.THANK_YOU)
+    assert len(waiting) == 2 * interviews and all(d.version for d in waiting)
+    # Every draft read once, Drafts listed once for them all (not once per draft).
+    assert (listings.count, observed.count) == (1, 2 * interviews)
+
+    listings.count = observed.count = proofreading.count = 0
     world.run(due + timedelta(minutes=2))
     assert (listings.count, observed.count, proofreading.count) == (1, 0, 0)
 
