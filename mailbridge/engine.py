@@ -53,6 +53,7 @@ from mailbridge.model import (
     Observation,
     Person,
     Place,
+    Presence,
     SentHint,
     Window,
 )
@@ -549,7 +550,9 @@ class Pass:
         state = drafts.new_state(draft, result)
         if result == drafts.Outcome.SENT:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
-            self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}",
+            how = ("" if seen.presence == Presence.SENT else
+                   " (your mail program sent its own copy, under a new Message-ID)")
+            self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}{how}",
                         interview_id=draft.interview_id, draft_id=draft.id)
             return result
         if result == drafts.Outcome.DELETED:

@@ -6,6 +6,9 @@ The providers only report facts (`Observation`, `SentCandidate`); these tables p
 
 from __future__ import annotations
 
+import email
+import email.policy
+import email.utils
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -321,3 +324,27 @@ def test_graph_reports_a_copy_sent_under_a_new_message_id() -> None:
         assert emu.violations == [] and emu.send_attempts == []
     finally:
         emu.stop()
+
+
+def test_the_engine_records_a_draft_sent_under_a_new_message_id(tmp_path: Path) -> None:
+    from tests.test_engine import END, World
+
+    world = World(tmp_path)
+    world.add_interview()
+    due = END + timedelta(hours=3)
+    world.run(due)
+    # The user's mail program sends one thank-you as a copy with a Message-ID of its own.
+    drafts_box, sent_box = world.folder("Drafts"), world.folder("Sent")
+    key = sorted(drafts_box.keys())[0]
+    raw = drafts_box.get_bytes(key)
+    mine = email.message_from_bytes(raw, policy=email.policy.default)
+    sent_box.add(raw.replace(str(mine["Message-ID"]).encode(), b"<own-copy@client.example>"))
+    drafts_box.remove(key)
+    world.run(due + timedelta(minutes=5))
+
+    to = email.utils.parseaddr(str(mine["To"]))[1].lower()
+    row = next(d for d in world.drafts() if d.recipient.email == to)
+    assert row.state is DraftState.SENT
+    (entry,) = [a for a in world.ledger.audit_entries() if a.decision == "draft sent"]
+    assert "new Message-ID" in entry.reason
+    world.ledger.close()
