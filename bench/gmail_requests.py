@@ -105,7 +105,7 @@ def main() -> None:
         total: Counter[str] = Counter()
         total += step("interview appears on the calendar", start - timedelta(hours=1))
         total += step("thank-you drafts due (2 interviewers)", start + timedelta(hours=3), 2)
-        step("idle cycle with 2 drafts waiting", start + timedelta(hours=4))
+        waiting = step("idle cycle with 2 drafts waiting", start + timedelta(hours=4))
         for draft_id in list(emu.drafts):
             emu.user_sends_draft(draft_id)
         total += step("the user sends both thank-yous", start + timedelta(days=1))
@@ -134,6 +134,13 @@ def main() -> None:
             f"\nidle goal while waiting (one history.list + one events.list per calendar): "
             f"{'met' if cycle_ok else 'NOT met'}; "
             f"{units(idle)} Gmail units per idle cycle per account"
+        )
+        waiting_ok = waiting == Counter(
+            {"gmail.users.history.list": 1, "calendar.events.list": 1}
+        )
+        print(
+            f"idle goal with 2 drafts waiting (the same, no drafts.get: history tells which "
+            f"changed): {'met' if waiting_ok else 'NOT met'}; {units(waiting)} Gmail units"
         )
         sends = [m for m in emu.counts if "send" in m]
         print(f"send requests seen: {len(sends)}; emulator violations: {len(emu.violations)}")

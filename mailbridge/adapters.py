@@ -30,11 +30,22 @@ mailbox
     harder (a search index that lags a draft made seconds ago); ``locate`` raises FolderMissing
     while Drafts is gone. A create or update that may or may not have been carried out
     (timeout, reset, 5xx after the request went out) raises `AmbiguousWrite` and is never
-    repeated blindly: the engine looks first. ``observe`` says whether a draft we made is
-    still in Drafts (and its fingerprint, from `mailbridge.compose.fingerprint`), was sent,
-    or is gone; ``update_draft`` replaces an unedited draft; ``retract`` removes a draft (to
-    Trash where the mailbox has one). A mailbox never sends mail: no adapter has, or may
-    grow, a method that sends.
+    repeated blindly: the engine looks first. ``observe`` reports facts about a draft we
+    made, never a verdict: whether it is still in Drafts (with the fingerprint of what is
+    there, from `mailbridge.compose.fingerprint`, its text body and a cheap version marker),
+    whether our Message-ID (or the same item, no longer a draft) is in Sent, or neither; and,
+    when it is in neither and a `SentHint` was given, the messages in Sent to that
+    recipient since about the draft's creation (``Observation.sent_candidates``: recipients,
+    subject, date, thread references, and whether the mailbox's own threading puts them in
+    the draft's thread). Whether the user sent, deleted or edited it is decided by
+    `mailbridge.drafts`, with one slack for every provider. ``versions`` takes the markers
+    ``observe`` reported (provider id -> marker) and answers, for as many drafts as it can
+    cheaply and in one go (one listing, one FETCH of FLAGS/MODSEQ, the history already read,
+    one request for change keys), the marker each has now; a draft it leaves out is observed
+    in full. Equal markers mean the draft was not touched, so the engine neither reads nor
+    proofreads it again. A mailbox that reports no marker is never asked. ``update_draft``
+    replaces an unedited draft; ``retract`` removes a draft (to Trash where the mailbox has
+    one). A mailbox never sends mail: no adapter has, or may grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in
@@ -124,6 +135,8 @@ class Mailbox(Protocol):
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation: ...
+
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]: ...
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str: ...
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from mailbridge import classify, compose, detect, planner, proofread
+from mailbridge import classify, compose, detect, drafts, planner, proofread
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
@@ -50,6 +50,7 @@ from mailbridge.model import (
     Located,
     MailHeaders,
     MessageKind,
+    Observation,
     Person,
     Place,
     Presence,
@@ -153,18 +154,28 @@ class Pass:
     def lift_mailbox_pause(self) -> None:
         """A pause the mailbox caused ends when Drafts is back (the probe raises FolderMissing
         while it is not); the calendar never lifts it."""
-        if MAILBOX not in self.ledger.pause_causes(self.account.name):
+        causes = self.ledger.pause_causes(self.account.name)
+        if MAILBOX not in causes:
             return
         self.mailbox.locate("<probe.mailbridge@mailbridge.invalid>")
         if not self.dry_run:
             with self.ledger.transaction():
-                self.ledger.set_paused(self.account.name, None, MAILBOX)
-                self.decide("resumed", "the Drafts folder is back")
+                self._record_pause(drafts.mailbox_pause(None, causes), MAILBOX)
+
+    def _record_pause(self, step: drafts.PauseStep, cause: str) -> None:
+        """Write what a pause check decided (inside a transaction)."""
+        if step.pause is not None:
+            self.ledger.set_paused(self.account.name, step.pause, cause)
+        elif step.lift is not None:
+            self.ledger.set_paused(self.account.name, None,
+                                   None if step.lift == drafts.EVERY_CAUSE else step.lift)
+        if step.audit is not None:
+            self.decide(*step.audit)
 
     def held(self) -> str | None:
         """Why this account may change nothing in the mailbox now, or None."""
         status = self.ledger.account_status(self.account.name)
-        return status.paused if status.paused and not status.resume_confirmed else None
+        return drafts.held(status.paused, status.resume_confirmed)
 
     # --- calendar ----------------------------------------------------------------------
 
@@ -179,22 +190,14 @@ class Pass:
         status = self.ledger.account_status(account)
         causes = self.ledger.pause_causes(account)
         fault = self._calendar_fault(batch, window)
-        if fault and not status.resume_confirmed:
+        pause = drafts.calendar_pause(fault, causes, status.resume_confirmed)
+        if not pause.proceed:
             with self.ledger.transaction():
-                if causes.get(CALENDAR) != fault:
-                    self.ledger.set_paused(account, fault, CALENDAR)
-                    self.decide("paused", fault)
+                self._record_pause(pause, CALENDAR)
             self.report.paused = fault
             return False
         with self.ledger.transaction():
-            if status.resume_confirmed:
-                # A confirmation lifts every cause, and counts for one pass.
-                self.ledger.set_paused(account, None)
-                if causes:
-                    self.decide("resumed", "you confirmed it with `mailbridge resume`")
-            elif CALENDAR in causes:  # only the calendar's own pause ends here
-                self.ledger.set_paused(account, None, CALENDAR)
-                self.decide("resumed", "the calendar looks sane again")
+            self._record_pause(pause, CALENDAR)
             present: set[EventKey] = set()
             for event in batch.events:
                 present.add(event.key)
@@ -512,13 +515,22 @@ class Pass:
     # --- our drafts ------------------------------------------------------------------------
 
     def observe_drafts(self) -> None:
-        for draft in self.ledger.drafts(self.account.name):
-            if not draft.state.on_server or draft.provider_id is None:
+        waiting = [d for d in self.ledger.drafts(self.account.name)
+                   if d.state.on_server and d.provider_id is not None]
+        if not waiting:
+            return
+        # One cheap look at every waiting draft; only those whose marker moved are read,
+        # fingerprinted and proofread again.
+        known = {d.provider_id: d.version for d in waiting if d.provider_id and d.version}
+        versions = self.mailbox.versions(known) if known else {}
+        for draft in waiting:
+            assert draft.provider_id is not None
+            if drafts.unchanged(draft, versions.get(draft.provider_id)):
                 continue
-            seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
+            hint = self._hint(draft)
+            seen = self.mailbox.observe(draft.provider_id, draft.message_id, hint)
             with self.ledger.transaction():
-                self._apply_observation(draft, seen.presence, seen.content_hash,
-                                        seen.provider_id, seen.body)
+                self._apply_observation(draft, seen, hint)
 
     def _hint(self, draft: DraftRow) -> SentHint:
         parent = self._thread_parent(draft)
@@ -530,41 +542,45 @@ class Pass:
         )
 
     def _apply_observation(
-        self,
-        draft: DraftRow,
-        presence: Presence,
-        content_hash: str,
-        provider_id: str | None,
-        body: str = "",
-    ) -> None:
+        self, draft: DraftRow, seen: Observation, hint: SentHint | None
+    ) -> drafts.Outcome:
+        """Record what `drafts.outcome` makes of an observation (inside a transaction)."""
         who = draft.recipient.email
-        if presence == Presence.SENT:
+        result = drafts.outcome(draft, seen, hint)
+        state = drafts.new_state(draft, result)
+        if result == drafts.Outcome.SENT:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
-            self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}",
+            how = ("" if seen.presence == Presence.SENT else
+                   " (your mail program sent its own copy, under a new Message-ID)")
+            self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}{how}",
                         interview_id=draft.interview_id, draft_id=draft.id)
-        elif presence == Presence.GONE:
+            return result
+        if result == drafts.Outcome.DELETED:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
             self.decide("draft deleted by you",
                         f"the {draft.kind.value} draft to {who} is gone from Drafts; "
                         "it will not be recreated",
                         interview_id=draft.interview_id, draft_id=draft.id)
-        else:
-            if provider_id and provider_id != draft.provider_id:
-                self.ledger.update_draft(draft.id, self.now, provider_id=provider_id)
-            if body:
-                # Proofread what is in Drafts now, the user's edits included.
-                warnings = proofread.proofread(body, [draft.recipient])
-                self.ledger.update_draft(draft.id, self.now, warnings=json.dumps(warnings))
-            if content_hash != draft.content_hash and content_hash == draft.pending_hash:
-                # Our own update, cut short before it was recorded: still ours, unedited.
-                self.ledger.update_draft(draft.id, self.now, content_hash=content_hash,
-                                         pending_hash="")
-            elif content_hash not in _ours(draft) and draft.state == DraftState.CREATED:
-                self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_EDITED)
-                self.decide("draft edited by you",
-                            f"the {draft.kind.value} draft to {who} was edited; "
-                            "it will never be changed or deleted by mailbridge",
-                            interview_id=draft.interview_id, draft_id=draft.id)
+            return result
+        if seen.provider_id and seen.provider_id != draft.provider_id:
+            self.ledger.update_draft(draft.id, self.now, provider_id=seen.provider_id)
+        if seen.body:
+            # Proofread what is in Drafts now, the user's edits included.
+            warnings = proofread.proofread(seen.body, [draft.recipient])
+            self.ledger.update_draft(draft.id, self.now, warnings=json.dumps(warnings))
+        # Remember the marker of what was just read: until it moves, nothing is read again.
+        self.ledger.update_draft(draft.id, self.now, version=seen.version)
+        if result == drafts.Outcome.UPDATE_LANDED:
+            # Our own update, cut short before it was recorded: still ours, unedited.
+            self.ledger.update_draft(draft.id, self.now, content_hash=seen.content_hash,
+                                     pending_hash="")
+        elif state == DraftState.USER_EDITED:
+            self.ledger.update_draft(draft.id, self.now, state=state)
+            self.decide("draft edited by you",
+                        f"the {draft.kind.value} draft to {who} was edited; "
+                        "it will never be changed or deleted by mailbridge",
+                        interview_id=draft.interview_id, draft_id=draft.id)
+        return result
 
     # --- plan and act ----------------------------------------------------------------------
 
@@ -575,10 +591,10 @@ class Pass:
         created: dict[int, list[DraftRow]] = {}
         for action in actions:
             self._act(action, interviews, created)
-        for interview_id, drafts in created.items():
+        for interview_id, made in created.items():
             interview = interviews[interview_id]
-            thanks = [d for d in drafts if d.kind == DraftKind.THANK_YOU]
-            follow = [d for d in drafts if d.kind == DraftKind.FOLLOW_UP]
+            thanks = [d for d in made if d.kind == DraftKind.THANK_YOU]
+            follow = [d for d in made if d.kind == DraftKind.FOLLOW_UP]
             company = interview.company or interview.title
             if thanks:
                 n = len(thanks)
@@ -766,7 +782,7 @@ class Pass:
         with ledger.transaction():
             ledger.update_draft(
                 draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
-                created_at=self.now, **self._rendered(message, interview),
+                created_at=self.now, version="", **self._rendered(message, interview),
             )
             late = " (late: the 24-hour window had passed)" if draft.late else ""
             self.decide("draft created",
@@ -782,22 +798,20 @@ class Pass:
             # Search may lag behind a draft made seconds ago: the slow, exhaustive look.
             provider_id = self.mailbox.find_draft(draft.message_id)
             found = Located(Place.DRAFTS, provider_id) if provider_id else None
-        if found is not None and found.place == Place.TRASH and draft.trashed:
-            return None
-        return found
+        return drafts.deciding_copy(found, draft.trashed)
 
     def _found_elsewhere(self, draft: DraftRow, found: Located) -> None:
         """The draft is already in Sent (the user sent it) or in Trash (the user deleted it)."""
+        state = drafts.state_found_in(found.place)
         with self.ledger.transaction():
-            if found.place == Place.SENT:
-                self.ledger.update_draft(draft.id, self.now, state=DraftState.SENT)
+            self.ledger.update_draft(draft.id, self.now, state=state)
+            if state == DraftState.SENT:
                 self.ledger.link_sent(self.account.name, draft.message_id, draft.id)
                 self.decide("draft sent by you",
                             f"the {draft.kind.value} to {draft.recipient.email} is already in "
                             "Sent; not creating it again",
                             interview_id=draft.interview_id, draft_id=draft.id)
             else:
-                self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
                 self.decide("draft deleted by you",
                             f"the {draft.kind.value} draft to {draft.recipient.email} is in "
                             "Trash; it will never be made again",
@@ -835,23 +849,25 @@ class Pass:
             # unless the user already changed it.
             located = self._locate(draft)
             provider_id = located.provider_id if located and located.place == Place.DRAFTS else None
+            seen: Observation | None = None
+            ours: DraftMessage | None = None
             if provider_id is not None:
                 ours = self._render_or_report(draft, interviews[draft.interview_id])
                 seen = self.mailbox.observe(provider_id, draft.message_id, self._hint(draft))
-                if seen.presence == Presence.PRESENT and (
-                    ours is None or seen.content_hash != ours.content_hash
-                ):  # changed by the user, or not comparable: keep it
-                    with self.ledger.transaction():
-                        self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
-                                                 state=DraftState.USER_EDITED)
-                        self.decide("draft edited by you",
-                                    f"kept the interrupted draft to {draft.recipient.email}: "
-                                    "you changed it", draft_id=draft.id)
-                    return
-                if seen.presence == Presence.PRESENT:
-                    with self.ledger.transaction():  # our copy in Trash is not the user's doing
-                        self.ledger.update_draft(draft.id, self.now, trashed=True)
-                    self.mailbox.retract(seen.provider_id or provider_id)
+            repair = drafts.interrupted_create(seen, ours.content_hash if ours else None)
+            if repair == drafts.Repair.KEEP:  # changed by the user, or not comparable
+                with self.ledger.transaction():
+                    self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
+                                             state=DraftState.USER_EDITED)
+                    self.decide("draft edited by you",
+                                f"kept the interrupted draft to {draft.recipient.email}: "
+                                "you changed it", draft_id=draft.id)
+                return
+            if repair == drafts.Repair.TAKE_BACK:
+                assert seen is not None and provider_id is not None
+                with self.ledger.transaction():  # our copy in Trash is not the user's doing
+                    self.ledger.update_draft(draft.id, self.now, trashed=True)
+                self.mailbox.retract(seen.provider_id or provider_id)
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, state=DraftState.CANCELLED)
             self.decide("draft cancelled", reason, draft_id=draft.id)
@@ -862,16 +878,12 @@ class Pass:
         Looked at right before changing or removing it: an edit made since the last pass wins.
         """
         assert draft.provider_id is not None
-        seen = self.mailbox.observe(draft.provider_id, draft.message_id, self._hint(draft))
-        if seen.presence == Presence.PRESENT and seen.content_hash in _ours(draft):
-            if seen.content_hash != draft.content_hash:  # an interrupted update had landed
-                with self.ledger.transaction():
-                    self.ledger.update_draft(draft.id, self.now,
-                                             content_hash=seen.content_hash, pending_hash="")
-            return seen.provider_id or draft.provider_id
+        hint = self._hint(draft)
+        seen = self.mailbox.observe(draft.provider_id, draft.message_id, hint)
         with self.ledger.transaction():
-            self._apply_observation(draft, seen.presence, seen.content_hash,
-                                    seen.provider_id, seen.body)
+            result = self._apply_observation(draft, seen, hint)
+        if result in (drafts.Outcome.OURS, drafts.Outcome.UPDATE_LANDED):
+            return seen.provider_id or draft.provider_id
         return None
 
     def _rendered(self, message: DraftMessage, interview: InterviewRow) -> dict[str, object]:
@@ -902,12 +914,13 @@ class Pass:
         except AmbiguousWrite:
             # The answer was lost: look at the draft before anything is tried again.
             seen = self.mailbox.observe(current, draft.message_id, self._hint(draft))
-            if seen.presence != Presence.PRESENT or seen.content_hash != message.content_hash:
+            if not drafts.update_landed(seen, message.content_hash):
                 raise  # not carried out: the next pass tries again (the intent is recorded)
             provider_id = seen.provider_id or current
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, provider_id=provider_id,
-                                     pending_hash="", **self._rendered(message, interview))
+                                     pending_hash="", version="",
+                                     **self._rendered(message, interview))
             self.decide("draft updated", reason, interview_id=interview.id, draft_id=draft.id)
 
     def _retract(self, draft_id: int, interviews: dict[int, InterviewRow], reason: str) -> None:
@@ -948,11 +961,6 @@ def _with_message_id(message: DraftMessage, message_id: str) -> DraftMessage:
         parsed.replace_header("Message-ID", message_id)
         raw = parsed.as_bytes()
     return replace(message, message_id=message_id, raw=raw)
-
-
-def _ours(draft: DraftRow) -> set[str]:
-    """Fingerprints of what we wrote: the recorded text, and an update that may have landed."""
-    return {h for h in (draft.content_hash, draft.pending_hash) if h}
 
 
 def _complete(batch: CalendarBatch) -> bool:
@@ -1092,9 +1100,11 @@ def reconcile(
         )
         if not dry_run:
             with ledger.transaction():
-                if ledger.pause_causes(account.name).get(MAILBOX) != report.paused:
-                    ledger.set_paused(account.name, report.paused, MAILBOX)
-                    ledger.audit(account.name, "paused", report.paused, now=now)
+                pause = drafts.mailbox_pause(report.paused, ledger.pause_causes(account.name))
+                if pause.pause is not None:
+                    ledger.set_paused(account.name, pause.pause, MAILBOX)
+                if pause.audit is not None:
+                    ledger.audit(account.name, *pause.audit, now=now)
                 ledger.record_error(account.name, report.paused, now)
         log.warning("%s: paused: %s", account.name, report.paused)
     except AuthError as exc:

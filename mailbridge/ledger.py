@@ -35,7 +35,7 @@ from mailbridge.model import (
 )
 from mailbridge.textsafe import redact_urls
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -183,6 +183,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE draft ADD COLUMN trashed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE account_state ADD COLUMN pauses TEXT NOT NULL DEFAULT '{}';
     UPDATE account_state SET pauses = json_object('calendar', paused) WHERE paused IS NOT NULL;
+    """,
+    # 5: the mailbox's cheap marker of each draft when last observed in full (a file name and
+    # flags, a modification sequence, a change key): a waiting draft is read and proofread
+    # again only when its marker changed.
+    """
+    ALTER TABLE draft ADD COLUMN version TEXT NOT NULL DEFAULT '';
     """,
 ]
 
@@ -976,6 +982,7 @@ class Ledger:
             flagged=row["flagged"],
             pending_hash=row["pending_hash"],
             trashed=bool(row["trashed"]),
+            version=row["version"],
         )
 
     def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
@@ -1057,6 +1064,7 @@ class Ledger:
             "warnings",
             "pending_hash",
             "trashed",
+            "version",
         }
         unknown = set(fields) - allowed
         if unknown:

@@ -262,6 +262,9 @@ class DraftRow:
     flagged: str = ""  # why the user should look (edited, yet the employer replied); "" if not
     pending_hash: str = ""  # what an update under way writes: also ours if found in Drafts
     trashed: bool = False  # we moved a copy to Trash ourselves: a copy there is not a deletion
+    # The mailbox's marker of the draft when last observed in full ("" none): a cache that
+    # spares reading an untouched draft again, not part of the draft's state.
+    version: str = field(default="", compare=False)
 
 
 class MessageKind(enum.StrEnum):
@@ -378,12 +381,27 @@ class DraftMessage:
 
 @dataclass(frozen=True)
 class SentHint:
-    """What a mailbox may use to recognise a draft the user sent under a new Message-ID."""
+    """What a mailbox needs to look for a draft the user sent under a new Message-ID: it
+    reports the messages in Sent that may be it (`SentCandidate`); `mailbridge.drafts`
+    decides which one is."""
 
     recipient: str
     subject: str
     since: datetime  # when the draft was created
     thread: tuple[str, ...] = ()  # Message-IDs the draft replies to
+
+
+@dataclass(frozen=True)
+class SentCandidate:
+    """A message in Sent to the hinted recipient, dated about when the draft was made or later:
+    the facts by which the core tells whether it is the draft, sent under a new Message-ID."""
+
+    recipients: tuple[str, ...]  # To and Cc addresses
+    subject: str = ""
+    date: datetime | None = None  # when it was sent (Date header, or the server's own time)
+    thread: tuple[str, ...] = ()  # In-Reply-To and References
+    in_draft_thread: bool = False  # the mailbox's own threading puts it in the draft's thread
+    message_id: str = ""  # its own Message-ID, if known
 
 
 class Presence(enum.StrEnum):
@@ -394,10 +412,22 @@ class Presence(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Observation:
+    """What a mailbox sees of one of our drafts: facts only (`mailbridge.drafts` decides).
+
+    ``presence`` says where the draft's own id or Message-ID is: in Drafts, in Sent (sent
+    under our Message-ID, or the same item no longer a draft), or neither (GONE). When it is
+    GONE and a `SentHint` was given, ``sent_candidates`` lists what in Sent may be the draft
+    sent under a Message-ID of its own.
+    """
+
     presence: Presence
     content_hash: str = ""  # compose.fingerprint of what is in Drafts now (PRESENT only)
     provider_id: str | None = None  # the id now, if the mailbox changed it
     body: str = ""  # the text body now (PRESENT only, when the mailbox has it at hand): proofread
+    sent_candidates: tuple[SentCandidate, ...] = ()  # GONE with a hint only
+    # A cheap marker of this version of the draft (PRESENT only; "" when the mailbox has none):
+    # the same marker from `Mailbox.versions` later means the draft was not touched since.
+    version: str = ""
 
 
 class Place(enum.StrEnum):

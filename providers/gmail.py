@@ -18,9 +18,13 @@ What maps to what:
   top-level part, and an Outlook invitation is multipart/alternative with its text/calendar
   part inside. A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
-  "deleted". A draft the user's program sent under a new Message-ID is recognised from the
-  `SentHint`: a SENT message to the same recipient, after the draft was made, in the draft's
-  thread or (a thank-you has a thread of its own) under the same subject.
+  "deleted". For a draft gone from Drafts, the SENT messages in its thread and those to the
+  same recipient since about its creation are reported as candidates, from which
+  `mailbridge.drafts` tells a draft the user's program sent under a new Message-ID.
+- A draft's version marker is its message id (Gmail makes a new message for every edit of a
+  draft) and the history id read on that pass. History is read with every record type, so
+  the one ``history.list`` of an idle pass also says which waiting drafts were touched
+  (added, deleted, relabelled): those untouched are not fetched again (``versions``).
 - Drafts carry no label of ours: Google's "Working with Drafts" guide says a draft message
   cannot have any label other than ``DRAFT``, so no label scope is asked for.
 - Sign-in: a Desktop OAuth client (``google.client_secrets``) and the loopback flow (a fixed
@@ -48,7 +52,7 @@ import socket
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -83,6 +87,7 @@ from mailbridge.model import (
     Place,
     Presence,
     Response,
+    SentCandidate,
     SentHint,
     Unreadable,
     Window,
@@ -138,7 +143,6 @@ SCOPES = (
     "https://www.googleapis.com/auth/gmail.readonly",
     "https://www.googleapis.com/auth/gmail.compose",
 )
-SENT_SLACK = timedelta(minutes=5)  # clock skew between this machine and Google
 KEYRING_PURPOSE = "google-refresh-token"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
@@ -682,12 +686,6 @@ def _provider_id(draft: dict[str, Any]) -> str:
     return f"{draft['id']}:{message.get('id', '')}:{message.get('threadId', '')}"
 
 
-_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*:\s*)+", re.IGNORECASE)
-
-
-def subject_key(subject: str) -> str:
-    """A subject without leading "Re:"/"Fwd:" (and common localized forms), for comparing."""
-    return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
 
 
 def part_types(payload: dict[str, Any]) -> list[str]:
@@ -708,27 +706,31 @@ def part_types(payload: dict[str, Any]) -> list[str]:
     return found
 
 
-def sent_as_hint(message: dict[str, Any], hint: SentHint, *, same_thread: bool) -> bool:
-    """Whether a messages.get/threads.get message (format=metadata) is the hinted draft sent.
-
-    SENT, to the hinted recipient, after the draft was made; outside the draft's own thread
-    the subject must match too (ignoring "Re:"/"Fwd:").
-    """
+def sent_candidate(message: dict[str, Any], *, same_thread: bool) -> SentCandidate | None:
+    """The facts of a messages.get/threads.get message (format=metadata) by which the core
+    recognises a draft sent anew; None unless it is SENT."""
     if "SENT" not in message.get("labelIds", []):
-        return False
-    made = int(message.get("internalDate", "0")) / 1000
-    since = hint.since if hint.since.tzinfo else hint.since.replace(tzinfo=UTC)
-    if made < (since - SENT_SLACK).timestamp():
-        return False
+        return None
     headers = message.get("payload", {}).get("headers", [])
     fields = [(h["name"].lower(), h["value"]) for h in headers]
     to = email.utils.getaddresses([v for k, v in fields if k in ("to", "cc")])
-    if hint.recipient.lower() not in {a.lower() for _, a in to}:
-        return False
-    if same_thread:
-        return True
-    subject = next((v for k, v in fields if k == "subject"), "")
-    return subject_key(subject) == subject_key(hint.subject)
+    refs = " ".join(v for k, v in fields if k in ("in-reply-to", "references"))
+    return SentCandidate(
+        recipients=tuple(a for _, a in to if a),
+        subject=next((v for k, v in fields if k == "subject"), ""),
+        date=datetime.fromtimestamp(int(message.get("internalDate", "0")) / 1000, UTC),
+        thread=tuple(re.findall(r"<[^<>\s]+>", refs)),
+        in_draft_thread=same_thread,
+        message_id=next((v.strip() for k, v in fields if k == "message-id"), ""),
+    )
+
+
+def history_touches(record: dict[str, Any]) -> set[str]:
+    """The message ids a history record says were added, deleted or relabelled."""
+    touched = {str(m.get("id")) for m in record.get("messages", [])}
+    for kind in ("messagesAdded", "messagesDeleted", "labelsAdded", "labelsRemoved"):
+        touched |= {str(item["message"]["id"]) for item in record.get(kind, [])}
+    return touched
 
 
 class GmailMailbox:
@@ -737,6 +739,11 @@ class GmailMailbox:
         self.api = api or Api(
             account, _service(account, "gmail", "v1", _google(account).api_endpoint), GMAIL_METHODS
         )
+        # What the last read of mail learnt: the history id it reached, and (when it read
+        # history) where that read started and every message it touched.
+        self._history_at: int | None = None
+        self._history_from: int | None = None
+        self._touched: set[str] = set()
 
     def _call(self, method: str, **params: Any) -> Any:
         return self.api.call(method, userId="me", **params)
@@ -754,6 +761,7 @@ class GmailMailbox:
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
         ids: list[tuple[str, set[str] | None]] = []
         history_id = None
+        self._history_from = None
         if cursor:
             ids, history_id = self._history(cursor)
         if history_id is None:
@@ -764,28 +772,33 @@ class GmailMailbox:
             for page in self.api.pages("users.messages.list", userId="me", q=query):
                 ids += [(m["id"], None) for m in page.get("messages", [])]
         headers = [h for mid, labels in dict(ids).items() if (h := self._headers(mid, labels))]
+        self._history_at = int(history_id)
         return MessageBatch(tuple(headers), cursor=str(history_id))
 
     def _history(self, cursor: str) -> tuple[list[tuple[str, set[str] | None]], str | None]:
-        """Messages added to INBOX or SENT since ``cursor``; (.., None) when history expired."""
+        """Messages added to INBOX or SENT since ``cursor``; (.., None) when history expired.
+        Every record type is read, so the same request tells which drafts were touched."""
         found: list[tuple[str, set[str] | None]] = []
+        touched: set[str] = set()
         token = None
         while True:
             page = self._missing(
                 "users.history.list",
                 startHistoryId=cursor,
-                historyTypes=["messageAdded"],
+                historyTypes=["messageAdded", "messageDeleted", "labelAdded", "labelRemoved"],
                 **({"pageToken": token} if token else {}),
             )
             if page is None:
                 return [], None
             for record in page.get("history", []):
+                touched |= history_touches(record)
                 for added in record.get("messagesAdded", []):
                     labels = set(added["message"].get("labelIds", []))
                     if labels & {"INBOX", "SENT"}:
                         found.append((added["message"]["id"], labels))
             token = page.get("nextPageToken")
             if not token:
+                self._history_from, self._touched = int(cursor), touched
                 return found, page["historyId"]
 
     def _headers(self, message_id: str, labels: set[str] | None) -> MailHeaders | None:
@@ -880,7 +893,10 @@ class GmailMailbox:
         if draft is not None:
             raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
             fingerprint, body = compose.read_draft(raw)
-            return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body)
+            at = self._history_at
+            version = f"{draft['message'].get('id', '')}@{at}" if at is not None else ""
+            return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body,
+                               version=version)
         # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
         if gmail_id:
             sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
@@ -891,35 +907,61 @@ class GmailMailbox:
             sent = self._missing("users.messages.get", id=entry["id"], format="minimal")
             if sent and "SENT" in sent.get("labelIds", []):
                 return Observation(Presence.SENT)
-        if hint is not None and self._sent_under_new_id(thread_id, hint):
-            return Observation(Presence.SENT)
-        return Observation(Presence.GONE)
+        if hint is None or not hint.recipient:
+            return Observation(Presence.GONE)
+        return Observation(Presence.GONE, sent_candidates=self._sent_candidates(thread_id, hint))
 
-    def _sent_under_new_id(self, thread_id: str, hint: SentHint) -> bool:
-        """Whether the user's program sent the draft as a message of its own (new ids)."""
-        wanted = ["To", "Cc", "Subject"]
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        """The drafts no history record touched since their marker was taken. The history read
+        by `messages` on this pass answers without a request; each read answers once, so a
+        pass that did not read mail reads the history itself, from the oldest marker."""
+        start, touched, self._history_from = self._history_from, self._touched, None
+        taken = {pid: marker.partition("@") for pid, marker in known.items()}
+        if start is None:
+            oldest = min((int(at) for _, _, at in taken.values() if at.isdigit()), default=None)
+            if oldest is None:
+                return {}
+            _, reached = self._history(str(oldest))
+            if reached is None:  # expired: look at each draft
+                return {}
+            start, touched, self._history_from = oldest, self._touched, None
+            self._history_at = int(reached)
+        result = {}
+        for provider_id, (message_id, _, at) in taken.items():
+            if (
+                at.isdigit() and start <= int(at)
+                and message_id and message_id == _parse_id(provider_id)[1]
+                and message_id not in touched
+            ):  # fmt: skip
+                result[provider_id] = known[provider_id]
+        return result
+
+    def _sent_candidates(self, thread_id: str, hint: SentHint) -> tuple[SentCandidate, ...]:
+        """What in Sent may be the draft, sent by the user's program under new ids."""
+        wanted = ["To", "Cc", "Subject", "In-Reply-To", "References", "Message-ID"]
+        found: list[SentCandidate] = []
         if thread_id:
             thread = self._missing(
                 "users.threads.get", id=thread_id, format="metadata", metadataHeaders=wanted
             )
             for message in (thread or {}).get("messages", []):
-                if sent_as_hint(message, hint, same_thread=True):
-                    return True
+                if candidate := sent_candidate(message, same_thread=True):
+                    found.append(candidate)
         # A thank-you starts its own thread, which is gone with the draft: look in Sent for
         # the same subject to the same person (a day of slack: "after:" is a date in the
         # account's time zone).
         day = (hint.since - timedelta(days=1)).astimezone(UTC)
         query = f"in:sent to:{hint.recipient} after:{day:%Y/%m/%d}"
-        found = self._call("users.messages.list", q=query)
-        for entry in found.get("messages", [])[:20]:
+        listed = self._call("users.messages.list", q=query)
+        for entry in listed.get("messages", [])[:20]:
             if entry.get("threadId") == thread_id:
                 continue  # seen above
             message = self._missing(
                 "users.messages.get", id=entry["id"], format="metadata", metadataHeaders=wanted
             )
-            if message and sent_as_hint(message, hint, same_thread=False):
-                return True
-        return False
+            if message and (candidate := sent_candidate(message, same_thread=False)):
+                found.append(candidate)
+        return tuple(found)
 
     def close(self) -> None:
         pass

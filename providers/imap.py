@@ -10,11 +10,13 @@ What maps to what:
   then by common and localized names, unless the settings name them.
 - ``observe``: the UID still there -> PRESENT with the fingerprint of what the server holds now;
   the Message-ID elsewhere in Drafts (the user's client re-saved it) -> PRESENT with the new id;
-  the Message-ID in Sent -> SENT; else, from the `SentHint`, a message in Sent to the same
-  recipient since the draft was made (``SEARCH SINCE .. TO ..`` on the server) with the same
-  subject (ignoring "Re:"/"Fwd:") or replying in the draft's thread -> SENT (the user's program
-  gave it a Message-ID of its own); else GONE. Nothing is kept in memory, so a restart loses
-  nothing.
+  the Message-ID in Sent -> SENT; else GONE, and with a `SentHint` the messages in Sent to the
+  same recipient since about the draft's creation (``SEARCH SINCE .. TO ..`` on the server)
+  are reported as candidates: `mailbridge.drafts` decides whether one of them is the draft
+  sent under a Message-ID of its own. Nothing is kept in memory, so a restart loses nothing.
+- A draft's version marker is ``UIDVALIDITY:UID``, its flags and (with CONDSTORE) its MODSEQ: a
+  message's content never changes under its UID, so ``versions`` checks every waiting draft
+  with one ``UID FETCH (FLAGS MODSEQ)`` and no body.
 - ``update_draft`` APPENDs the new draft, then removes exactly the old UID.
 - ``retract`` MOVEs that one UID to Trash (or COPY + ``\\Deleted`` + ``UID EXPUNGE`` of that
   UID). A plain EXPUNGE, which would also remove whatever else the user had flagged, is never
@@ -42,10 +44,10 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from imapclient import IMAPClient
@@ -72,6 +74,7 @@ from mailbridge.model import (
     Observation,
     Place,
     Presence,
+    SentCandidate,
     SentHint,
 )
 from mailbridge.settings import AccountSettings
@@ -144,7 +147,6 @@ CONFIG = ProviderConfig(table="imap", settings=ImapSettings, used_by=("mailbox.i
 
 DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
 KEYWORD = b"$mailbridge"  # marks the drafts mailbridge made (RFC 3501 keyword)
-SENT_SLACK = timedelta(hours=1)  # a sent copy's Date may trail the draft's creation a little
 EXCERPT_BYTES = 600
 FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
 IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
@@ -339,27 +341,24 @@ def draft_flags(permanent_flags: Sequence[bytes] | None) -> tuple[bytes, ...]:
     return DRAFT_FLAGS
 
 
-_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*:\s*)+", re.IGNORECASE)
+def sent_candidate(headers: MailHeaders) -> SentCandidate:
+    """The facts of a message in Sent by which the core recognises a draft sent anew."""
+    return SentCandidate(
+        recipients=tuple(p.email for p in (*headers.to, *headers.cc)),
+        subject=headers.subject,
+        date=headers.date,
+        thread=tuple(x for x in (headers.in_reply_to, *headers.references) if x),
+        message_id=headers.message_id,
+    )
 
 
-def subject_key(subject: str) -> str:
-    """A subject without leading "Re:"/"Fwd:" (and common localized forms), for comparing."""
-    return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
-
-
-def is_sent_copy(headers: MailHeaders, hint: SentHint) -> bool:
-    """Whether a message in Sent is the hinted draft, sent under a Message-ID of its own:
-    to the same recipient, not dated before the draft was made, and with the same subject
-    (ignoring "Re:"/"Fwd:") or replying in the draft's thread."""
-    if hint.recipient.lower() not in {p.email.lower() for p in (*headers.to, *headers.cc)}:
-        return False
-    since = hint.since if hint.since.tzinfo else hint.since.replace(tzinfo=UTC)
-    if headers.date is not None and headers.date < since - SENT_SLACK:
-        return False
-    thread = {x for x in (headers.in_reply_to, *headers.references) if x}
-    if thread & set(hint.thread):
-        return True
-    return bool(hint.subject) and subject_key(headers.subject) == subject_key(hint.subject)
+def version_of(validity: int, uid: int, data: Mapping[bytes, Any]) -> str:
+    """A draft's cheap marker from a FETCH of FLAGS (and MODSEQ, with CONDSTORE)."""
+    # \Recent depends on which session saw the message first, not on the message.
+    flags = " ".join(sorted(f for f in map(_text, data.get(b"FLAGS", ())) if f != "\\Recent"))
+    modseq = data.get(b"MODSEQ")
+    mark = str(modseq[0] if isinstance(modseq, (tuple, list)) and modseq else modseq or "")
+    return f"{validity}:{uid}/{flags}/{mark}"
 
 
 # --- connection ------------------------------------------------------------------------
@@ -659,24 +658,51 @@ class ImapMailbox:
             drafts = self._drafts(client)
             current = self._select(client, drafts, readonly=True)
             if current == validity:
-                raw = self._fetch_whole(client, uid)
-                if raw is not None:
-                    content_hash, body = compose.read_draft(raw)
-                    return Observation(Presence.PRESENT, content_hash=content_hash, body=body)
+                seen = self._observe_uid(client, current, uid)
+                if seen is not None:
+                    return seen
             uids = self._uids_with_message_id(client, message_id)
             if uids:
-                raw = self._fetch_whole(client, max(uids))
-                if raw is not None:
-                    content_hash, body = compose.read_draft(raw)
-                    return Observation(
-                        Presence.PRESENT,
-                        content_hash=content_hash,
-                        provider_id=f"{current}:{max(uids)}",
-                        body=body,
-                    )
-            if self._sent_copy(client, message_id, hint):
+                seen = self._observe_uid(client, current, max(uids))
+                if seen is not None:
+                    return replace(seen, provider_id=f"{current}:{max(uids)}")
+            sent = self._folder(client, "sent")
+            if sent is None:
+                return Observation(Presence.GONE)
+            self._select(client, sent, readonly=True)
+            if self._uids_with_message_id(client, message_id):
                 return Observation(Presence.SENT)
-            return Observation(Presence.GONE)
+            return Observation(Presence.GONE, sent_candidates=self._sent_candidates(client, hint))
+
+    def _draft_items(self, client: IMAPClient) -> list[str]:
+        return ["FLAGS", "MODSEQ"] if client.has_capability("CONDSTORE") else ["FLAGS"]
+
+    def _observe_uid(self, client: IMAPClient, validity: int, uid: int) -> Observation | None:
+        """The draft under ``uid`` of the selected Drafts, or None when it is not there."""
+        data = client.fetch([uid], ["BODY.PEEK[]", *self._draft_items(client)]).get(uid)
+        if not data or b"\\Deleted" in data.get(b"FLAGS", ()) or data.get(b"BODY[]") is None:
+            return None
+        content_hash, body = compose.read_draft(bytes(data[b"BODY[]"]))
+        return Observation(Presence.PRESENT, content_hash=content_hash, body=body,
+                           version=version_of(validity, uid, data))
+
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        wanted: dict[int, str] = {}
+        with self._session("check the drafts") as client:
+            drafts = self._drafts(client)
+            validity = self._select(client, drafts, readonly=True)
+            for provider_id in known:
+                old_validity, uid = parse_provider_id(provider_id)
+                if old_validity == validity:
+                    wanted[uid] = provider_id
+            if not wanted:
+                return {}
+            fetched = client.fetch(sorted(wanted), self._draft_items(client))
+        return {
+            wanted[uid]: version_of(validity, uid, data)
+            for uid, data in fetched.items()
+            if uid in wanted and b"\\Deleted" not in data.get(b"FLAGS", ())
+        }
 
     def _fetch_whole(self, client: IMAPClient, uid: int) -> bytes | None:
         data = client.fetch([uid], ["BODY.PEEK[]", "FLAGS"]).get(uid)
@@ -685,21 +711,20 @@ class ImapMailbox:
         raw = data.get(b"BODY[]")
         return bytes(raw) if raw is not None else None
 
-    def _sent_copy(self, client: IMAPClient, message_id: str, hint: SentHint | None) -> bool:
-        sent = self._folder(client, "sent")
-        if sent is None:
-            return False
-        self._select(client, sent, readonly=True)
-        if self._uids_with_message_id(client, message_id):
-            return True
+    def _sent_candidates(
+        self, client: IMAPClient, hint: SentHint | None
+    ) -> tuple[SentCandidate, ...]:
+        """With Sent selected: the mail in it to the hinted recipient since about the draft's
+        creation, for the core to compare with the draft."""
         if hint is None or not hint.recipient:
-            return False
+            return ()
         # The user's program may send its own copy under a new Message-ID. The server narrows
-        # Sent to mail to this recipient since the draft was made (a day of slack: SINCE is a
-        # date in the server's time zone); subject and thread are compared here, since SEARCH
-        # SUBJECT is a substring match and knows nothing of "Re:".
+        # Sent to mail to this recipient (a day of slack: SINCE is a date in the server's
+        # time zone); subject, thread and time are compared by the core, since SEARCH SUBJECT
+        # is a substring match and knows nothing of "Re:".
         uids = client.search(["SINCE", (hint.since - timedelta(days=1)).date(),
                               "TO", hint.recipient])  # fmt: skip
+        found: list[SentCandidate] = []
         for start in range(0, len(uids), FETCH_CHUNK):
             fetched = client.fetch(uids[start : start + FETCH_CHUNK], ["BODY.PEEK[HEADER]"])
             for uid, data in fetched.items():
@@ -709,9 +734,8 @@ class ImapMailbox:
                     provider_id=str(uid),
                     excerpt_chars=0,
                 )
-                if is_sent_copy(headers, hint):
-                    return True
-        return False
+                found.append(sent_candidate(headers))
+        return tuple(found)
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         new_id = self.create_draft(draft)

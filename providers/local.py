@@ -9,8 +9,11 @@ mailbox (``provider = "local"``)
     the root (``cur``/``new``/``tmp``); Drafts, Sent and Trash are Maildir++ subfolders
     (``.Drafts``) or, as mbsync's ``SubFolders Verbatim`` writes them, plain ones (``Drafts``).
     Drafts are written to Drafts/cur with the ``D`` (draft) and ``S`` (seen) flags; the
-    provider id is the message's Maildir key. Retraction moves the file to Trash. Sent
-    detection looks for the draft's Message-ID in Sent. The message cursor is, per folder, a
+    provider id is the message's Maildir key; its version marker is the file's name (key and
+    flags), size and modification time, so one listing of Drafts tells which waiting drafts
+    changed. Retraction moves the file to Trash. ``observe`` looks for the draft's
+    Message-ID in Sent and, with a `SentHint`, reports the messages in Sent to the same
+    recipient as candidates (the core decides). The message cursor is, per folder, a
     short fingerprint of every Maildir key (the unique file name) already reported, never a file
     time: a message with a wrong modification time (in the future, or kept when a client moves
     it back from Junk) cannot hide another. A sync lists names and reads only unseen ones.
@@ -28,9 +31,9 @@ import mailbox as stdlib_mailbox
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -48,6 +51,7 @@ from mailbridge.model import (
     Observation,
     Place,
     Presence,
+    SentCandidate,
     SentHint,
     Unreadable,
     Window,
@@ -178,6 +182,7 @@ def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
 class MaildirMailbox:
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
+        self._listing: dict[str, Path] = {}  # Drafts by key, as last listed
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
@@ -286,32 +291,107 @@ class MaildirMailbox:
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
         return str(self.drafts.add(message))
 
+    def _draft_files(self) -> dict[str, Path]:
+        """Every file in Drafts by its Maildir key: one listing, no file opened. Kept for the
+        observations that follow (a pass lists Drafts once, not once per draft)."""
+        colon = self.drafts.colon
+        found: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError), os.scandir(
+                Path(self.drafts._path, sub)
+            ) as entries:
+                for entry in entries:
+                    if not entry.name.startswith(".") and entry.is_file():
+                        found[entry.name.split(colon)[0]] = Path(entry.path)
+        self._listing = found
+        return found
+
+    @staticmethod
+    def _version(path: Path) -> str:
+        # Name (key and flags), size and time: a program that rewrites the file in place
+        # under the same name still moves the marker.
+        st = path.stat()
+        return f"{path.name}/{st.st_size}/{st.st_mtime_ns}"
+
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        self._check()
+        files = self._draft_files()
+        result: dict[str, str] = {}
+        for key in known:
+            if key in files:
+                with contextlib.suppress(FileNotFoundError):
+                    result[key] = self._version(files[key])
+        return result
+
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
         self._check()
-        key: str | None = provider_id if provider_id in self.drafts else None
-        if key is None:
-            key = self._key_by_message_id(self.drafts, message_id)  # re-saved by the client
-        if key is not None:
-            try:
-                raw = self.drafts.get_bytes(key)
-            except KeyError:
-                raw = None
-            if raw is not None:
-                content_hash, body = read_draft(raw)
-                return Observation(Presence.PRESENT, content_hash, key, body)
+        # The listing kept from this pass, when it names the draft; else (or when the file
+        # moved since, as a flag change renames it) a fresh one.
+        kept = self._listing
+        for files in ((kept,) if provider_id in kept else ()) + (None,):
+            seen = self._in_drafts(self._draft_files() if files is None else files,
+                                   provider_id, message_id)  # fmt: skip
+            if seen is not None:
+                return seen
         if self.sent is not None and self._key_by_message_id(self.sent, message_id):
             return Observation(Presence.SENT)
-        return Observation(Presence.GONE)
+        return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
+
+    def _in_drafts(
+        self, files: dict[str, Path], provider_id: str, message_id: str
+    ) -> Observation | None:
+        """The draft as it is in Drafts (by its key, else by its Message-ID), or None."""
+        key = provider_id if provider_id in files else None
+        if key is None:
+            key = self._key_by_message_id(self.drafts, message_id)  # re-saved by the client
+        if key is None:
+            return None
+        try:
+            path = files.get(key) or Path(self.drafts._path, self.drafts._lookup(key))  # type: ignore[attr-defined]
+            version = self._version(path)
+            raw = path.read_bytes()
+        except (FileNotFoundError, KeyError):
+            return None
+        content_hash, body = read_draft(raw)
+        return Observation(Presence.PRESENT, content_hash, key, body, version=version)
+
+    def _sent_candidates(self, hint: SentHint | None) -> tuple[SentCandidate, ...]:
+        """Mail in Sent to the hinted recipient, for the core to compare with the draft."""
+        if hint is None or not hint.recipient or self.sent is None:
+            return ()
+        since = hint.since - timedelta(days=1)  # a pre-filter only: the core decides
+        found = []
+        for key in self.sent.iterkeys():
+            try:
+                with self.sent.get_file(key) as handle:
+                    head = handle.read(HEAD_BYTES)
+            except (FileNotFoundError, KeyError):
+                continue
+            headers = headers_from_bytes(head, folder=Folder.SENT, provider_id=key,
+                                         excerpt_chars=0)
+            recipients = tuple(p.email for p in (*headers.to, *headers.cc))
+            if hint.recipient.lower() not in {r.lower() for r in recipients}:
+                continue
+            if headers.date is not None and headers.date < since:
+                continue
+            found.append(SentCandidate(
+                recipients, headers.subject, headers.date,
+                tuple(x for x in (headers.in_reply_to, *headers.references) if x),
+                message_id=headers.message_id,
+            ))
+        return tuple(found)
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         try:
             target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         except KeyError:
@@ -342,6 +422,7 @@ class MaildirMailbox:
 
     def retract(self, provider_id: str) -> None:
         self._check()
+        self._listing = {}  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         if self.trash is None:
             os.unlink(source)

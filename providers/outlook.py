@@ -9,7 +9,11 @@ What maps to what:
 - ``mailbox.outlook``: drafts are Graph messages in Drafts. ``POST /me/messages`` creates one;
   a follow-up in the thank-you's thread is ``POST /me/messages/{id}/createReply`` on the sent
   thank-you, then ``PATCH``; ``PATCH`` updates, ``DELETE`` retracts (Graph moves it to Deleted
-  Items), ``GET`` observes. Mail is ``GET /me/mailFolders/{inbox,sentitems}/messages/delta``
+  Items), ``GET`` observes (a draft gone unsent comes with the messages in Sent Items to
+  its recipient since about its creation, ``$filter=sentDateTime ge``, as candidates for
+  `mailbridge.drafts`); the version marker of a draft is its ``changeKey``, and ``versions``
+  reads the change keys of Drafts in one listing (``$select=changeKey``). Mail is
+  ``GET /me/mailFolders/{inbox,sentitems}/messages/delta``
   → `MessageBatch`; the cursor is both delta links. Full headers are fetched only for inbound
   mail from others (``$select=internetMessageHeaders``), together with what Graph knows that
   the headers do not show: an invitation, update, cancellation or response arrives as an
@@ -39,7 +43,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, formataddr
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -74,6 +78,7 @@ from mailbridge.model import (
     Place,
     Presence,
     Response,
+    SentCandidate,
     SentHint,
     Unreadable,
     Window,
@@ -701,6 +706,12 @@ def graph_hints(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     return hints
 
 
+def _when_sent(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"  # an OData string literal
 
@@ -906,16 +917,53 @@ class OutlookMailbox:
             sent = self._sent_message(message_id)
             if sent is not None:
                 return Observation(Presence.SENT, provider_id=sent)
-            return Observation(Presence.GONE)
+            return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
         if not msg.get("isDraft"):
             return Observation(Presence.SENT, provider_id=provider_id)
-        if msg.get("parentFolderId") != drafts:
-            return Observation(Presence.GONE)  # in Deleted Items (or moved away) unsent
-        self._change_keys[provider_id] = str(msg.get("changeKey", ""))
+        if msg.get("parentFolderId") != drafts:  # in Deleted Items (or moved away) unsent
+            return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
+        change_key = str(msg.get("changeKey", ""))
+        self._change_keys[provider_id] = change_key
         recipients = [p.email for p in (_person(r) for r in msg.get("toRecipients") or ()) if p]
         body = (msg.get("body") or {}).get("content") or ""
         digest = fingerprint(msg.get("subject") or "", recipients, body)
-        return Observation(Presence.PRESENT, digest, provider_id, body)
+        return Observation(Presence.PRESENT, digest, provider_id, body, version=change_key)
+
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        """The change key of every draft in Drafts, from one listing (paged by 1,000)."""
+        found: dict[str, str] = {}
+        params = {"$select": "id,changeKey", "$top": "1000"}
+        for page in self._graph.pages(self._graph.base + "/me/mailFolders/drafts/messages",
+                                      params):  # fmt: skip
+            for item in page.get("value", ()):
+                if item.get("id") in known and item.get("changeKey"):
+                    found[str(item["id"])] = str(item["changeKey"])
+        for provider_id, key in found.items():
+            if key == known.get(provider_id):  # what the next write's If-Match checks against
+                self._change_keys[provider_id] = key
+        return found
+
+    def _sent_candidates(self, hint: SentHint | None) -> tuple[SentCandidate, ...]:
+        """Mail in Sent Items since about the draft's creation, for the core to compare."""
+        if hint is None or not hint.recipient:
+            return ()
+        since = (hint.since - timedelta(days=1)).astimezone(UTC)
+        page = self._graph.call("GET", "/me/mailFolders/sentitems/messages", params={
+            "$filter": f"sentDateTime ge {since:%Y-%m-%dT%H:%M:%SZ}",
+            "$select": "toRecipients,ccRecipients,subject,sentDateTime,internetMessageId",
+            "$top": "50",
+        })  # fmt: skip
+        found = []
+        for item in page.get("value", ()):
+            people = [_person(r) for r in (*(item.get("toRecipients") or ()),
+                                            *(item.get("ccRecipients") or ()))]  # fmt: skip
+            found.append(SentCandidate(
+                recipients=tuple(p.email for p in people if p),
+                subject=item.get("subject") or "",
+                date=_when_sent(item.get("sentDateTime")),
+                message_id=item.get("internetMessageId") or "",
+            ))
+        return tuple(found)
 
     def _if_match(self, provider_id: str) -> dict[str, str]:
         # The changeKey seen by observe(): Graph refuses the write (412) if the user has

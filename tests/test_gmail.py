@@ -22,7 +22,7 @@ import pytest
 from mailbridge_providers import gmail
 from mailbridge_providers.gmail import GoogleSettings
 
-from mailbridge import secrets
+from mailbridge import drafts, secrets
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.compose import fingerprint
 from mailbridge.model import (
@@ -390,21 +390,6 @@ def test_the_requested_scopes_cover_every_method_the_adapter_calls(
     assert labels_of(emu, pid) == {"DRAFT"}
 
 
-@pytest.mark.parametrize(
-    ("subject", "key"),
-    [
-        ("Thank you, Maria", "thank you, maria"),
-        ("Re: Thank you, Maria", "thank you, maria"),
-        ("RE: Fwd: re:  Thank  you, Maria", "thank you, maria"),
-        ("AW: Danke", "danke"),
-        ("Regarding the role", "regarding the role"),
-        ("", ""),
-    ],
-)
-def test_subject_key_ignores_reply_and_forward_prefixes(subject: str, key: str) -> None:
-    assert gmail.subject_key(subject) == key
-
-
 # --- a draft sent under a new Message-ID --------------------------------------------------
 
 
@@ -425,7 +410,7 @@ def test_a_thank_you_sent_under_a_new_message_id_is_sent(
 
     seen = fresh_mailbox(account).observe(pid, "<n1@x.test>", hint)
 
-    assert seen.presence is Presence.SENT
+    assert drafts.presence(seen, hint) is Presence.SENT
     assert fresh_mailbox(account).observe(pid, "<n1@x.test>").presence is Presence.GONE  # no hint
 
 
@@ -451,7 +436,12 @@ def test_a_follow_up_sent_under_a_new_message_id_is_found_in_its_thread(
     emu.calls.clear()
 
     hint = SentHint("maria@acme.example", "Checking in", since, ("<t1@x.test>",))
-    assert fresh_mailbox(account).observe(pid, "<f1@x.test>", hint).presence is Presence.SENT
+    seen = fresh_mailbox(account).observe(pid, "<f1@x.test>", hint)
+    # Both in the thread: the thank-you it replies to (never taken for it) and the new copy.
+    assert [c.in_draft_thread for c in seen.sent_candidates] == [True, True]
+    copies = [c for c in seen.sent_candidates if drafts.is_sent_copy(c, hint)]
+    assert len(copies) == 1 and copies[0].message_id != "<t1@x.test>"
+    assert drafts.presence(seen, hint) is Presence.SENT
     assert "gmail.users.threads.get" in [c.method_id for c in emu.api_calls()]
 
 
@@ -460,14 +450,16 @@ def test_a_deleted_draft_with_a_hint_is_still_gone(
 ) -> None:
     earlier = mailbox.create_draft(draft("maria@acme.example", "Thank you", "a\n", "<e@x.test>"))
     emu.user_sends_as_new(earlier.split(":")[0])  # sent before the draft below was made
-    since = datetime.now(UTC) + timedelta(minutes=30)
+    since = datetime.now(UTC) + drafts.SENT_SLACK + timedelta(minutes=30)
     pid = mailbox.create_draft(draft("maria@acme.example", "Thank you", "b\n", "<g1@x.test>"))
     other = mailbox.create_draft(draft("raj@acme.example", "Thank you", "c\n", "<g2@x.test>"))
     emu.user_deletes_draft(pid.split(":")[0])
     emu.user_sends_as_new(other.split(":")[0])  # same subject, someone else
     hint = SentHint("maria@acme.example", "Thank you", since)
 
-    assert fresh_mailbox(account).observe(pid, "<g1@x.test>", hint).presence is Presence.GONE
+    seen = fresh_mailbox(account).observe(pid, "<g1@x.test>", hint)
+    assert seen.sent_candidates  # the earlier one to Maria: reported, and too old to be it
+    assert drafts.presence(seen, hint) is Presence.GONE
 
 
 # --- inbox --------------------------------------------------------------------------------

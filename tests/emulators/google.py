@@ -33,6 +33,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -272,6 +273,9 @@ class GoogleEmulator:
             name: {"id": name, "name": name, "type": "system"} for name in SYSTEM_LABELS
         }
         self.history: list[tuple[int, str, set[str]]] = []  # (history id, message id, labels)
+        # The other history record types, as Gmail keeps them: (history id, type, message id,
+        # label ids) with type messageDeleted, labelAdded or labelRemoved.
+        self.changes: list[tuple[int, str, str, tuple[str, ...]]] = []
         self.calendars: dict[str, CalendarState] = {"primary": CalendarState()}
         self.change_seq = 0
         self.min_sync_seq = 0
@@ -398,6 +402,12 @@ class GoogleEmulator:
         message.history_id = self.history_id
         self.history.append((self.history_id, message.id, set(message.labels)))
 
+    def _change(self, kind: str, message: Message, labels: Iterable[str] = ()) -> None:
+        """A history record other than messageAdded (users.history: History resource)."""
+        self.history_id += 1
+        message.history_id = self.history_id
+        self.changes.append((self.history_id, kind, message.id, tuple(sorted(labels))))
+
     def _thread_for(self, raw: bytes, thread_id: str | None) -> str:
         """Gmail's rule: a thread is kept when the message refers to one of its messages by
         In-Reply-To/References and the subject matches; otherwise a new thread starts."""
@@ -444,6 +454,7 @@ class GoogleEmulator:
         threaded by Gmail's usual rule."""
         with self.lock:
             old = self.messages.pop(self.drafts.pop(draft_id))
+            self._change("messageDeleted", old)
             copy = old.parsed
             del copy["Message-ID"]
             copy["Message-ID"] = message_id or email.utils.make_msgid(domain="client.test")
@@ -463,19 +474,22 @@ class GoogleEmulator:
     def user_edits_draft(self, draft_id: str, raw: bytes) -> str:
         with self.lock:
             old = self.messages.pop(self.drafts[draft_id])
+            self._change("messageDeleted", old)
             new = self._add_message(raw, {"DRAFT"}, old.thread_id)
             self.drafts[draft_id] = new.id
             return new.id
 
     def user_deletes_draft(self, draft_id: str) -> None:
         with self.lock:
-            del self.messages[self.drafts.pop(draft_id)]
+            self._change("messageDeleted", self.messages.pop(self.drafts.pop(draft_id)))
 
     def user_trashes_draft(self, draft_id: str) -> None:
         """The user's program moves the draft to Trash (a message labelled TRASH, no draft)."""
         with self.lock:
             message = self.messages[self.drafts.pop(draft_id)]
             message.labels = (set(message.labels) - {"DRAFT"}) | {"TRASH"}
+            self._change("labelRemoved", message, ["DRAFT"])
+            self._change("labelAdded", message, ["TRASH"])
 
     def draft_messages(self) -> dict[str, EmailMessage]:
         with self.lock:
@@ -831,20 +845,35 @@ class GoogleEmulator:
             "historyTypes", ["messageAdded", "messageDeleted", "labelAdded", "labelRemoved"]
         )
         label = p.get("labelId")
-        records = []
-        if "messageAdded" in types:  # the only type the emulator records
+
+        def brief(mid: str, labels: Iterable[str]) -> dict[str, Any]:
+            return {
+                "id": mid,
+                "threadId": self.messages[mid].thread_id if mid in self.messages else mid,
+                "labelIds": sorted(labels),
+            }
+
+        dated: list[tuple[int, dict[str, Any]]] = []
+        if "messageAdded" in types:
             seen: set[str] = set()
             for hid, mid, labels in self.history:
                 if hid > start and (label is None or label in labels) and mid not in seen:
                     seen.add(mid)
-                    msg = {
-                        "id": mid,
-                        "threadId": self.messages[mid].thread_id if mid in self.messages else mid,
-                        "labelIds": sorted(labels),
-                    }
-                    records.append(
-                        {"id": str(hid), "messages": [msg], "messagesAdded": [{"message": msg}]}
-                    )
+                    msg = brief(mid, labels)
+                    added = {"messagesAdded": [{"message": msg}]}
+                    dated.append((hid, {"id": str(hid), "messages": [msg], **added}))
+        fields = {"messageDeleted": "messagesDeleted", "labelAdded": "labelsAdded",
+                  "labelRemoved": "labelsRemoved"}  # fmt: skip
+        for hid, kind, mid, changed in self.changes:
+            current = self.messages[mid].labels if mid in self.messages else set()
+            if hid <= start or kind not in types or (label is not None and label not in current):
+                continue
+            msg = brief(mid, current)
+            entry: dict[str, Any] = {"message": msg}
+            if kind != "messageDeleted":
+                entry["labelIds"] = list(changed)
+            dated.append((hid, {"id": str(hid), "messages": [msg], fields[kind]: [entry]}))
+        records = [record for _, record in sorted(dated, key=lambda item: item[0])]
         page, token = self._page(records, p.get("pageToken"), int(p.get("maxResults", 100)))
         out: dict[str, Any] = {"historyId": str(self.history_id)}
         if page:
@@ -886,6 +915,7 @@ class GoogleEmulator:
         if p["id"] not in self.drafts:
             raise ApiError(404, "Requested entity was not found.")
         old = self.messages.pop(self.drafts[p["id"]])
+        self._change("messageDeleted", old)
         body.setdefault("message", {}).setdefault("threadId", old.thread_id)
         self.drafts[p["id"]] = self._new_draft_message(body).id
         return self._draft_json(p["id"])
@@ -898,7 +928,7 @@ class GoogleEmulator:
     def _gmail_users_drafts_delete(self, p: dict[str, str], q: Any, body: Any) -> Any:
         if p["id"] not in self.drafts:
             raise ApiError(404, "Requested entity was not found.")
-        del self.messages[self.drafts.pop(p["id"])]
+        self._change("messageDeleted", self.messages.pop(self.drafts.pop(p["id"])))
         return None
 
     def _gmail_users_labels_list(self, p: dict[str, str], q: Any, body: Any) -> Any:

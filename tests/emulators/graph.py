@@ -14,7 +14,8 @@ Endpoints and the reference pages they follow:
 - GET  /me/mailFolders/{id}/messages/delta  https://learn.microsoft.com/en-us/graph/api/message-delta
   (rounds and $select:                   https://learn.microsoft.com/en-us/graph/delta-query-messages)
 - GET  /me/mailFolders/{id}              https://learn.microsoft.com/en-us/graph/api/mailfolder-get
-- GET  /me/messages, /me/mailFolders/{id}/messages ($filter internetMessageId)
+- GET  /me/messages, /me/mailFolders/{id}/messages ($filter internetMessageId; in a folder
+  also a plain listing or $filter sentDateTime ge, with $top and $skip paging)
                                          https://learn.microsoft.com/en-us/graph/api/user-list-messages
 - POST /me/messages                      https://learn.microsoft.com/en-us/graph/api/user-post-messages
   (custom internetMessageHeaders only at creation, names starting "x-":
@@ -63,7 +64,7 @@ from email.message import Message
 from email.utils import format_datetime, formataddr, getaddresses, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
@@ -833,8 +834,10 @@ class GraphEmulator:
         return self._page(items, base, state, prefer)
 
     def _filter_messages(self, query: dict[str, str], folder: str | None) -> Any:
-        options = self._allow(query, {"$filter", "$select", "$top"})
+        options = self._allow(query, {"$filter", "$select", "$top", "$skip"})
         found = re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", options.get("$filter", ""))
+        if not found and folder is not None:
+            return self._list_folder(options, folder)
         if not found:
             raise _Reject(400, "BadRequest", "emulator lists messages by internetMessageId only")
         wanted = found.group(1).replace("''", "'")
@@ -844,6 +847,31 @@ class GraphEmulator:
             if m.data["internetMessageId"] == wanted and (folder is None or m.folder == folder)
         ]
         return 200, {}, {"value": value}
+
+    def _list_folder(self, options: dict[str, str], folder: str) -> Any:
+        """A folder's messages, newest first, $top (at most 1000) to a page."""
+        since = ""
+        if "$filter" in options:
+            after = re.fullmatch(r"sentDateTime ge (\S+)", options["$filter"])
+            if not after:
+                raise _Reject(400, "BadRequest", "emulator filters a folder by sentDateTime only")
+            since = after.group(1)
+        top, skip = int(options.get("$top", "10")), int(options.get("$skip", "0"))
+        if not 1 <= top <= 1000:
+            raise _Reject(400, "BadRequest", "$top is 1 to 1000")
+        items = [m for m in self.messages.values() if m.folder == folder
+                 and (not since or (m.data.get("sentDateTime") or "") >= since)]  # fmt: skip
+        items.sort(key=lambda m: m.data.get("receivedDateTime") or "", reverse=True)
+        out: dict[str, Any] = {
+            "value": [self._view(m, options.get("$select")) for m in items[skip : skip + top]]
+        }
+        if skip + top < len(items):
+            rest = {k: v for k, v in options.items() if k != "$skip"}
+            query = "&".join(f"{k}={quote(v)}" for k, v in rest.items())
+            out["@odata.nextLink"] = (
+                f"{self.graph_url}/me/mailFolders/{folder}/messages?{query}&$skip={skip + top}"
+            )
+        return 200, {}, out
 
     def _folder_messages(
         self,
