@@ -329,7 +329,7 @@ _ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # building one costs more than a w
 
 class _Ctx:
     def __init__(self, file: Path, text: str) -> None:
-        self.file, self.text = file, text
+        self.path, self.text = file, text
         self.base = file.expanduser().absolute().parent
         self.problems: list[ConfigProblem] = []
         self.declared = schema_keys(())  # the keys no secret can hide behind, where we are
@@ -346,7 +346,7 @@ class _Ctx:
         return None
 
     def fail(self, key: Key, message: str, hint: str) -> None:
-        problem = ConfigProblem(self.file, _dotted(key), self.line(key), message, hint)
+        problem = ConfigProblem(self.path, _dotted(key), self.line(key), message, hint)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -413,7 +413,7 @@ _SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "apikey"
                  "privatekey", "credential", "bearer")  # also in camelCase or run together
 _SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
 # A key ending in one of these names where a secret comes from, or an address: not a secret.
-_POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
+_POINTER_WORDS = frozenset("command cmd uri url endpoint file path".split())
 
 
 def schemas(configs: Iterable[adapters.ProviderConfig] | None = None) -> list[type]:
@@ -771,7 +771,8 @@ class AccountTable:
     the provider's table)."""
 
     __pydantic_config__ = FORBID
-    provider: Annotated[Text, doc("where drafts go: the mailbox kind", "imap")]
+    provider: Annotated[Text, doc("where drafts go: the mailbox kind (`mailbridge init --help` "
+                                  "lists those installed)")]
     address: Annotated[Text, _address(), doc("your address, as the drafts are from",
                                              "you@example.com")]
     name: Annotated[Text, doc("your name, as the drafts sign", "Jordan Lee")] = ""
@@ -779,7 +780,7 @@ class AccountTable:
     enabled: Annotated[Flag, doc("false keeps the account out of every pass", True)] = True
     calendar: Annotated[dict[str, Any] | None, doc(
         "where interviews are read: a table with kind and that kind's keys; default: the "
-        "provider's own calendar", {"kind": "caldav", "url": "https://caldav.example.com/"})
+        "provider's own calendar")
     ] = None
 
 
@@ -788,7 +789,7 @@ class CalendarTable:
     """The keys of every calendar table; the kind's own keys go to its provider's schema."""
 
     __pydantic_config__ = CHECKED
-    kind: Annotated[Text, doc("the calendar kind", "caldav")]
+    kind: Annotated[Text, doc("the calendar kind: the provider that reads it")]
     lookahead: Annotated[Duration, parsed(lambda t: parse_delay(t, maximum=timedelta(days=730))),
                          doc("how far ahead events are read", "60 days")
                          ] = "60 days"  # type: ignore[assignment]
@@ -1153,8 +1154,10 @@ def _lines(schema: type, names: Iterable[str], *, prefix: str = "") -> str:
                    for n in names)
 
 
-def starter_config(address: str = "you@example.com", provider: str = "local") -> str:
-    """A small, valid config for `mailbridge init`, with comments on how to change it."""
+def starter_config(address: str = "you@example.com", provider: str | None = None) -> str:
+    """A small, valid config for `mailbridge init`, with comments on how to change it (for
+    the default provider unless ``provider`` names another)."""
+    provider = provider or adapters.default_kind("mailbox")
     config = adapters.config_of("mailbox." + provider)
     if config is None:
         raise ValueError(f"unknown provider {provider!r}; valid: "

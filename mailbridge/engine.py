@@ -1035,7 +1035,7 @@ def _listing_due(ledger: Ledger, account: str, resource: str, now: datetime) -> 
     return last is None or now - datetime.fromisoformat(last) >= FULL_LISTING_EVERY
 
 
-class _NoCalendar:
+class _NoCalendar(CalendarSource):
     """Stands in when a pass does not read the calendar (it is read on its own interval)."""
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:

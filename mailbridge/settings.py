@@ -66,12 +66,6 @@ class CalendarSettings:
         """The kind's own settings, if they are of ``schema``."""
         return self.options if isinstance(self.options, schema) else None
 
-    def __getattr__(self, name: str) -> Any:
-        # calendar.url, calendar.path...: the kind's own keys, read as before they moved
-        if name.startswith("__") or self.__dict__.get("options") is None:
-            raise AttributeError(name)
-        return getattr(self.options, name)
-
 
 @dataclass(frozen=True)
 class NotifySettings:
@@ -102,7 +96,7 @@ class AccountSettings:
     signature: str = ""
     aliases: tuple[str, ...] = ()  # other addresses of the user
     org_domains: tuple[str, ...] = ()  # the user's own organisation: meetings there are internal
-    calendar: CalendarSettings = field(default_factory=lambda: CalendarSettings(kind="file"))
+    calendar: CalendarSettings = field(default_factory=lambda: _default_calendar())
     tables: Mapping[str, Any] = field(default_factory=dict)  # provider tables, by their key
     notify: NotifySettings = field(default_factory=NotifySettings)
     policy: Policy = field(default_factory=Policy)
@@ -117,21 +111,16 @@ class AccountSettings:
         """The provider table that ``schema`` validated: how a provider reads its settings."""
         return next((t for t in self.tables.values() if isinstance(t, schema)), None)
 
-    def __getattr__(self, name: str) -> Any:
-        # account.imap, account.google...: a provider's table under its key, None when the
-        # account does not use it (code written before the tables moved to the providers).
-        tables = self.__dict__.get("tables", {})
-        if name in tables:
-            return tables[name]
-        from mailbridge.adapters import configs
-
-        if not name.startswith("_") and any(c.table == name for c in configs().values()):
-            return None
-        raise AttributeError(name)
-
     @property
     def own_addresses(self) -> tuple[str, ...]:
         return (self.address.lower(), *(a.lower() for a in self.aliases))
+
+
+def _default_calendar() -> CalendarSettings:
+    """The calendar of the provider that declares itself the default (no options)."""
+    from mailbridge.adapters import default_kind
+
+    return CalendarSettings(kind=default_kind("calendar"))
 
 
 def _tables_by_key(init: Callable[..., None]) -> Callable[..., None]:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ import recurring_ical_events
 import requests
 
 from mailbridge import domains
-from mailbridge.adapters import AuthError, ProviderConfig, ProviderError
+from mailbridge.adapters import AuthError, CalendarSource, ProviderConfig, ProviderError
 from mailbridge.config import FORBID, FeedAddress, Text, doc
 from mailbridge.model import (
     Attendee,
@@ -590,7 +590,13 @@ def feed_url(url: str, *, account: str = "") -> str:
     return urlunsplit(parts)
 
 
-class IcsFeed:
+class IcsFeed(CalendarSource):
+    config = CONFIG
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> Self:
+        return cls(account)
+
     def __init__(self, account: AccountSettings, *, session: requests.Session | None = None):
         own = account.calendar.settings_of(IcsCalendarSettings)
         if own is None:

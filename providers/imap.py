@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -58,10 +58,11 @@ from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
     FolderMissing,
+    Mailbox,
+    Probe,
     ProviderConfig,
     ProviderError,
 )
-from mailbridge.checks import Probe
 from mailbridge.config import CHECKED, Flag, Number, Text, Whole, between, doc, fail, one_of
 from mailbridge.model import (
     DraftMessage,
@@ -131,16 +132,8 @@ class ImapSettings:
     timeout: Annotated[Number, between(1, 600), doc("seconds, every command", 60)] = 60.0
 
 
-def _check(account: AccountSettings) -> str | None:
-    imap = account.settings_of(ImapSettings)
-    if imap and not (imap.oauth2_token_command or imap.password_command
-                     or secrets.lookup(account.name, "imap")):
-        return f"no IMAP password: run `mailbridge auth {account.name}`"
-    return None
-
-
 CONFIG = ProviderConfig(table="imap", settings=ImapSettings, used_by=("mailbox.imap",),
-                        starter_calendar="caldav", check_mailbox=_check)
+                        starter_calendar="caldav")
 
 DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
 KEYWORD = b"$mailbridge"  # marks the drafts mailbridge made (RFC 3501 keyword)
@@ -496,7 +489,47 @@ def probe(account: AccountSettings) -> list[Probe]:
     return found
 
 
-class ImapMailbox:
+class ImapMailbox(Mailbox):
+    config = CONFIG
+    signs_in = True
+    pushes = True
+    own_probe = True
+    moves_to_trash = True
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> Self:
+        return cls(account)
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        return authenticate(account, no_browser=no_browser)
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        imap = account.settings_of(ImapSettings)
+        if imap is None or imap.password_command or imap.oauth2_token_command:
+            return {}
+        return {"imap": "no IMAP password"}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        imap = account.settings_of(ImapSettings)
+        if imap is None:
+            return []
+        return secrets.command_problems(account, {
+            "imap.password_command": imap.password_command,
+            "imap.oauth2_token_command": imap.oauth2_token_command})
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        return probe(account)
+
+    @classmethod
+    def watch(cls, account: AccountSettings, on_change: Callable[[], None],
+              stop: threading.Event) -> None:
+        watch(account, on_change, stop)
+
     def __init__(
         self, account: AccountSettings, *, connector: Callable[[], IMAPClient] | None = None
     ) -> None:

@@ -139,7 +139,7 @@ def test_recurring_series_expanded_in_window(dav) -> None:
 def test_calendar_selection_by_name(dav, radicale) -> None:
     calendar, account = dav
     client = caldav.DAVClient(
-        url=radicale.url, username=account.calendar.username, password=PASSWORD
+        url=radicale.url, username=account.calendar.options.username, password=PASSWORD
     )
     other = client.principal().make_calendar(name="Birthdays")
     other.save_event(vevent("bday@x", NOW + timedelta(days=1), summary="Birthday"))

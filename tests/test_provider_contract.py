@@ -32,7 +32,7 @@ def installed(tmp_path: Path) -> dict[str, str]:
     (site / "notebook_provider-1.0.dist-info" / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: notebook-provider\nVersion: 1.0\n")
     (site / "notebook_provider-1.0.dist-info" / "entry_points.txt").write_text(
-        "[mailbridge.providers]\nmailbox.notebook = notebook_provider:open_mailbox\n")
+        "[mailbridge.providers]\nmailbox.notebook = notebook_provider:Notebook\n")
     env = {k: v for k, v in os.environ.items() if k != "MAILBRIDGE_CONFIG"}
     return env | {"PYTHONPATH": os.pathsep.join([str(site), str(HERE.parent)]),
                   "HOME": str(tmp_path / "home")}
@@ -87,3 +87,4 @@ def test_init_offers_an_installed_provider(tmp_path: Path, installed: dict[str, 
     result = mailbridge(installed, "--config", str(config), "check")
     assert "configuration is valid" in result.stdout  # the starter it wrote loads
     assert "notebook.folder" in result.stdout and "does not exist" in result.stdout
+

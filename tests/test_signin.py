@@ -64,24 +64,26 @@ TABLE = [
      "90 days"),
 ]
 
+SERVICES = {"google": gmail.SIGN_IN, "microsoft": outlook.SIGN_IN}
+
 
 @pytest.mark.parametrize(("service", "said", "told"), TABLE)
 def test_each_known_failure_gets_its_message(service: str, said: str, told: str) -> None:
-    message = signin.explain(service, "work", said)
+    message = signin.explain(SERVICES[service], "work", said)
     assert told in message
     assert message.startswith("account 'work': ")
     assert "\n" not in message
 
 
 def test_an_unknown_failure_keeps_the_services_words_on_one_line() -> None:
-    message = signin.explain("microsoft", "work", "weird_error:\n  AADSTS99999: something new")
+    message = signin.explain(outlook.SIGN_IN, "work", "weird_error:\n  AADSTS99999: something new")
     assert "AADSTS99999: something new" in message and "\n" not in message
     assert "`mailbridge auth work`" in message
 
 
 def test_the_most_specific_entry_wins() -> None:
     # An AADSTS code beats the generic OAuth error around it.
-    failure = signin.known("microsoft", "invalid_grant: AADSTS53003: blocked")
+    failure = signin.known(outlook.SIGN_IN, "invalid_grant: AADSTS53003: blocked")
     assert failure is not None and failure.marker == "AADSTS53003"
 
 
