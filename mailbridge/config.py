@@ -771,8 +771,7 @@ class AccountTable:
     the provider's table)."""
 
     __pydantic_config__ = FORBID
-    provider: Annotated[Text, doc("where drafts go: the mailbox kind (`mailbridge init --help` "
-                                  "lists those installed)")]
+    provider: Annotated[Text, doc("where drafts go: the mailbox kind", "imap")]
     address: Annotated[Text, _address(), doc("your address, as the drafts are from",
                                              "you@example.com")]
     name: Annotated[Text, doc("your name, as the drafts sign", "Jordan Lee")] = ""
@@ -780,7 +779,7 @@ class AccountTable:
     enabled: Annotated[Flag, doc("false keeps the account out of every pass", True)] = True
     calendar: Annotated[dict[str, Any] | None, doc(
         "where interviews are read: a table with kind and that kind's keys; default: the "
-        "provider's own calendar")
+        "provider's own calendar", {"kind": "caldav", "url": "https://caldav.example.com/"})
     ] = None
 
 
@@ -789,7 +788,7 @@ class CalendarTable:
     """The keys of every calendar table; the kind's own keys go to its provider's schema."""
 
     __pydantic_config__ = CHECKED
-    kind: Annotated[Text, doc("the calendar kind: the provider that reads it")]
+    kind: Annotated[Text, doc("the calendar kind", "caldav")]
     lookahead: Annotated[Duration, parsed(lambda t: parse_delay(t, maximum=timedelta(days=730))),
                          doc("how far ahead events are read", "60 days")
                          ] = "60 days"  # type: ignore[assignment]

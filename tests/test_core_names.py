@@ -4,7 +4,6 @@ that registers it (issue 11). Prose and URLs may mention a service; code may not
 from __future__ import annotations
 
 import ast
-import tokenize
 from pathlib import Path
 
 from mailbridge import adapters
@@ -15,22 +14,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _provider_names_in(path: Path, names: set[str]) -> list[str]:
     """Where a file's code names one of ``names``: a string that is exactly the name, or an
-    attribute of that name (``account.imap``). A name inside prose or a URL is not a hit."""
+    attribute of that name (``account.imap``). Prose, URLs, f-strings and the examples of a
+    schema field's documentation (``doc(description, example)``, shown in README and fixes)
+    are not hits."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    documentation: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) or (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "doc"):
+            documentation |= {id(inner) for inner in ast.walk(node)}
     hits = []
-    with tokenize.open(path) as source:
-        tokens = list(tokenize.generate_tokens(source.readline))
-    for before, token in zip([None, *tokens], tokens, strict=False):
-        if token.type == tokenize.STRING:
-            try:
-                value = ast.literal_eval(token.string)
-            except (ValueError, SyntaxError):
-                continue  # an f-string: its parts are not names
-            if value in names:
-                hits.append(f"{path.name}:{token.start[0]}: {token.string}")
-        elif (token.type == tokenize.NAME and token.string in names and before is not None
-              and before.string == "."):
-            hits.append(f"{path.name}:{token.start[0]}: .{token.string}")
-    return hits
+    for node in ast.walk(tree):
+        if id(node) in documentation:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+            hits.append(f"{path.name}:{node.lineno}: {node.value!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in names:
+            hits.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    return sorted(hits)
 
 
 def test_the_core_names_no_provider() -> None:
@@ -52,3 +54,4 @@ def test_the_name_finder_finds_names() -> None:
     sample = Path(__file__).parent / "data" / "provider" / "notebook_provider.py"
     assert _provider_names_in(sample, {"notebook", "folder"}) != []
     assert _provider_names_in(sample, {"mailbox"}) == []  # "mailbox.notebook" is not a name
+    assert _provider_names_in(sample, {"job hunt"}) == []  # a doc() example is documentation
