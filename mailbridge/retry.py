@@ -9,21 +9,27 @@ have come after the server did the work (timeout, connection reset, 5xx): the ca
 before it tries again.
 
 The backoff is urllib3's (exponential, capped); jitter spreads clients that failed together.
+A provider that sends its own requests loops with `read` (ICS) or its own loop over these
+three questions (Gmail, Graph); one whose library sends them (caldav's session) mounts
+`RetryPolicy.adapter_retry` on it, the same policy as urllib3's ``Retry``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol, TypeVar
 
 from urllib3.util import Retry
 
 # Throttled (429) or the server's fault (5xx): worth another try.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Only these are repeated by a library's session: they change nothing on the server.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 # A 403 with one of these reasons is throttling, not a refusal (Google's usage limits).
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
@@ -57,6 +63,56 @@ class RetryPolicy:
         if retry_after is not None:
             return None if retry_after > self.max_retry_after else retry_after
         return self.backoff(attempt)
+
+    def adapter_retry(self) -> Retry:
+        """This policy as urllib3's ``Retry``, for a session that a library drives: reads
+        only, throttling and server faults, ``Retry-After`` honoured up to its limit."""
+        return Retry(
+            total=self.attempts - 1, status_forcelist=RETRY_STATUSES,
+            allowed_methods=IDEMPOTENT_METHODS, backoff_factor=self.base,
+            backoff_max=self.cap, backoff_jitter=self.base, respect_retry_after_header=True,
+            retry_after_max=int(self.max_retry_after), raise_on_status=False,
+        )
+
+
+class Answer(Protocol):
+    """What `read` needs of an HTTP response (requests' and niquests' both fit)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+A = TypeVar("A", bound=Answer)
+
+
+def read(send: Callable[[], A], policy: RetryPolicy,
+         errors: tuple[type[Exception], ...] = (OSError,)) -> A:
+    """Sends an idempotent request (a GET) again while it fails with one of ``errors`` (no
+    answer) or is answered throttled or failing, as ``policy`` says; returns the last answer
+    (the caller maps its status) or raises the last error."""
+    attempt = 1
+    while True:
+        try:
+            answer = send()
+        except errors:
+            if attempt >= policy.attempts:
+                raise
+            policy.sleep(policy.backoff(attempt))
+            attempt += 1
+            continue
+        if not retryable(answer.status_code):
+            return answer
+        wait = policy.wait(attempt, retry_after(answer.headers.get("Retry-After")))
+        if wait is None:
+            return answer
+        answer.close()
+        policy.sleep(wait)
+        attempt += 1
 
 
 def retryable(status: int, reasons: Iterable[str] = ()) -> bool:

@@ -32,7 +32,7 @@ from caldav.davclient import DAVClient
 from caldav.lib import error
 from caldav.lib.http_sync import requests as http
 
-from mailbridge import secrets
+from mailbridge import retry, secrets
 from mailbridge.adapters import AuthError, CalendarSource, ProviderConfig, ProviderError
 from mailbridge.config import FORBID, Texts, WebAddress, doc
 from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
@@ -58,7 +58,7 @@ class CalDavSettings:
 CONFIG = ProviderConfig(calendars={"caldav": CalDavSettings})
 
 log = logging.getLogger("mailbridge.caldav")
-TIMEOUT = 60  # seconds, every request
+POLICY = retry.RetryPolicy(attempts=3, timeout=60.0)  # reads only: the calendar is never written
 
 
 def load_cursor(cursor: str | None) -> dict[str, dict[str, Any]]:
@@ -142,9 +142,13 @@ class CalDavCalendar(CalendarSource):
                 url=self.url,
                 username=settings.username or self.account.address,
                 password=password,
-                timeout=TIMEOUT,
+                timeout=int(POLICY.timeout),
                 require_tls=self.url.startswith("https:"),
             )
+            # The one retry policy, carried out by the session caldav sends through.
+            adapter = http.adapters.HTTPAdapter(max_retries=POLICY.adapter_retry())
+            for scheme in ("https://", "http://"):
+                self._client.session.mount(scheme, adapter)
         return self._client
 
     def _selected(self) -> list[Any]:
