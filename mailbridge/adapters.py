@@ -92,6 +92,7 @@ from mailbridge.model import (
     Located,
     MessageBatch,
     Observation,
+    Place,
     SentHint,
     Window,
 )
@@ -238,7 +239,9 @@ class Mailbox(Provider):
         raise NotImplementedError
 
     def locate(self, message_id: str) -> Located | None:
-        raise NotImplementedError
+        """By default Drafts only: for a mailbox that keeps no Sent or Trash of its own."""
+        provider_id = self.find_draft(message_id)
+        return Located(Place.DRAFTS, provider_id) if provider_id else None
 
     def create_draft(self, draft: DraftMessage) -> str:
         raise NotImplementedError
