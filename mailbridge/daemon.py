@@ -51,7 +51,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge import config as config_module
-from mailbridge import engine, notify
+from mailbridge import engine, notify, retry
 from mailbridge.adapters import ProviderError, calendar_class, mailbox_class
 from mailbridge.ledger import Ledger, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
@@ -95,7 +95,8 @@ def retry_delay(
     if failures < 1:
         return poll
     first = min(poll * RETRY_SHARE, RETRY_MAX)
-    ceiling = min(poll, first * float(2 ** min(failures - 1, 30)))
+    ceiling = timedelta(seconds=retry.exponential(
+        failures, first.total_seconds(), poll.total_seconds()))
     return ceiling * (0.5 + 0.5 * rand())
 
 

@@ -46,14 +46,9 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def backoff(self, attempt: int) -> float:
-        """The pause after failed attempt ``attempt`` (1-based): urllib3's exponential
-        backoff, capped, with full jitter."""
-        retry = Retry(total=self.attempts, backoff_factor=self.base, backoff_max=self.cap)
-        for _ in range(attempt):
-            retry = retry.increment()
-        # urllib3 waits 0 after the first failure; one base unit keeps the first retry apart.
-        delay = retry.get_backoff_time() or self.base
-        return random.uniform(0, min(self.cap, delay))
+        """The pause after failed attempt ``attempt`` (1-based): `exponential`, with full
+        jitter."""
+        return random.uniform(0, exponential(attempt, self.base, self.cap))
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None: give up (out of attempts, or
@@ -113,6 +108,19 @@ def read(send: Callable[[], A], policy: RetryPolicy,
         answer.close()
         policy.sleep(wait)
         attempt += 1
+
+
+def exponential(attempt: int, first: float, cap: float) -> float:
+    """The one backoff curve of mailbridge: ``first`` after the first failure, doubled after
+    each further one, never more than ``cap``. It is urllib3's ``Retry`` backoff, so a session
+    that a library drives (`RetryPolicy.adapter_retry`) waits the same way. Callers add their
+    own jitter."""
+    steps = max(1, min(attempt, 64))  # 2**63 times anything is past every cap
+    retry = Retry(total=steps + 1, backoff_factor=first, backoff_max=cap)
+    for _ in range(steps):
+        retry = retry.increment()
+    # urllib3 waits 0 after the first failure; one ``first`` keeps the first retry apart.
+    return min(cap, retry.get_backoff_time() or first)
 
 
 def retryable(status: int, reasons: Iterable[str] = ()) -> bool:

@@ -53,7 +53,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
 from pydantic import AfterValidator, ValidationInfo
 
-from mailbridge import compose, domains, mailparse, secrets
+from mailbridge import compose, domains, mailparse, retry, secrets
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
@@ -946,7 +946,7 @@ def watch(
 
 def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: a fleet of clients does not reconnect in step."""
-    return random.uniform(base / 2, min(cap, base * 2 ** min(failures, 20)))
+    return random.uniform(base / 2, retry.exponential(failures + 1, base, cap))
 
 
 def _arrived(responses: Sequence[Any]) -> bool:

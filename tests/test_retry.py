@@ -116,3 +116,10 @@ def test_a_library_session_retries_reads_only() -> None:
     assert adapter.total == 2 and 503 in adapter.status_forcelist
     assert adapter.is_retry("PROPFIND", 503) and adapter.is_retry("GET", 429)
     assert not adapter.is_retry("PUT", 503) and not adapter.is_retry("GET", 404)
+
+
+@pytest.mark.parametrize(("attempt", "expected"), [
+    (1, 10.0), (2, 20.0), (3, 40.0), (5, 160.0), (8, 1000.0), (500, 1000.0),
+])
+def test_the_one_backoff_curve_doubles_up_to_its_cap(attempt: int, expected: float) -> None:
+    assert retry.exponential(attempt, 10.0, 1000.0) == expected
