@@ -55,3 +55,18 @@ def test_the_name_finder_finds_names() -> None:
     assert _provider_names_in(sample, {"notebook", "folder"}) != []
     assert _provider_names_in(sample, {"mailbox"}) == []  # "mailbox.notebook" is not a name
     assert _provider_names_in(sample, {"job hunt"}) == []  # a doc() example is documentation
+
+
+def test_every_entry_point_registers_a_class_of_its_kind() -> None:
+    for prefix, base in (("mailbox", adapters.Mailbox), ("calendar", adapters.CalendarSource)):
+        for kind in adapters.available(prefix):
+            cls = adapters.provider_class(f"{prefix}.{kind}")
+            assert cls is not None and issubclass(cls, base), f"{prefix}.{kind}"
+            # A declared capability comes with its method (not the base class's default).
+            if cls.pushes:
+                assert cls.watch.__func__ is not adapters.Provider.watch.__func__, kind
+            if cls.signs_in:
+                assert (cls.authenticate.__func__
+                        is not adapters.Provider.authenticate.__func__), kind
+    assert adapters.default_kind("mailbox") in adapters.available("mailbox")
+    assert adapters.default_kind("calendar") in adapters.available("calendar")
