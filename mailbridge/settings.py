@@ -7,8 +7,8 @@ Providers receive the `AccountSettings` of their account and read their own tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,22 +45,11 @@ class DetectionRules:
     allow_free_mail: bool = False
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class CalendarSettings:
     kind: str  # the calendar kind: the entry point calendar.KIND that reads it
     lookahead: timedelta = timedelta(days=60)
     options: Any = None  # the kind's own keys, as its provider's schema validated them
-
-    def __init__(self, kind: str, lookahead: timedelta = timedelta(days=60),
-                 options: Any = None, **keys: Any) -> None:
-        if keys:  # the kind's own keys one by one (url=...), as written before they moved
-            from mailbridge.adapters import calendar_schema
-
-            schema = calendar_schema(kind)
-            options = replace(options, **keys) if options is not None else (
-                schema(**keys) if schema else None)
-        for name, value in (("kind", kind), ("lookahead", lookahead), ("options", options)):
-            object.__setattr__(self, name, value)
 
     def settings_of(self, schema: type[T]) -> T | None:
         """The kind's own settings, if they are of ``schema``."""
@@ -121,24 +110,6 @@ def _default_calendar() -> CalendarSettings:
     from mailbridge.adapters import default_kind
 
     return CalendarSettings(kind=default_kind("calendar"))
-
-
-def _tables_by_key(init: Callable[..., None]) -> Callable[..., None]:
-    """AccountSettings(imap=...) as written before the tables moved: a keyword that is not a
-    field is a provider table, put in ``tables`` under that key."""
-
-    def __init__(self: AccountSettings, *args: Any, **kwargs: Any) -> None:
-        names = {f.name for f in fields(AccountSettings)}
-        tables = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names]}
-        if tables:
-            kwargs["tables"] = {**kwargs.get("tables", {}),
-                                **{k: v for k, v in tables.items() if v is not None}}
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-AccountSettings.__init__ = _tables_by_key(AccountSettings.__init__)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

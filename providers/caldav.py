@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 import icalendar
 from caldav.davclient import DAVClient
@@ -91,8 +91,8 @@ class CalDavCalendar(CalendarSource):
     signs_in = True  # a password, asked for and kept in the token store
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account)
+    def open(cls, account: AccountSettings) -> CalDavCalendar:
+        return open_calendar(account)  # the module's opener builds it
 
     @classmethod
     def stored(cls, account: AccountSettings) -> dict[str, str]:

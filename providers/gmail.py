@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 import google.auth.exceptions
 import google_auth_httplib2  # type: ignore[import-untyped]
@@ -673,8 +673,8 @@ class Google(Provider):
 
 class GoogleCalendar(Google, CalendarSource):
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account)
+    def open(cls, account: AccountSettings) -> GoogleCalendar:
+        return open_calendar(account)  # the module's opener builds it
 
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account
@@ -814,8 +814,8 @@ class GmailMailbox(Google, Mailbox):
     moves_to_trash = True
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account)
+    def open(cls, account: AccountSettings) -> GmailMailbox:
+        return open_mailbox(account)  # the module's opener builds it
 
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -595,8 +595,8 @@ class IcsFeed(CalendarSource):
     config = CONFIG
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account)
+    def open(cls, account: AccountSettings) -> IcsFeed:
+        return open_calendar(account)  # the module's opener builds it
 
     def __init__(self, account: AccountSettings, *, session: requests.Session | None = None,
                  policy: retry.RetryPolicy = POLICY):

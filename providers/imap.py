@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -497,8 +497,8 @@ class ImapMailbox(Mailbox):
     moves_to_trash = True
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account)
+    def open(cls, account: AccountSettings) -> ImapMailbox:
+        return open_mailbox(account)  # the module's opener builds it
 
     @classmethod
     def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,

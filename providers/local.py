@@ -99,12 +99,8 @@ class FileCalendar(CalendarSource):
     reread_every_pass = True  # a few stat calls when unchanged: an edit is seen at once
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        own = account.calendar.settings_of(FileCalendarSettings)
-        if own is None:
-            raise ProviderError(f"account {account.name!r}: this calendar kind needs "
-                                "calendar.path")
-        return cls(Path(own.path).expanduser(), account.own_addresses)
+    def open(cls, account: AccountSettings) -> FileCalendar:
+        return open_calendar(account)  # the module's opener builds it
 
     @classmethod
     def problems(cls, account: AccountSettings) -> list[str]:
@@ -190,8 +186,8 @@ class MaildirMailbox(Mailbox):
     moves_to_trash = True
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(_maildir(account))
+    def open(cls, account: AccountSettings) -> MaildirMailbox:
+        return open_mailbox(account)  # the module's opener builds it
 
     @classmethod
     def open_dry(cls, account: AccountSettings) -> Self:
@@ -397,11 +393,14 @@ def _maildir(account: AccountSettings) -> Path:
 
 
 def open_mailbox(account: AccountSettings) -> MaildirMailbox:
-    return MaildirMailbox.open(account)
+    return MaildirMailbox(_maildir(account))
 
 
 def open_calendar(account: AccountSettings) -> FileCalendar:
-    return FileCalendar.open(account)
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own is None:
+        raise ProviderError(f"account {account.name!r}: this calendar kind needs calendar.path")
+    return FileCalendar(Path(own.path).expanduser(), account.own_addresses)
 
 
 # --- push: file system notifications ------------------------------------------------------

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msal
@@ -674,8 +674,8 @@ class Microsoft(Provider):
 
 class OutlookCalendar(Microsoft, CalendarSource):
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account, graph_client(account))
+    def open(cls, account: AccountSettings) -> OutlookCalendar:
+        return open_calendar(account)  # the module's opener builds it
 
     def __init__(self, account: AccountSettings, graph: _Graph) -> None:
         self._account = account
@@ -815,8 +815,8 @@ class OutlookMailbox(Microsoft, Mailbox):
     moves_to_trash = True
 
     @classmethod
-    def open(cls, account: AccountSettings) -> Self:
-        return cls(account, graph_client(account))
+    def open(cls, account: AccountSettings) -> OutlookMailbox:
+        return open_mailbox(account)  # the module's opener builds it
 
     def __init__(self, account: AccountSettings, graph: _Graph) -> None:
         self._account = account

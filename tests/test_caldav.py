@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import caldav
 import pytest
-from mailbridge_providers.caldav import CalDavCalendar, load_cursor, open_calendar
+from mailbridge_providers.caldav import CalDavCalendar, CalDavSettings, load_cursor, open_calendar
 
 from mailbridge.model import EventKey, EventStatus, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
@@ -47,9 +48,8 @@ def dav(radicale: Radicale) -> Iterator[tuple[caldav.Calendar, AccountSettings]]
         name="work",
         provider="imap",
         address="jordan@example.org",
-        calendar=CalendarSettings(
-            kind="caldav", url=radicale.url, username=user, password_command=f"echo {PASSWORD}"
-        ),
+        calendar=CalendarSettings(kind="caldav", options=CalDavSettings(
+            url=radicale.url, username=user, password_command=f"echo {PASSWORD}")),
     )
     yield calendar, account
     client.close()
@@ -148,10 +148,8 @@ def test_calendar_selection_by_name(dav, radicale) -> None:
     everything = open_calendar(account).changes(None, WINDOW)
     assert sorted(e.key.uid for e in everything.events) == ["bday@x", "one@acme"]
 
-    only_work = AccountSettings(
-        **{**account.__dict__, "calendar": CalendarSettings(
-            **{**account.calendar.__dict__, "calendars": ("Work",)})}
-    )  # fmt: skip
+    only_work = replace(account, calendar=replace(
+        account.calendar, options=replace(account.calendar.options, calendars=("Work",))))
     batch = CalDavCalendar(only_work).changes(None, WINDOW)
     assert [e.key.uid for e in batch.events] == ["one@acme"]
 
@@ -160,9 +158,7 @@ def test_wrong_password_is_auth_error(dav) -> None:
     from mailbridge.adapters import AuthError
 
     _, account = dav
-    wrong = AccountSettings(
-        **{**account.__dict__, "calendar": CalendarSettings(
-            **{**account.calendar.__dict__, "password_command": "echo nope"})}
-    )  # fmt: skip
+    wrong = replace(account, calendar=replace(
+        account.calendar, options=replace(account.calendar.options, password_command="echo nope")))
     with pytest.raises(AuthError, match="work"):
         open_calendar(wrong).changes(None, WINDOW)

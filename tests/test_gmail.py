@@ -74,14 +74,15 @@ def make_account(
         provider="gmail",
         address=ME,
         display_name="Jordan Lee",
-        calendar=CalendarSettings(kind="google", calendars=calendars),
-        google=GoogleSettings(
+        calendar=CalendarSettings(kind="google",
+                                  options=gmail.GoogleCalendarSettings(calendars=calendars)),
+        tables={"google": GoogleSettings(
             client_secrets=str(emu.client_secrets(tmp / "client_secret.json")),
             api_endpoint=emu.url,
             calendar_endpoint=emu.calendar_endpoint,
             token_uri=emu.url + "/token",
             auth_uri=emu.url + "/auth",
-        ),
+        )},
     )
 
 
@@ -798,8 +799,7 @@ def test_a_hanging_endpoint_times_out_as_configured(emu: GoogleEmulator, account
     import dataclasses
 
     quick = dataclasses.replace(
-        account, google=dataclasses.replace(account.tables.get("google"), timeout=1.0)
-    )
+        account, tables={"google": dataclasses.replace(account.tables["google"], timeout=1.0)})
     endpoint = quick.tables["google"].calendar_endpoint
     api = gmail.Api(quick, gmail._service(quick, "calendar", "v3", endpoint),
                     gmail.CALENDAR_METHODS, attempts=1, backoff=0.01)

@@ -9,7 +9,12 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from mailbridge_providers.ics import events_from_ics, feed_url, open_calendar
+from mailbridge_providers.ics import (
+    IcsCalendarSettings,
+    events_from_ics,
+    feed_url,
+    open_calendar,
+)
 
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import AttendeeKind, EventStatus, Response, Window
@@ -189,7 +194,7 @@ def account_for(url: str) -> AccountSettings:
         name="work",
         provider="local",
         address="jordan@example.org",
-        calendar=CalendarSettings(kind="ics", url=url),
+        calendar=CalendarSettings(kind="ics", options=IcsCalendarSettings(url=url)),
     )
 
 

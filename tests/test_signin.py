@@ -108,11 +108,11 @@ def google_account(emu: GoogleEmulator, tmp: Path) -> AccountSettings:
     return AccountSettings(
         name="personal", provider="gmail", address=emu.address,
         calendar=CalendarSettings(kind="google"),
-        google=GoogleSettings(
+        tables={"google": GoogleSettings(
             client_secrets=str(emu.client_secrets(tmp / "client_secret.json")),
             api_endpoint=emu.url, calendar_endpoint=emu.calendar_endpoint,
             token_uri=emu.url + "/token", auth_uri=emu.url + "/auth",
-        ),
+        )},
     )
 
 
@@ -259,8 +259,8 @@ def outlook_account(emu: GraphEmulator) -> AccountSettings:
     return AccountSettings(
         name="work", provider="outlook", address=emu.user,
         calendar=CalendarSettings(kind="outlook"),
-        outlook=OutlookSettings(client_id=emu.client_id, tenant=TENANT, authority_url=AUTHORITY,
-                                graph_url=emu.graph_url),
+        tables={"outlook": OutlookSettings(client_id=emu.client_id, tenant=TENANT,
+                                           authority_url=AUTHORITY, graph_url=emu.graph_url)},
     )
 
 
