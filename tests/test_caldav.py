@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import caldav
 import pytest
+import requests
 from mailbridge_providers.caldav import CalDavCalendar, CalDavSettings, load_cursor, open_calendar
 
+from mailbridge.adapters import ProviderError
 from mailbridge.model import EventKey, EventStatus, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
 from tests.servers import PASSWORD, Radicale
@@ -162,3 +166,79 @@ def test_wrong_password_is_auth_error(dav) -> None:
         account.calendar, options=replace(account.calendar.options, password_command="echo nope")))
     with pytest.raises(AuthError, match="work"):
         open_calendar(wrong).changes(None, WINDOW)
+
+
+class _Unsteady(http.server.ThreadingHTTPServer):
+    """A reverse proxy in front of Radicale that answers the first ``failures`` requests with
+    503 and ``Retry-After: 0``, as a busy CalDAV server does."""
+
+    def __init__(self, target: str, failures: int) -> None:
+        self.target, self.failures = target.rstrip("/"), failures
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    server: _Unsteady
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append(self.command)
+        if self.server.failures > 0:
+            self.server.failures -= 1
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
+        answer = requests.request(self.command, self.server.target + self.path, data=body,
+                                  headers=headers, timeout=30)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection",
+                                    "content-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_PROPFIND = do_REPORT = do_OPTIONS = do_HEAD = _any  # noqa: N815
+
+
+def test_a_busy_server_is_asked_again_under_the_one_retry_policy(dav) -> None:
+    calendar, account = dav
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=1)))
+    proxy = _Unsteady(account.calendar.options.url, failures=2)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        busy = replace(account, calendar=replace(
+            account.calendar, options=replace(account.calendar.options, url=proxy.url)))
+        batch = open_calendar(busy).changes(None, WINDOW)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert [e.key.uid for e in batch.events] == ["one@acme"]
+    assert proxy.failures == 0 and len(proxy.seen) > 2  # both 503s were read, then retried
+
+
+def test_a_server_that_stays_busy_is_a_fault_for_this_pass(dav) -> None:
+    _, account = dav
+    proxy = _Unsteady(account.calendar.options.url, failures=1000)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        busy = replace(account, calendar=replace(
+            account.calendar, options=replace(account.calendar.options, url=proxy.url)))
+        with pytest.raises(ProviderError, match="work"):
+            open_calendar(busy).changes(None, WINDOW)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert len(proxy.seen) == 3  # the policy's three attempts, then the pass gives up
