@@ -333,11 +333,12 @@ class Daemon:
     def _start_watcher(self, account: AccountSettings) -> None:
         """Push: a mailbox that declares it (IMAP IDLE) has `watch(account, on_change, stop)`."""
         try:
-            watch: Callable[..., Any] = mailbox_class(account.provider).watch
-            if not mailbox_class(account.provider).pushes:
-                return
+            mailbox = mailbox_class(account.provider)
         except (ImportError, ProviderError):
             return
+        if not mailbox.pushes:
+            return
+        watch: Callable[..., Any] = mailbox.watch
 
         def on_change(name: str = account.name) -> None:
             self.scheduler.add_job(self.run_account, args=[name, PUSH], id=f"push:{name}",
