@@ -50,29 +50,28 @@ cursor
 
 provider class
     Each kind is one class: a mailbox subclasses `Mailbox`, a calendar source subclasses
-    `CalendarSource` (both `Provider`s, in the manner of vdirsyncer's ``Storage``). The class is
-    what the entry point registers, under the group ``mailbridge.providers``: ``mailbox.KIND``
-    or ``calendar.KIND`` names the class; ``open(account)`` makes one for an account. What a
-    kind can do beyond the contract it declares as class attributes (``signs_in``,
-    ``sign_in_port``, ``pushes``, ``own_probe``, ``moves_to_trash``, ``reread_every_pass``),
-    and the core asks the class, never the module: ``authenticate`` (`mailbridge auth`), ``forget``
-    (``auth --revoke``), ``stored`` (what it keeps in the token store), ``problems`` (what
-    ``mailbridge check`` sees without a network), ``probe`` (``check --online``; by default
-    one read through the adapter) and ``watch`` (push). Every one has a default that fits a
-    kind without the capability.
+    `CalendarSource` (both `Provider`s, in the manner of vdirsyncer's ``Storage``). The class
+    is what the entry point registers, under the group ``mailbridge.providers``:
+    ``mailbox.KIND`` or ``calendar.KIND`` names the class; ``open(account)`` makes one for an
+    account. What a kind can do beyond the contract it declares as class attributes
+    (``signs_in``, ``sign_in_port``, ``pushes``, ``own_probe``, ``moves_to_trash``,
+    ``reread_every_pass``), and the core asks the class, never the module: ``authenticate``
+    (`mailbridge auth`), ``forget`` (``auth --revoke``), ``stored`` (what it keeps in the
+    token store), ``problems`` (what ``mailbridge check`` sees without a network), ``probe``
+    (``check --online``; by default one read through the adapter) and ``watch`` (push).
+    Every one has a default that fits a kind without the capability.
 
 settings
     A provider owns its configuration. Its classes carry ``config = ProviderConfig(...)``: the
     name of its account table (``imap = {...}``), the schema of that table, which of its entry
     points read it, and the schema of each calendar kind's own keys in ``calendar = {...}``.
-    A schema is a
-    frozen dataclass built from the field types of `mailbridge.config` (``Text``, ``Whole``,
-    ``WebAddress``...), each field with a ``doc(description, example)``; `mailbridge.config`
-    validates the table with it (pydantic) and puts the result in ``AccountSettings.tables``
-    (calendar keys: ``CalendarSettings.options``). The provider reads it back by type:
-    ``account.settings_of(ImapSettings)``. The class carries it as ``config``. The core never
-    names a provider or its keys: even the kinds `mailbridge init` starts with come from the
-    provider whose ``ProviderConfig`` says ``default=True``.
+    A schema is a frozen dataclass built from the field types of `mailbridge.config`
+    (``Text``, ``Whole``, ``WebAddress``...), each field with a ``doc(description,
+    example)``; `mailbridge.config` validates the table with it (pydantic) and puts the result
+    in ``AccountSettings.tables`` (calendar keys: ``CalendarSettings.options``). The provider
+    reads it back by type: ``account.settings_of(ImapSettings)``. The core never names a
+    provider or its keys: even the kinds mailbridge starts with (`mailbridge init`, an account
+    without a calendar) come from the provider whose ``ProviderConfig`` says ``default=True``.
 """
 
 from __future__ import annotations
