@@ -77,12 +77,12 @@ def main() -> None:
             provider="gmail",
             address=me,
             calendar=CalendarSettings(kind="google"),
-            google=GoogleSettings(
+            tables={"google": GoogleSettings(
                 client_secrets=str(emu.client_secrets(home / "client.json")),
                 api_endpoint=emu.url,
                 calendar_endpoint=emu.calendar_endpoint,
                 token_uri=emu.url + "/token",
-            ),
+            )},
         )
         secrets.store("bench", gmail.KEYRING_PURPOSE, "refresh-1")
         mailbox, calendar = gmail.open_mailbox(account), gmail.open_calendar(account)

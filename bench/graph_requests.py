@@ -45,12 +45,12 @@ def one_account(name: str, start: datetime) -> tuple[Counter[str], int, int, Cou
             address=emu.user,
             display_name=emu.user_name,
             calendar=CalendarSettings(kind="outlook"),
-            outlook=OutlookSettings(
+            tables={"outlook": OutlookSettings(
                 client_id=emu.client_id,
                 tenant=TENANT,
                 authority_url=AUTHORITY,
                 graph_url=emu.graph_url,
-            ),
+            )},
         )
         outlook.authenticate(account, http_client=emu.http_client(), say=lambda _: None)
         opts = {"http_client": emu.http_client()}

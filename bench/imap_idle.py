@@ -93,7 +93,7 @@ def account_for(server: Dovecot, user: str) -> AccountSettings:
         username=user,
         password_command=f"echo {PASSWORD}",
     )
-    return AccountSettings(name="bench", provider="imap", address=user, imap=settings)
+    return AccountSettings(name="bench", provider="imap", address=user, tables={"imap": settings})
 
 
 def main() -> None:

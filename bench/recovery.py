@@ -138,12 +138,14 @@ def gmail_cell(fault: str, poll: float, due: datetime) -> Cell:
     secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
     account = make_account(emu, root)
     google = dataclasses.replace(
-        account.google, api_endpoint=proxy.url, calendar_endpoint=proxy.url + "/calendar/v3/")
-    account = dataclasses.replace(account, google=google)
+        account.tables.get("google"), api_endpoint=proxy.url,
+        calendar_endpoint=proxy.url + "/calendar/v3/")
+    account = dataclasses.replace(account, tables={**account.tables, "google": google})
 
     def api(a: Any, kind: str) -> Any:
         # The shipped retry policy, with short waits so a storm costs seconds, not minutes.
-        endpoint = a.google.api_endpoint if kind == "gmail" else a.google.calendar_endpoint
+        google = a.tables.get("google")
+        endpoint = google.api_endpoint if kind == "gmail" else google.calendar_endpoint
         name, version = ("gmail", "v1") if kind == "gmail" else ("calendar", "v3")
         methods = gmail.GMAIL_METHODS if kind == "gmail" else gmail.CALENDAR_METHODS
         return gmail.Api(a, gmail._service(a, name, version, endpoint), methods, backoff=0.05)
@@ -188,8 +190,8 @@ def graph_cell(fault: str, poll: float, due: datetime) -> Cell:
     )
     proxy = FaultProxy(int(emu.url.rsplit(":", 1)[1]))
     account = sign_in(emu, "work")
-    account = dataclasses.replace(account, outlook=dataclasses.replace(
-        account.outlook, graph_url=proxy.url + "/v1.0"))
+    account = dataclasses.replace(account, tables={**account.tables, "outlook": dataclasses.replace(
+        account.tables.get("outlook"), graph_url=proxy.url + "/v1.0")})
     retry = outlook.RetryPolicy(base=0.05, cap=0.5, timeout=2.0)
     real_mailbox, real_calendar = outlook.open_mailbox, outlook.open_calendar
     opts = {"http_client": emu.http_client(), "retry": retry}

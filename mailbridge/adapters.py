@@ -59,32 +59,42 @@ cursor
     (`mailbridge_providers.windowed`); an ``.ics`` feed or folder, read whole anyway, is read
     again whenever the window's first day changes.
 
-Providers register factories under the entry-point group ``mailbridge.providers``:
-``mailbox.KIND`` (``(AccountSettings) -> Mailbox``) and ``calendar.KIND``
-(``(AccountSettings) -> CalendarSource``).
+provider class
+    Each kind is one class: a mailbox subclasses `Mailbox`, a calendar source subclasses
+    `CalendarSource` (both `Provider`s, in the manner of vdirsyncer's ``Storage``). The class
+    is what the entry point registers, under the group ``mailbridge.providers``:
+    ``mailbox.KIND`` or ``calendar.KIND`` names the class; ``open(account)`` makes one for an
+    account. What a kind can do beyond the contract it declares as class attributes
+    (``signs_in``, ``sign_in_port``, ``pushes``, ``own_probe``, ``moves_to_trash``,
+    ``reread_every_pass``), and the core asks the class, never the module: ``authenticate``
+    (`mailbridge auth`), ``forget`` (``auth --revoke``), ``stored`` (what it keeps in the
+    token store), ``problems`` (what ``mailbridge check`` sees without a network), ``probe``
+    (``check --online``; by default one read through the adapter) and ``watch`` (push).
+    Every one has a default that fits a kind without the capability.
 
 settings
-    A provider owns its configuration. The module that registers an entry point may define
-    ``CONFIG = ProviderConfig(...)``: the name of its account table (``imap = {...}``), the
-    schema of that table, which of its entry points read it, the schema of each calendar kind's
-    own keys in ``calendar = {...}``, and its checks for ``mailbridge check``. A schema is a
-    frozen dataclass built from the field types of `mailbridge.config` (``Text``, ``Whole``,
-    ``WebAddress``...), each field with a ``doc(description, example)``; `mailbridge.config`
-    validates the table with it (pydantic) and puts the result in ``AccountSettings.tables``
-    (calendar keys: ``CalendarSettings.options``). The provider reads it back by type:
-    ``account.settings_of(ImapSettings)``. The core never names a provider or its keys.
+    A provider owns its configuration. Its classes carry ``config = ProviderConfig(...)``: the
+    name of its account table (``imap = {...}``), the schema of that table, which of its entry
+    points read it, and the schema of each calendar kind's own keys in ``calendar = {...}``.
+    A schema is a frozen dataclass built from the field types of `mailbridge.config`
+    (``Text``, ``Whole``, ``WebAddress``...), each field with a ``doc(description,
+    example)``; `mailbridge.config` validates the table with it (pydantic) and puts the result
+    in ``AccountSettings.tables`` (calendar keys: ``CalendarSettings.options``). The provider
+    reads it back by type: ``account.settings_of(ImapSettings)``. The core never names a
+    provider or its keys: even the kinds mailbridge starts with (`mailbridge init`, an account
+    without a calendar) come from the provider whose ``ProviderConfig`` says ``default=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from importlib import import_module
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
-from types import ModuleType
-from typing import Protocol, cast
+from typing import Any, ClassVar, Self
 
 from mailbridge.model import (
     CalendarBatch,
@@ -92,6 +102,7 @@ from mailbridge.model import (
     Located,
     MessageBatch,
     Observation,
+    Place,
     SentHint,
     Window,
 )
@@ -117,41 +128,9 @@ class FolderMissing(ProviderError):
     """A folder we rely on (Drafts) is not there. Treated as a fault, never as a fact."""
 
 
-class CalendarSource(Protocol):
-    def changes(self, cursor: str | None, window: Window) -> CalendarBatch: ...
-
-    def close(self) -> None: ...
-
-
-class Mailbox(Protocol):
-    def messages(self, cursor: str | None, since: datetime) -> MessageBatch: ...
-
-    def find_draft(self, message_id: str) -> str | None: ...
-
-    def locate(self, message_id: str) -> Located | None: ...
-
-    def create_draft(self, draft: DraftMessage) -> str: ...
-
-    def observe(
-        self, provider_id: str, message_id: str, hint: SentHint | None = None
-    ) -> Observation: ...
-
-    def versions(self, known: Mapping[str, str]) -> dict[str, str]: ...
-
-    def update_draft(self, provider_id: str, draft: DraftMessage) -> str: ...
-
-    def retract(self, provider_id: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-MailboxFactory = Callable[[AccountSettings], Mailbox]
-Check = Callable[[AccountSettings], "str | None"]
-
-
 @dataclass(frozen=True)
 class ProviderConfig:
-    """What a provider module declares about its configuration (its module attribute CONFIG)."""
+    """What a provider declares about its configuration (the ``config`` of its classes)."""
 
     table: str = ""  # the account key of its own table, e.g. "imap"
     settings: type | None = None  # the schema of that table
@@ -159,23 +138,186 @@ class ProviderConfig:
     calendars: Mapping[str, type] = field(default_factory=dict)  # kind -> schema of its own keys
     default_calendar: str | None = None  # an account of this mailbox without a calendar uses it
     starter_calendar: str | None = None  # the calendar `mailbridge init` suggests with it
-    check_mailbox: Check | None = None  # what `mailbridge check` looks at, without a network
-    check_calendar: Check | None = None
+    default: bool = False  # its mailbox and calendar kinds are the ones mailbridge starts with
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One online read: the resource ("sign-in", "calendar", "Drafts", "inbox", "Sent"),
+    whether it worked, and what works or what to fix."""
+
+    resource: str
+    ok: bool
+    detail: str
+
+
+def _quietly(close: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):
+        close()
+
+
+class Provider:
+    """What both kinds share: the settings they read and the capabilities they declare."""
+
+    config: ClassVar[ProviderConfig] = ProviderConfig()
+    signs_in: ClassVar[bool] = False  # `mailbridge auth` runs `authenticate`
+    sign_in_port: ClassVar[bool] = False  # `authenticate` takes a fixed port (`auth --port`)
+    pushes: ClassVar[bool] = False  # `watch` reports changes as they happen
+    own_probe: ClassVar[bool] = False  # `probe` signs in and reads every resource of the
+    # provider itself, its calendar included; otherwise `probe` reads through the adapter
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        """Signs in (asking the user) and stores the credential; says what it did."""
+        raise ProviderError(f"provider {account.provider} needs no sign-in")
+
+    @classmethod
+    def forget(cls, account: AccountSettings) -> str | None:
+        """What `auth --revoke` does beyond clearing the token store (said to the user)."""
+        return None
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        """The purposes it keeps in the account's token store, each with what its absence
+        means ("not signed in to ...")."""
+        return {}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        """What keeps the account from working that can be seen without touching a server."""
+        return []
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        """One cheap online read per resource, for `mailbridge check --online`."""
+        return []
+
+    @classmethod
+    def watch(cls, account: AccountSettings, on_change: Callable[[], None],
+              stop: threading.Event) -> None:
+        """Calls ``on_change`` whenever something may have changed, until ``stop`` is set
+        (only where ``pushes``)."""
+        raise NotImplementedError(f"{cls.__name__} does not push changes")
+
+
+class CalendarSource(Provider):
+    """Reports events (see the module docstring)."""
+
+    reread_every_pass: ClassVar[bool] = False  # costs little unchanged: read at every pass
+
+    def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        """Without a probe of its own: one adapter read of the next day."""
+        try:
+            source = open_calendar(account)
+            try:
+                now = datetime.now(UTC)
+                batch = source.changes(None, Window(now, now + timedelta(days=1)))
+            finally:
+                _quietly(source.close)
+        except ProviderError as exc:
+            return [Probe("calendar", False, str(exc))]
+        return [Probe("calendar", True,
+                      f"readable ({len(batch.events)} event(s) in the next day)")]
+
+
+class Mailbox(Provider):
+    """Holds drafts and reports mail (see the module docstring). Never sends."""
+
+    moves_to_trash: ClassVar[bool] = False  # `retract` moves a draft to a Trash folder
+
+    @classmethod
+    def open_dry(cls, account: AccountSettings) -> Self | None:
+        """The mailbox for a dry run, when opening it would change nothing (no folders made)."""
+        return None
+
+    def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
+        raise NotImplementedError
+
+    def find_draft(self, message_id: str) -> str | None:
+        raise NotImplementedError
+
+    def locate(self, message_id: str) -> Located | None:
+        """By default Drafts only: for a mailbox that keeps no Sent or Trash of its own."""
+        provider_id = self.find_draft(message_id)
+        return Located(Place.DRAFTS, provider_id) if provider_id else None
+
+    def create_draft(self, draft: DraftMessage) -> str:
+        raise NotImplementedError
+
+    def observe(
+        self, provider_id: str, message_id: str, hint: SentHint | None = None
+    ) -> Observation:
+        raise NotImplementedError
+
+    def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        """Each waiting draft's cheap version marker now, by provider id (see ``observe``);
+        a mailbox without markers reports none, and every draft is then read in full."""
+        return {}
+
+    def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
+        raise NotImplementedError
+
+    def retract(self, provider_id: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        """Without a probe of its own: the inbox and Sent since now, then Drafts."""
+        try:
+            mailbox = open_mailbox(account)
+        except ProviderError as exc:
+            return [Probe("sign-in", False, str(exc))]
+        found = [Probe("sign-in", True, "connected")]
+        try:
+            for resource, read in (
+                ("inbox and Sent", lambda: mailbox.messages(None, datetime.now(UTC))),
+                ("Drafts", lambda: mailbox.find_draft("<check@mailbridge.invalid>")),
+            ):
+                try:
+                    read()
+                except ProviderError as exc:
+                    found.append(Probe(resource, False, str(exc)))
+                else:
+                    found.append(Probe(resource, True, "readable"))
+        finally:
+            _quietly(mailbox.close)
+        return found
 
 
 @functools.cache
-def config_of(entry: str) -> ProviderConfig | None:
-    """The CONFIG of the module that registered ``entry`` ("mailbox.imap"), importing only that
-    module (the SDKs of the others cost every command time); None when nothing registered it."""
+def provider_class(entry: str) -> type[Provider] | None:
+    """The class registered as ``entry`` ("mailbox.KIND" or "calendar.KIND"), importing only
+    its module (the SDKs of the others cost every command time); None when none is."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == entry:
-            config: ProviderConfig = getattr(import_module(ep.module), "CONFIG", ProviderConfig())
-            return config
+            loaded: Any = ep.load()
+            return loaded if isinstance(loaded, type) and issubclass(loaded, Provider) else None
     return None
 
 
+def config_of(entry: str) -> ProviderConfig | None:
+    """The config of the class registered as ``entry``; None when nothing registered it."""
+    cls = provider_class(entry)
+    return cls.config if cls is not None else None
+
+
 def configs() -> dict[str, ProviderConfig]:
-    """Every installed entry point and its module's CONFIG (imports every provider)."""
+    """Every installed entry point and its class's config (imports every provider)."""
     return {name: config_of(name) or ProviderConfig()
             for name in (ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
 
@@ -184,31 +326,38 @@ def calendar_schema(kind: str) -> type | None:
     return (config_of("calendar." + kind) or ProviderConfig()).calendars.get(kind)
 
 
-def credential_problem(account: AccountSettings) -> str | None:
-    """What keeps the account from working that can be seen without touching a server."""
-    for entry, role in (("mailbox." + account.provider, "check_mailbox"),
-                        ("calendar." + account.calendar.kind, "check_calendar")):
-        check: Check | None = getattr(config_of(entry) or ProviderConfig(), role)
-        problem = check(account) if check else None
-        if problem:
-            return problem
-    return None
-CalendarFactory = Callable[[AccountSettings], CalendarSource]
+def default_kind(prefix: str) -> str:
+    """The kind ("mailbox" or "calendar") of the provider that declares itself the default."""
+    kinds = available(prefix)
+    return next((k for k in kinds if (config_of(f"{prefix}.{k}") or ProviderConfig()).default),
+                kinds[0] if kinds else "")
 
 
-def _load(name: str) -> object:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return ep.load()
-    raise LookupError(name)
+def mailbox_class(kind: str) -> type[Mailbox]:
+    cls = provider_class("mailbox." + kind)
+    if cls is None or not issubclass(cls, Mailbox):
+        raise ProviderError(f"no mailbox provider {kind!r} is installed "
+                            f"(installed: {', '.join(available('mailbox')) or 'none'})")
+    return cls
 
 
-def mailbox_module(kind: str) -> ModuleType:
-    """The module that registered ``mailbox.KIND``: where its `authenticate` and `watch` live."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == "mailbox." + kind:
-            return import_module(ep.module)
-    raise ProviderError(f"no mailbox provider {kind!r} is installed")
+def calendar_class(kind: str) -> type[CalendarSource]:
+    cls = provider_class("calendar." + kind)
+    if cls is None or not issubclass(cls, CalendarSource):
+        raise ProviderError(f"no calendar provider {kind!r} is installed "
+                            f"(installed: {', '.join(available('calendar')) or 'none'})")
+    return cls
+
+
+def classes_of(account: AccountSettings) -> list[type[Provider]]:
+    """The account's mailbox class, then its calendar class (each once; a kind that is not
+    installed is left out: config validation reports it)."""
+    found: list[type[Provider]] = []
+    for entry in ("mailbox." + account.provider, "calendar." + account.calendar.kind):
+        cls = provider_class(entry)
+        if cls is not None and cls not in found:
+            found.append(cls)
+    return found
 
 
 def available(prefix: str) -> list[str]:
@@ -222,22 +371,15 @@ def available(prefix: str) -> list[str]:
 
 def open_mailbox(account: AccountSettings) -> Mailbox:
     try:
-        factory = cast(MailboxFactory, _load("mailbox." + account.provider))
-    except LookupError:
-        raise ProviderError(
-            f"account {account.name!r}: no mailbox provider {account.provider!r} is installed "
-            f"(installed: {', '.join(available('mailbox')) or 'none'})"
-        ) from None
-    return factory(account)
+        cls = mailbox_class(account.provider)
+    except ProviderError as exc:
+        raise ProviderError(f"account {account.name!r}: {exc}") from None
+    return cls.open(account)
 
 
 def open_calendar(account: AccountSettings) -> CalendarSource:
-    kind = account.calendar.kind
     try:
-        factory = cast(CalendarFactory, _load("calendar." + kind))
-    except LookupError:
-        raise ProviderError(
-            f"account {account.name!r}: no calendar provider {kind!r} is installed "
-            f"(installed: {', '.join(available('calendar')) or 'none'})"
-        ) from None
-    return factory(account)
+        cls = calendar_class(account.calendar.kind)
+    except ProviderError as exc:
+        raise ProviderError(f"account {account.name!r}: {exc}") from None
+    return cls.open(account)

@@ -12,34 +12,14 @@ status by construction (both come from `failed`).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
-from types import ModuleType
 
-from mailbridge import adapters, compose, secrets
-from mailbridge.adapters import (
-    ENTRY_POINT_GROUP,
-    ProviderError,
-    open_calendar,
-    open_mailbox,
-)
-from mailbridge.model import Window
+from mailbridge import compose, secrets
+from mailbridge.adapters import Probe, ProviderError, classes_of, provider_class
 from mailbridge.settings import AccountSettings, Settings
 
-
-@dataclass(frozen=True)
-class Probe:
-    """One online read: the resource ("sign-in", "calendar", "Drafts", "inbox", "Sent"),
-    whether it worked, and what works or what to fix."""
-
-    resource: str
-    ok: bool
-    detail: str
+__all__ = ["Probe", "offline_problems", "online_probes", "run", "stored_purposes"]
 
 
 @dataclass(frozen=True)
@@ -74,66 +54,21 @@ class Report:
 # --- offline --------------------------------------------------------------------------------
 
 
-def stored_purposes(account: AccountSettings) -> list[str]:
-    """The purposes this account keeps in its token store."""
-    needs = []
-    if account.provider == "gmail" or account.calendar.kind == "google":
-        needs.append("google-refresh-token")
-    if account.provider == "outlook" or account.calendar.kind == "outlook":
-        needs.append("msal-cache")
-    imap = account.imap
-    if (account.provider == "imap" and imap is not None
-            and not (imap.password_command or imap.oauth2_token_command)):
-        needs.append("imap")
-    if account.calendar.kind == "caldav" and not _calendar_key(account, "password_command"):
-        needs.append("caldav")
+def stored_purposes(account: AccountSettings) -> dict[str, str]:
+    """The purposes this account keeps in its token store, each with what its absence means
+    (its providers say which)."""
+    needs: dict[str, str] = {}
+    for cls in classes_of(account):
+        needs.update(cls.stored(account))
     return needs
-
-
-def _calendar_key(account: AccountSettings, key: str) -> str | None:
-    """A key of the calendar kind's own settings, None when that kind has no such key."""
-    value = getattr(account.calendar.options, key, None)
-    return value if isinstance(value, str) else None
-
-
-def _ran(command: str | None, what: str, setting: str, problems: list[str]) -> None:
-    if not command:
-        return
-    try:
-        secrets.run_command(command, what=what, setting=setting)
-    except ProviderError as exc:
-        problems.append(str(exc).removeprefix(f"{what}: "))
-
-
-PURPOSE_NAMES = {
-    "google-refresh-token": "not signed in to Google",
-    "msal-cache": "not signed in to Microsoft",
-    "imap": "no IMAP password",
-    "caldav": "no CalDAV password",
-}
 
 
 def offline_problems(account: AccountSettings) -> list[str]:
     """Every problem found without a network: settings, files, token store, commands."""
     problems: list[str] = list(compose.check_templates(account.templates_dir))
     what = f"account {account.name!r}"
-    # A provider may check its own settings (a client file, an app id) without a network.
-    modules = {provider_module("mailbox." + account.provider),
-               provider_module("calendar." + account.calendar.kind)}
-    for module in sorted(filter(None, modules), key=lambda m: m.__name__):
-        own = getattr(module, "problems", None)
-        if own is not None:
-            problems += own(account)
-    if (account.provider == "local" and account.maildir is not None
-            and not Path(account.maildir.path).expanduser().is_dir()):
-        problems.append(f"maildir.path {account.maildir.path} does not exist")
-    if account.provider == "imap" and account.imap is not None:
-        _ran(account.imap.password_command, what, "imap.password_command", problems)
-        _ran(account.imap.oauth2_token_command, what, "imap.oauth2_token_command", problems)
-    path = _calendar_key(account, "path")
-    if account.calendar.kind == "file" and path and not Path(path).expanduser().exists():
-        problems.append(f"calendar.path {path} does not exist")
-    _ran(_calendar_key(account, "password_command"), what, "calendar.password_command", problems)
+    for cls in classes_of(account):  # files, commands, client settings: the provider knows
+        problems += [p for p in cls.problems(account) if p not in problems]
 
     store = secrets.token_store(account)
     needs = stored_purposes(account)
@@ -142,92 +77,31 @@ def offline_problems(account: AccountSettings) -> list[str]:
         if trouble:
             problems.append(trouble)
         else:
-            for purpose in needs:
+            for purpose, missing in needs.items():
                 try:
                     found = store.lookup(purpose)
                 except ProviderError as exc:
                     problems.append(str(exc).removeprefix(f"{what}: "))
                     break  # the same command or file fails the same way for the others
                 if not found:
-                    problems.append(f"{PURPOSE_NAMES.get(purpose, purpose)}: run "
-                                    f"`mailbridge auth {account.name}`")
-    # What the account's providers check themselves (a third-party provider's own rules too).
-    try:
-        own = adapters.credential_problem(account)
-    except ProviderError as exc:
-        own = str(exc)
-    if own:
-        own = own.removeprefix(f"{what}: ")
-        if not any(own in p or p in own or own.split(":")[0] == p.split(":")[0]
-                   for p in problems):
-            problems.append(own)
-
+                    problems.append(f"{missing}: run `mailbridge auth {account.name}`")
     return problems
 
 
 # --- online ---------------------------------------------------------------------------------
 
 
-def provider_module(entry: str) -> ModuleType | None:
-    """The module that registered ``entry`` ("mailbox.KIND" or "calendar.KIND"), if any."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == entry:
-            return import_module(ep.module)
-    return None
-
-
-def _quietly(close: Callable[[], None]) -> None:
-    with contextlib.suppress(Exception):
-        close()
-
-
-def _read_calendar(account: AccountSettings) -> Probe:
-    """A calendar without a probe of its own: one adapter read of the next day."""
-    try:
-        source = open_calendar(account)
-        try:
-            now = datetime.now(UTC)
-            batch = source.changes(None, Window(now, now + timedelta(days=1)))
-        finally:
-            _quietly(source.close)
-    except ProviderError as exc:
-        return Probe("calendar", False, str(exc))
-    return Probe("calendar", True, f"readable ({len(batch.events)} event(s) in the next day)")
-
-
-def _read_mailbox(account: AccountSettings) -> list[Probe]:
-    """A mailbox without a probe of its own: the inbox and Sent since now, then Drafts."""
-    try:
-        mailbox = open_mailbox(account)
-    except ProviderError as exc:
-        return [Probe("sign-in", False, str(exc))]
-    found = [Probe("sign-in", True, "connected")]
-    try:
-        for resource, read in (
-            ("inbox and Sent", lambda: mailbox.messages(None, datetime.now(UTC))),
-            ("Drafts", lambda: mailbox.find_draft("<check@mailbridge.invalid>")),
-        ):
-            try:
-                read()
-            except ProviderError as exc:
-                found.append(Probe(resource, False, str(exc)))
-            else:
-                found.append(Probe(resource, True, "readable"))
-    finally:
-        _quietly(mailbox.close)
-    return found
-
-
 def online_probes(account: AccountSettings) -> list[Probe]:
-    mailbox_module = provider_module("mailbox." + account.provider)
-    calendar_module = provider_module("calendar." + account.calendar.kind)
+    """Each provider's `probe`; a calendar of the mailbox's own provider is left to the
+    mailbox's probe when that probe reads every resource itself."""
+    mailbox = provider_class("mailbox." + account.provider)
+    calendar = provider_class("calendar." + account.calendar.kind)
     probes: list[Probe] = []
-    mailbox_probe = getattr(mailbox_module, "probe", None)
-    probes += mailbox_probe(account) if mailbox_probe else _read_mailbox(account)
-    if calendar_module is mailbox_module and mailbox_probe:
-        return probes  # the mailbox's probe read its own calendar
-    calendar_probe = getattr(calendar_module, "probe", None)
-    probes += calendar_probe(account) if calendar_probe else [_read_calendar(account)]
+    if mailbox is not None:
+        probes += mailbox.probe(account)
+    if calendar is not None and not (
+            mailbox is not None and mailbox.own_probe and calendar.config is mailbox.config):
+        probes += calendar.probe(account)
     return probes
 
 

@@ -16,7 +16,14 @@ from typing import Any
 
 from mailbridge import __version__, compose, engine, paths, secrets
 from mailbridge import config as config_module
-from mailbridge.adapters import ProviderError, available, mailbox_module
+from mailbridge.adapters import (
+    Provider,
+    ProviderError,
+    available,
+    classes_of,
+    default_kind,
+    mailbox_class,
+)
 from mailbridge.compose import GAP_PATTERN
 from mailbridge.durations import DurationError, parse_delay
 from mailbridge.ledger import Ledger, LedgerError, ledger_problem
@@ -154,10 +161,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _dry_mailbox(account: AccountSettings) -> Any:
     """The provider's dry-run opener (it creates no folders), when it has one."""
     try:
-        opener = getattr(mailbox_module(account.provider), "open_mailbox_dry", None)
+        return mailbox_class(account.provider).open_dry(account)
     except (ImportError, ProviderError):
         return None
-    return opener(account) if opener is not None else None
 
 
 def _print_outcome(name: str, actions: Sequence[str], error: str | None) -> bool:
@@ -744,28 +750,27 @@ def cmd_note(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign_in_modules(account: AccountSettings) -> list[Any]:
-    """The provider modules that sign this account in: its mailbox's, and its calendar's when
+def _sign_ins(account: AccountSettings) -> list[type[Provider]]:
+    """The provider classes that sign this account in: its mailbox's, and its calendar's when
     that is another provider (an IMAP mailbox with a Google calendar)."""
-    from mailbridge import checks
-
-    modules = [mailbox_module(account.provider)]
-    calendar = checks.provider_module("calendar." + account.calendar.kind)
-    if calendar is not None and calendar not in modules and hasattr(calendar, "authenticate"):
-        modules.append(calendar)
-    return modules
+    found: list[type[Provider]] = []
+    for cls in classes_of(account):
+        if cls.signs_in and all(cls.config is not other.config for other in found):
+            found.append(cls)
+    return found
 
 
 def _revoke(account: AccountSettings) -> int:
     from mailbridge import checks
 
     store = secrets.token_store(account)
-    wheres = [m.forget(account) for m in _sign_in_modules(account) if hasattr(m, "forget")]
+    wheres = [cls.forget(account) for cls in _sign_ins(account)]
     for purpose in checks.stored_purposes(account):
         secrets.forget(account, purpose)
     print(f"{account.name}: the saved sign-in is removed from {store.describe()}.")
     for where in wheres:
-        print(where)
+        if where:
+            print(where)
     return 0
 
 
@@ -774,15 +779,12 @@ def cmd_auth(args: argparse.Namespace) -> int:
     account = _accounts(settings, args.account)[0]
     if args.revoke:
         return _revoke(account)
-    sign_ins = [m.authenticate for m in _sign_in_modules(account) if hasattr(m, "authenticate")]
-    caldav_password = account.calendar.kind == "caldav" and not account.calendar.password_command
-    if not sign_ins and not caldav_password:
+    sign_ins = _sign_ins(account)
+    if not sign_ins:
         raise UserError(f"provider {account.provider} needs no sign-in")
-    import inspect
-
-    takes_port = [f for f in sign_ins if "port" in inspect.signature(f).parameters]
-    if args.port is not None and not takes_port:
-        raise UserError("--port is for Google sign-in only (Microsoft uses a device code)")
+    if args.port is not None and not any(cls.sign_in_port for cls in sign_ins):
+        raise UserError("--port is for a sign-in in a browser only (Microsoft uses a device "
+                        "code)")
     from mailbridge import checks
 
     store = secrets.token_store(account)
@@ -792,23 +794,9 @@ def cmd_auth(args: argparse.Namespace) -> int:
         if problem:
             raise UserError(f"{account.name}: {problem}")
         print(f"{account.name}: tokens are kept in {store.describe()}")
-    for authenticate in sign_ins:
-        options: dict[str, Any] = {"no_browser": args.no_browser}
-        if args.port is not None and authenticate in takes_port:
-            options["port"] = args.port
-        print(authenticate(account, **options))
-    if caldav_password:
-        import getpass
-
-        password = getpass.getpass(
-            f"CalDAV password for {account.calendar.username or account.address} "
-            f"at {account.calendar.url}: "
-        )
-        if not password:
-            raise UserError("no password given; nothing was stored")
-        secrets.store(account, "caldav", password)
-        print(f"{account.name}: CalDAV password stored in {store.describe()} "
-              "(it is checked at the next pass)")
+    for cls in sign_ins:
+        port = args.port if cls.sign_in_port else None
+        print(cls.authenticate(account, no_browser=args.no_browser, port=port))
     return 0
 
 
@@ -923,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a starter config")
     p.add_argument("--address", default="you@example.com", help="your email address")
-    p.add_argument("--provider", default="local", choices=available("mailbox"),
+    p.add_argument("--provider", default=default_kind("mailbox"), choices=available("mailbox"),
                    help="where your mail is: one of the installed mailbox kinds")
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)

@@ -612,6 +612,8 @@ def _split_subject(text: str, default: str) -> tuple[str, str]:
 
 
 def _sample_interview() -> tuple[InterviewRow, Person, AccountSettings]:
+    from mailbridge.adapters import default_kind  # loads the providers: only here
+
     start = datetime(2025, 11, 18, 20, 0, tzinfo=UTC)
     dana = Person("dana.lee@example.com", "Dana Lee")
     sam = Person("sam.ortiz@example.com", "Sam Ortiz")
@@ -631,7 +633,7 @@ def _sample_interview() -> tuple[InterviewRow, Person, AccountSettings]:
     )
     account = AccountSettings(
         name="sample",
-        provider="local",
+        provider=default_kind("mailbox"),
         address="jordan@example.org",
         display_name="Jordan Lee",
         signature="Jordan Lee\n555-0100",

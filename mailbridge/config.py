@@ -329,7 +329,7 @@ _ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # building one costs more than a w
 
 class _Ctx:
     def __init__(self, file: Path, text: str) -> None:
-        self.file, self.text = file, text
+        self.path, self.text = file, text
         self.base = file.expanduser().absolute().parent
         self.problems: list[ConfigProblem] = []
         self.declared = schema_keys(())  # the keys no secret can hide behind, where we are
@@ -346,7 +346,7 @@ class _Ctx:
         return None
 
     def fail(self, key: Key, message: str, hint: str) -> None:
-        problem = ConfigProblem(self.file, _dotted(key), self.line(key), message, hint)
+        problem = ConfigProblem(self.path, _dotted(key), self.line(key), message, hint)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -413,7 +413,7 @@ _SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "apikey"
                  "privatekey", "credential", "bearer")  # also in camelCase or run together
 _SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
 # A key ending in one of these names where a secret comes from, or an address: not a secret.
-_POINTER_WORDS = frozenset({"command", "cmd", "uri", "url", "endpoint", "file", "path"})
+_POINTER_WORDS = frozenset("command cmd uri url endpoint file path".split())
 
 
 def schemas(configs: Iterable[adapters.ProviderConfig] | None = None) -> list[type]:
@@ -1153,8 +1153,10 @@ def _lines(schema: type, names: Iterable[str], *, prefix: str = "") -> str:
                    for n in names)
 
 
-def starter_config(address: str = "you@example.com", provider: str = "local") -> str:
-    """A small, valid config for `mailbridge init`, with comments on how to change it."""
+def starter_config(address: str = "you@example.com", provider: str | None = None) -> str:
+    """A small, valid config for `mailbridge init`, with comments on how to change it (for
+    the default provider unless ``provider`` names another)."""
+    provider = provider or adapters.default_kind("mailbox")
     config = adapters.config_of("mailbox." + provider)
     if config is None:
         raise ValueError(f"unknown provider {provider!r}; valid: "

@@ -51,8 +51,8 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge import config as config_module
-from mailbridge import engine, notify
-from mailbridge.adapters import ProviderError, mailbox_module
+from mailbridge import engine, notify, retry
+from mailbridge.adapters import ProviderError, calendar_class, mailbox_class
 from mailbridge.ledger import Ledger, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
 
@@ -95,7 +95,8 @@ def retry_delay(
     if failures < 1:
         return poll
     first = min(poll * RETRY_SHARE, RETRY_MAX)
-    ceiling = min(poll, first * float(2 ** min(failures - 1, 30)))
+    ceiling = timedelta(seconds=retry.exponential(
+        failures, first.total_seconds(), poll.total_seconds()))
     return ceiling * (0.5 + 0.5 * rand())
 
 
@@ -110,6 +111,13 @@ def clock_jumped(wall_elapsed: float, monotonic_elapsed: float) -> bool:
 
 def stuck_after(account: AccountSettings) -> timedelta:
     return account.poll_interval * STUCK_INTERVALS
+
+
+def _rereads(account: AccountSettings) -> bool:
+    try:
+        return calendar_class(account.calendar.kind).reread_every_pass
+    except (ImportError, ProviderError):
+        return False
 
 
 def calendar_due(last: datetime | None, interval: timedelta, now: datetime) -> bool:
@@ -185,9 +193,9 @@ class Daemon:
         error: str | None
         actions: list[str] = []
         try:
-            # A local calendar costs a few stat calls when unchanged: read it at every pass,
+            # A calendar that costs a few stat calls when unchanged is read at every pass,
             # so an edited .ics file is seen as soon as its watcher says so.
-            read_calendar = account.calendar.kind == "file" or calendar_due(
+            read_calendar = _rereads(account) or calendar_due(
                 self.last_calendar.get(name), account.calendar_interval, now
             )
             with Ledger.open(self.settings.state_dir) as ledger:
@@ -323,14 +331,14 @@ class Daemon:
             self._start_watcher(account)
 
     def _start_watcher(self, account: AccountSettings) -> None:
-        """Push: a provider module may offer `watch(account, on_change, stop)` (IMAP IDLE)."""
+        """Push: a mailbox that declares it (IMAP IDLE) has `watch(account, on_change, stop)`."""
         try:
-            module = mailbox_module(account.provider)
+            mailbox = mailbox_class(account.provider)
         except (ImportError, ProviderError):
             return
-        watch: Callable[..., Any] | None = getattr(module, "watch", None)
-        if watch is None:
+        if not mailbox.pushes:
             return
+        watch: Callable[..., Any] = mailbox.watch
 
         def on_change(name: str = account.name) -> None:
             self.scheduler.add_job(self.run_account, args=[name, PUSH], id=f"push:{name}",

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from mailbridge import classify, compose, detect, drafts, planner, proofread
+from mailbridge import classify, compose, detect, drafts, planner, proofread, retry
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
@@ -67,6 +67,7 @@ MAILBOX = "mailbox"
 MAILBOX_RETRY = "mailbox.retry"
 RETRY_LIMIT = 6  # tries before a message is given up (with an audit line)
 RETRY_FIRST = timedelta(minutes=10)  # then 20, 40, 80 and 160 minutes
+RETRY_LAST = timedelta(days=1)  # never further apart than this
 MATCH_HORIZON = timedelta(days=120)  # mail is matched to interviews that ended since
 # A cursor is an optimisation: this often, a full listing heals whatever an incremental read
 # missed (a provider bug, a message filed back from Junk, a lost change notification).
@@ -429,7 +430,8 @@ class Pass:
                         f"could not use {what} after {tries} tries ({error}); it is left "
                         "in the mailbox untouched")
             return
-        next_try = self.now + RETRY_FIRST * 2 ** (tries - 1)
+        next_try = self.now + timedelta(seconds=retry.exponential(
+            tries, RETRY_FIRST.total_seconds(), RETRY_LAST.total_seconds()))
         waiting[key] = WaitingMessage(message, tries, next_try, error)
         self.decide("message kept for retry",
                     f"could not use {what} ({error}); try {tries} of {RETRY_LIMIT}, "
@@ -1043,7 +1045,7 @@ def _listing_due(ledger: Ledger, account: str, resource: str, now: datetime) -> 
     return last is None or now - datetime.fromisoformat(last) >= FULL_LISTING_EVERY
 
 
-class _NoCalendar:
+class _NoCalendar(CalendarSource):
     """Stands in when a pass does not read the calendar (it is read on its own interval)."""
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:

@@ -9,21 +9,27 @@ have come after the server did the work (timeout, connection reset, 5xx): the ca
 before it tries again.
 
 The backoff is urllib3's (exponential, capped); jitter spreads clients that failed together.
+A provider that sends its own requests loops with `read` (ICS) or its own loop over these
+three questions (Gmail, Graph); one whose library sends them (caldav's session) mounts
+`RetryPolicy.adapter_retry` on it, the same policy as urllib3's ``Retry``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol, TypeVar
 
 from urllib3.util import Retry
 
 # Throttled (429) or the server's fault (5xx): worth another try.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Only these are repeated by a library's session: they change nothing on the server.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 # A 403 with one of these reasons is throttling, not a refusal (Google's usage limits).
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
@@ -40,14 +46,9 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def backoff(self, attempt: int) -> float:
-        """The pause after failed attempt ``attempt`` (1-based): urllib3's exponential
-        backoff, capped, with full jitter."""
-        retry = Retry(total=self.attempts, backoff_factor=self.base, backoff_max=self.cap)
-        for _ in range(attempt):
-            retry = retry.increment()
-        # urllib3 waits 0 after the first failure; one base unit keeps the first retry apart.
-        delay = retry.get_backoff_time() or self.base
-        return random.uniform(0, min(self.cap, delay))
+        """The pause after failed attempt ``attempt`` (1-based): `exponential`, with full
+        jitter."""
+        return random.uniform(0, exponential(attempt, self.base, self.cap))
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None: give up (out of attempts, or
@@ -57,6 +58,69 @@ class RetryPolicy:
         if retry_after is not None:
             return None if retry_after > self.max_retry_after else retry_after
         return self.backoff(attempt)
+
+    def adapter_retry(self) -> Retry:
+        """This policy as urllib3's ``Retry``, for a session that a library drives: reads
+        only, throttling and server faults, ``Retry-After`` honoured up to its limit."""
+        return Retry(
+            total=self.attempts - 1, status_forcelist=RETRY_STATUSES,
+            allowed_methods=IDEMPOTENT_METHODS, backoff_factor=self.base,
+            backoff_max=self.cap, backoff_jitter=self.base, respect_retry_after_header=True,
+            retry_after_max=int(self.max_retry_after), raise_on_status=False,
+        )
+
+
+class Answer(Protocol):
+    """What `read` needs of an HTTP response (requests' and niquests' both fit)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+A = TypeVar("A", bound=Answer)
+
+
+def read(send: Callable[[], A], policy: RetryPolicy,
+         errors: tuple[type[Exception], ...] = (OSError,)) -> A:
+    """Sends an idempotent request (a GET) again while it fails with one of ``errors`` (no
+    answer) or is answered throttled or failing, as ``policy`` says; returns the last answer
+    (the caller maps its status) or raises the last error."""
+    attempt = 1
+    while True:
+        try:
+            answer = send()
+        except errors:
+            if attempt >= policy.attempts:
+                raise
+            policy.sleep(policy.backoff(attempt))
+            attempt += 1
+            continue
+        if not retryable(answer.status_code):
+            return answer
+        wait = policy.wait(attempt, retry_after(answer.headers.get("Retry-After")))
+        if wait is None:
+            return answer
+        answer.close()
+        policy.sleep(wait)
+        attempt += 1
+
+
+def exponential(attempt: int, first: float, cap: float) -> float:
+    """The one backoff curve of mailbridge: ``first`` after the first failure, doubled after
+    each further one, never more than ``cap``. It is urllib3's ``Retry`` backoff, so a session
+    that a library drives (`RetryPolicy.adapter_retry`) waits the same way. Callers add their
+    own jitter."""
+    steps = max(1, min(attempt, 64))  # 2**63 times anything is past every cap
+    retry = Retry(total=steps + 1, backoff_factor=first, backoff_max=cap)
+    for _ in range(steps):
+        retry = retry.increment()
+    # urllib3 waits 0 after the first failure; one ``first`` keeps the first retry apart.
+    return min(cap, retry.get_backoff_time() or first)
 
 
 def retryable(status: int, reasons: Iterable[str] = ()) -> bool:

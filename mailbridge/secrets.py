@@ -74,6 +74,20 @@ def run_command(command: str, *, what: str, setting: str = "password_command") -
     return lines[0]
 
 
+def command_problems(account: AccountSettings, commands: dict[str, str | None]) -> list[str]:
+    """Runs each configured command (setting name -> command line) as a pass would, for
+    `mailbridge check`: what fails, never what it printed."""
+    what = f"account {account.name!r}"
+    found = []
+    for setting, command in commands.items():
+        if command:
+            try:
+                run_command(command, what=what, setting=setting)
+            except AuthError as exc:
+                found.append(str(exc).removeprefix(f"{what}: "))
+    return found
+
+
 # --- the OS keyring ------------------------------------------------------------------------
 
 

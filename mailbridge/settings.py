@@ -7,8 +7,8 @@ Providers receive the `AccountSettings` of their account and read their own tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,32 +45,15 @@ class DetectionRules:
     allow_free_mail: bool = False
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class CalendarSettings:
     kind: str  # the calendar kind: the entry point calendar.KIND that reads it
     lookahead: timedelta = timedelta(days=60)
     options: Any = None  # the kind's own keys, as its provider's schema validated them
 
-    def __init__(self, kind: str, lookahead: timedelta = timedelta(days=60),
-                 options: Any = None, **keys: Any) -> None:
-        if keys:  # the kind's own keys one by one (url=...), as written before they moved
-            from mailbridge.adapters import calendar_schema
-
-            schema = calendar_schema(kind)
-            options = replace(options, **keys) if options is not None else (
-                schema(**keys) if schema else None)
-        for name, value in (("kind", kind), ("lookahead", lookahead), ("options", options)):
-            object.__setattr__(self, name, value)
-
     def settings_of(self, schema: type[T]) -> T | None:
         """The kind's own settings, if they are of ``schema``."""
         return self.options if isinstance(self.options, schema) else None
-
-    def __getattr__(self, name: str) -> Any:
-        # calendar.url, calendar.path...: the kind's own keys, read as before they moved
-        if name.startswith("__") or self.__dict__.get("options") is None:
-            raise AttributeError(name)
-        return getattr(self.options, name)
 
 
 @dataclass(frozen=True)
@@ -102,7 +85,7 @@ class AccountSettings:
     signature: str = ""
     aliases: tuple[str, ...] = ()  # other addresses of the user
     org_domains: tuple[str, ...] = ()  # the user's own organisation: meetings there are internal
-    calendar: CalendarSettings = field(default_factory=lambda: CalendarSettings(kind="file"))
+    calendar: CalendarSettings = field(default_factory=lambda: _default_calendar())
     tables: Mapping[str, Any] = field(default_factory=dict)  # provider tables, by their key
     notify: NotifySettings = field(default_factory=NotifySettings)
     policy: Policy = field(default_factory=Policy)
@@ -117,39 +100,16 @@ class AccountSettings:
         """The provider table that ``schema`` validated: how a provider reads its settings."""
         return next((t for t in self.tables.values() if isinstance(t, schema)), None)
 
-    def __getattr__(self, name: str) -> Any:
-        # account.imap, account.google...: a provider's table under its key, None when the
-        # account does not use it (code written before the tables moved to the providers).
-        tables = self.__dict__.get("tables", {})
-        if name in tables:
-            return tables[name]
-        from mailbridge.adapters import configs
-
-        if not name.startswith("_") and any(c.table == name for c in configs().values()):
-            return None
-        raise AttributeError(name)
-
     @property
     def own_addresses(self) -> tuple[str, ...]:
         return (self.address.lower(), *(a.lower() for a in self.aliases))
 
 
-def _tables_by_key(init: Callable[..., None]) -> Callable[..., None]:
-    """AccountSettings(imap=...) as written before the tables moved: a keyword that is not a
-    field is a provider table, put in ``tables`` under that key."""
+def _default_calendar() -> CalendarSettings:
+    """The calendar of the provider that declares itself the default (no options)."""
+    from mailbridge.adapters import default_kind
 
-    def __init__(self: AccountSettings, *args: Any, **kwargs: Any) -> None:
-        names = {f.name for f in fields(AccountSettings)}
-        tables = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names]}
-        if tables:
-            kwargs["tables"] = {**kwargs.get("tables", {}),
-                                **{k: v for k, v in tables.items() if v is not None}}
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-AccountSettings.__init__ = _tables_by_key(AccountSettings.__init__)  # type: ignore[method-assign]
+    return CalendarSettings(kind=default_kind("calendar"))
 
 
 @dataclass(frozen=True)

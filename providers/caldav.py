@@ -32,8 +32,8 @@ from caldav.davclient import DAVClient
 from caldav.lib import error
 from caldav.lib.http_sync import requests as http
 
-from mailbridge import secrets
-from mailbridge.adapters import AuthError, ProviderConfig, ProviderError
+from mailbridge import retry, secrets
+from mailbridge.adapters import AuthError, CalendarSource, ProviderConfig, ProviderError
 from mailbridge.config import FORBID, Texts, WebAddress, doc
 from mailbridge.model import CalendarBatch, Event, EventKey, Unreadable, Window
 from mailbridge.settings import AccountSettings
@@ -55,18 +55,10 @@ class CalDavSettings:
                                     ["Personal"])] = ()
 
 
-def _check(account: AccountSettings) -> str | None:
-    own = account.calendar.settings_of(CalDavSettings)
-    if own and not (own.password_command or secrets.lookup(account, "caldav")):
-        return ("no CalDAV password: set calendar.password_command "
-                f"or run `mailbridge auth {account.name}`")
-    return None
-
-
-CONFIG = ProviderConfig(calendars={"caldav": CalDavSettings}, check_calendar=_check)
+CONFIG = ProviderConfig(calendars={"caldav": CalDavSettings})
 
 log = logging.getLogger("mailbridge.caldav")
-TIMEOUT = 60  # seconds, every request
+POLICY = retry.RetryPolicy(attempts=3, timeout=60.0)  # reads only: the calendar is never written
 
 
 def load_cursor(cursor: str | None) -> dict[str, dict[str, Any]]:
@@ -94,7 +86,43 @@ def uids_of(data: bytes | str) -> list[str]:
     return sorted({str(c["UID"]) for c in calendar.walk("VEVENT") if "UID" in c})
 
 
-class CalDavCalendar:
+class CalDavCalendar(CalendarSource):
+    config = CONFIG
+    signs_in = True  # a password, asked for and kept in the token store
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> CalDavCalendar:
+        return open_calendar(account)  # the module's opener builds it
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        own = account.calendar.settings_of(CalDavSettings)
+        return {"caldav": "no CalDAV password"} if own and not own.password_command else {}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        own = account.calendar.settings_of(CalDavSettings)
+        return secrets.command_problems(
+            account, {"calendar.password_command": own.password_command if own else None})
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        """Asks for the CalDAV password and stores it (a password_command needs nothing)."""
+        import getpass
+
+        own = account.calendar.settings_of(CalDavSettings)
+        if own is None or own.password_command:
+            return (f"{account.name}: the CalDAV password comes from calendar.password_command; "
+                    "nothing stored")
+        password = getpass.getpass(
+            f"CalDAV password for {own.username or account.address} at {own.url}: ")
+        if not password:
+            raise AuthError("no password given; nothing was stored")
+        secrets.store(account, "caldav", password)
+        return (f"{account.name}: CalDAV password stored in "
+                f"{secrets.token_store(account).describe()} (it is checked at the next pass)")
+
     def __init__(self, account: AccountSettings) -> None:
         settings = account.calendar.settings_of(CalDavSettings)
         if settings is None:
@@ -114,9 +142,13 @@ class CalDavCalendar:
                 url=self.url,
                 username=settings.username or self.account.address,
                 password=password,
-                timeout=TIMEOUT,
+                timeout=int(POLICY.timeout),
                 require_tls=self.url.startswith("https:"),
             )
+            # The one retry policy, carried out by the session caldav sends through.
+            adapter = http.adapters.HTTPAdapter(max_retries=POLICY.adapter_retry())
+            for scheme in ("https://", "http://"):
+                self._client.session.mount(scheme, adapter)
         return self._client
 
     def _selected(self) -> list[Any]:

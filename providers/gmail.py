@@ -67,8 +67,16 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from mailbridge import compose, mailparse, retry, secrets, signin
-from mailbridge.adapters import AmbiguousWrite, AuthError, ProviderConfig, ProviderError
-from mailbridge.checks import Probe
+from mailbridge.adapters import (
+    AmbiguousWrite,
+    AuthError,
+    CalendarSource,
+    Mailbox,
+    Probe,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+)
 from mailbridge.config import FORBID, LocalPath, Number, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
@@ -122,20 +130,9 @@ class GoogleCalendarSettings:
     calendars: Annotated[Texts, doc("calendar ids to read; default: primary", ["primary"])] = ()
 
 
-def _check(account: AccountSettings) -> str | None:
-    google = _google(account)
-    if not google.client_secrets:
-        return "google.client_secrets is not set"
-    if not Path(google.client_secrets).expanduser().exists():
-        return f"google.client_secrets file {google.client_secrets} does not exist"
-    if not secrets.lookup(account, "google-refresh-token"):
-        return f"not signed in to Google: run `mailbridge auth {account.name}`"
-    return None
-
-
 CONFIG = ProviderConfig(
     table="google", settings=GoogleSettings, used_by=("mailbox.gmail", "calendar.google"),
-    calendars={"google": GoogleCalendarSettings}, default_calendar="google", check_mailbox=_check)
+    calendars={"google": GoogleCalendarSettings}, default_calendar="google")
 
 
 SCOPES = (
@@ -186,6 +183,54 @@ class GoogleError(ProviderError):
         super().__init__(message)
         self.status = status
 
+
+# Google: https://developers.google.com/identity/protocols/oauth2/native-app (errors) and
+# https://developers.google.com/identity/protocols/oauth2#expiration (refresh-token expiry).
+# Most specific first: the first marker found in the text wins.
+SIGN_IN = signin.Service("Google", (
+    signin.Failure("admin_policy_enforced",
+            "your Google Workspace administrator does not allow this app",
+            "ask the administrator to trust the OAuth client (Admin console > Security > "
+            "API controls), then run {auth}"),
+    signin.Failure("org_internal",
+            "the OAuth client is limited to the users of the organisation that owns it",
+            "sign in with an address of that organisation, or set the consent screen's "
+            "audience to External (see docs/google.md), then run {auth}"),
+    signin.Failure("access_denied",
+            "access was not granted (you pressed Cancel, or your address is not a test user "
+            "of the consent screen)",
+            "add your address under Google Auth Platform > Audience > Test users, then run "
+            "{auth} and press Continue on every screen"),
+    signin.Failure("invalid_grant",
+            "Google no longer accepts the saved sign-in: it was revoked (access removed, or the "
+            "password changed) or it expired, which happens after 7 days while the consent "
+            "screen is in Testing",
+            "run {auth} (to stop the weekly expiry, publish the app: see docs/google.md)"),
+    signin.Failure("invalid_client",
+            "Google does not know this OAuth client (deleted, or the wrong JSON file)",
+            "download the Desktop client JSON again, point google.client_secrets at it, and "
+            "run {auth}"),
+    signin.Failure("unauthorized_client",
+            "this OAuth client may not use this sign-in (it is not a Desktop app client)",
+            "create a client of type Desktop app (see docs/google.md) and run {auth}"),
+    signin.Failure("redirect_uri_mismatch",
+            "Google refused the loopback address (the client is not a Desktop app client)",
+            "create a client of type Desktop app (see docs/google.md) and run {auth}"),
+    signin.Failure("insufficient",  # "Request had insufficient authentication scopes"
+            "the sign-in lacks a permission mailbridge needs (a box was left unticked on the "
+            "consent screen, or the app predates a change of scopes)",
+            "run {auth} and leave every permission ticked"),
+    signin.Failure("invalid_scope",
+            "Google refused a permission mailbridge asks for",
+            "enable the Gmail API and the Google Calendar API in the project (see "
+            "docs/google.md), then run {auth}"),
+    signin.Failure("accessnotconfigured",
+            "the Gmail or Calendar API is not enabled in the Google Cloud project",
+            "enable it under APIs & Services > Library (see docs/google.md)"),
+    signin.Failure("has not been used in project",
+            "the Gmail or Calendar API is not enabled in the Google Cloud project",
+            "enable it under APIs & Services > Library (see docs/google.md)"),
+))
 
 # --- credentials --------------------------------------------------------------------------
 
@@ -275,7 +320,7 @@ def _pasted_code(account: AccountSettings, pasted: str, state: str) -> str:
     """The authorization code in the address the browser was sent to (pasted by the user)."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(pasted.strip()).query)
     if "error" in query:
-        raise AuthError(signin.explain("google", account.name, query["error"][0]))
+        raise AuthError(signin.explain(SIGN_IN, account.name, query["error"][0]))
     if "code" not in query:
         raise AuthError(
             f"account {account.name!r}: that is not the address Google sent the browser to "
@@ -347,7 +392,7 @@ def authenticate(
             "choose another with --port"
         ) from None
     except Exception as exc:  # noqa: BLE001 - oauthlib raises many kinds; the user needs one line
-        raise AuthError(signin.explain("google", account.name, str(exc))) from None
+        raise AuthError(signin.explain(SIGN_IN, account.name, str(exc))) from None
     if not creds.refresh_token:
         raise AuthError(
             f"account {account.name!r}: Google returned no refresh token; remove mailbridge's "
@@ -396,8 +441,8 @@ def probe(account: AccountSettings) -> list[Probe]:
         try:
             api.call(method, **params)
         except ProviderError as exc:
-            known = signin.known("google", str(exc))  # e.g. an API not enabled in the project
-            detail = signin.explain("google", account.name, str(exc)) if known else str(exc)
+            known = signin.known(SIGN_IN, str(exc))  # e.g. an API not enabled in the project
+            detail = signin.explain(SIGN_IN, account.name, str(exc)) if known else str(exc)
             found.append(Probe(what, False, detail))
         else:
             found.append(Probe(what, True, "readable"))
@@ -508,7 +553,7 @@ class Api:
         )
 
     def _auth_error(self, detail: str) -> AuthError:
-        return AuthError(signin.explain("google", self.account.name, detail))
+        return AuthError(signin.explain(SIGN_IN, self.account.name, detail))
 
     def pages(self, method: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a list method (the last page carries the sync token/history id)."""
@@ -600,7 +645,41 @@ def to_event(calendar: str, item: dict[str, Any]) -> Event | None:
     )
 
 
-class GoogleCalendar:
+class Google(Provider):
+    """What the Gmail mailbox and the Google calendar share: one sign-in, one probe."""
+
+    config = CONFIG
+    signs_in = True
+    sign_in_port = True
+    own_probe = True
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        return authenticate(account, no_browser=no_browser, port=port)
+
+    @classmethod
+    def forget(cls, account: AccountSettings) -> str | None:
+        return forget(account)
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        return {KEYRING_PURPOSE: "not signed in to Google"}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        return problems(account)
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        return probe(account)
+
+
+class GoogleCalendar(Google, CalendarSource):
+    @classmethod
+    def open(cls, account: AccountSettings) -> GoogleCalendar:
+        return open_calendar(account)  # the module's opener builds it
+
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account
         own = account.calendar.settings_of(GoogleCalendarSettings) or GoogleCalendarSettings()
@@ -733,7 +812,13 @@ def history_touches(record: dict[str, Any]) -> set[str]:
     return touched
 
 
-class GmailMailbox:
+class GmailMailbox(Google, Mailbox):
+    moves_to_trash = True
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> GmailMailbox:
+        return open_mailbox(account)  # the module's opener builds it
+
     def __init__(self, account: AccountSettings, api: Api | None = None) -> None:
         self.account = account
         self.api = api or Api(

@@ -33,8 +33,8 @@ import icalendar
 import recurring_ical_events
 import requests
 
-from mailbridge import domains
-from mailbridge.adapters import AuthError, ProviderConfig, ProviderError
+from mailbridge import domains, retry
+from mailbridge.adapters import AuthError, CalendarSource, ProviderConfig, ProviderError
 from mailbridge.config import FORBID, FeedAddress, Text, doc
 from mailbridge.model import (
     Attendee,
@@ -71,7 +71,8 @@ CONFIG = ProviderConfig(calendars={"ics": IcsCalendarSettings})
 
 log = logging.getLogger("mailbridge")
 
-TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
+CONNECT_TIMEOUT = 10.0  # seconds; the read timeout is the retry policy's
+POLICY = retry.RetryPolicy(attempts=3, timeout=60.0)  # a feed is read again next pass anyway
 MAX_FEED_BYTES = 50 * 1024 * 1024
 
 _KINDS = {
@@ -590,14 +591,22 @@ def feed_url(url: str, *, account: str = "") -> str:
     return urlunsplit(parts)
 
 
-class IcsFeed:
-    def __init__(self, account: AccountSettings, *, session: requests.Session | None = None):
+class IcsFeed(CalendarSource):
+    config = CONFIG
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> IcsFeed:
+        return open_calendar(account)  # the module's opener builds it
+
+    def __init__(self, account: AccountSettings, *, session: requests.Session | None = None,
+                 policy: retry.RetryPolicy = POLICY):
         own = account.calendar.settings_of(IcsCalendarSettings)
         if own is None:
             raise ProviderError(f"account {account.name!r}: calendar.url is not set")
         self.account = account
         self.url = feed_url(own.url, account=account.name)
         self.session = session or requests.Session()
+        self.policy = policy
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
         state = _load(cursor)
@@ -610,7 +619,9 @@ class IcsFeed:
                 headers["If-Modified-Since"] = state["modified"]
         name = self.account.name
         try:
-            response = self.session.get(self.url, headers=headers, timeout=TIMEOUT, stream=True)
+            response = retry.read(lambda: self.session.get(
+                self.url, headers=headers, timeout=(CONNECT_TIMEOUT, self.policy.timeout),
+                stream=True), self.policy, (requests.RequestException,))
             if response.status_code == 304:
                 return CalendarBatch(events=(), complete=False, cursor=cursor)
             body = _read_limited(response)

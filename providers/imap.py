@@ -55,15 +55,16 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
 from pydantic import AfterValidator, ValidationInfo
 
-from mailbridge import compose, domains, mailparse, secrets
+from mailbridge import compose, domains, mailparse, retry, secrets
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
     FolderMissing,
+    Mailbox,
+    Probe,
     ProviderConfig,
     ProviderError,
 )
-from mailbridge.checks import Probe
 from mailbridge.config import CHECKED, Flag, Number, Text, Whole, between, doc, fail, one_of
 from mailbridge.model import (
     DraftMessage,
@@ -134,16 +135,8 @@ class ImapSettings:
     timeout: Annotated[Number, between(1, 600), doc("seconds, every command", 60)] = 60.0
 
 
-def _check(account: AccountSettings) -> str | None:
-    imap = account.settings_of(ImapSettings)
-    if imap and not (imap.oauth2_token_command or imap.password_command
-                     or secrets.lookup(account, "imap")):
-        return f"no IMAP password: run `mailbridge auth {account.name}`"
-    return None
-
-
 CONFIG = ProviderConfig(table="imap", settings=ImapSettings, used_by=("mailbox.imap",),
-                        starter_calendar="caldav", check_mailbox=_check)
+                        starter_calendar="caldav")
 
 DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
 KEYWORD = b"$mailbridge"  # marks the drafts mailbridge made (RFC 3501 keyword)
@@ -495,7 +488,47 @@ def probe(account: AccountSettings) -> list[Probe]:
     return found
 
 
-class ImapMailbox:
+class ImapMailbox(Mailbox):
+    config = CONFIG
+    signs_in = True
+    pushes = True
+    own_probe = True
+    moves_to_trash = True
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> ImapMailbox:
+        return open_mailbox(account)  # the module's opener builds it
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        return authenticate(account, no_browser=no_browser)
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        imap = account.settings_of(ImapSettings)
+        if imap is None or imap.password_command or imap.oauth2_token_command:
+            return {}
+        return {"imap": "no IMAP password"}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        imap = account.settings_of(ImapSettings)
+        if imap is None:
+            return []
+        return secrets.command_problems(account, {
+            "imap.password_command": imap.password_command,
+            "imap.oauth2_token_command": imap.oauth2_token_command})
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        return probe(account)
+
+    @classmethod
+    def watch(cls, account: AccountSettings, on_change: Callable[[], None],
+              stop: threading.Event) -> None:
+        watch(account, on_change, stop)
+
     def __init__(
         self, account: AccountSettings, *, connector: Callable[[], IMAPClient] | None = None
     ) -> None:
@@ -937,7 +970,7 @@ def watch(
 
 def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: a fleet of clients does not reconnect in step."""
-    return random.uniform(base / 2, min(cap, base * 2 ** min(failures, 20)))
+    return random.uniform(base / 2, retry.exponential(failures + 1, base, cap))
 
 
 def _arrived(responses: Sequence[Any]) -> bool:

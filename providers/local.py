@@ -35,9 +35,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from mailbridge.adapters import FolderMissing, ProviderConfig, ProviderError
+from mailbridge.adapters import (
+    CalendarSource,
+    FolderMissing,
+    Mailbox,
+    ProviderConfig,
+    ProviderError,
+)
 from mailbridge.compose import read_draft
 from mailbridge.config import FORBID, LocalPath, doc
 from mailbridge.mailparse import date_of_head, headers_from_bytes
@@ -78,24 +84,9 @@ class FileCalendarSettings:
     path: Annotated[LocalPath, doc("an .ics file, or a folder of them", "~/calendar")]
 
 
-def _check_maildir(account: AccountSettings) -> str | None:
-    maildir = account.settings_of(MaildirSettings)
-    if maildir and not Path(maildir.path).expanduser().is_dir():
-        return f"maildir.path {maildir.path} does not exist"
-    return None
-
-
-def _check_calendar(account: AccountSettings) -> str | None:
-    own = account.calendar.settings_of(FileCalendarSettings)
-    if own and not Path(own.path).expanduser().exists():
-        return f"calendar.path {own.path} does not exist"
-    return None
-
-
 CONFIG = ProviderConfig(
     table="maildir", settings=MaildirSettings, used_by=("mailbox.local",),
-    calendars={"file": FileCalendarSettings}, starter_calendar="file",
-    check_mailbox=_check_maildir, check_calendar=_check_calendar)
+    calendars={"file": FileCalendarSettings}, starter_calendar="file", default=True)
 
 FOLDER_NAMES = {
     "drafts": ("Drafts", "Draft", "drafts"),
@@ -107,7 +98,21 @@ FOLDER_NAMES = {
 # --- calendar ------------------------------------------------------------------------------
 
 
-class FileCalendar:
+class FileCalendar(CalendarSource):
+    config = CONFIG
+    reread_every_pass = True  # a few stat calls when unchanged: an edit is seen at once
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> FileCalendar:
+        return open_calendar(account)  # the module's opener builds it
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        own = account.calendar.settings_of(FileCalendarSettings)
+        if own and not Path(own.path).expanduser().exists():
+            return [f"calendar.path {own.path} does not exist"]
+        return []
+
     def __init__(self, path: Path, own_addresses: tuple[str, ...]) -> None:
         self.path = path
         self.own_addresses = own_addresses
@@ -179,7 +184,32 @@ def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
     }
 
 
-class MaildirMailbox:
+class MaildirMailbox(Mailbox):
+    config = CONFIG
+    pushes = True
+    moves_to_trash = True
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> MaildirMailbox:
+        return open_mailbox(account)  # the module's opener builds it
+
+    @classmethod
+    def open_dry(cls, account: AccountSettings) -> Self:
+        """A brand-new Maildir gets no folders made in it by a dry run."""
+        return cls(_maildir(account), create_folders=False)
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        maildir = account.settings_of(MaildirSettings)
+        if maildir and not Path(maildir.path).expanduser().is_dir():
+            return [f"maildir.path {maildir.path} does not exist"]
+        return []
+
+    @classmethod
+    def watch(cls, account: AccountSettings, on_change: Callable[[], None],
+              stop: threading.Event) -> None:
+        watch(account, on_change, stop)
+
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
         self._listing: dict[str, Path] = {}  # Drafts by key, as last listed
@@ -436,26 +466,22 @@ class MaildirMailbox:
             scratch.cleanup()
 
 
-def open_mailbox(account: AccountSettings) -> MaildirMailbox:
+def _maildir(account: AccountSettings) -> Path:
     maildir = account.settings_of(MaildirSettings)
     if maildir is None:
         raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
-    return MaildirMailbox(Path(maildir.path).expanduser())
+    return Path(maildir.path).expanduser()
+
+
+def open_mailbox(account: AccountSettings) -> MaildirMailbox:
+    return MaildirMailbox(_maildir(account))
 
 
 def open_calendar(account: AccountSettings) -> FileCalendar:
     own = account.calendar.settings_of(FileCalendarSettings)
     if own is None:
-        raise ProviderError(f"account {account.name!r}: calendar kind file needs calendar.path")
+        raise ProviderError(f"account {account.name!r}: this calendar kind needs calendar.path")
     return FileCalendar(Path(own.path).expanduser(), account.own_addresses)
-
-
-def open_mailbox_dry(account: AccountSettings) -> MaildirMailbox:
-    """The Maildir for a dry run: a brand-new one gets no folders made in it."""
-    maildir = account.settings_of(MaildirSettings)
-    if maildir is None:
-        raise ProviderError(f"account {account.name!r}: provider local needs maildir.path")
-    return MaildirMailbox(Path(maildir.path).expanduser(), create_folders=False)
 
 
 # --- push: file system notifications ------------------------------------------------------
@@ -468,7 +494,7 @@ def watched_paths(account: AccountSettings) -> list[Path]:
     if maildir is not None:
         found.append(Path(maildir.path).expanduser())
     own = account.calendar.settings_of(FileCalendarSettings)
-    if account.calendar.kind == "file" and own is not None:
+    if own is not None:
         calendar = Path(own.path).expanduser()
         found.append(calendar if calendar.is_dir() else calendar.parent)
     return [p for p in found if p.is_dir()]

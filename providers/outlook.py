@@ -55,11 +55,14 @@ from mailbridge import domains, retry, secrets, signin
 from mailbridge.adapters import (
     AmbiguousWrite,
     AuthError,
+    CalendarSource,
     FolderMissing,
+    Mailbox,
+    Probe,
+    Provider,
     ProviderConfig,
     ProviderError,
 )
-from mailbridge.checks import Probe
 from mailbridge.config import FORBID, Number, Text, Texts, WebAddress, between, doc
 from mailbridge.model import (
     Attendee,
@@ -113,19 +116,9 @@ class OutlookCalendarSettings:
                          ] = ()
 
 
-def _check(account: AccountSettings) -> str | None:
-    outlook = account.settings_of(OutlookSettings)
-    if outlook is None or not outlook.client_id:
-        return "outlook.client_id is not set"
-    if not secrets.lookup(account, "msal-cache"):
-        return f"not signed in to Microsoft: run `mailbridge auth {account.name}`"
-    return None
-
-
 CONFIG = ProviderConfig(
     table="outlook", settings=OutlookSettings, used_by=("mailbox.outlook", "calendar.outlook"),
-    calendars={"outlook": OutlookCalendarSettings}, default_calendar="outlook",
-    check_mailbox=_check)
+    calendars={"outlook": OutlookCalendarSettings}, default_calendar="outlook")
 
 
 SCOPES: tuple[str, ...] = ("Calendars.Read", "Mail.ReadWrite", "User.Read")
@@ -133,6 +126,86 @@ log = logging.getLogger("mailbridge")
 
 # What the mapping functions raise for an item they cannot read (missing fields, wrong types).
 UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
+
+# Microsoft: https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
+SIGN_IN = signin.Service("Microsoft", (
+    signin.Failure("AADSTS65001",
+            "the app has no consent in this organisation (your administrator must approve it)",
+            "ask an administrator to grant admin consent for the app (Entra admin center > "
+            "App registrations > API permissions > Grant admin consent), then run {auth}"),
+    signin.Failure("AADSTS90094",
+            "your organisation lets only administrators approve apps",
+            "ask an administrator to grant admin consent for the app (see docs/microsoft.md), "
+            "then run {auth}"),
+    signin.Failure("AADSTS65004", "you declined the permissions on the consent screen",
+            "run {auth} and accept"),
+    signin.Failure("AADSTS53003",
+            "a Conditional Access policy of your organisation blocked the sign-in",
+            "ask your administrator to allow the app (or this device or location); "
+            "nothing in mailbridge can change this"),
+    signin.Failure("AADSTS53000",
+            "your organisation requires a managed device for this sign-in",
+            "sign in from a compliant device, or ask your administrator to allow the app"),
+    signin.Failure("AADSTS50020",
+            "the account is not a member of the tenant the config names",
+            "set outlook.tenant to your own organisation (or \"consumers\" for a personal "
+            "Microsoft account), then run {auth}"),
+    signin.Failure("AADSTS90072",
+            "the account is not a member of the tenant the config names",
+            "set outlook.tenant to your own organisation (or \"consumers\" for a personal "
+            "Microsoft account), then run {auth}"),
+    signin.Failure("AADSTS700016",
+            "no app with this outlook.client_id exists in that tenant",
+            "copy the Application (client) ID from the app's Overview page into "
+            "outlook.client_id, and check outlook.tenant matches its supported account types"),
+    signin.Failure("AADSTS50194",
+            "the app accepts only accounts of its own organisation, so tenant \"common\" fails",
+            "set outlook.tenant to your directory (tenant) ID, then run {auth}"),
+    signin.Failure("AADSTS9002331",
+            "the app accepts only personal Microsoft accounts",
+            "set outlook.tenant = \"consumers\", or change the app's supported account types"),
+    signin.Failure("AADSTS9002346",
+            "the app accepts only personal Microsoft accounts",
+            "set outlook.tenant = \"consumers\", or change the app's supported account types"),
+    signin.Failure("AADSTS7000218",
+            "the app registration does not allow public client flows (the device code)",
+            "set Authentication > Allow public client flows to Yes in the app registration, "
+            "then run {auth}"),
+    signin.Failure("AADSTS70011", "Microsoft refused a permission mailbridge asks for",
+            "add the delegated Microsoft Graph permissions Calendars.Read, Mail.ReadWrite and "
+            "User.Read to the app (see docs/microsoft.md), then run {auth}"),
+    signin.Failure("AADSTS70019", "the device code expired before the sign-in was finished",
+            "run {auth} again and enter the code within 15 minutes"),
+    signin.Failure("AADSTS700082", "the saved sign-in expired after 90 days without use",
+            "run {auth}"),
+    signin.Failure("AADSTS50173", "the saved sign-in was revoked (the password changed)",
+            "run {auth}"),
+    signin.Failure("AADSTS50076", "your organisation now requires multi-factor sign-in",
+            "run {auth}"),
+    signin.Failure("AADSTS50079", "your organisation now requires multi-factor sign-in",
+            "run {auth}"),
+    signin.Failure("AADSTS70000", "Microsoft no longer accepts the saved sign-in (it was revoked)",
+            "run {auth}"),
+    signin.Failure("invalid_grant", "Microsoft no longer accepts the saved sign-in",
+            "run {auth}"),
+    signin.Failure("interaction_required", "Microsoft wants you to sign in again", "run {auth}"),
+    signin.Failure("insufficient", "the sign-in lacks a permission mailbridge needs",
+            "add Calendars.Read, Mail.ReadWrite and User.Read to the app's API permissions "
+            "and run {auth}"),
+    signin.Failure("ErrorAccessDenied", "the sign-in lacks a permission mailbridge needs",
+            "add Calendars.Read, Mail.ReadWrite and User.Read to the app's API permissions "
+            "and run {auth}"),
+    signin.Failure("invalid_client",
+            "Microsoft does not accept this app (wrong outlook.client_id, or it is not a "
+            "public client)",
+            "check outlook.client_id and set Allow public client flows to Yes (see "
+            "docs/microsoft.md)"),
+    signin.Failure("unauthorized_client",
+            "Microsoft does not accept this app (wrong outlook.client_id, or it is not a "
+            "public client)",
+            "check outlook.client_id and set Allow public client flows to Yes (see "
+            "docs/microsoft.md)"),
+))
 
 CACHE_PURPOSE = "msal-cache"
 PUBLIC_CLOUD_HOSTS = frozenset({"login.microsoftonline.com"})
@@ -212,7 +285,7 @@ def authenticate(
     try:
         flow = app.initiate_device_flow(scopes=list(SCOPES))
         if "user_code" not in flow:
-            raise AuthError(signin.explain("microsoft", account.name, _error_text(flow)))
+            raise AuthError(signin.explain(SIGN_IN, account.name, _error_text(flow)))
         say(flow["message"])
         result = app.acquire_token_by_device_flow(flow)
     except requests.RequestException as exc:
@@ -220,7 +293,7 @@ def authenticate(
             f"account {account.name!r}: cannot reach Microsoft's sign-in service: {exc}"
         ) from None
     if "access_token" not in result:
-        raise AuthError(signin.explain("microsoft", account.name, _error_text(result)))
+        raise AuthError(signin.explain(SIGN_IN, account.name, _error_text(result)))
     secrets.store(account, CACHE_PURPOSE, cache.serialize())
     who = (result.get("id_token_claims") or {}).get("preferred_username") or account.address
     return f"account {account.name!r}: signed in to Microsoft 365 as {who}"
@@ -265,7 +338,7 @@ def probe(account: AccountSettings, **options: Any) -> list[Probe]:
             if isinstance(exc, GraphError) and exc.code == "ErrorAccessDenied":
                 found = [Probe("sign-in", True, "Microsoft accepted the saved sign-in")]
                 return [*found, Probe("inbox", False, signin.explain(
-                    "microsoft", account.name, exc.code))]
+                    SIGN_IN, account.name, exc.code))]
             return [Probe("sign-in", False, str(exc))]
         found = [Probe("sign-in", True, "Microsoft accepted the saved sign-in"),
                  Probe("inbox", True, "readable")]
@@ -284,7 +357,7 @@ def probe(account: AccountSettings, **options: Any) -> list[Probe]:
             except ProviderError as exc:
                 detail = str(exc)
                 if isinstance(exc, GraphError) and exc.code == "ErrorAccessDenied":
-                    detail = signin.explain("microsoft", account.name, exc.code)
+                    detail = signin.explain(SIGN_IN, account.name, exc.code)
                 found.append(Probe(what, False, detail))
             else:
                 found.append(Probe(what, True, "readable"))
@@ -305,8 +378,8 @@ class _Tokens:
 
     def auth_error(self, why: str) -> AuthError:
         name = self._account.name
-        if signin.known("microsoft", why):
-            return AuthError(signin.explain("microsoft", name, why))
+        if signin.known(SIGN_IN, why):
+            return AuthError(signin.explain(SIGN_IN, name, why))
         return AuthError(
             f"account {name!r}: the Microsoft 365 sign-in is no longer valid ({why}); "
             f"run `mailbridge auth {name}`"
@@ -336,7 +409,7 @@ class _Tokens:
             if "access_token" not in result:
                 error = str(result.get("error", ""))
                 if error in ("invalid_grant", "interaction_required", "invalid_client", "") or (
-                    signin.known("microsoft", _error_text(result))
+                    signin.known(SIGN_IN, _error_text(result))
                 ):
                     raise self.auth_error(_error_text(result))
                 raise ProviderError(f"account {self._account.name!r}: token refresh: {error}")
@@ -575,7 +648,40 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
     return event, key
 
 
-class OutlookCalendar:
+class Microsoft(Provider):
+    """What the Outlook mailbox and calendar share: one sign-in (device code), one probe."""
+
+    config = CONFIG
+    signs_in = True
+    own_probe = True
+
+    @classmethod
+    def authenticate(cls, account: AccountSettings, *, no_browser: bool = False,
+                     port: int | None = None) -> str:
+        return authenticate(account, no_browser=no_browser)
+
+    @classmethod
+    def forget(cls, account: AccountSettings) -> str | None:
+        return forget(account)
+
+    @classmethod
+    def stored(cls, account: AccountSettings) -> dict[str, str]:
+        return {CACHE_PURPOSE: "not signed in to Microsoft"}
+
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        return problems(account)
+
+    @classmethod
+    def probe(cls, account: AccountSettings) -> list[Probe]:
+        return probe(account)
+
+
+class OutlookCalendar(Microsoft, CalendarSource):
+    @classmethod
+    def open(cls, account: AccountSettings) -> OutlookCalendar:
+        return open_calendar(account)  # the module's opener builds it
+
     def __init__(self, account: AccountSettings, graph: _Graph) -> None:
         self._account = account
         self._graph = graph
@@ -716,7 +822,13 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"  # an OData string literal
 
 
-class OutlookMailbox:
+class OutlookMailbox(Microsoft, Mailbox):
+    moves_to_trash = True
+
+    @classmethod
+    def open(cls, account: AccountSettings) -> OutlookMailbox:
+        return open_mailbox(account)  # the module's opener builds it
+
     def __init__(self, account: AccountSettings, graph: _Graph) -> None:
         self._account = account
         self._graph = graph

@@ -189,8 +189,8 @@ def test_imap_allows_plain_text_to_loopback_only(host: str, loopback: bool) -> N
         name="work",
         provider="imap",
         address="a@example.org",
-        imap=ImapSettings(host=host, port=9, security="plain", password_command="echo x",
-                          timeout=1),
+        tables={"imap": ImapSettings(host=host, port=9, security="plain", password_command="echo x",
+                          timeout=1)},
     )  # fmt: skip
     with pytest.raises(ProviderError) as refused:
         imap.connect(account)  # port 9 (discard) is closed here: refused either way

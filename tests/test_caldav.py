@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import caldav
 import pytest
-from mailbridge_providers.caldav import CalDavCalendar, load_cursor, open_calendar
+import requests
+from mailbridge_providers.caldav import CalDavCalendar, CalDavSettings, load_cursor, open_calendar
 
+from mailbridge.adapters import ProviderError
 from mailbridge.model import EventKey, EventStatus, Window
 from mailbridge.settings import AccountSettings, CalendarSettings
 from tests.servers import PASSWORD, Radicale
@@ -47,9 +52,8 @@ def dav(radicale: Radicale) -> Iterator[tuple[caldav.Calendar, AccountSettings]]
         name="work",
         provider="imap",
         address="jordan@example.org",
-        calendar=CalendarSettings(
-            kind="caldav", url=radicale.url, username=user, password_command=f"echo {PASSWORD}"
-        ),
+        calendar=CalendarSettings(kind="caldav", options=CalDavSettings(
+            url=radicale.url, username=user, password_command=f"echo {PASSWORD}")),
     )
     yield calendar, account
     client.close()
@@ -139,7 +143,7 @@ def test_recurring_series_expanded_in_window(dav) -> None:
 def test_calendar_selection_by_name(dav, radicale) -> None:
     calendar, account = dav
     client = caldav.DAVClient(
-        url=radicale.url, username=account.calendar.username, password=PASSWORD
+        url=radicale.url, username=account.calendar.options.username, password=PASSWORD
     )
     other = client.principal().make_calendar(name="Birthdays")
     other.save_event(vevent("bday@x", NOW + timedelta(days=1), summary="Birthday"))
@@ -148,10 +152,8 @@ def test_calendar_selection_by_name(dav, radicale) -> None:
     everything = open_calendar(account).changes(None, WINDOW)
     assert sorted(e.key.uid for e in everything.events) == ["bday@x", "one@acme"]
 
-    only_work = AccountSettings(
-        **{**account.__dict__, "calendar": CalendarSettings(
-            **{**account.calendar.__dict__, "calendars": ("Work",)})}
-    )  # fmt: skip
+    only_work = replace(account, calendar=replace(
+        account.calendar, options=replace(account.calendar.options, calendars=("Work",))))
     batch = CalDavCalendar(only_work).changes(None, WINDOW)
     assert [e.key.uid for e in batch.events] == ["one@acme"]
 
@@ -160,9 +162,83 @@ def test_wrong_password_is_auth_error(dav) -> None:
     from mailbridge.adapters import AuthError
 
     _, account = dav
-    wrong = AccountSettings(
-        **{**account.__dict__, "calendar": CalendarSettings(
-            **{**account.calendar.__dict__, "password_command": "echo nope"})}
-    )  # fmt: skip
+    wrong = replace(account, calendar=replace(
+        account.calendar, options=replace(account.calendar.options, password_command="echo nope")))
     with pytest.raises(AuthError, match="work"):
         open_calendar(wrong).changes(None, WINDOW)
+
+
+class _Unsteady(http.server.ThreadingHTTPServer):
+    """A reverse proxy in front of Radicale that answers the first ``failures`` requests with
+    503 and ``Retry-After: 0``, as a busy CalDAV server does."""
+
+    def __init__(self, target: str, failures: int) -> None:
+        self.target, self.failures = target.rstrip("/"), failures
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    server: _Unsteady
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append(self.command)
+        if self.server.failures > 0:
+            self.server.failures -= 1
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
+        answer = requests.request(self.command, self.server.target + self.path, data=body,
+                                  headers=headers, timeout=30)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection",
+                                    "content-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_PROPFIND = do_REPORT = do_OPTIONS = do_HEAD = _any  # noqa: N815
+
+
+def test_a_busy_server_is_asked_again_under_the_one_retry_policy(dav) -> None:
+    calendar, account = dav
+    calendar.save_event(vevent("one@acme", NOW + timedelta(days=1)))
+    proxy = _Unsteady(account.calendar.options.url, failures=2)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        busy = replace(account, calendar=replace(
+            account.calendar, options=replace(account.calendar.options, url=proxy.url)))
+        batch = open_calendar(busy).changes(None, WINDOW)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert [e.key.uid for e in batch.events] == ["one@acme"]
+    assert proxy.failures == 0 and len(proxy.seen) > 2  # both 503s were read, then retried
+
+
+def test_a_server_that_stays_busy_is_a_fault_for_this_pass(dav) -> None:
+    _, account = dav
+    proxy = _Unsteady(account.calendar.options.url, failures=1000)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        busy = replace(account, calendar=replace(
+            account.calendar, options=replace(account.calendar.options, url=proxy.url)))
+        with pytest.raises(ProviderError, match="work"):
+            open_calendar(busy).changes(None, WINDOW)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert len(proxy.seen) == 3  # the policy's three attempts, then the pass gives up

@@ -7,11 +7,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mailbridge_providers.caldav import CalDavSettings
+from mailbridge_providers.gmail import GoogleSettings
+from mailbridge_providers.imap import ImapSettings
+from mailbridge_providers.local import MaildirSettings
+from mailbridge_providers.outlook import OutlookSettings
 
 from mailbridge import checks, cli, secrets
 from mailbridge.config import load
+from mailbridge.settings import AccountSettings, CalendarSettings
 from tests.emulators.google import GoogleEmulator
 
 LEAKED = "hunter2-printed-before-failing"
@@ -168,3 +175,37 @@ def test_a_broken_client_file_is_a_problem_not_a_traceback(
     (tmp_path / "client.json").write_text(json.dumps({"installed": {}}))
     code, out = run(capsys, config, "check")
     assert code == 1 and "not a usable OAuth client file" in out and "Traceback" not in out
+
+
+def _account(provider: str, calendar: str, **tables: object) -> AccountSettings:
+    return AccountSettings(name="a", provider=provider, address="a@example.org",
+                           calendar=CalendarSettings(kind=calendar), tables=tables)
+
+
+@pytest.mark.parametrize(("account", "purposes"), [
+    (lambda: _account("local", "file", maildir=MaildirSettings(path="/m")), []),
+    (lambda: _account("imap", "file", imap=ImapSettings(host="h", password_command="pass x")),
+     []),
+    (lambda: _account("imap", "file", imap=ImapSettings(host="h")), ["imap"]),
+    (lambda: _account("imap", "google", imap=ImapSettings(host="h")),
+     ["imap", "google-refresh-token"]),
+    (lambda: _account("gmail", "google", google=GoogleSettings()), ["google-refresh-token"]),
+    (lambda: _account("outlook", "outlook", outlook=OutlookSettings()), ["msal-cache"]),
+])
+def test_the_providers_say_what_the_token_store_must_hold(account: Any,
+                                                           purposes: list[str]) -> None:
+    # Each provider class names what it keeps; the core only asks (issue 11).
+    assert list(checks.stored_purposes(account())) == purposes
+
+
+def test_a_caldav_password_is_stored_unless_a_command_gives_it() -> None:
+    dav = CalDavSettings(url="https://dav.example.org/")
+    caldav = CalendarSettings(kind="caldav", options=dav)
+    base = AccountSettings(name="a", provider="local", address="a@example.org", calendar=caldav,
+                           tables={"maildir": MaildirSettings(path="/m")})
+    assert list(checks.stored_purposes(base)) == ["caldav"]
+    commanded = CalendarSettings(kind="caldav", options=CalDavSettings(
+        url="https://dav.example.org/", password_command="pass dav"))
+    assert checks.stored_purposes(AccountSettings(
+        name="a", provider="local", address="a@example.org", calendar=commanded,
+        tables={"maildir": MaildirSettings(path="/m")})) == {}

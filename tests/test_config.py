@@ -56,8 +56,10 @@ def test_minimal_local_account(tmp_path: Path) -> None:
     assert account.name == "main" and account.provider == "local"
     assert account.address == "me@example.com"
     # relative paths are relative to the config file's folder
-    assert account.maildir is not None and account.maildir.path == str(tmp_path / "Maildir")
-    assert account.calendar.kind == "file" and account.calendar.path == str(tmp_path / "cal")
+    maildir = account.tables.get("maildir")
+    assert maildir is not None and maildir.path == str(tmp_path / "Maildir")
+    assert account.calendar.kind == "file"
+    assert account.calendar.options.path == str(tmp_path / "cal")
     assert account.policy.thank_you == Delay(timedelta(hours=2))
     assert account.policy.follow_up == BusinessDays(7)
     assert account.rules.keywords == DEFAULT_KEYWORDS
@@ -119,14 +121,16 @@ keywords = ["screen"]
     assert main.poll_interval == timedelta(minutes=1)
     assert main.calendar_interval == timedelta(hours=1)
     assert main.org_domains == ("contoso.com",)
-    assert main.maildir is not None and main.maildir.path == str(Path.home() / "Mail")
-    assert main.calendar.path == "/srv/cal"
+    maildir = main.tables.get("maildir")
+    assert maildir is not None and maildir.path == str(Path.home() / "Mail")
+    assert main.calendar.options.path == "/srv/cal"
     # the account's thank_you_delay replaces the inherited thank_you_at
     assert other.policy.thank_you == Delay(timedelta(minutes=30))
     assert other.policy.max_follow_ups == 3
     assert other.rules.keywords == ("screen", "chat with")
     assert other.policy.follow_up == Delay(timedelta(days=10))
-    assert other.maildir is not None and other.maildir.path == str(tmp_path / "other")
+    maildir = other.tables.get("maildir")
+    assert maildir is not None and maildir.path == str(tmp_path / "other")
 
 
 def test_timezone_and_holidays_chain(tmp_path: Path) -> None:
@@ -183,19 +187,20 @@ def test_imap_account(tmp_path: Path) -> None:
         + 'password_command = "pass show x", idle = false, timeout = 5 }\n'
     )
     (account,) = load_text(text, tmp_path).accounts
-    assert account.imap is not None
-    assert account.imap.host == "127.0.0.1" and account.imap.port == 1143
-    assert account.imap.security == "plain"
-    assert account.imap.username == "me@example.com"  # defaults to the address
-    assert account.imap.password_command == "pass show x"
-    assert account.imap.idle is False and account.imap.timeout == 5.0
-    assert account.calendar.kind == "ics" and account.calendar.url == "https://example.com/cal.ics"
+    assert account.tables.get("imap") is not None
+    imap = account.tables["imap"]
+    assert imap.host == "127.0.0.1" and imap.port == 1143
+    assert account.tables.get("imap").security == "plain"
+    assert account.tables.get("imap").username == "me@example.com"  # defaults to the address
+    assert account.tables.get("imap").password_command == "pass show x"
+    assert account.tables.get("imap").idle is False and account.tables.get("imap").timeout == 5.0
+    assert account.calendar.kind == "ics" and account.calendar.options.url == "https://example.com/cal.ics"
 
 
 def test_webcal_feed_becomes_https(tmp_path: Path) -> None:
     text = IMAP.replace("https://", "webcal://") + 'imap = { host = "imap.example.com" }\n'
     (account,) = load_text(text, tmp_path).accounts
-    assert account.calendar.url == "https://example.com/cal.ics"
+    assert account.calendar.options.url == "https://example.com/cal.ics"
 
 
 def test_mixed_imap_mailbox_with_google_calendar(tmp_path: Path) -> None:
@@ -210,9 +215,9 @@ notify = { channels = ["ntfy", "desktop"], ntfy_url = "https://ntfy.sh/t" }
 aliases = ["Me@Example.org"]
 """
     (account,) = load_text(text, tmp_path).accounts
-    assert account.calendar.kind == "google" and account.calendar.calendars == ("primary",)
-    assert account.google is not None
-    assert account.google.client_secrets == str(tmp_path / "secret.json")
+    assert account.calendar.kind == "google" and account.calendar.options.calendars == ("primary",)
+    assert account.tables.get("google") is not None
+    assert account.tables.get("google").client_secrets == str(tmp_path / "secret.json")
     assert account.notify.channels == ("ntfy", "desktop")
     assert account.notify.ntfy_url == "https://ntfy.sh/t"
     assert account.own_addresses == ("me@example.com", "me@example.org")
@@ -225,8 +230,8 @@ def test_cloud_accounts_default_to_their_calendar(
     text = f'[accounts.a]\nprovider = "{provider}"\naddress = "me@example.com"\n'
     (account,) = load_text(text, tmp_path).accounts
     assert account.calendar.kind == calendar
-    assert (account.google is not None) == (provider == "gmail")
-    assert (account.outlook is not None) == (provider == "outlook")
+    assert (account.tables.get("google") is not None) == (provider == "gmail")
+    assert (account.tables.get("outlook") is not None) == (provider == "outlook")
 
 
 def test_templates_folder_is_checked_and_kept(tmp_path: Path) -> None:
@@ -246,8 +251,9 @@ def test_example_file_loads() -> None:
     demo = settings.account("demo")
     assert demo.enabled
     assert demo.calendar.kind == "file"
-    assert demo.calendar.path == str(REPO / "examples" / "calendar")
-    assert demo.maildir is not None and demo.maildir.path == str(REPO / "examples" / "Maildir")
+    assert demo.calendar.options.path == str(REPO / "examples" / "calendar")
+    maildir = demo.tables.get("maildir")
+    assert maildir is not None and maildir.path == str(REPO / "examples" / "Maildir")
     assert settings.account("personal").policy.thank_you == NextBusinessMorning(time(8, 0))
     assert settings.account("fastmail").policy.max_follow_ups == 2
 
@@ -264,7 +270,7 @@ def test_starter_configs_load(tmp_path: Path, provider: str, address: str) -> No
 
 def test_starter_config_default_is_local(tmp_path: Path) -> None:
     (account,) = load_text(starter_config(), tmp_path).accounts
-    assert account.provider == "local" and account.maildir is not None
+    assert account.provider == "local" and account.tables.get("maildir") is not None
 
 
 def test_starter_config_rejects_unknown_provider() -> None:

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailbridge_providers import gmail, imap
-from mailbridge_providers.caldav import open_calendar
+from mailbridge_providers.caldav import CalDavSettings, open_calendar
 from mailbridge_providers.local import FileCalendar, MaildirMailbox
 from mailbridge_providers.windowed import MARGIN, windowed
 
@@ -509,8 +509,8 @@ def dav(radicale: Radicale) -> Iterator[tuple[caldav.Calendar, AccountSettings]]
     calendar = client.principal().make_calendar(name="Work")
     account = AccountSettings(
         name="work", provider="local", address="jordan@example.org", display_name="Jordan Lee",
-        calendar=CalendarSettings(kind="caldav", url=radicale.url, username=user,
-                                  password_command=f"echo {PASSWORD}", lookahead=LOOKAHEAD),
+        calendar=CalendarSettings(kind="caldav", lookahead=LOOKAHEAD, options=CalDavSettings(
+            url=radicale.url, username=user, password_command=f"echo {PASSWORD}")),
     )
     yield calendar, account
     client.close()

@@ -74,14 +74,15 @@ def make_account(
         provider="gmail",
         address=ME,
         display_name="Jordan Lee",
-        calendar=CalendarSettings(kind="google", calendars=calendars),
-        google=GoogleSettings(
+        calendar=CalendarSettings(kind="google",
+                                  options=gmail.GoogleCalendarSettings(calendars=calendars)),
+        tables={"google": GoogleSettings(
             client_secrets=str(emu.client_secrets(tmp / "client_secret.json")),
             api_endpoint=emu.url,
             calendar_endpoint=emu.calendar_endpoint,
             token_uri=emu.url + "/token",
             auth_uri=emu.url + "/auth",
-        ),
+        )},
     )
 
 
@@ -94,9 +95,11 @@ def account(emu: GoogleEmulator, keyring_dir: Path) -> AccountSettings:
 def fast_api(account: AccountSettings, kind: str) -> gmail.Api:
     """The real service, with a short backoff so storms finish in well under a second."""
     if kind == "gmail":
-        service = gmail._service(account, "gmail", "v1", account.google.api_endpoint)  # type: ignore[union-attr]
+        google = account.tables["google"]
+        service = gmail._service(account, "gmail", "v1", google.api_endpoint)
         return gmail.Api(account, service, gmail.GMAIL_METHODS, backoff=0.01)
-    service = gmail._service(account, "calendar", "v3", account.google.calendar_endpoint)  # type: ignore[union-attr]
+    google = account.tables["google"]
+    service = gmail._service(account, "calendar", "v3", google.calendar_endpoint)
     return gmail.Api(account, service, gmail.CALENDAR_METHODS, backoff=0.01)
 
 
@@ -788,9 +791,9 @@ def test_a_hanging_endpoint_times_out_as_configured(emu: GoogleEmulator, account
     import dataclasses
 
     quick = dataclasses.replace(
-        account, google=dataclasses.replace(account.google, timeout=1.0)
-    )
-    api = gmail.Api(quick, gmail._service(quick, "calendar", "v3", quick.google.calendar_endpoint),
+        account, tables={"google": dataclasses.replace(account.tables["google"], timeout=1.0)})
+    endpoint = quick.tables["google"].calendar_endpoint
+    api = gmail.Api(quick, gmail._service(quick, "calendar", "v3", endpoint),
                     gmail.CALENDAR_METHODS, attempts=1, backoff=0.01)
     emu.latency = 3.0
     started = time.monotonic()

@@ -9,7 +9,13 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from mailbridge_providers.ics import events_from_ics, feed_url, open_calendar
+from mailbridge_providers import ics as ics_module
+from mailbridge_providers.ics import (
+    IcsCalendarSettings,
+    events_from_ics,
+    feed_url,
+    open_calendar,
+)
 
 from mailbridge.adapters import AuthError, ProviderError
 from mailbridge.model import AttendeeKind, EventStatus, Response, Window
@@ -143,6 +149,8 @@ class Feed:
         self.full = 0
         self.not_modified = 0
         self.status = 200
+        self.busy = 0  # answer this many requests with 503 and Retry-After: 0 first
+        self.requests = 0
         self.modified = formatdate(1_900_000_000, usegmt=True)
 
     def etag(self) -> str:
@@ -155,6 +163,13 @@ def feed() -> Iterator[tuple[Feed, str]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            state.requests += 1
+            if state.busy:
+                state.busy -= 1
+                self.send_response(503)
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                return
             if state.status != 200:
                 self.send_response(state.status)
                 self.end_headers()
@@ -189,7 +204,7 @@ def account_for(url: str) -> AccountSettings:
         name="work",
         provider="local",
         address="jordan@example.org",
-        calendar=CalendarSettings(kind="ics", url=url),
+        calendar=CalendarSettings(kind="ics", options=IcsCalendarSettings(url=url)),
     )
 
 
@@ -222,6 +237,18 @@ def test_http_errors(feed, status: int, error: type[Exception]) -> None:
     state.status = status
     with pytest.raises(error, match="work"):
         open_calendar(account_for(url)).changes(None, WINDOW)
+
+
+def test_a_busy_feed_is_asked_again_as_the_retry_policy_says(feed) -> None:
+    state, url = feed
+    state.busy = 2
+    batch = open_calendar(account_for(url)).changes(None, WINDOW)
+    assert [e.key.uid for e in batch.events] == ["int-1"] and state.requests == 3
+
+    state.busy = 10  # still busy after every attempt: a fault for this pass, said once
+    with pytest.raises(ProviderError, match="503"):
+        open_calendar(account_for(url)).changes(None, WINDOW)
+    assert state.requests == 3 + ics_module.POLICY.attempts
 
 
 def test_unreachable_feed() -> None:

@@ -38,7 +38,7 @@ def account_for(server: Dovecot, user: str, **overrides: object) -> AccountSetti
     )
     for key, value in overrides.items():
         settings = type(settings)(**{**settings.__dict__, key: value})
-    return AccountSettings(name="work", provider="imap", address=user, imap=settings)
+    return AccountSettings(name="work", provider="imap", address=user, tables={"imap": settings})
 
 
 def make_draft(
@@ -197,7 +197,8 @@ def test_plain_refused_beyond_loopback() -> None:
         name="work",
         provider="imap",
         address="a@example.org",
-        imap=ImapSettings(host="imap.example.org", security="plain", password_command="echo x"),
+        tables={"imap": ImapSettings(host="imap.example.org", security="plain",
+                                     password_command="echo x")},
     )
     with pytest.raises(ProviderError, match="only allowed"):
         imap.connect(account)

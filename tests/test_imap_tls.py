@@ -49,7 +49,7 @@ def account_for(
         timeout=10,
     )
     settings = replace(settings, **overrides)
-    return AccountSettings(name="work", provider="imap", address=user, imap=settings)
+    return AccountSettings(name="work", provider="imap", address=user, tables={"imap": settings})
 
 
 def make_draft(user: str) -> DraftMessage:

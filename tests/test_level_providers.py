@@ -475,9 +475,10 @@ def test_graph_update_and_delete_whose_answer_was_lost(
 def test_imap_vanished_drafts_pause_every_pass_until_drafts_is_back(on_imap: Imap) -> None:
     # The account's Drafts folder is "Kladde": the test Dovecot recreates its own "Drafts" at
     # once, so this one is what vanishes (as when another program removes it).
-    assert on_imap.account.imap is not None
+    assert on_imap.account.tables.get("imap") is not None
     on_imap.account = replace(on_imap.account,
-                              imap=replace(on_imap.account.imap, drafts_folder="Kladde"))
+                              tables={"imap": replace(on_imap.account.tables["imap"],
+                                                      drafts_folder="Kladde")})
     with on_imap.world._client() as client:
         client.create_folder("Kladde")
     on_imap.put()

@@ -54,12 +54,12 @@ def account_for(emu: GraphEmulator, name: str = "work") -> AccountSettings:
         address=emu.user,
         display_name=emu.user_name,
         calendar=CalendarSettings(kind="outlook"),
-        outlook=OutlookSettings(
+        tables={"outlook": OutlookSettings(
             client_id=emu.client_id,
             tenant=TENANT,
             authority_url=AUTHORITY,
             graph_url=emu.graph_url,
-        ),
+        )},
     )
 
 

@@ -72,3 +72,54 @@ def test_the_backoff_grows_with_each_attempt() -> None:
     peaks = [max(policy.backoff(attempt) for _ in range(200)) for attempt in (1, 3, 5)]
     assert peaks[0] < peaks[1] < peaks[2]
     assert peaks[2] > 4.0
+
+
+class _Answer:
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        self.status_code = status
+        self.headers = {"Retry-After": retry_after} if retry_after else {}
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_read_retries_throttling_and_faults_then_returns_the_answer() -> None:
+    waits: list[float] = []
+    policy = retry.RetryPolicy(attempts=4, base=0.5, cap=3.0, sleep=waits.append)
+    answers = iter([_Answer(503), _Answer(429, "7"), _Answer(200)])
+    assert retry.read(lambda: next(answers), policy).status_code == 200
+    assert len(waits) == 2 and waits[1] == 7.0  # the server's Retry-After, not a guess
+
+
+def test_read_gives_back_a_refusal_at_once_and_a_fault_after_the_last_attempt() -> None:
+    waits: list[float] = []
+    policy = retry.RetryPolicy(attempts=2, sleep=waits.append)
+    assert retry.read(lambda: _Answer(404), policy).status_code == 404 and waits == []
+    assert retry.read(lambda: _Answer(500), policy).status_code == 500 and len(waits) == 1
+
+
+def test_read_raises_the_last_error_when_nothing_answers() -> None:
+    calls: list[int] = []
+
+    def send() -> _Answer:
+        calls.append(1)
+        raise ConnectionError("reset")
+
+    with pytest.raises(ConnectionError):
+        retry.read(send, retry.RetryPolicy(attempts=3, sleep=lambda _: None))
+    assert len(calls) == 3
+
+
+def test_a_library_session_retries_reads_only() -> None:
+    adapter = retry.RetryPolicy(attempts=3).adapter_retry()
+    assert adapter.total == 2 and 503 in adapter.status_forcelist
+    assert adapter.is_retry("PROPFIND", 503) and adapter.is_retry("GET", 429)
+    assert not adapter.is_retry("PUT", 503) and not adapter.is_retry("GET", 404)
+
+
+@pytest.mark.parametrize(("attempt", "expected"), [
+    (1, 10.0), (2, 20.0), (3, 40.0), (5, 160.0), (8, 1000.0), (500, 1000.0),
+])
+def test_the_one_backoff_curve_doubles_up_to_its_cap(attempt: int, expected: float) -> None:
+    assert retry.exponential(attempt, 10.0, 1000.0) == expected

@@ -559,7 +559,7 @@ def test_outlook_flows_never_show_a_token(
         [accounts.work]
         provider = "outlook"
         address = "{account.address}"
-        outlook = {{ client_id = "{account.outlook.client_id}", tenant = "{TENANT}", authority_url = "{AUTHORITY}", graph_url = "{emu.graph_url}" }}
+        outlook = {{ client_id = "{account.tables.get("outlook").client_id}", tenant = "{TENANT}", authority_url = "{AUTHORITY}", graph_url = "{emu.graph_url}" }}
         """), encoding="utf-8")  # fmt: skip  # noqa: E501
     assert run_cli(capfd, outputs, "--config", str(config), "check") in (0, 1)
     assert run_cli(capfd, outputs, "--config", str(config), "status") == 0

@@ -64,24 +64,26 @@ TABLE = [
      "90 days"),
 ]
 
+SERVICES = {"google": gmail.SIGN_IN, "microsoft": outlook.SIGN_IN}
+
 
 @pytest.mark.parametrize(("service", "said", "told"), TABLE)
 def test_each_known_failure_gets_its_message(service: str, said: str, told: str) -> None:
-    message = signin.explain(service, "work", said)
+    message = signin.explain(SERVICES[service], "work", said)
     assert told in message
     assert message.startswith("account 'work': ")
     assert "\n" not in message
 
 
 def test_an_unknown_failure_keeps_the_services_words_on_one_line() -> None:
-    message = signin.explain("microsoft", "work", "weird_error:\n  AADSTS99999: something new")
+    message = signin.explain(outlook.SIGN_IN, "work", "weird_error:\n  AADSTS99999: something new")
     assert "AADSTS99999: something new" in message and "\n" not in message
     assert "`mailbridge auth work`" in message
 
 
 def test_the_most_specific_entry_wins() -> None:
     # An AADSTS code beats the generic OAuth error around it.
-    failure = signin.known("microsoft", "invalid_grant: AADSTS53003: blocked")
+    failure = signin.known(outlook.SIGN_IN, "invalid_grant: AADSTS53003: blocked")
     assert failure is not None and failure.marker == "AADSTS53003"
 
 
@@ -106,11 +108,11 @@ def google_account(emu: GoogleEmulator, tmp: Path) -> AccountSettings:
     return AccountSettings(
         name="personal", provider="gmail", address=emu.address,
         calendar=CalendarSettings(kind="google"),
-        google=GoogleSettings(
+        tables={"google": GoogleSettings(
             client_secrets=str(emu.client_secrets(tmp / "client_secret.json")),
             api_endpoint=emu.url, calendar_endpoint=emu.calendar_endpoint,
             token_uri=emu.url + "/token", auth_uri=emu.url + "/auth",
-        ),
+        )},
     )
 
 
@@ -257,8 +259,8 @@ def outlook_account(emu: GraphEmulator) -> AccountSettings:
     return AccountSettings(
         name="work", provider="outlook", address=emu.user,
         calendar=CalendarSettings(kind="outlook"),
-        outlook=OutlookSettings(client_id=emu.client_id, tenant=TENANT, authority_url=AUTHORITY,
-                                graph_url=emu.graph_url),
+        tables={"outlook": OutlookSettings(client_id=emu.client_id, tenant=TENANT,
+                                           authority_url=AUTHORITY, graph_url=emu.graph_url)},
     )
 
 

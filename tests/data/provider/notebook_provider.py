@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from mailbridge.adapters import ProviderConfig, ProviderError
+from mailbridge.adapters import Mailbox, ProviderConfig, ProviderError
 from mailbridge.compose import read_draft
 from mailbridge.config import FORBID, LocalPath, Text, doc
 from mailbridge.model import (
@@ -35,19 +35,24 @@ class NotebookSettings:
     label: Annotated[Text, doc("written into every stored draft", "job hunt")] = "drafts"
 
 
-def _check(account: AccountSettings) -> str | None:
-    own = account.settings_of(NotebookSettings)
-    if own and not Path(own.folder).is_dir():
-        return f"notebook.folder {own.folder} does not exist"
-    return None
+class Notebook(Mailbox):
+    config = ProviderConfig(table="notebook", settings=NotebookSettings,
+                            used_by=("mailbox.notebook",), starter_calendar="file")
 
+    @classmethod
+    def open(cls, account: AccountSettings) -> Self:
+        own = account.settings_of(NotebookSettings)
+        if own is None:
+            raise ProviderError(f"account {account.name!r}: notebook settings are missing")
+        return cls(own)
 
-CONFIG = ProviderConfig(table="notebook", settings=NotebookSettings,
-                        used_by=("mailbox.notebook",), starter_calendar="file",
-                        check_mailbox=_check)
+    @classmethod
+    def problems(cls, account: AccountSettings) -> list[str]:
+        own = account.settings_of(NotebookSettings)
+        if own and not Path(own.folder).is_dir():
+            return [f"notebook.folder {own.folder} does not exist"]
+        return []
 
-
-class Notebook:
     def __init__(self, settings: NotebookSettings) -> None:
         self.folder = Path(settings.folder)
         self.label = settings.label
@@ -93,10 +98,3 @@ class Notebook:
 
     def close(self) -> None:
         pass
-
-
-def open_mailbox(account: AccountSettings) -> Notebook:
-    own = account.settings_of(NotebookSettings)
-    if own is None:
-        raise ProviderError(f"account {account.name!r}: notebook settings are missing")
-    return Notebook(own)
