@@ -78,6 +78,7 @@ def _world_with_thank_yous(root: Path) -> tuple[LocalWorld, Chaos]:
     return world, chaos
 
 
+@pytest.mark.slow
 def test_the_checks_see_a_doubled_draft_and_a_changed_edit(tmp_path: Path) -> None:
     world, chaos = _world_with_thank_yous(tmp_path / "w")
     chaos.check_invariants("clean")
@@ -112,6 +113,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_crash_inside_a_note_update_leaves_one_draft(tmp_path: Path) -> None:
     world, chaos = _world_with_thank_yous(tmp_path / "w")
     chaos.ledger_rows()  # learns the interview numbers
@@ -128,6 +130,7 @@ def test_a_crash_inside_a_note_update_leaves_one_draft(tmp_path: Path) -> None:
     assert per_person == {p.email: 1 for p in PEOPLE["A"]}, per_person
 
 
+@pytest.mark.slow
 def test_a_scenario_event_is_an_interview_for_the_engine(tmp_path: Path) -> None:
     """The scenario's titles and people are what the detector takes for interviews."""
     world, chaos = _world_with_thank_yous(tmp_path / "w")

@@ -17,6 +17,7 @@ def tree(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_dry_run_creates_nothing_and_prints_each_action_once(tmp_path: Path) -> None:
     config = example(tmp_path / "ex")
     folders = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))

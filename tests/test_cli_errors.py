@@ -29,6 +29,7 @@ maildir = {{ path = "Maildir" }}
 # --- broken pipes ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["status"], ["preview", "1"], ["status", "--json"]])
 def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path, argv: list[str]) -> None:
     """`status | head -1`: the reader is gone before anything is written (deterministic)."""
@@ -58,6 +59,7 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path, argv: list[str]
     (["status", "--since", "99999999999999999999 days"], "--since"),
     (["status", "--since", "2026-13-45"], "--since"),
 ])
+@pytest.mark.slow
 def test_impossible_values_are_one_line(tmp_path: Path, argv: list[str], expected: str) -> None:
     config = example(tmp_path / "ex")
     done = mb("--config", str(config), *argv)
@@ -153,6 +155,7 @@ def _assert_said_once(done: subprocess.CompletedProcess[str], words: str, todo: 
         assert sorted(line.split(":", 1)[0] for line in lines) == ["demo", "second"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_per_account(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         state = (disk or tmp_path) / "state"
@@ -171,6 +174,7 @@ def test_a_full_disk_is_one_line_per_account(tmp_path: Path) -> None:
         assert status.returncode == 0 and "demo (local)" in status.stdout, status.stderr
 
 
+@pytest.mark.slow
 def test_a_read_only_ledger_is_one_line_per_account(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         state = (disk or tmp_path) / "state"

@@ -37,6 +37,7 @@ def test_sync_and_run_once_ask_the_running_service(tmp_path: Path) -> None:
         assert running.log.read_text().count("(asked,") == 3
 
 
+@pytest.mark.slow
 def test_sync_without_a_service_does_the_pass_itself(tmp_path: Path) -> None:
     config = example(tmp_path / "ex")
     done = mb("--config", str(config), "sync")
@@ -83,6 +84,7 @@ def test_a_reply_landing_in_the_maildir_is_handled_without_waiting_for_the_poll(
         assert len(os.listdir(root / "Maildir" / ".Trash" / "cur")) == 1
 
 
+@pytest.mark.slow
 def test_service_install_uses_xdg_config_home_and_a_user_manager_unit(tmp_path: Path) -> None:
     xdg = tmp_path / "xdg-config"
     config = example(tmp_path / "my example")  # a space in the path: quoted in ExecStart

@@ -69,6 +69,7 @@ def test_max_follow_ups_zero_turns_follow_ups_off(tmp_path: Path) -> None:
     assert kinds == ["thank_you", "thank_you"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("since", ["2026-11-01", "7d", "3 days"])
 def test_since_takes_a_date_or_a_span(tmp_path: Path, since: str) -> None:
     config = example(tmp_path / "ex")
@@ -78,6 +79,7 @@ def test_since_takes_a_date_or_a_span(tmp_path: Path, since: str) -> None:
     assert done.returncode == 0 and "interview found: 1" in done.stdout, done.stderr
 
 
+@pytest.mark.slow
 def test_lead_wants_an_address_and_says_so(tmp_path: Path) -> None:
     config = example(tmp_path / "ex")
     assert mb("--config", str(config), "run", "--once").returncode == 0
@@ -112,6 +114,7 @@ def test_every_argument_of_every_command_has_help() -> None:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
 
 
+@pytest.mark.slow
 def test_demo_takes_no_config(tmp_path: Path) -> None:
     done = mb("demo", "--config", str(tmp_path / "c.toml"))
     assert done.returncode == 2 and "--config" in done.stderr

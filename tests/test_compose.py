@@ -660,6 +660,7 @@ notes_text = st.text(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     title=wild_text,
@@ -718,6 +719,7 @@ def test_any_event_data_gives_a_message_that_parses_back(
     assert all(len(line) <= 998 for line in draft.raw.split(b"\r\n"))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(title=wild_text)
 def test_injected_headers_in_any_field_never_become_headers(title: str) -> None:

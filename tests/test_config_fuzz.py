@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -288,12 +289,14 @@ def test_toml_ish_lines(lines: list[str]) -> None:
     loads_only_config_error("\n".join(lines))
 
 
+@pytest.mark.slow
 @FAST
 @given(mutated_documents())
 def test_mutated_valid_config(document: dict[str, Any]) -> None:
     loads_only_config_error(dump(document))
 
 
+@pytest.mark.slow
 @FAST
 @given(st.data())
 def test_mutated_valid_text(data: st.DataObject) -> None:

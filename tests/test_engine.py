@@ -285,6 +285,7 @@ sys.exit(cli.main(["--config", sys.argv[1], "run", "--once"]))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_between_writing_a_draft_and_recording_it_leaves_exactly_one(
     world: World,
 ) -> None:
@@ -307,6 +308,7 @@ def test_sigkill_between_writing_a_draft_and_recording_it_leaves_exactly_one(
     assert any(e.decision == "draft recovered" for e in world.ledger.audit_entries())
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "mailbridge.cli", "demo", "--dir",
                            str(tmp_path / "demo")], capture_output=True, text=True, timeout=120,

@@ -269,6 +269,7 @@ _RULE_PART = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(parts=st.lists(_RULE_PART, min_size=1, max_size=5),
        start=st.sampled_from(["20261110T100000Z", "20261110", "19990101T100000",

@@ -377,6 +377,7 @@ def test_calendar_due(last: int | None, now: int, due: bool) -> None:
 # --- every kind of broken account at once, next to a healthy one ---------------------------
 
 
+@pytest.mark.slow
 def test_broken_accounts_back_off_show_in_status_and_never_delay_a_healthy_one(
     tmp_path: Path,
 ) -> None:
@@ -498,6 +499,8 @@ def drafts_in(server: Dovecot, user: str) -> list[str]:
         client.logout()
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_dovecot_down_at_start_then_killed_mid_run_recovers_within_a_poll(
     dovecot_server: Dovecot, tmp_path: Path
 ) -> None:
@@ -598,6 +601,7 @@ def outlook_world(tmp: Path, emu: Any, monkeypatch: pytest.MonkeyPatch) -> Setti
                     country=None, accounts=(account,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["gmail", "outlook"])
 def test_throttling_storm_is_survived_and_the_missed_draft_follows_it(
     provider: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -234,6 +234,7 @@ def test_next_business_morning_on_a_dst_weekend(
 # --- the daemon: a jumped clock, and a process stopped for several intervals --------------------
 
 
+@pytest.mark.slow
 def test_a_clock_jump_triggers_one_catch_up_pass_at_once(tmp_path: Path) -> None:
     root = tmp_path / "world"
     root.mkdir()
@@ -269,6 +270,7 @@ sys.exit(Daemon(settings.path, settings).serve())
 """
 
 
+@pytest.mark.slow
 def test_daemon_stopped_for_several_intervals_catches_up_in_one_pass(tmp_path: Path) -> None:
     """SIGSTOP the real daemon process for five poll intervals, across a due time: after
     SIGCONT there is exactly one catch-up pass, and it creates the drafts that fell due."""
