@@ -16,10 +16,14 @@ the poll interval at first, then exponentially later with jitter, never later th
 interval. The first good pass clears the error and catches up (the engine is level-triggered:
 mail that arrived and drafts that fell due meanwhile are handled then).
 
-Accounts run side by side: each pass has its own ledger connection and at most one pass per
-account runs at a time. A timer that fires while its account is busy is dropped (the running
-pass or its own wake-up covers it); a push (new mail) is remembered and runs right after, so a
-hanging server holds one worker thread, never the others. A pass that runs much longer than the
+Accounts run side by side on a small pool of worker threads (not a thread per account), at
+most one pass per account at a time; each running pass borrows one of the pool's ledger
+connections, and each account keeps its mailbox and calendar open from pass to pass (reopened
+after a fault or a config reload). Start-up passes and polls are spread with jitter, so a
+thousand accounts do not all start in the same second. A timer that fires while its account is
+busy is dropped (the running pass or its own wake-up covers it); a push (new mail) is remembered
+and runs right after; every provider call has a timeout, so a hanging server holds one worker
+for a while, never the others. A pass that runs much longer than the
 poll interval is reported as stuck. When the wall clock jumps ahead of the monotonic clock (the
 computer slept), every account gets one catch-up pass at once.
 """
@@ -32,6 +36,7 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import socketserver
@@ -53,7 +58,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mailbridge import config as config_module
 from mailbridge import engine, notify
 from mailbridge.adapters import ProviderError, mailbox_module
-from mailbridge.ledger import Ledger, ledger_problem
+from mailbridge.engine import OpenProviders
+from mailbridge.ledger import Ledger, LedgerPool, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
@@ -69,6 +75,20 @@ TIMER, PUSH, ASKED = "timer", "push", "asked"
 PASS_NOW_PATIENCE = 600.0  # seconds `mailbridge sync` waits for a running pass to end
 CONTROL_NAME = "control.sock"  # the Unix socket in the state directory
 STOP_GRACE = 10.0  # seconds a stop waits for running passes
+# Passes run on at most this many threads, whatever the number of accounts: a pass mostly waits
+# on the network, and a few workers keep a thousand idle accounts cheap.
+MAX_WORKERS = 8
+# Start-up passes are spread over this many seconds per account (at most one poll interval).
+START_SPREAD_PER_ACCOUNT = 0.05
+# Each poll fires up to this share of the poll interval late (at most POLL_JITTER_MAX), so
+# accounts that started together drift apart.
+POLL_JITTER_SHARE = 0.1
+POLL_JITTER_MAX = 60.0
+# Open files: the interpreter and libraries, each ledger connection (database, -wal, -shm) and
+# each account (a mailbox session, a push watcher, a calendar).
+BASE_FILES = 64
+FILES_PER_WORKER = 3
+FILES_PER_ACCOUNT = 4
 
 
 @dataclass(frozen=True)
@@ -127,12 +147,12 @@ class Daemon:
         self.config_path = config_path
         self.settings = settings
         self.rand = rand
-        # Enough workers that every account can have a pass in flight at once, even if some
-        # of them hang until their timeout.
-        workers = max(8, 2 * len(settings.accounts) + 2)
+        self.workers = workers_for(len(settings.accounts))
+        self.ledgers = LedgerPool(settings.state_dir)
+        self.providers: dict[str, OpenProviders] = {}
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(workers)},
+            executors={"default": ThreadPoolExecutor(self.workers)},
             # run_account itself keeps one pass per account; a second instance of a job whose
             # first hangs returns at once instead of making APScheduler warn every interval.
             job_defaults={"coalesce": True, "max_instances": 3, "misfire_grace_time": None},
@@ -190,9 +210,11 @@ class Daemon:
             read_calendar = account.calendar.kind == "file" or calendar_due(
                 self.last_calendar.get(name), account.calendar_interval, now
             )
-            with Ledger.open(self.settings.state_dir) as ledger:
+            keep = self._providers(account)
+            with self.ledgers.borrow() as ledger:
                 report = engine.reconcile(
-                    account, ledger, now=now, notify=notify.send, read_calendar=read_calendar
+                    account, ledger, now=now, notify=notify.send, read_calendar=read_calendar,
+                    keep=keep,
                 )
             error = report.error
             actions = report.actions
@@ -206,6 +228,7 @@ class Daemon:
             log.error("%s", error)
             self._record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the daemon
+            self._drop_providers(name)
             error = (
                 f"account {name!r}: the pass failed unexpectedly ({type(exc).__name__}: {exc}); "
                 "will retry"
@@ -261,9 +284,26 @@ class Daemon:
             self.scheduler.add_job(self.run_account, "date", run_date=when, args=[name],
                                    id=f"retry:{name}", replace_existing=True)
 
+    def _providers(self, account: AccountSettings) -> OpenProviders:
+        """The account's open providers; opened afresh when its settings changed (a reload)."""
+        with self.state:
+            keep = self.providers.get(account.name)
+            if keep is not None and keep.account == account:
+                return keep
+            self.providers[account.name] = fresh = OpenProviders(account)
+        if keep is not None:
+            keep.close()
+        return fresh
+
+    def _drop_providers(self, name: str) -> None:
+        with self.state:
+            keep = self.providers.pop(name, None)
+        if keep is not None:
+            keep.close()
+
     def _record_error(self, name: str, error: str, now: datetime) -> None:
         try:
-            with Ledger.open(self.settings.state_dir) as ledger, ledger.transaction():
+            with self.ledgers.borrow() as ledger, ledger.transaction():
                 ledger.record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - the ledger itself may be what failed
             log.error("%s: could not record the error in the ledger (%s)", name, exc)
@@ -311,14 +351,18 @@ class Daemon:
     # --- jobs ----------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        for account in self.settings.accounts:
-            if not account.enabled:
-                continue
+        enabled = [a for a in self.settings.accounts if a.enabled]
+        now = datetime.now(UTC)
+        for account in enabled:
+            poll = account.poll_interval.total_seconds()
+            # A pass at start to catch up, spread out so many accounts do not start at once.
+            spread = min(poll, START_SPREAD_PER_ACCOUNT * len(enabled))
             self.scheduler.add_job(
                 self.run_account, "interval",
-                seconds=account.poll_interval.total_seconds(), args=[account.name],
+                seconds=poll, args=[account.name],
+                jitter=min(poll * POLL_JITTER_SHARE, POLL_JITTER_MAX),
                 id=f"poll:{account.name}", replace_existing=True,
-                next_run_time=datetime.now(UTC),  # a pass at start: catch up at once
+                next_run_time=now + timedelta(seconds=spread * self.rand()),
             )
             self._start_watcher(account)
 
@@ -364,6 +408,11 @@ class Daemon:
         self.watch_stop = threading.Event()
         self.scheduler.remove_all_jobs()
         self.settings = settings
+        kept = {a.name for a in settings.accounts if a.enabled}
+        with self.state:
+            gone = [n for n in self.providers if n not in kept and n not in self.running]
+        for name in gone:  # changed accounts reopen at their next pass (see _providers)
+            self._drop_providers(name)
         self.schedule()
         log.info("config reloaded from %s", self.config_path)
 
@@ -383,7 +432,7 @@ class Daemon:
         names = ([str(wanted)] if wanted else
                  [a.name for a in self.settings.accounts if a.enabled])
         # Side by side, so a hanging server delays only its own account's answer.
-        with Pool(max_workers=max(1, len(names))) as pool:
+        with Pool(max_workers=max(1, min(self.workers, len(names)))) as pool:
             outcomes = list(pool.map(self.pass_now, names))
         results: list[dict[str, Any]] = []
         for name, outcome in zip(names, outcomes, strict=True):
@@ -455,6 +504,8 @@ class Daemon:
         self.check_stuck()
 
     def serve(self) -> int:
+        enabled = sum(1 for a in self.settings.accounts if a.enabled)
+        raise_file_limit(files_needed(enabled, self.workers), enabled)
         holder = Ledger.open(self.settings.state_dir)
         holder.lock()  # one daemon per ledger
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -477,6 +528,11 @@ class Daemon:
             self.watch_stop.set()
             self.scheduler.shutdown(wait=False)
             self._wait_for_passes(STOP_GRACE)
+            with self.state:
+                kept, self.providers = list(self.providers.values()), {}
+            for keep in kept:
+                keep.close()
+            self.ledgers.close()
             holder.close()
         return 0
 
@@ -499,6 +555,38 @@ class Daemon:
                     names)
         logging.shutdown()
         os._exit(0)
+
+
+def workers_for(accounts: int) -> int:
+    """Worker threads for ``accounts``: one per account up to MAX_WORKERS (at least two)."""
+    return min(MAX_WORKERS, max(2, accounts))
+
+
+def files_needed(accounts: int, workers: int) -> int:
+    return BASE_FILES + FILES_PER_WORKER * workers + FILES_PER_ACCOUNT * accounts
+
+
+class FileLimitError(Exception):
+    """The process may not open as many files as its accounts need."""
+
+
+def raise_file_limit(needed: int, accounts: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``needed`` when it is lower; the limit now in force.
+
+    The soft limit (often 1,024) may be raised up to the hard one without privileges; above the
+    hard limit only the user (``ulimit -n``) or the service unit (LimitNOFILE=) can help.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise FileLimitError(
+            f"{accounts} accounts need about {needed} open files, but this process may open "
+            f"only {hard} (ulimit -n); raise the limit (`ulimit -n {needed}` in the shell, or "
+            "LimitNOFILE= in the service unit) or disable some accounts"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
 
 
 def control_path(state_dir: Path) -> Path:
