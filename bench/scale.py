@@ -39,9 +39,10 @@ def lay_out(root: Path, count: int, provider: str, imap_port: int = 0) -> Path:
         home = root / f"a{n}"
         (home / "calendar").mkdir(parents=True)
         (home / "calendar" / "interview.ics").write_text(
-            demo._ics(end - timedelta(hours=1), end), encoding="utf-8")
+            demo._ics(end - timedelta(hours=1), end).replace(
+                "UID:demo-interview-1@", f"UID:scale-{n}@"), encoding="utf-8")
         lines += [f"[accounts.a{n}]", f'provider = "{provider}"',
-                  f'address = "jordan{n}@example.com"', 'name = "Jordan Lee"',
+                  f'address = "{demo.USER}"', 'name = "Jordan Lee"',
                   f'calendar = {{ kind = "file", path = "a{n}/calendar" }}']
         if provider == "local":
             import mailbox
