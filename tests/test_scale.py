@@ -252,3 +252,19 @@ def test_reconcile_keeps_what_it_was_given_to_keep(tmp_path: Path) -> None:
             assert report.error is None
     assert keep.opened == 1  # the calendar was never needed, the mailbox opened once
     keep.close()
+
+
+def test_templates_are_checked_once_per_folder_and_again_after_an_edit(tmp_path: Path) -> None:
+    from mailbridge import compose
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    compose._checked_templates.cache_clear()
+    for _ in range(50):  # fifty accounts sharing the built-in templates and one folder
+        assert compose.check_templates(None) == []
+        assert compose.check_templates(folder) == []
+    assert compose._checked_templates.cache_info().misses == 2
+    (folder / "thank_you.txt.j2").write_text("Subject: hi\n\n{{ nope( }}\n", encoding="utf-8")
+    problems = compose.check_templates(folder)
+    assert problems and "thank_you.txt.j2" in problems[0]
+    assert compose._checked_templates.cache_info().misses == 3
