@@ -7,6 +7,7 @@ ledger's last_ok / last_error), then reads /proc for the daemon's resident memor
 file descriptors and counts the accounts whose pass failed (for instance "database is locked").
 
     python bench/scale.py [--provider local|imap] [--accounts 1 100 1000] [--settle 5]
+    python bench/scale.py --check 1000      # `mailbridge check` with that many accounts
 
 Goal (issue 13): 1,000 accounts in <= 256 MiB, every first pass good.
 """
@@ -140,7 +141,19 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before reading")
     parser.add_argument("--nofile", type=int, help="run the daemon under `ulimit -n NOFILE`")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--check", type=int, metavar="N", help="time `check` with N accounts")
     args = parser.parse_args()
+    if args.check:
+        with tempfile.TemporaryDirectory(prefix="mailbridge-scale-") as tmp:
+            config = lay_out(Path(tmp), args.check, "local")
+            began = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "check"],
+                capture_output=True, text=True, check=False)
+            took = time.perf_counter() - began
+            print(f"check, {args.check} accounts: {took:.2f} s including start-up "
+                  f"(exit {done.returncode}; goal <= 1 s)")
+        return 0
     if args.provider == "imap":
         from tests.servers import Dovecot
         server = Dovecot.create()
