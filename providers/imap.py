@@ -763,10 +763,12 @@ class ImapMailbox:
             self._select(client, name, readonly=True)
             uids = [u for u in client.search(["UID", f"{known.uidnext}:*"]) if u >= known.uidnext]
         else:
-            # First pass or renumbered folder: the server finds what is recent. A day of slack
-            # because SINCE compares dates in the server's time zone.
-            self._select(client, name, readonly=True)
-            uids = client.search(["SINCE", (since - timedelta(days=1)).date()])
+            # First pass or renumbered folder: find the first message stored inside the
+            # look-back window by bisecting INTERNALDATE over sequence numbers (a few small
+            # FETCHes), not a server-side SEARCH SINCE that reads the whole folder. A day of
+            # slack for servers that store the date in their own time zone.
+            info = client.select_folder(name, readonly=True)
+            uids = uids_stored_since(client, int(info.get(b"EXISTS", 0)), since - timedelta(days=1))
         headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
         next_uid = max([now.uidnext, *(u + 1 for u in uids)])
         return replace(now, uidnext=next_uid), headers
@@ -824,6 +826,36 @@ class ImapMailbox:
                     _, ctype, charset, encoding = described[uid]
                     texts[uid] = excerpt_from_part(bytes(chunk), ctype, charset, encoding)
         return texts
+
+
+def uids_stored_since(client: IMAPClient, exists: int, since: datetime) -> list[int]:
+    """The UIDs of the selected folder's messages from the first one stored at ``since`` on.
+
+    Messages are numbered in the order they were stored, so INTERNALDATE grows with the
+    sequence number (a message copied in later with an old date is after the point, and kept);
+    about log2(EXISTS) FETCHes of one date each find the point, one FETCH of UIDs the rest.
+    """
+    if exists < 1:
+        return []
+    at = since.astimezone().replace(tzinfo=None)  # imapclient gives local, naive dates
+    low, high = 1, exists + 1
+    client.use_uid = False  # sequence numbers for the bisection, UIDs again below
+    try:
+        while low < high:
+            middle = (low + high) // 2
+            stored = client.fetch([middle], ["INTERNALDATE"]).get(middle, {}).get(b"INTERNALDATE")
+            if isinstance(stored, datetime) and stored.replace(tzinfo=None) < at:
+                low = middle + 1
+            else:
+                high = middle
+        found: list[int] = []
+        for start in range(low, exists + 1, FETCH_CHUNK):
+            numbers = list(range(start, min(start + FETCH_CHUNK, exists + 1)))
+            fetched = client.fetch(numbers, ["UID"])
+            found.extend(int(data[b"UID"]) for data in fetched.values() if b"UID" in data)
+    finally:
+        client.use_uid = True
+    return sorted(found)
 
 
 def open_mailbox(account: AccountSettings) -> ImapMailbox:
