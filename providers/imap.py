@@ -429,6 +429,27 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
     return client
 
 
+class RememberedPassword:
+    """The account's password, fetched at the first login and kept in memory, so a
+    long-lived daemon runs password_command (or asks the keyring) once, not at every
+    reconnect. A refused login forgets it: the next login fetches it again (it may have been
+    fixed). OAuth2 tokens expire, so oauth2_token_command still runs at every login."""
+
+    def __init__(self, account: AccountSettings) -> None:
+        self.account = account
+        self._kept: str | None = None
+
+    def connect(self) -> IMAPClient:
+        imap = _settings(self.account)
+        if self._kept is None and not imap.oauth2_token_command:
+            self._kept = secrets.require(self.account.name, "imap", imap.password_command)
+        try:
+            return connect(self.account, password=self._kept)
+        except AuthError:
+            self._kept = None
+            raise
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -466,7 +487,7 @@ class ImapMailbox:
     ) -> None:
         self.account = account
         self.settings = _settings(account)
-        self._connector = connector or (lambda: connect(account))
+        self._connector = connector or RememberedPassword(account).connect
         self._client: IMAPClient | None = None
         self._last_used = 0.0
         self._folders: dict[str, str | None] | None = None
@@ -879,7 +900,7 @@ def watch(
     mail may have arrived while the connection was down (the cursor of ``messages`` finds it).
     """
     imap = _settings(account)
-    make = connector or (lambda: connect(account))
+    make = connector or RememberedPassword(account).connect
     failures = 0
     first = True
     while not stop.is_set():

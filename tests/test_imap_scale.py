@@ -70,3 +70,41 @@ def test_first_pass_with_nothing_recent_and_an_empty_folder(dovecot: Dovecot) ->
     with dovecot.client(dovecot.new_user()) as empty:
         empty.select_folder("INBOX", readonly=True)
         assert imap.uids_stored_since(empty, 0, now) == []
+
+
+def test_password_command_runs_once_across_reconnects(dovecot: Dovecot, tmp_path: Any) -> None:
+    from tests.servers import PASSWORD
+
+    user = dovecot.new_user()
+    runs = tmp_path / "runs"
+    command = f"sh -c 'echo run >> {runs}; echo {PASSWORD}'"
+    account = account_for(dovecot, user, password_command=command)
+    box = imap.open_mailbox(account)
+    try:
+        since = datetime.now(UTC) - timedelta(days=7)
+        cursor = box.messages(None, since).cursor
+        box._drop()  # the connection broke: the next read logs in again
+        box.messages(cursor, since)
+        box._drop()
+        box.messages(cursor, since)
+    finally:
+        box.close()
+    assert runs.read_text().splitlines() == ["run"]
+
+
+def test_a_refused_password_is_fetched_again_at_the_next_login(
+    dovecot: Dovecot, tmp_path: Any
+) -> None:
+    from mailbridge.adapters import AuthError
+    from tests.servers import PASSWORD
+
+    user = dovecot.new_user()
+    secret = tmp_path / "secret"
+    secret.write_text("wrong\n")
+    account = account_for(dovecot, user, password_command=f"cat {secret}")
+    remembered = imap.RememberedPassword(account)
+    with pytest.raises(AuthError):
+        remembered.connect()
+    secret.write_text(PASSWORD + "\n")  # the user fixed it
+    client = remembered.connect()
+    client.logout()
