@@ -103,6 +103,29 @@ class PassOutcome:
     actions: tuple[str, ...] = ()  # the pass's decisions, one line each
 
 
+class WakingEvent(threading.Event):
+    """The push watchers' stop signal, with a file descriptor that turns readable once it is
+    set: a watcher waits in the kernel on its connection and on this together, so an idle
+    account costs no wake-ups and a stop or reload still reaches it at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(OSError):  # already closed: nobody is waiting any more
+            os.write(self._write, b"x")
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def retry_delay(
     failures: int, poll: timedelta, *, rand: Callable[[], float] = random.random
 ) -> timedelta:
@@ -166,7 +189,7 @@ class Daemon:
         self.outcomes: deque[PassOutcome] = deque(maxlen=10_000)
         self.state = threading.Lock()  # guards the sets and dicts above
         self.stop = threading.Event()
-        self.watch_stop = threading.Event()
+        self.watch_stop = WakingEvent()
         self.watchers: list[threading.Thread] = []
         self.reload_requested = threading.Event()
         self.control: socketserver.UnixStreamServer | None = None
@@ -402,10 +425,13 @@ class Daemon:
             log.error("config not reloaded, keeping the old one: %s", exc)
             return
         self.watch_stop.set()
+        deadline = time.monotonic() + 5
         for thread in self.watchers:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.watchers.clear()
-        self.watch_stop = threading.Event()
+        if not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("watch:")):
+            self.watch_stop.close()
+        self.watch_stop = WakingEvent()
         self.scheduler.remove_all_jobs()
         self.settings = settings
         kept = {a.name for a in settings.accounts if a.enabled}

@@ -39,6 +39,7 @@ import getpass
 import json
 import random
 import re
+import selectors
 import ssl
 import threading
 import time
@@ -148,6 +149,7 @@ EXCERPT_BYTES = 600
 FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
 IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
 POLL_INTERVAL = 60  # seconds, NOOP polling where IDLE is missing
+STOP_LOOK = 1.0  # seconds between looks at a stop event that has no file descriptor to wait on
 STALE_AFTER = 60  # seconds unused before a cached connection is checked with NOOP
 
 DRAFTS_NAMES = (
@@ -938,25 +940,47 @@ def _arrived(responses: Sequence[Any]) -> bool:
 
 
 def _idle_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
+    """IDLE until mail arrives, renewed every IDLE_RENEW seconds.
+
+    The thread sleeps in the kernel on the connection's socket (and on ``stop``'s file
+    descriptor when it has one, as the daemon's does), so an idle account costs no wake-ups.
+    """
     while not stop.is_set():
         client.idle()
         started = time.monotonic()
         changed = False
         quick_empty = 0
-        while not stop.is_set() and time.monotonic() - started < IDLE_RENEW:
-            asked = time.monotonic()
-            responses = client.idle_check(timeout=1)
+        while not stop.is_set():
+            left = IDLE_RENEW - (time.monotonic() - started)
+            if left <= 0:
+                break
+            if not _wait_for_server(client, stop, left):
+                continue
+            responses = client.idle_check(timeout=0)
             if _arrived(responses):
                 changed = True
                 break
-            # imapclient swallows EOF in idle_check: a closed socket shows up as "readable, but
-            # nothing in it" again and again, long before the one-second timeout.
-            quick_empty = quick_empty + 1 if not responses and time.monotonic() - asked < 0.5 else 0
+            # Readable with nothing in it, again and again: the server closed the connection
+            # (imapclient swallows the EOF in idle_check).
+            quick_empty = quick_empty + 1 if not responses else 0
             if quick_empty >= 3:
                 raise ProviderError("the IMAP server closed the IDLE connection")
         client.idle_done()
         if changed:
             on_change()
+
+
+def _wait_for_server(client: IMAPClient, stop: threading.Event, timeout: float) -> bool:
+    """Wait until the server sent something (True), ``stop`` was set or ``timeout`` passed."""
+    wake: Callable[[], int] | None = getattr(stop, "fileno", None)
+    with selectors.DefaultSelector() as selector:  # epoll: no limit at 1,024 descriptors
+        selector.register(client.socket(), selectors.EVENT_READ, "server")
+        if wake is not None:
+            selector.register(wake(), selectors.EVENT_READ, "stop")
+        else:
+            timeout = min(timeout, STOP_LOOK)
+        events = selector.select(timeout)
+    return any(key.data == "server" for key, _ in events)
 
 
 def _poll_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:

@@ -108,3 +108,43 @@ def test_a_refused_password_is_fetched_again_at_the_next_login(
     secret.write_text(PASSWORD + "\n")  # the user fixed it
     client = remembered.connect()
     client.logout()
+
+
+def test_idle_sleeps_on_the_socket_and_wakes_for_mail_and_for_stop(dovecot: Dovecot) -> None:
+    import threading
+    import time
+
+    from mailbridge.daemon import WakingEvent
+
+    user = dovecot.new_user()
+    account = account_for(dovecot, user)
+    checks: list[float] = []
+
+    def connector() -> IMAPClient:
+        client = imap.connect(account)
+        real = client.idle_check
+
+        def counted(timeout: float | None = None) -> list[Any]:
+            checks.append(time.monotonic())
+            return list(real(timeout=timeout))
+
+        client.idle_check = counted  # type: ignore[method-assign]
+        return client
+
+    stop = WakingEvent()
+    woken = threading.Semaphore(0)
+    watcher = threading.Thread(target=imap.watch, args=(account, woken.release, stop),
+                               kwargs={"connector": connector}, daemon=True)
+    watcher.start()
+    try:
+        time.sleep(3)  # idle: an idle_check now would mean a timer woke the thread
+        assert checks == []
+        with dovecot.client(user) as other:
+            other.append("INBOX", mail("Re: Interview"))
+        assert woken.acquire(timeout=10)
+        assert len(checks) >= 1  # woken by the server's EXISTS, read once
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        stop.close()
+    assert not watcher.is_alive(), "watch() did not end after stop"
