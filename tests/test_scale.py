@@ -268,3 +268,47 @@ def test_templates_are_checked_once_per_folder_and_again_after_an_edit(tmp_path:
     problems = compose.check_templates(folder)
     assert problems and "thank_you.txt.j2" in problems[0]
     assert compose._checked_templates.cache_info().misses == 3
+
+
+def test_gmail_idle_passes_of_the_daemon_refresh_no_token_after_the_first(tmp_path: Path) -> None:
+    import dataclasses
+
+    from mailbridge_providers import gmail
+    from mailbridge_providers.gmail import GoogleSettings
+
+    from mailbridge import secrets
+    from mailbridge.settings import AccountSettings, CalendarSettings, Settings
+    from tests.emulators.google import running
+
+    me = "jordan.lee@gmail.com"
+    with running(me) as emu:
+        account = AccountSettings(
+            name="gm", provider="gmail", address=me, calendar=CalendarSettings(kind="google"),
+            calendar_interval=timedelta(0),  # the calendar is read at every pass
+            google=GoogleSettings(
+                client_secrets=str(emu.client_secrets(tmp_path / "client.json")),
+                api_endpoint=emu.url, calendar_endpoint=emu.calendar_endpoint,
+                token_uri=emu.url + "/token",
+            ),
+        )
+        secrets.store("gm", gmail.KEYRING_PURPOSE, "refresh-1")
+        settings = Settings(path=tmp_path / "c.toml", state_dir=tmp_path / "state",
+                            timezone="UTC", country=None, accounts=(account,))
+        daemon = Daemon(settings.path, settings)
+        try:
+            for _ in range(4):
+                emu.counts.clear()
+                outcome = daemon.pass_now("gm")
+                assert not isinstance(outcome, str) and outcome.error is None
+                assert sum(emu.counts.values()) >= 1  # each pass really asked the API
+            assert emu.token_requests == 1
+            assert daemon.providers["gm"].opened == 2
+            # After a config reload that changes the account, the providers are new, and the
+            # new credentials refresh once.
+            daemon.settings = dataclasses.replace(
+                settings, accounts=(dataclasses.replace(account, display_name="J. Lee"),))
+            outcome = daemon.pass_now("gm")
+            assert not isinstance(outcome, str) and outcome.error is None
+            assert emu.token_requests == 2
+        finally:
+            daemon.ledgers.close()
