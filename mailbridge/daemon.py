@@ -84,11 +84,13 @@ START_SPREAD_PER_ACCOUNT = 0.05
 # accounts that started together drift apart.
 POLL_JITTER_SHARE = 0.1
 POLL_JITTER_MAX = 60.0
-# Open files: the interpreter and libraries, each ledger connection (database, -wal, -shm) and
-# each account (a mailbox session, a push watcher, a calendar).
+# Open files: the interpreter and libraries; per worker a ledger connection (database, -wal,
+# -shm) and what a running pass opens for a moment (a calendar file, an HTTP connection); per
+# account what stays open between passes: at most a mail session and a push connection (IMAP;
+# a Maildir holds none, its watcher shares one inotify descriptor).
 BASE_FILES = 64
-FILES_PER_WORKER = 3
-FILES_PER_ACCOUNT = 4
+FILES_PER_WORKER = 7
+FILES_PER_ACCOUNT = 2
 
 
 @dataclass(frozen=True)
