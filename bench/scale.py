@@ -125,9 +125,14 @@ def one(count: int, provider: str, settle: float, nofile: int | None, verbose: b
             took = time.monotonic() - started
             time.sleep(settle)  # idle: what the process holds between passes
             rss, threads, fds = proc_figures(proc.pid)
+            log_text = err_path.read_text(errors="replace")
+            no_push = log_text.count("push watcher stopped")
             print(f"{provider:>6} {count:>5} accounts: RSS {rss:6.1f} MiB, {threads:4d} threads, "
-                  f"{fds:5d} fds; first passes {good} good, {bad} failed in {took:.1f} s"
+                  f"{fds:5d} fds; first passes {good} good, {bad} failed in {took:.1f} s; "
+                  f"push watchers that failed: {no_push}"
                   + (f"; e.g. {errors[0]}" if errors else ""), flush=True)
+            if no_push and verbose:
+                print(next(ln for ln in log_text.splitlines() if "push watcher stopped" in ln))
         finally:
             proc.terminate()
             try:

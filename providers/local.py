@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from mailbridge.adapters import FolderMissing, ProviderConfig, ProviderError
 from mailbridge.compose import read_draft
@@ -417,16 +417,31 @@ def watch(account: AccountSettings, on_change: Callable[[], None], stop: threadi
     paths = watched_paths(account)
     if not paths:
         return
-    observer = Observer()
     handler = Handler()
-    for path in paths:
-        observer.schedule(handler, str(path), recursive=True)
-    observer.start()
+    observer = _shared_observer(Observer)
+    watches = [observer.schedule(handler, str(path), recursive=True) for path in paths]
     try:
         stop.wait()
     finally:
-        observer.stop()
-        observer.join(timeout=5)
+        for watch_of_path in watches:
+            with contextlib.suppress(KeyError, ValueError):  # already gone with its folder
+                observer.remove_handler_for_watch(handler, watch_of_path)
+
+
+# One observer for every account: an observer of its own per account costs a thread and an
+# inotify instance each, and Linux allows 128 instances per user by default.
+_observer_lock = threading.Lock()
+_observer: Any = None
+
+
+def _shared_observer(make: Callable[[], Any]) -> Any:
+    global _observer
+    with _observer_lock:
+        if _observer is None or not _observer.is_alive():
+            _observer = make()
+            _observer.daemon = True
+            _observer.start()
+        return _observer
 
 
 def _relevant(path: Path) -> bool:

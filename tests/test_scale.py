@@ -312,3 +312,39 @@ def test_gmail_idle_passes_of_the_daemon_refresh_no_token_after_the_first(tmp_pa
             assert emu.token_requests == 2
         finally:
             daemon.ledgers.close()
+
+
+def test_local_watchers_share_one_observer_and_stop_one_at_a_time(tmp_path: Path) -> None:
+    import threading
+
+    from mailbridge_providers import local
+
+    config = many_accounts(tmp_path, 2, interviews=False)
+    accounts = config_module.load(config).accounts
+    stops = [threading.Event(), threading.Event()]
+    woken = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=local.watch, args=(a, w.set, s), daemon=True)
+               for a, w, s in zip(accounts, woken, stops, strict=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("the shared observer", lambda: local._observer is not None)
+        observer = local._observer
+
+        def watched() -> set[str]:
+            return {str(emitter.watch.path) for emitter in list(observer.emitters)}
+
+        maildirs = {str(tmp_path / f"a{n}" / "Maildir") for n in (0, 1)}
+        wait_for("both Maildirs watched", lambda: maildirs <= watched())
+        stops[0].set()
+        threads[0].join(timeout=10)
+        assert not threads[0].is_alive()
+        mailbox.Maildir(tmp_path / "a1" / "Maildir", create=False).add(b"Subject: hi\n\nx\n")
+        wait_for("account 1's change", woken[1].is_set)
+        mailbox.Maildir(tmp_path / "a0" / "Maildir", create=False).add(b"Subject: hi\n\nx\n")
+        assert not woken[0].wait(timeout=1)  # stopped: its handler is gone
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
