@@ -444,6 +444,7 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys in every account of a long config
 def _is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
