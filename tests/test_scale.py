@@ -348,3 +348,30 @@ def test_local_watchers_share_one_observer_and_stop_one_at_a_time(tmp_path: Path
             stop.set()
         for thread in threads:
             thread.join(timeout=10)
+
+
+def test_a_kept_maildir_still_pauses_when_drafts_vanish_and_marks_nothing_deleted(
+    tmp_path: Path,
+) -> None:
+    config = many_accounts(tmp_path, 1)
+    settings = fast(config_module.load(config), poll=3600)
+    daemon = Daemon(config, settings)
+    try:
+        first = daemon.pass_now("a0")
+        assert not isinstance(first, str) and first.error is None
+        kept = daemon.providers["a0"]
+        drafts = tmp_path / "a0" / "Maildir" / ".Drafts"
+        drafts.rename(tmp_path / "a0" / "Drafts.away")
+        second = daemon.pass_now("a0")
+        assert not isinstance(second, str) and second.error and "Drafts" in second.error
+        with Ledger.open(settings.state_dir) as ledger:
+            states = {d.state.value for d in ledger.drafts("a0")}
+            assert ledger.account_status("a0").paused
+        assert states <= {"created", "planned"}  # nothing taken for deleted by the user
+        assert daemon.providers["a0"] is kept and kept.opened == 2  # closed, to be reopened
+        (tmp_path / "a0" / "Drafts.away").rename(drafts)
+        third = daemon.pass_now("a0")
+        assert not isinstance(third, str) and third.error is None
+        assert kept.opened == 4
+    finally:
+        daemon.ledgers.close()
