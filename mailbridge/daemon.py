@@ -193,6 +193,7 @@ class Daemon:
         self.stop = threading.Event()
         self.watch_stop = WakingEvent()
         self.watchers: list[threading.Thread] = []
+        self.subscriptions: list[Callable[[], None]] = []  # each ends one push subscription
         self.reload_requested = threading.Event()
         self.control: socketserver.UnixStreamServer | None = None
 
@@ -392,18 +393,29 @@ class Daemon:
             self._start_watcher(account)
 
     def _start_watcher(self, account: AccountSettings) -> None:
-        """Push: a provider module may offer `watch(account, on_change, stop)` (IMAP IDLE)."""
+        """Push: a provider module may offer `subscribe(account, on_change)`, which needs no
+        thread (a Maildir's file notifications), or `watch(account, on_change, stop)`, which
+        blocks in a thread of its own (IMAP IDLE)."""
         try:
             module = mailbox_module(account.provider)
         except (ImportError, ProviderError):
-            return
-        watch: Callable[..., Any] | None = getattr(module, "watch", None)
-        if watch is None:
             return
 
         def on_change(name: str = account.name) -> None:
             self.scheduler.add_job(self.run_account, args=[name, PUSH], id=f"push:{name}",
                                    replace_existing=True)
+
+        subscribe: Callable[..., Callable[[], None]] | None = getattr(module, "subscribe", None)
+        if subscribe is not None:
+            try:
+                self.subscriptions.append(subscribe(account, on_change))
+            except Exception as exc:  # noqa: BLE001 - polling still covers the account
+                log.warning("%s: no push notifications (%s); polling continues",
+                            account.name, exc)
+            return
+        watch: Callable[..., Any] | None = getattr(module, "watch", None)
+        if watch is None:
+            return
 
         thread = threading.Thread(
             target=self._guarded_watch, args=(watch, account, on_change),
@@ -420,12 +432,19 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - polling still covers the account
             log.warning("%s: push watcher stopped (%s); polling continues", account.name, exc)
 
+    def _end_subscriptions(self) -> None:
+        ending, self.subscriptions = self.subscriptions, []
+        for unsubscribe in ending:
+            with contextlib.suppress(Exception):  # its folder may be gone already
+                unsubscribe()
+
     def reload(self) -> None:
         try:
             settings = config_module.load(self.config_path)
         except config_module.ConfigError as exc:
             log.error("config not reloaded, keeping the old one: %s", exc)
             return
+        self._end_subscriptions()
         self.watch_stop.set()
         deadline = time.monotonic() + 5
         for thread in self.watchers:
@@ -517,6 +536,7 @@ class Daemon:
         self.schedule()
 
     def shutdown(self) -> None:
+        self._end_subscriptions()
         self.watch_stop.set()
         self.scheduler.shutdown(wait=False)
 
@@ -553,6 +573,7 @@ class Daemon:
         finally:
             log.info("stopping")
             self.close_control()
+            self._end_subscriptions()
             self.watch_stop.set()
             self.scheduler.shutdown(wait=False)
             self._wait_for_passes(STOP_GRACE)

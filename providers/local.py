@@ -394,7 +394,18 @@ def watched_paths(account: AccountSettings) -> list[Path]:
 
 
 def watch(account: AccountSettings, on_change: Callable[[], None], stop: threading.Event) -> None:
-    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes.
+    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes,
+    until ``stop`` is set (the blocking form of `subscribe`)."""
+    unsubscribe = subscribe(account, on_change)
+    try:
+        stop.wait()
+    finally:
+        unsubscribe()
+
+
+def subscribe(account: AccountSettings, on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes;
+    returns the function that ends it. No thread of its own: the daemon uses this form.
 
     Uses the platform's notifications (inotify, FSEvents, kqueue, ReadDirectoryChangesW)
     through watchdog. Files being written (Maildir ``tmp/``) and the editors' scratch files are
@@ -416,16 +427,17 @@ def watch(account: AccountSettings, on_change: Callable[[], None], stop: threadi
 
     paths = watched_paths(account)
     if not paths:
-        return
+        return lambda: None
     handler = Handler()
     observer = _shared_observer(Observer)
     watches = [observer.schedule(handler, str(path), recursive=True) for path in paths]
-    try:
-        stop.wait()
-    finally:
+
+    def unsubscribe() -> None:
         for watch_of_path in watches:
             with contextlib.suppress(KeyError, ValueError):  # already gone with its folder
                 observer.remove_handler_for_watch(handler, watch_of_path)
+
+    return unsubscribe
 
 
 # One observer for every account: an observer of its own per account costs a thread and an

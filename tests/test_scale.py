@@ -375,3 +375,23 @@ def test_a_kept_maildir_still_pauses_when_drafts_vanish_and_marks_nothing_delete
         assert kept.opened == 4
     finally:
         daemon.ledgers.close()
+
+
+def test_local_push_needs_no_thread_per_account(tmp_path: Path) -> None:
+    import threading
+
+    config = many_accounts(tmp_path, 3, interviews=False)
+    settings = fast(config_module.load(config), poll=3600)
+    daemon = Daemon(config, settings)
+    daemon.start()
+    try:
+        wait_for("the start-up passes", lambda: len({o.account for o in daemon.outcomes}) == 3)
+        assert len(daemon.subscriptions) == 3
+        assert not [t for t in threading.enumerate() if t.name.startswith("watch:")]
+        mailbox.Maildir(tmp_path / "a2" / "Maildir", create=False).add(b"Subject: hi\n\nx\n")
+        wait_for("a pass pushed by the new mail",
+                 lambda: any(o.account == "a2" and o.trigger == "push" for o in daemon.outcomes))
+    finally:
+        daemon.shutdown()
+        daemon.ledgers.close()
+    assert daemon.subscriptions == []
