@@ -373,8 +373,14 @@ def _settings(account: AccountSettings) -> ImapSettings:
     return imap
 
 
-def connect(account: AccountSettings, *, password: str | None = None) -> IMAPClient:
-    """A logged-in connection, with certificate checks and a timeout on every command."""
+def connect(
+    account: AccountSettings, *, password: str | Callable[[], str] | None = None
+) -> IMAPClient:
+    """A logged-in connection, with certificate checks and a timeout on every command.
+
+    ``password`` may be a function: it is called only once the server is trusted (after the
+    TLS handshake), so no secret is fetched for a server that turns out to be the wrong one.
+    """
     imap = _settings(account)
     where = f"account {account.name!r}: IMAP server {imap.host}"
     if imap.security not in ("tls", "starttls", "plain"):
@@ -417,7 +423,8 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
             )
             client.oauth2_login(username, token)
         else:
-            secret = password or secrets.require(account.name, "imap", imap.password_command)
+            given = password() if callable(password) else password
+            secret = given or secrets.require(account.name, "imap", imap.password_command)
             client.login(username, secret)
     except LoginError:
         _quietly_close(client)
@@ -442,14 +449,17 @@ class RememberedPassword:
         self._kept: str | None = None
 
     def connect(self) -> IMAPClient:
-        imap = _settings(self.account)
-        if self._kept is None and not imap.oauth2_token_command:
-            self._kept = secrets.require(self.account.name, "imap", imap.password_command)
         try:
-            return connect(self.account, password=self._kept)
+            return connect(self.account, password=self._password)
         except AuthError:
             self._kept = None
             raise
+
+    def _password(self) -> str:
+        if self._kept is None:
+            imap = _settings(self.account)
+            self._kept = secrets.require(self.account.name, "imap", imap.password_command)
+        return self._kept
 
 
 def _why(exc: BaseException) -> str:
