@@ -163,6 +163,7 @@ class Provider:
     signs_in: ClassVar[bool] = False  # `mailbridge auth` runs `authenticate`
     sign_in_port: ClassVar[bool] = False  # `authenticate` takes a fixed port (`auth --port`)
     pushes: ClassVar[bool] = False  # `watch` reports changes as they happen
+    subscribes: ClassVar[bool] = False  # ... or `subscribe` does, with no thread of its own
     own_probe: ClassVar[bool] = False  # `probe` signs in and reads every resource of the
     # provider itself, its calendar included; otherwise `probe` reads through the adapter
 
@@ -203,6 +204,13 @@ class Provider:
         """Calls ``on_change`` whenever something may have changed, until ``stop`` is set
         (only where ``pushes``)."""
         raise NotImplementedError(f"{cls.__name__} does not push changes")
+
+    @classmethod
+    def subscribe(cls, account: AccountSettings,
+                  on_change: Callable[[], None]) -> Callable[[], None]:
+        """Like `watch`, without a thread: calls ``on_change`` on changes until the returned
+        function is called (only where ``subscribes``)."""
+        raise NotImplementedError(f"{cls.__name__} does not subscribe to changes")
 
 
 class CalendarSource(Provider):

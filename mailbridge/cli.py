@@ -233,9 +233,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                         "(the service always runs every enabled account)")
     settings = _load(args)
     if not args.once:
-        from mailbridge.daemon import Daemon
+        from mailbridge.daemon import Daemon, FileLimitError
 
-        return Daemon(settings.path, settings).serve()
+        try:
+            return Daemon(settings.path, settings).serve()
+        except FileLimitError as exc:
+            raise UserError(str(exc)) from None
     if args.dry_run:
         return _dry_run(settings, args.account)
     return _one_pass_here_or_by_service(settings, args.account)

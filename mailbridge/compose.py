@@ -642,7 +642,37 @@ def _sample_interview() -> tuple[InterviewRow, Person, AccountSettings]:
 
 
 def check_templates(templates_dir: Path | None) -> list[str]:
-    """Every problem with the templates an account would use, as "FILE:LINE: ..." sentences."""
+    """Every problem with the templates an account would use, as "FILE:LINE: ..." sentences.
+
+    Checked once per folder and state of its files: a thousand accounts sharing the built-in
+    templates (or one folder) compile and try them once, not once each.
+    """
+    return list(_checked_templates(templates_dir, _templates_stamp(templates_dir)))
+
+
+def _templates_stamp(templates_dir: Path | None) -> tuple[tuple[str, int, int], ...]:
+    if templates_dir is None:
+        return ()
+    if not templates_dir.is_dir():  # missing, or a file: said apart, each has its own message
+        return (("", int(templates_dir.exists()), 0),)
+    found = [("", 2, 0)]
+    for path in sorted(templates_dir.iterdir()):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        found.append((path.name, info.st_mtime_ns, info.st_size))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_templates(
+    templates_dir: Path | None, stamp: tuple[tuple[str, int, int], ...]
+) -> tuple[str, ...]:
+    return tuple(_check_templates(templates_dir))
+
+
+def _check_templates(templates_dir: Path | None) -> list[str]:
     errors: list[str] = []
     usable_dir = templates_dir
     if templates_dir is not None:

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import sys
 import tomllib
 import typing
 import urllib.parse
@@ -445,6 +446,7 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys in every account of a long config
 def _is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
@@ -834,9 +836,20 @@ def _choice(ctx: _Ctx, key: Key, value: object, valid: list[str], what: str) -> 
     return None
 
 
+def _available(prefix: str) -> list[str]:
+    """adapters.available, asked once per search path: it reads every installed package's
+    entry points (milliseconds), and a config asks twice per account."""
+    return list(_available_on(prefix, tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _available_on(prefix: str, search_path: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(adapters.available(prefix))
+
+
 def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | None,
               config: adapters.ProviderConfig | None) -> tuple[str | None, CalendarSettings | None]:
-    kinds = adapters.available("calendar")
+    kinds = _available("calendar")
     key = (*home, "calendar")
     if "calendar" not in data:
         kind = config.default_calendar if config else None
@@ -951,7 +964,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
                 or _is_secret_key(key, ctx.declared)):
             _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
-                       adapters.available("mailbox"), "provider")
+                       _available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
     config = adapters.config_of("mailbox." + provider) if provider else None
     kind, calendar = _calendar(ctx, data, home, provider, config)

@@ -16,10 +16,14 @@ the poll interval at first, then exponentially later with jitter, never later th
 interval. The first good pass clears the error and catches up (the engine is level-triggered:
 mail that arrived and drafts that fell due meanwhile are handled then).
 
-Accounts run side by side: each pass has its own ledger connection and at most one pass per
-account runs at a time. A timer that fires while its account is busy is dropped (the running
-pass or its own wake-up covers it); a push (new mail) is remembered and runs right after, so a
-hanging server holds one worker thread, never the others. A pass that runs much longer than the
+Accounts run side by side on a small pool of worker threads (not a thread per account), at
+most one pass per account at a time; each running pass borrows one of the pool's ledger
+connections, and each account keeps its mailbox and calendar open from pass to pass (reopened
+after a fault or a config reload). Start-up passes and polls are spread with jitter, so a
+thousand accounts do not all start in the same second. A timer that fires while its account is
+busy is dropped (the running pass or its own wake-up covers it); a push (new mail) is remembered
+and runs right after; every provider call has a timeout, so a hanging server holds one worker
+for a while, never the others. A pass that runs much longer than the
 poll interval is reported as stuck. When the wall clock jumps ahead of the monotonic clock (the
 computer slept), every account gets one catch-up pass at once.
 """
@@ -32,6 +36,7 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import socketserver
@@ -53,7 +58,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mailbridge import config as config_module
 from mailbridge import engine, notify, retry
 from mailbridge.adapters import ProviderError, calendar_class, mailbox_class
-from mailbridge.ledger import Ledger, ledger_problem
+from mailbridge.engine import OpenProviders
+from mailbridge.ledger import Ledger, LedgerPool, ledger_problem
 from mailbridge.settings import AccountSettings, Settings
 
 log = logging.getLogger("mailbridge")
@@ -65,10 +71,26 @@ RETRY_SHARE = 0.125
 RETRY_MAX = timedelta(seconds=60)
 # A pass running longer than this many poll intervals is reported in `status` as stuck.
 STUCK_INTERVALS = 2
-TIMER, PUSH, ASKED = "timer", "push", "asked"
+TIMER, POLL, PUSH, ASKED = "timer", "poll", "push", "asked"
 PASS_NOW_PATIENCE = 600.0  # seconds `mailbridge sync` waits for a running pass to end
 CONTROL_NAME = "control.sock"  # the Unix socket in the state directory
 STOP_GRACE = 10.0  # seconds a stop waits for running passes
+# Passes run on at most this many threads, whatever the number of accounts: a pass mostly waits
+# on the network, and a few workers keep a thousand idle accounts cheap.
+MAX_WORKERS = 8
+# Start-up passes are spread over this many seconds per account (at most one poll interval).
+START_SPREAD_PER_ACCOUNT = 0.05
+# Each poll fires up to this share of the poll interval late (at most POLL_JITTER_MAX), so
+# accounts that started together drift apart.
+POLL_JITTER_SHARE = 0.1
+POLL_JITTER_MAX = 60.0
+# Open files: the interpreter and libraries; per worker a ledger connection (database, -wal,
+# -shm) and what a running pass opens for a moment (a calendar file, an HTTP connection); per
+# account what stays open between passes: at most a mail session and a push connection (IMAP;
+# a Maildir holds none, its watcher shares one inotify descriptor).
+BASE_FILES = 64
+FILES_PER_WORKER = 7
+FILES_PER_ACCOUNT = 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,29 @@ class PassOutcome:
     finished: datetime
     error: str | None
     actions: tuple[str, ...] = ()  # the pass's decisions, one line each
+
+
+class WakingEvent(threading.Event):
+    """The push watchers' stop signal, with a file descriptor that turns readable once it is
+    set: a watcher waits in the kernel on its connection and on this together, so an idle
+    account costs no wake-ups and a stop or reload still reaches it at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(OSError):  # already closed: nobody is waiting any more
+            os.write(self._write, b"x")
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def retry_delay(
@@ -135,12 +180,12 @@ class Daemon:
         self.config_path = config_path
         self.settings = settings
         self.rand = rand
-        # Enough workers that every account can have a pass in flight at once, even if some
-        # of them hang until their timeout.
-        workers = max(8, 2 * len(settings.accounts) + 2)
+        self.workers = workers_for(len(settings.accounts))
+        self.ledgers = LedgerPool(settings.state_dir)
+        self.providers: dict[str, OpenProviders] = {}
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(workers)},
+            executors={"default": ThreadPoolExecutor(self.workers)},
             # run_account itself keeps one pass per account; a second instance of a job whose
             # first hangs returns at once instead of making APScheduler warn every interval.
             job_defaults={"coalesce": True, "max_instances": 3, "misfire_grace_time": None},
@@ -151,11 +196,14 @@ class Daemon:
         self.running: dict[str, float] = {}  # account -> monotonic start of its pass
         self.stuck_reported: set[str] = set()
         self.rerun: set[str] = set()
+        self.last_end: dict[str, float] = {}  # account -> monotonic end of its last pass
+        self.forced: set[str] = set()  # accounts whose next poll is a retry or a catch-up
         self.outcomes: deque[PassOutcome] = deque(maxlen=10_000)
         self.state = threading.Lock()  # guards the sets and dicts above
         self.stop = threading.Event()
-        self.watch_stop = threading.Event()
+        self.watch_stop = WakingEvent()
         self.watchers: list[threading.Thread] = []
+        self.subscriptions: list[Callable[[], None]] = []  # each ends one push subscription
         self.reload_requested = threading.Event()
         self.control: socketserver.UnixStreamServer | None = None
 
@@ -164,6 +212,12 @@ class Daemon:
     def run_account(self, name: str, trigger: str = TIMER) -> None:
         """A pass for ``name``, unless one is running (then a push is queued, a timer dropped)."""
         lock = self.locks.setdefault(name, threading.Lock())
+        if trigger == POLL:
+            with self.state:
+                forced = name in self.forced
+                self.forced.discard(name)
+            if not forced and self._just_passed(name):
+                return  # a pass (a catch-up, a due time, a push) has just read everything
         with self.state:
             if not lock.acquire(blocking=False):
                 if trigger == PUSH:
@@ -185,6 +239,16 @@ class Daemon:
             lock.release()
             raise
 
+    def _just_passed(self, name: str) -> bool:
+        """Whether the account's last pass ended within a quarter of its poll interval: a
+        poll then (missed polls after sleep, or one jittered next to a due time) adds
+        nothing but a second read."""
+        account = self._account(name)
+        ended = self.last_end.get(name)
+        if account is None or ended is None:
+            return False
+        return time.monotonic() - ended < account.poll_interval.total_seconds() / 4
+
     def _one_pass(self, account: AccountSettings, trigger: str) -> PassOutcome:
         name = account.name
         now = datetime.now(UTC)
@@ -198,9 +262,11 @@ class Daemon:
             read_calendar = _rereads(account) or calendar_due(
                 self.last_calendar.get(name), account.calendar_interval, now
             )
-            with Ledger.open(self.settings.state_dir) as ledger:
+            keep = self._providers(account)
+            with self.ledgers.borrow() as ledger:
                 report = engine.reconcile(
-                    account, ledger, now=now, notify=notify.send, read_calendar=read_calendar
+                    account, ledger, now=now, notify=notify.send, read_calendar=read_calendar,
+                    keep=keep,
                 )
             error = report.error
             actions = report.actions
@@ -214,6 +280,7 @@ class Daemon:
             log.error("%s", error)
             self._record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the daemon
+            self._drop_providers(name)
             error = (
                 f"account {name!r}: the pass failed unexpectedly ({type(exc).__name__}: {exc}); "
                 "will retry"
@@ -223,6 +290,7 @@ class Daemon:
         finally:
             with self.state:
                 self.running.pop(name, None)
+                self.last_end[name] = time.monotonic()
                 self.stuck_reported.discard(name)
         finished = datetime.now(UTC)
         outcome = PassOutcome(name, trigger, now, finished, error, tuple(actions))
@@ -263,15 +331,34 @@ class Daemon:
 
     def _retry(self, name: str, when: datetime) -> None:
         """Move the account's poll to ``when``; the interval continues from there."""
+        with self.state:
+            self.forced.add(name)  # this poll is wanted even right after a pass
         try:
             self.scheduler.modify_job(f"poll:{name}", next_run_time=when)
         except JobLookupError:  # reloaded or not scheduled (a lone pass): a date job instead
             self.scheduler.add_job(self.run_account, "date", run_date=when, args=[name],
                                    id=f"retry:{name}", replace_existing=True)
 
+    def _providers(self, account: AccountSettings) -> OpenProviders:
+        """The account's open providers; opened afresh when its settings changed (a reload)."""
+        with self.state:
+            keep = self.providers.get(account.name)
+            if keep is not None and keep.account == account:
+                return keep
+            self.providers[account.name] = fresh = OpenProviders(account)
+        if keep is not None:
+            keep.close()
+        return fresh
+
+    def _drop_providers(self, name: str) -> None:
+        with self.state:
+            keep = self.providers.pop(name, None)
+        if keep is not None:
+            keep.close()
+
     def _record_error(self, name: str, error: str, now: datetime) -> None:
         try:
-            with Ledger.open(self.settings.state_dir) as ledger, ledger.transaction():
+            with self.ledgers.borrow() as ledger, ledger.transaction():
                 ledger.record_error(name, error, now)
         except Exception as exc:  # noqa: BLE001 - the ledger itself may be what failed
             log.error("%s: could not record the error in the ledger (%s)", name, exc)
@@ -319,30 +406,44 @@ class Daemon:
     # --- jobs ----------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        for account in self.settings.accounts:
-            if not account.enabled:
-                continue
+        enabled = [a for a in self.settings.accounts if a.enabled]
+        now = datetime.now(UTC)
+        for account in enabled:
+            poll = account.poll_interval.total_seconds()
+            # A pass at start to catch up, spread out so many accounts do not start at once.
+            spread = min(poll, START_SPREAD_PER_ACCOUNT * len(enabled))
             self.scheduler.add_job(
                 self.run_account, "interval",
-                seconds=account.poll_interval.total_seconds(), args=[account.name],
+                seconds=poll, args=[account.name, POLL],
+                jitter=min(poll * POLL_JITTER_SHARE, POLL_JITTER_MAX),
                 id=f"poll:{account.name}", replace_existing=True,
-                next_run_time=datetime.now(UTC),  # a pass at start: catch up at once
+                next_run_time=now + timedelta(seconds=spread * self.rand()),
             )
             self._start_watcher(account)
 
     def _start_watcher(self, account: AccountSettings) -> None:
-        """Push: a mailbox that declares it (IMAP IDLE) has `watch(account, on_change, stop)`."""
+        """Push: a mailbox that declares it (``pushes``) either offers `subscribe`, which
+        needs no thread (a Maildir's file notifications), or `watch`, which blocks in a thread
+        of its own (IMAP IDLE)."""
         try:
             mailbox = mailbox_class(account.provider)
         except (ImportError, ProviderError):
             return
         if not mailbox.pushes:
             return
-        watch: Callable[..., Any] = mailbox.watch
 
         def on_change(name: str = account.name) -> None:
             self.scheduler.add_job(self.run_account, args=[name, PUSH], id=f"push:{name}",
                                    replace_existing=True)
+
+        if mailbox.subscribes:
+            try:
+                self.subscriptions.append(mailbox.subscribe(account, on_change))
+            except Exception as exc:  # noqa: BLE001 - polling still covers the account
+                log.warning("%s: no push notifications (%s); polling continues",
+                            account.name, exc)
+            return
+        watch: Callable[..., Any] = mailbox.watch
 
         thread = threading.Thread(
             target=self._guarded_watch, args=(watch, account, on_change),
@@ -359,19 +460,34 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - polling still covers the account
             log.warning("%s: push watcher stopped (%s); polling continues", account.name, exc)
 
+    def _end_subscriptions(self) -> None:
+        ending, self.subscriptions = self.subscriptions, []
+        for unsubscribe in ending:
+            with contextlib.suppress(Exception):  # its folder may be gone already
+                unsubscribe()
+
     def reload(self) -> None:
         try:
             settings = config_module.load(self.config_path)
         except config_module.ConfigError as exc:
             log.error("config not reloaded, keeping the old one: %s", exc)
             return
+        self._end_subscriptions()
         self.watch_stop.set()
+        deadline = time.monotonic() + 5
         for thread in self.watchers:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.watchers.clear()
-        self.watch_stop = threading.Event()
+        if not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("watch:")):
+            self.watch_stop.close()
+        self.watch_stop = WakingEvent()
         self.scheduler.remove_all_jobs()
         self.settings = settings
+        kept = {a.name for a in settings.accounts if a.enabled}
+        with self.state:
+            gone = [n for n in self.providers if n not in kept and n not in self.running]
+        for name in gone:  # changed accounts reopen at their next pass (see _providers)
+            self._drop_providers(name)
         self.schedule()
         log.info("config reloaded from %s", self.config_path)
 
@@ -391,7 +507,7 @@ class Daemon:
         names = ([str(wanted)] if wanted else
                  [a.name for a in self.settings.accounts if a.enabled])
         # Side by side, so a hanging server delays only its own account's answer.
-        with Pool(max_workers=max(1, len(names))) as pool:
+        with Pool(max_workers=max(1, min(self.workers, len(names)))) as pool:
             outcomes = list(pool.map(self.pass_now, names))
         results: list[dict[str, Any]] = []
         for name, outcome in zip(names, outcomes, strict=True):
@@ -448,6 +564,7 @@ class Daemon:
         self.schedule()
 
     def shutdown(self) -> None:
+        self._end_subscriptions()
         self.watch_stop.set()
         self.scheduler.shutdown(wait=False)
 
@@ -463,6 +580,8 @@ class Daemon:
         self.check_stuck()
 
     def serve(self) -> int:
+        enabled = sum(1 for a in self.settings.accounts if a.enabled)
+        raise_file_limit(files_needed(enabled, self.workers), enabled)
         holder = Ledger.open(self.settings.state_dir)
         holder.lock()  # one daemon per ledger
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -482,9 +601,15 @@ class Daemon:
         finally:
             log.info("stopping")
             self.close_control()
+            self._end_subscriptions()
             self.watch_stop.set()
             self.scheduler.shutdown(wait=False)
             self._wait_for_passes(STOP_GRACE)
+            with self.state:
+                kept, self.providers = list(self.providers.values()), {}
+            for keep in kept:
+                keep.close()
+            self.ledgers.close()
             holder.close()
         return 0
 
@@ -507,6 +632,38 @@ class Daemon:
                     names)
         logging.shutdown()
         os._exit(0)
+
+
+def workers_for(accounts: int) -> int:
+    """Worker threads for ``accounts``: one per account up to MAX_WORKERS (at least two)."""
+    return min(MAX_WORKERS, max(2, accounts))
+
+
+def files_needed(accounts: int, workers: int) -> int:
+    return BASE_FILES + FILES_PER_WORKER * workers + FILES_PER_ACCOUNT * accounts
+
+
+class FileLimitError(Exception):
+    """The process may not open as many files as its accounts need."""
+
+
+def raise_file_limit(needed: int, accounts: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``needed`` when it is lower; the limit now in force.
+
+    The soft limit (often 1,024) may be raised up to the hard one without privileges; above the
+    hard limit only the user (``ulimit -n``) or the service unit (LimitNOFILE=) can help.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise FileLimitError(
+            f"{accounts} accounts need about {needed} open files, but this process may open "
+            f"only {hard} (ulimit -n); raise the limit (`ulimit -n {needed}` in the shell, or "
+            "LimitNOFILE= in the service unit) or disable some accounts"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
 
 
 def control_path(state_dir: Path) -> Path:

@@ -1055,6 +1055,42 @@ class _NoCalendar(CalendarSource):
         pass
 
 
+class OpenProviders:
+    """One account's mailbox and calendar, kept open from pass to pass (the daemon's).
+
+    Opened on first use, so a session, a refreshed access token or a discovered endpoint lives
+    as long as the daemon instead of one pass. ``close()`` after a fault or a config change:
+    the next pass opens them again. ``opened`` counts the opens (for tests and benches).
+    """
+
+    def __init__(self, account: AccountSettings) -> None:
+        self.account = account
+        self.opened = 0
+        self._mailbox: Mailbox | None = None
+        self._calendar: CalendarSource | None = None
+
+    def mailbox(self) -> Mailbox:
+        if self._mailbox is None:
+            self._mailbox = open_mailbox(self.account)
+            self.opened += 1
+        return self._mailbox
+
+    def calendar(self) -> CalendarSource:
+        if self._calendar is None:
+            self._calendar = open_calendar(self.account)
+            self.opened += 1
+        return self._calendar
+
+    def close(self) -> None:
+        things = [t for t in (self._mailbox, self._calendar) if t is not None]
+        self._mailbox = self._calendar = None
+        for thing in things:
+            try:
+                thing.close()
+            except Exception:  # noqa: BLE001 - a broken session is dropped all the same
+                log.debug("closing %r failed", thing, exc_info=True)
+
+
 def reconcile(
     account: AccountSettings,
     ledger: Ledger,
@@ -1065,8 +1101,13 @@ def reconcile(
     dry_run: bool = False,
     notify: Notifier | None = None,
     read_calendar: bool = True,
+    keep: OpenProviders | None = None,
 ) -> PassReport:
-    """One pass for one account. Never raises for a provider fault: it is in the report."""
+    """One pass for one account. Never raises for a provider fault: it is in the report.
+
+    With ``keep``, the providers come from it and stay open after the pass, unless the pass
+    failed: then they are closed, so the next pass starts from a fresh session.
+    """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     owned: list[Mailbox | CalendarSource] = []
     report = PassReport(account=account.name)
@@ -1074,6 +1115,9 @@ def reconcile(
     if savepoint:
         ledger.conn.execute("BEGIN IMMEDIATE")
     try:
+        if keep is not None:
+            calendar = calendar or (keep.calendar() if read_calendar else _NoCalendar())
+            mailbox = mailbox or keep.mailbox()
         if calendar is None:
             calendar = open_calendar(account) if read_calendar else _NoCalendar()
             owned.append(calendar)
@@ -1124,6 +1168,8 @@ def reconcile(
     finally:
         if savepoint:
             ledger.conn.execute("ROLLBACK")
+        if keep is not None and report.error is not None:
+            keep.close()  # reopened at the next pass
         for thing in owned:
             try:
                 thing.close()

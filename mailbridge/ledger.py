@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -1181,3 +1182,55 @@ class Ledger:
             drafts=tuple(self.drafts(account)),
             messages=tuple(self.messages(account)),
         )
+
+
+class LedgerPool:
+    """Ledger connections for the daemon's workers: one per pass running at once, reused.
+
+    A pass borrows a connection and gives it back; a new one is opened only when every
+    connection is in use, so the count never exceeds the number of workers. A connection that
+    failed (a damaged or full disk) is closed instead of kept.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.opened = 0
+        self._free: list[Ledger] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[Ledger]:
+        with self._lock:
+            ledger = self._free.pop() if self._free else None
+        if ledger is None:
+            ledger = Ledger.open(self.state_dir)
+            with self._lock:
+                self.opened += 1
+        broken = False
+        try:
+            yield ledger
+        except sqlite3.Error:
+            broken = True
+            raise
+        finally:
+            if not broken and ledger.conn.in_transaction:
+                try:  # never hand on a half-done transaction
+                    ledger.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    broken = True
+            if broken:
+                with contextlib.suppress(sqlite3.Error):
+                    ledger.close()
+            with self._lock:
+                if broken:
+                    self.opened -= 1
+                else:
+                    self._free.append(ledger)
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+            self.opened -= len(free)
+        for ledger in free:
+            with contextlib.suppress(sqlite3.Error):
+                ledger.close()

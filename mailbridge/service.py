@@ -33,6 +33,9 @@ ExecStart={command}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=30
+# Many accounts need more open files than the usual soft limit of 1,024 (the daemon raises its
+# own soft limit up to this hard one, and says so in one line when even that is too low).
+LimitNOFILE=65536
 
 [Install]
 WantedBy=default.target

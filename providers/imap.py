@@ -41,6 +41,7 @@ import getpass
 import json
 import random
 import re
+import selectors
 import ssl
 import threading
 import time
@@ -144,6 +145,7 @@ EXCERPT_BYTES = 600
 FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
 IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
 POLL_INTERVAL = 60  # seconds, NOOP polling where IDLE is missing
+STOP_LOOK = 1.0  # seconds between looks at a stop event that has no file descriptor to wait on
 STALE_AFTER = 60  # seconds unused before a cached connection is checked with NOOP
 
 DRAFTS_NAMES = (
@@ -364,8 +366,14 @@ def _settings(account: AccountSettings) -> ImapSettings:
     return imap
 
 
-def connect(account: AccountSettings, *, password: str | None = None) -> IMAPClient:
-    """A logged-in connection, with certificate checks and a timeout on every command."""
+def connect(
+    account: AccountSettings, *, password: str | Callable[[], str] | None = None
+) -> IMAPClient:
+    """A logged-in connection, with certificate checks and a timeout on every command.
+
+    ``password`` may be a function: it is called only once the server is trusted (after the
+    TLS handshake), so no secret is fetched for a server that turns out to be the wrong one.
+    """
     imap = _settings(account)
     where = f"account {account.name!r}: IMAP server {imap.host}"
     if imap.security not in ("tls", "starttls", "plain"):
@@ -408,7 +416,8 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
             )
             client.oauth2_login(username, token)
         else:
-            secret = password or secrets.require(account, "imap", imap.password_command)
+            given = password() if callable(password) else password
+            secret = given or secrets.require(account, "imap", imap.password_command)
             client.login(username, secret)
     except LoginError:
         _quietly_close(client)
@@ -420,6 +429,30 @@ def connect(account: AccountSettings, *, password: str | None = None) -> IMAPCli
         _quietly_close(client)
         raise ProviderError(f"{where}: login failed ({_why(exc)})") from None
     return client
+
+
+class RememberedPassword:
+    """The account's password, fetched at the first login and kept in memory, so a
+    long-lived daemon runs password_command (or asks the keyring) once, not at every
+    reconnect. A refused login forgets it: the next login fetches it again (it may have been
+    fixed). OAuth2 tokens expire, so oauth2_token_command still runs at every login."""
+
+    def __init__(self, account: AccountSettings) -> None:
+        self.account = account
+        self._kept: str | None = None
+
+    def connect(self) -> IMAPClient:
+        try:
+            return connect(self.account, password=self._password)
+        except AuthError:
+            self._kept = None
+            raise
+
+    def _password(self) -> str:
+        if self._kept is None:
+            imap = _settings(self.account)
+            self._kept = secrets.require(self.account.name, "imap", imap.password_command)
+        return self._kept
 
 
 def _why(exc: BaseException) -> str:
@@ -534,7 +567,7 @@ class ImapMailbox(Mailbox):
     ) -> None:
         self.account = account
         self.settings = _settings(account)
-        self._connector = connector or (lambda: connect(account))
+        self._connector = connector or RememberedPassword(account).connect
         self._client: IMAPClient | None = None
         self._last_used = 0.0
         self._folders: dict[str, str | None] | None = None
@@ -856,10 +889,12 @@ class ImapMailbox(Mailbox):
             self._select(client, name, readonly=True)
             uids = [u for u in client.search(["UID", f"{known.uidnext}:*"]) if u >= known.uidnext]
         else:
-            # First pass or renumbered folder: the server finds what is recent. A day of slack
-            # because SINCE compares dates in the server's time zone.
-            self._select(client, name, readonly=True)
-            uids = client.search(["SINCE", (since - timedelta(days=1)).date()])
+            # First pass or renumbered folder: find the first message stored inside the
+            # look-back window by bisecting INTERNALDATE over sequence numbers (a few small
+            # FETCHes), not a server-side SEARCH SINCE that reads the whole folder. A day of
+            # slack for servers that store the date in their own time zone.
+            info = client.select_folder(name, readonly=True)
+            uids = uids_stored_since(client, int(info.get(b"EXISTS", 0)), since - timedelta(days=1))
         headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
         next_uid = max([now.uidnext, *(u + 1 for u in uids)])
         return replace(now, uidnext=next_uid), headers
@@ -919,6 +954,36 @@ class ImapMailbox(Mailbox):
         return texts
 
 
+def uids_stored_since(client: IMAPClient, exists: int, since: datetime) -> list[int]:
+    """The UIDs of the selected folder's messages from the first one stored at ``since`` on.
+
+    Messages are numbered in the order they were stored, so INTERNALDATE grows with the
+    sequence number (a message copied in later with an old date is after the point, and kept);
+    about log2(EXISTS) FETCHes of one date each find the point, one FETCH of UIDs the rest.
+    """
+    if exists < 1:
+        return []
+    at = since.astimezone().replace(tzinfo=None)  # imapclient gives local, naive dates
+    low, high = 1, exists + 1
+    client.use_uid = False  # sequence numbers for the bisection, UIDs again below
+    try:
+        while low < high:
+            middle = (low + high) // 2
+            stored = client.fetch([middle], ["INTERNALDATE"]).get(middle, {}).get(b"INTERNALDATE")
+            if isinstance(stored, datetime) and stored.replace(tzinfo=None) < at:
+                low = middle + 1
+            else:
+                high = middle
+        found: list[int] = []
+        for start in range(low, exists + 1, FETCH_CHUNK):
+            numbers = list(range(start, min(start + FETCH_CHUNK, exists + 1)))
+            fetched = client.fetch(numbers, ["UID"])
+            found.extend(int(data[b"UID"]) for data in fetched.values() if b"UID" in data)
+    finally:
+        client.use_uid = True
+    return sorted(found)
+
+
 def open_mailbox(account: AccountSettings) -> ImapMailbox:
     return ImapMailbox(account)
 
@@ -940,7 +1005,7 @@ def watch(
     mail may have arrived while the connection was down (the cursor of ``messages`` finds it).
     """
     imap = _settings(account)
-    make = connector or (lambda: connect(account))
+    make = connector or RememberedPassword(account).connect
     failures = 0
     first = True
     while not stop.is_set():
@@ -978,25 +1043,47 @@ def _arrived(responses: Sequence[Any]) -> bool:
 
 
 def _idle_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
+    """IDLE until mail arrives, renewed every IDLE_RENEW seconds.
+
+    The thread sleeps in the kernel on the connection's socket (and on ``stop``'s file
+    descriptor when it has one, as the daemon's does), so an idle account costs no wake-ups.
+    """
     while not stop.is_set():
         client.idle()
         started = time.monotonic()
         changed = False
         quick_empty = 0
-        while not stop.is_set() and time.monotonic() - started < IDLE_RENEW:
-            asked = time.monotonic()
-            responses = client.idle_check(timeout=1)
+        while not stop.is_set():
+            left = IDLE_RENEW - (time.monotonic() - started)
+            if left <= 0:
+                break
+            if not _wait_for_server(client, stop, left):
+                continue
+            responses = client.idle_check(timeout=0)
             if _arrived(responses):
                 changed = True
                 break
-            # imapclient swallows EOF in idle_check: a closed socket shows up as "readable, but
-            # nothing in it" again and again, long before the one-second timeout.
-            quick_empty = quick_empty + 1 if not responses and time.monotonic() - asked < 0.5 else 0
+            # Readable with nothing in it, again and again: the server closed the connection
+            # (imapclient swallows the EOF in idle_check).
+            quick_empty = quick_empty + 1 if not responses else 0
             if quick_empty >= 3:
                 raise ProviderError("the IMAP server closed the IDLE connection")
         client.idle_done()
         if changed:
             on_change()
+
+
+def _wait_for_server(client: IMAPClient, stop: threading.Event, timeout: float) -> bool:
+    """Wait until the server sent something (True), ``stop`` was set or ``timeout`` passed."""
+    wake: Callable[[], int] | None = getattr(stop, "fileno", None)
+    with selectors.DefaultSelector() as selector:  # epoll: no limit at 1,024 descriptors
+        selector.register(client.socket(), selectors.EVENT_READ, "server")
+        if wake is not None:
+            selector.register(wake(), selectors.EVENT_READ, "stop")
+        else:
+            timeout = min(timeout, STOP_LOOK)
+        events = selector.select(timeout)
+    return any(key.data == "server" for key, _ in events)
 
 
 def _poll_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from mailbridge.adapters import (
     CalendarSource,
@@ -187,6 +187,7 @@ def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
 class MaildirMailbox(Mailbox):
     config = CONFIG
     pushes = True
+    subscribes = True
     moves_to_trash = True
 
     @classmethod
@@ -209,6 +210,11 @@ class MaildirMailbox(Mailbox):
     def watch(cls, account: AccountSettings, on_change: Callable[[], None],
               stop: threading.Event) -> None:
         watch(account, on_change, stop)
+
+    @classmethod
+    def subscribe(cls, account: AccountSettings,
+                  on_change: Callable[[], None]) -> Callable[[], None]:
+        return subscribe(account, on_change)
 
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
@@ -501,7 +507,18 @@ def watched_paths(account: AccountSettings) -> list[Path]:
 
 
 def watch(account: AccountSettings, on_change: Callable[[], None], stop: threading.Event) -> None:
-    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes.
+    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes,
+    until ``stop`` is set (the blocking form of `subscribe`)."""
+    unsubscribe = subscribe(account, on_change)
+    try:
+        stop.wait()
+    finally:
+        unsubscribe()
+
+
+def subscribe(account: AccountSettings, on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes;
+    returns the function that ends it. No thread of its own: the daemon uses this form.
 
     Uses the platform's notifications (inotify, FSEvents, kqueue, ReadDirectoryChangesW)
     through watchdog. Files being written (Maildir ``tmp/``) and the editors' scratch files are
@@ -523,17 +540,33 @@ def watch(account: AccountSettings, on_change: Callable[[], None], stop: threadi
 
     paths = watched_paths(account)
     if not paths:
-        return
-    observer = Observer()
+        return lambda: None
     handler = Handler()
-    for path in paths:
-        observer.schedule(handler, str(path), recursive=True)
-    observer.start()
-    try:
-        stop.wait()
-    finally:
-        observer.stop()
-        observer.join(timeout=5)
+    observer = _shared_observer(Observer)
+    watches = [observer.schedule(handler, str(path), recursive=True) for path in paths]
+
+    def unsubscribe() -> None:
+        for watch_of_path in watches:
+            with contextlib.suppress(KeyError, ValueError):  # already gone with its folder
+                observer.remove_handler_for_watch(handler, watch_of_path)
+
+    return unsubscribe
+
+
+# One observer for every account: an observer of its own per account costs a thread and an
+# inotify instance each, and Linux allows 128 instances per user by default.
+_observer_lock = threading.Lock()
+_observer: Any = None
+
+
+def _shared_observer(make: Callable[[], Any]) -> Any:
+    global _observer
+    with _observer_lock:
+        if _observer is None or not _observer.is_alive():
+            _observer = make()
+            _observer.daemon = True
+            _observer.start()
+        return _observer
 
 
 # Folders whose changes need no pass at once: Drafts is where the passes themselves write (a
