@@ -192,7 +192,7 @@ def feed() -> Iterator[tuple[Feed, str]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield state, f"http://127.0.0.1:{server.server_address[1]}/calendar.ics"
     server.shutdown()
