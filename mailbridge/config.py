@@ -672,6 +672,17 @@ class NotifyTable:
 Duration = timedelta  # a field holding one, written as text: "2h", "90 minutes", "1 day"
 
 
+# What each command of a token_store = "command" pair runs, for the fix in an error.
+_TOKEN_COMMANDS = {"token_command": "pass show", "token_store_command": "pass insert -m -f"}
+
+
+def _names_purpose(key: str) -> AfterValidator:
+    """A token-store command must say where the secret's {purpose} goes."""
+    return require(lambda v: "{purpose}" in v,
+                   f'token_store = "command" needs {key} naming {{{{purpose}}}}',
+                   f'e.g. {key} = "{_TOKEN_COMMANDS[key]} mailbridge/{{account}}/{{purpose}}"')
+
+
 @dataclass(frozen=True)
 class PolicyTable:
     """The keys of [defaults], which every account inherits and may override."""
@@ -740,18 +751,12 @@ class PolicyTable:
     token_store: Annotated[Text, one_of(*TOKEN_STORES, what="token_store"), doc(
         "where `mailbridge auth` keeps tokens and passwords: the OS keyring, a command pair, "
         "or a marked 0600 file in the state folder (docs/tokens.md)", "keyring")] = "keyring"
-    token_store_command: Annotated[Text | None, require(
-        lambda v: "{purpose}" in v,
-        'token_store = "command" needs token_store_command naming {{purpose}}',
-        'e.g. token_store_command = "pass insert -m -f mailbridge/{{account}}/{{purpose}}"'),
-        doc("with token_store = \"command\": stores the secret it reads on stdin",
-            "pass insert -m -f mailbridge/{account}/{purpose}")] = None
-    token_command: Annotated[Text | None, require(
-        lambda v: "{purpose}" in v,
-        'token_store = "command" needs token_command naming {{purpose}}',
-        'e.g. token_command = "pass show mailbridge/{{account}}/{{purpose}}"'),
-        doc("with token_store = \"command\": prints the stored secret",
-            "pass show mailbridge/{account}/{purpose}")] = None
+    token_store_command: Annotated[Text | None, _names_purpose("token_store_command"), doc(
+        'with token_store = "command": stores the secret it reads on stdin',
+        "pass insert -m -f mailbridge/{account}/{purpose}")] = None
+    token_command: Annotated[Text | None, _names_purpose("token_command"), doc(
+        'with token_store = "command": prints the stored secret',
+        "pass show mailbridge/{account}/{purpose}")] = None
     timezone: Annotated[Zone | None, doc(
         "this account's time zone; default: [mailbridge]'s", "America/Chicago")] = None
     country: Annotated[Country | None, doc(
@@ -999,8 +1004,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
     if keys.token_store == "command":
-        example = {"token_command": "pass show", "token_store_command": "pass insert -m -f"}
-        for key, command in example.items():
+        for key, command in _TOKEN_COMMANDS.items():
             if not getattr(keys, key):
                 ctx.fail((*home, "token_store"), f'token_store = "command" needs {key} naming '
                          "{purpose}", f'e.g. {key} = "{command} mailbridge/{{account}}/{{purpose}}"'
