@@ -21,7 +21,6 @@ from mailbridge.adapters import (
     ProviderError,
     available,
     classes_of,
-    default_kind,
     mailbox_class,
 )
 from mailbridge.compose import GAP_PATTERN
@@ -914,8 +913,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a starter config")
     p.add_argument("--address", default="you@example.com", help="your email address")
-    p.add_argument("--provider", default=default_kind("mailbox"), choices=available("mailbox"),
-                   help="where your mail is: one of the installed mailbox kinds")
+    # No default here: finding the default kind imports every provider, which would slow
+    # every command down; starter_config picks it when --provider is not given.
+    p.add_argument("--provider", choices=available("mailbox"),
+                   help="where your mail is: one of the installed mailbox kinds "
+                        "(default: the one that declares itself the default)")
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 

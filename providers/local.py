@@ -64,8 +64,6 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings
 
-from .ics import events_from_ics
-
 HEAD_BYTES = 64 * 1024  # enough for any sane header block: read to find a message's Date
 
 # --- settings: the account's maildir = {...} table, and calendar kind "file" ------------------
@@ -135,6 +133,10 @@ class FileCalendar(CalendarSource):
         )
         if cursor == state:
             return CalendarBatch(events=(), complete=False, cursor=cursor)
+        # Imported on the first change only: it brings in icalendar and an HTTP stack, which
+        # `mailbridge check` of a thousand local accounts need not wait for.
+        from .ics import events_from_ics
+
         events = []
         skipped: list[Unreadable] = []
         for file in files:
