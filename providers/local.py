@@ -535,7 +535,7 @@ def subscribe(account: AccountSettings, on_change: Callable[[], None]) -> Callab
     inotify instance and one thread (`_Inotify`); elsewhere watchdog's observer (FSEvents,
     kqueue, ReadDirectoryChangesW) does the same.
     """
-    if sys.platform == "linux":
+    if _USE_INOTIFY:
         return _inotify_subscribe(account, on_change)
     return _watchdog_subscribe(account, on_change)
 
@@ -649,8 +649,9 @@ class _Inotify:
         self.flags = flags
         self.mask = (flags.CREATE | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
                      | flags.DELETE | flags.ONLYDIR)
-        # File events worth a pass: a file merely created is followed by its CLOSE_WRITE.
-        self.file_events = flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE
+        # CREATE too: a delivery by link() from tmp/ (Python's mailbox does so) makes no other.
+        self.file_events = (flags.CREATE | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
+                            | flags.DELETE)
         try:
             self.inotify = INotify()
         except OSError as exc:  # EMFILE: fs.inotify.max_user_instances used up by others
@@ -760,6 +761,7 @@ class _Inotify:
             self.thread.join(timeout=10)
 
 
+_USE_INOTIFY = sys.platform == "linux"
 _inotify_lock = threading.Lock()
 _inotify: _Inotify | None = None  # while any account is subscribed
 _warned: set[str] = set()
