@@ -49,7 +49,11 @@ class Calls:
 
 
 @pytest.fixture
-def subscribe() -> Iterator[Callable[[AccountSettings, Callable[[], None]], Callable[[], None]]]:
+def subscribe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[AccountSettings, Callable[[], None]], Callable[[], None]]]:
+    # A fresh instance, whatever another test left subscribed: the counts below are its own.
+    monkeypatch.setattr(local, "_inotify", None)
     ends: list[Callable[[], None]] = []
 
     def start(account: AccountSettings, on_change: Callable[[], None]) -> Callable[[], None]:
@@ -100,11 +104,11 @@ def deliver(root: Path) -> None:
 def test_three_hundred_accounts_share_one_instance_and_one_thread(
     tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
 ) -> None:
-    fds_before = inotify_fds()
+    fds_before, threads_before = inotify_fds(), watcher_threads()
     calls = Calls()
     for account in accounts(tmp_path, 300):
         subscribe(account, calls.of(account.name))
-    assert watcher_threads() == 1
+    assert watcher_threads() == threads_before + 1
     assert inotify_fds() == fds_before + 1
     # Per account: the Maildir, its new/ and cur/, the calendar folder.
     assert kernel_watches() == 300 * 4

@@ -239,6 +239,7 @@ def test_providers_are_reopened_after_a_config_reload_changes_the_account(
         assert before.opened == 2 and daemon.providers["a0"].opened == 2
     finally:
         daemon.watch_stop.set()
+        daemon._end_subscriptions()  # the reload subscribed the account to push
         daemon.ledgers.close()
 
 
