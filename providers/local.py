@@ -606,7 +606,8 @@ _SENT_DIRS = frozenset(n for name in FOLDER_NAMES["sent"] for n in (name, "." + 
 
 
 def _child_role(role: _Role, name: str) -> _Role | None:
-    """The role of a folder named ``name`` inside one of ``role``; None: not watched."""
+    """The role of a folder named ``name`` inside one of ``role``; None: not watched (tmp/,
+    and Drafts and Trash, as `_QUIET_FOLDERS` says why)."""
     if role in (_Role.MAILDIR, _Role.FOLDER) and name in ("new", "cur"):
         return _Role.MESSAGES
     if role is _Role.MAILDIR and name in _SENT_DIRS:
