@@ -12,16 +12,15 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailbridge import __version__, compose, engine, paths, secrets
+from mailbridge import __version__, compose, paths, secrets
 from mailbridge import config as config_module
 from mailbridge.adapters import (
     Provider,
     ProviderError,
     available,
     classes_of,
-    default_kind,
     mailbox_class,
 )
 from mailbridge.compose import GAP_PATTERN
@@ -37,6 +36,11 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings, Settings
 from mailbridge.textsafe import printable, redact_urls, safe
+
+if TYPE_CHECKING:
+    # The commands that run passes import the engine themselves: its planner, classifier and
+    # holiday tables would slow every other command down (`check` of a thousand accounts).
+    from mailbridge import engine
 
 log = logging.getLogger("mailbridge")
 
@@ -202,6 +206,7 @@ def _ask_service_for_passes(settings: Settings, account: str | None) -> int | No
 
 def _dry_run(settings: Settings, account_name: str | None) -> int:
     """One pass per account against a copy of the ledger in memory: nothing on disk changes."""
+    from mailbridge import engine
     failures = 0
     accounts = _accounts(settings, account_name)
     # The decisions are printed below; logging them too would show each one twice.
@@ -245,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _one_pass_here_or_by_service(settings: Settings, account_name: str | None) -> int:
-    from mailbridge import notify
+    from mailbridge import engine, notify
 
     failures = 0
     with _open_ledger(settings) as ledger:
@@ -398,6 +403,7 @@ def _account_warnings(ledger: Ledger, account: AccountSettings) -> list[str]:
 
 def _waiting(ledger: Ledger, account: AccountSettings) -> list[engine.WaitingMessage]:
     """Messages whose handling failed and that are kept for another try."""
+    from mailbridge import engine
     return [w for w in engine.waiting_messages(ledger, account.name).values() if not w.given_up]
 
 
@@ -612,6 +618,7 @@ def _plain_line(label: str, to: str, state: str) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from mailbridge import engine
     settings = _load(args)
     now = datetime.now(UTC)
     with _read_ledger(settings) as ledger:
@@ -670,6 +677,7 @@ def _print_notes(ledger: Ledger, interview_id: int) -> None:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    from mailbridge import engine
     settings = _load(args)
     now = datetime.now(UTC)
     with _open_ledger(settings) as ledger:
@@ -914,8 +922,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a starter config")
     p.add_argument("--address", default="you@example.com", help="your email address")
-    p.add_argument("--provider", default=default_kind("mailbox"), choices=available("mailbox"),
-                   help="where your mail is: one of the installed mailbox kinds")
+    # No default here: finding the default kind imports every provider, which would slow
+    # every command down; starter_config picks it when --provider is not given.
+    p.add_argument("--provider", choices=available("mailbox"),
+                   help="where your mail is: one of the installed mailbox kinds "
+                        "(default: the one that declares itself the default)")
     p.add_argument("--force", action="store_true", help="replace an existing config")
     p.set_defaults(func=cmd_init)
 

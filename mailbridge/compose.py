@@ -45,7 +45,7 @@ from mailbridge.model import (
     InterviewState,
     Person,
 )
-from mailbridge.settings import AccountSettings
+from mailbridge.settings import AccountSettings, CalendarSettings
 
 TEMPLATE_NAMES: Final[dict[DraftKind, str]] = {
     DraftKind.THANK_YOU: "thank_you.txt.j2",
@@ -612,8 +612,6 @@ def _split_subject(text: str, default: str) -> tuple[str, str]:
 
 
 def _sample_interview() -> tuple[InterviewRow, Person, AccountSettings]:
-    from mailbridge.adapters import default_kind  # loads the providers: only here
-
     start = datetime(2025, 11, 18, 20, 0, tzinfo=UTC)
     dana = Person("dana.lee@example.com", "Dana Lee")
     sam = Person("sam.ortiz@example.com", "Sam Ortiz")
@@ -631,9 +629,12 @@ def _sample_interview() -> tuple[InterviewRow, Person, AccountSettings]:
         lead=dana,
         notes="I enjoyed hearing how the team moved billing onto an event log.",
     )
+    # The templates never see the account's provider or calendar: naming none spares `check`
+    # the import of every provider just to find the default kinds.
     account = AccountSettings(
         name="sample",
-        provider=default_kind("mailbox"),
+        provider="",
+        calendar=CalendarSettings(kind=""),
         address="jordan@example.org",
         display_name="Jordan Lee",
         signature="Jordan Lee\n555-0100",

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from urllib3.util import Retry
+if TYPE_CHECKING:  # imported where used: urllib3's HTTP stack costs every command (`check`)
+    from urllib3.util import Retry
 
 # Throttled (429) or the server's fault (5xx): worth another try.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -62,6 +63,8 @@ class RetryPolicy:
     def adapter_retry(self) -> Retry:
         """This policy as urllib3's ``Retry``, for a session that a library drives: reads
         only, throttling and server faults, ``Retry-After`` honoured up to its limit."""
+        from urllib3.util import Retry
+
         return Retry(
             total=self.attempts - 1, status_forcelist=RETRY_STATUSES,
             allowed_methods=IDEMPOTENT_METHODS, backoff_factor=self.base,
@@ -115,6 +118,8 @@ def exponential(attempt: int, first: float, cap: float) -> float:
     each further one, never more than ``cap``. It is urllib3's ``Retry`` backoff, so a session
     that a library drives (`RetryPolicy.adapter_retry`) waits the same way. Callers add their
     own jitter."""
+    from urllib3.util import Retry
+
     steps = max(1, min(attempt, 64))  # 2**63 times anything is past every cap
     retry = Retry(total=steps + 1, backoff_factor=first, backoff_max=cap)
     for _ in range(steps):

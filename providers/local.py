@@ -25,14 +25,19 @@ import contextlib
 import email
 import email.parser
 import email.policy
+import enum
+import errno
 import hashlib
 import json
+import logging
 import mailbox as stdlib_mailbox
 import os
+import select
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -64,7 +69,7 @@ from mailbridge.model import (
 )
 from mailbridge.settings import AccountSettings
 
-from .ics import events_from_ics
+log = logging.getLogger("mailbridge")
 
 HEAD_BYTES = 64 * 1024  # enough for any sane header block: read to find a message's Date
 
@@ -135,6 +140,10 @@ class FileCalendar(CalendarSource):
         )
         if cursor == state:
             return CalendarBatch(events=(), complete=False, cursor=cursor)
+        # Imported on the first change only: it brings in icalendar and an HTTP stack, which
+        # `mailbridge check` of a thousand local accounts need not wait for.
+        from .ics import events_from_ics
+
         events = []
         skipped: list[Unreadable] = []
         for file in files:
@@ -520,11 +529,19 @@ def subscribe(account: AccountSettings, on_change: Callable[[], None]) -> Callab
     """Call ``on_change`` soon after mail lands in the Maildir or a calendar file changes;
     returns the function that ends it. No thread of its own: the daemon uses this form.
 
-    Uses the platform's notifications (inotify, FSEvents, kqueue, ReadDirectoryChangesW)
-    through watchdog. Files being written (Maildir ``tmp/``) and the editors' scratch files are
+    Files being written (Maildir ``tmp/``), the editors' scratch files, Drafts and Trash are
     ignored; bursts are left to the daemon, which runs one pass per account at a time and
-    queues one more when a change comes in during a pass.
+    queues one more when a change comes in during a pass. On Linux every account shares one
+    inotify instance and one thread (`_Inotify`); elsewhere watchdog's observer (FSEvents,
+    kqueue, ReadDirectoryChangesW) does the same.
     """
+    if _USE_INOTIFY:
+        return _inotify_subscribe(account, on_change)
+    return _watchdog_subscribe(account, on_change)
+
+
+def _watchdog_subscribe(account: AccountSettings,
+                        on_change: Callable[[], None]) -> Callable[[], None]:
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
@@ -569,6 +586,236 @@ def _shared_observer(make: Callable[[], Any]) -> Any:
         return _observer
 
 
+# --- push on Linux: one inotify instance and one thread for every account ----------------
+#
+# watchdog starts a thread (and an inotify instance) per watched tree: two thousand threads for
+# a thousand accounts, and past 128 instances (Linux's default per user) push is lost. Here one
+# instance holds a watch per folder that matters; inotify is not recursive, so the folders
+# below are added as they appear.
+
+
+class _Role(enum.Enum):
+    MAILDIR = "a Maildir: its new/ and cur/, and a Sent folder made in it later"
+    FOLDER = "a Sent folder: its new/ and cur/"
+    MESSAGES = "new/ or cur/: message files"
+    CALENDAR = "a calendar folder: .ics files, and its subfolders"
+    CALENDAR_FILE = "the folder of a one-file calendar: that file"
+
+
+_SENT_DIRS = frozenset(n for name in FOLDER_NAMES["sent"] for n in (name, "." + name))
+
+
+def _child_role(role: _Role, name: str) -> _Role | None:
+    """The role of a folder named ``name`` inside one of ``role``; None: not watched (tmp/,
+    and Drafts and Trash, as `_QUIET_FOLDERS` says why)."""
+    if role in (_Role.MAILDIR, _Role.FOLDER) and name in ("new", "cur"):
+        return _Role.MESSAGES
+    if role is _Role.MAILDIR and name in _SENT_DIRS:
+        return _Role.FOLDER
+    if role is _Role.CALENDAR and not name.startswith("."):
+        return _Role.CALENDAR
+    return None
+
+
+def _file_matters(role: _Role, only: str | None, name: str) -> bool:
+    if _scratch(name):
+        return False
+    if role is _Role.MESSAGES:
+        return True
+    if role is _Role.CALENDAR:
+        return name.lower().endswith(".ics")
+    return role is _Role.CALENDAR_FILE and name == only
+
+
+@dataclass(eq=False)
+class _Subscription:
+    on_change: Callable[[], None]
+    watches: set[int] = field(default_factory=set)  # watch descriptors
+    active: bool = True
+
+
+_Interest = tuple[_Subscription, _Role, str | None]  # who, why, which file (a one-file calendar)
+
+
+class _Inotify:
+    """One inotify instance, and one thread blocked reading it, for every account's folders.
+
+    Watch descriptors map to the subscriptions interested in them (two accounts may share a
+    calendar folder: one watch). Everything but the blocking read holds ``_inotify_lock``.
+    """
+
+    def __init__(self) -> None:
+        from inotify_simple import INotify, flags
+
+        self.flags = flags
+        self.mask = (flags.CREATE | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
+                     | flags.DELETE | flags.ONLYDIR)
+        # CREATE too: a delivery by link() from tmp/ (Python's mailbox does so) makes no other.
+        self.file_events = (flags.CREATE | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
+                            | flags.DELETE)
+        try:
+            self.inotify = INotify()
+        except OSError as exc:  # EMFILE: fs.inotify.max_user_instances used up by others
+            raise ProviderError(f"no inotify instance ({exc.strerror}); "
+                                "raise fs.inotify.max_user_instances") from None
+        self.wake = os.eventfd(0, os.EFD_CLOEXEC)  # written to stop the thread
+        self.paths: dict[int, Path] = {}
+        self.interests: dict[int, list[_Interest]] = {}
+        self.subscriptions: dict[_Subscription, None] = {}  # in order: overflow wakes them all
+        self.thread = threading.Thread(target=self._run, name="mailbridge-inotify", daemon=True)
+        self.thread.start()
+
+    def add(self, subscription: _Subscription, path: Path, role: _Role,
+            only: str | None = None) -> None:
+        """Watch ``path`` for ``subscription``, and the folders in it that its role needs.
+        The watch comes before the listing, so a folder made in between is not missed."""
+        try:
+            wd = self.inotify.add_watch(path, self.mask)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                _warn_once(f"inotify watches used up (fs.inotify.max_user_watches): {path} and "
+                           "other folders are only polled")
+            return  # gone already, or not readable: the polls look there anyway
+        self.paths.setdefault(wd, path)
+        interests = self.interests.setdefault(wd, [])
+        interest = (subscription, role, only)
+        if interest in interests:
+            return
+        interests.append(interest)
+        subscription.watches.add(wd)
+        if role in (_Role.MESSAGES, _Role.CALENDAR_FILE):
+            return
+        with contextlib.suppress(OSError), os.scandir(path) as entries:
+            for entry in entries:
+                child = _child_role(role, entry.name)
+                if child is not None and entry.is_dir():
+                    self.add(subscription, Path(entry.path), child)
+
+    def remove(self, subscription: _Subscription) -> None:
+        subscription.active = False
+        self.subscriptions.pop(subscription, None)
+        for wd in subscription.watches:
+            left = [i for i in self.interests.get(wd, ()) if i[0] is not subscription]
+            if left:
+                self.interests[wd] = left
+                continue
+            self.interests.pop(wd, None)
+            self.paths.pop(wd, None)
+            with contextlib.suppress(OSError):  # the kernel dropped it with its folder
+                self.inotify.rm_watch(wd)
+        subscription.watches.clear()
+
+    def dispatch(self, events: Iterable[Any]) -> list[Callable[[], None]]:
+        """The callbacks that ``events`` call for, each once."""
+        flags = self.flags
+        due: dict[_Subscription, None] = {}
+        for event in events:
+            if event.mask & flags.Q_OVERFLOW:
+                due.update(self.subscriptions)  # events were lost: a full pass catches up
+                continue
+            if event.mask & flags.IGNORED:
+                # The folder was deleted (or we removed the watch). Made again later, it is
+                # watched again when its parent is watched; a Maildir or calendar folder that
+                # is itself re-made is watched again at the next subscribe (a config reload);
+                # until then the polls find its changes.
+                for subscription, _, _ in self.interests.pop(event.wd, ()):
+                    subscription.watches.discard(event.wd)
+                self.paths.pop(event.wd, None)
+                continue
+            path = self.paths.get(event.wd)
+            for subscription, role, only in list(self.interests.get(event.wd, ())):
+                if event.mask & flags.ISDIR:
+                    child = _child_role(role, event.name)
+                    if child is None:
+                        continue
+                    if event.mask & (flags.CREATE | flags.MOVED_TO) and path is not None:
+                        self.add(subscription, path / event.name, child)
+                    due[subscription] = None  # a folder that came or went may hold mail
+                elif event.mask & self.file_events and _file_matters(role, only, event.name):
+                    due[subscription] = None
+        return [s.on_change for s in due if s.active]
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.inotify.fileno(), select.POLLIN)
+        poller.register(self.wake, select.POLLIN)
+        try:
+            while True:
+                ready = {fd for fd, _ in poller.poll()}
+                if self.wake in ready:
+                    return
+                events = self.inotify.read(timeout=0)
+                with _inotify_lock:
+                    due = self.dispatch(events)
+                for on_change in due:
+                    try:
+                        on_change()
+                    except Exception as exc:  # noqa: BLE001 - the other accounts still hear
+                        log.warning("a change notification was not delivered: %s", exc)
+        finally:
+            self.inotify.close()
+            os.close(self.wake)
+
+    def stop(self) -> None:
+        os.eventfd_write(self.wake, 1)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout=10)
+
+
+_USE_INOTIFY = sys.platform == "linux"
+_inotify_lock = threading.Lock()
+_inotify: _Inotify | None = None  # while any account is subscribed
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+def _watch_roots(account: AccountSettings) -> list[tuple[Path, _Role, str | None]]:
+    found: list[tuple[Path, _Role, str | None]] = []
+    maildir = account.settings_of(MaildirSettings)
+    if maildir is not None:
+        found.append((Path(maildir.path).expanduser(), _Role.MAILDIR, None))
+    own = account.calendar.settings_of(FileCalendarSettings)
+    if own is not None:
+        calendar = Path(own.path).expanduser()
+        if calendar.is_dir():
+            found.append((calendar, _Role.CALENDAR, None))
+        else:  # a file, or one not there yet: its folder, for that name
+            found.append((calendar.parent, _Role.CALENDAR_FILE, calendar.name))
+    return found
+
+
+def _inotify_subscribe(account: AccountSettings,
+                       on_change: Callable[[], None]) -> Callable[[], None]:
+    global _inotify
+    subscription = _Subscription(on_change)
+    with _inotify_lock:
+        if _inotify is None:
+            _inotify = _Inotify()
+        watcher = _inotify
+        watcher.subscriptions[subscription] = None
+        for path, role, only in _watch_roots(account):
+            watcher.add(subscription, path, role, only)
+
+    def unsubscribe() -> None:
+        global _inotify
+        with _inotify_lock:
+            if not subscription.active:
+                return
+            watcher.remove(subscription)
+            last = not watcher.subscriptions
+            if last and _inotify is watcher:
+                _inotify = None
+        if last:  # the thread and the instance end with the last account
+            watcher.stop()
+
+    return unsubscribe
+
+
 # Folders whose changes need no pass at once: Drafts is where the passes themselves write (a
 # pass would wake the next one), and Trash holds nothing a pass acts on. Polls still see both.
 _QUIET_FOLDERS = frozenset(
@@ -576,10 +823,15 @@ _QUIET_FOLDERS = frozenset(
 )
 
 
+def _scratch(name: str) -> bool:
+    """An editor's lock or backup file."""
+    return name.startswith((".#", "~")) or name.endswith("~")
+
+
 def _relevant(path: Path) -> bool:
     """A change that can matter: a message file (not one still in tmp/) in the inbox or Sent,
     or a calendar file."""
-    if path.parent.name == "tmp" or path.name.startswith((".#", "~")) or path.name.endswith("~"):
+    if path.parent.name == "tmp" or _scratch(path.name):
         return False
     if path.suffix.lower() == ".ics":
         return True

@@ -239,6 +239,7 @@ def test_providers_are_reopened_after_a_config_reload_changes_the_account(
         assert before.opened == 2 and daemon.providers["a0"].opened == 2
     finally:
         daemon.watch_stop.set()
+        daemon._end_subscriptions()  # the reload subscribed the account to push
         daemon.ledgers.close()
 
 
@@ -314,11 +315,15 @@ def test_gmail_idle_passes_of_the_daemon_refresh_no_token_after_the_first(tmp_pa
             daemon.ledgers.close()
 
 
-def test_local_watchers_share_one_observer_and_stop_one_at_a_time(tmp_path: Path) -> None:
+def test_local_watchers_share_one_observer_and_stop_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog fallback (macOS, Windows); Linux's inotify form is in test_local_watch."""
     import threading
 
     from mailbridge_providers import local
 
+    monkeypatch.setattr(local, "_USE_INOTIFY", False)
     config = many_accounts(tmp_path, 2, interviews=False)
     accounts = config_module.load(config).accounts
     stops = [threading.Event(), threading.Event()]

@@ -1,0 +1,234 @@
+"""Push for local accounts on Linux: one inotify instance and one thread for every account's
+folders (issue 13). Nothing here is timed: a change to another account, made after the one
+that must stay silent, shows that the silent one was read (one queue, read in order)."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailbridge import config as config_module
+from mailbridge.settings import AccountSettings
+from tests.test_outages import wait_for
+from tests.test_scale import many_accounts
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
+
+local = pytest.importorskip("mailbridge_providers.local")
+
+
+class Calls:
+    """Each account's callback: how often it was called, and a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def of(self, name: str) -> Callable[[], None]:
+        self.counts[name] = 0
+
+        def on_change() -> None:
+            with self.lock:
+                self.counts[name] += 1
+
+        return on_change
+
+    def reset(self, name: str) -> None:
+        with self.lock:
+            self.counts[name] = 0
+
+    def wait(self, name: str) -> None:
+        wait_for(f"a change for {name}", lambda: self.counts[name] > 0)
+
+
+@pytest.fixture
+def subscribe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[AccountSettings, Callable[[], None]], Callable[[], None]]]:
+    # A fresh instance, whatever another test left subscribed: the counts below are its own.
+    monkeypatch.setattr(local, "_inotify", None)
+    ends: list[Callable[[], None]] = []
+
+    def start(account: AccountSettings, on_change: Callable[[], None]) -> Callable[[], None]:
+        end = local.subscribe(account, on_change)
+        ends.append(end)
+        return end  # type: ignore[no-any-return]
+
+    yield start
+    for end in ends:
+        end()
+    assert local._inotify is None  # the last account gone, the instance and thread with it
+
+
+def accounts(root: Path, count: int) -> list[AccountSettings]:
+    return list(config_module.load(many_accounts(root, count, interviews=False)).accounts)
+
+
+def inotify_fds() -> int:
+    return sum(1 for fd in os.listdir("/proc/self/fd")
+               if _link(f"/proc/self/fd/{fd}") == "anon_inode:inotify")
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def kernel_watches() -> int:
+    """The watches the kernel holds on the shared instance."""
+    watcher = local._inotify
+    assert watcher is not None
+    info = Path(f"/proc/self/fdinfo/{watcher.inotify.fileno()}").read_text()
+    return sum(1 for line in info.splitlines() if line.startswith("inotify wd:"))
+
+
+def watcher_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "mailbridge-inotify")
+
+
+def deliver(root: Path) -> None:
+    """A message delivered to the inbox as a mail program does it (tmp/, then new/)."""
+    mailbox.Maildir(root, create=False).add(b"Subject: hi\n\nx\n")
+
+
+@pytest.mark.slow
+def test_three_hundred_accounts_share_one_instance_and_one_thread(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    fds_before, threads_before = inotify_fds(), watcher_threads()
+    calls = Calls()
+    for account in accounts(tmp_path, 300):
+        subscribe(account, calls.of(account.name))
+    assert watcher_threads() == threads_before + 1
+    assert inotify_fds() == fds_before + 1
+    # Per account: the Maildir, its new/ and cur/, the calendar folder.
+    assert kernel_watches() == 300 * 4
+    deliver(tmp_path / "a7" / "Maildir")
+    calls.wait("a7")
+    assert calls.counts["a7"] == 1
+    assert [n for n, c in calls.counts.items() if c] == ["a7"]
+
+
+def test_tmp_drafts_trash_and_scratch_files_call_no_one(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    quiet, other = accounts(tmp_path, 2)
+    maildir = mailbox.Maildir(tmp_path / "a0" / "Maildir", create=False)
+    drafts = maildir.add_folder("Drafts")
+    trash = maildir.add_folder("Trash")
+    calls = Calls()
+    subscribe(quiet, calls.of("a0"))
+    subscribe(other, calls.of("a1"))
+    (tmp_path / "a0" / "Maildir" / "tmp" / "1.being-written").write_bytes(b"Subject: x\n")
+    drafts.add(b"Subject: a draft\n\nx\n")
+    trash.add(b"Subject: thrown away\n\nx\n")
+    (tmp_path / "a0" / "calendar" / ".#interview.ics").write_text("lock")
+    (tmp_path / "a0" / "calendar" / "interview.ics~").write_text("backup")
+    (tmp_path / "a0" / "calendar" / "notes.txt").write_text("not a calendar")
+    deliver(tmp_path / "a1" / "Maildir")
+    calls.wait("a1")
+    assert calls.counts["a0"] == 0
+    (tmp_path / "a0" / "calendar" / "interview.ics").write_text("BEGIN:VCALENDAR\n")
+    calls.wait("a0")
+
+
+def test_a_sent_folder_and_a_calendar_subfolder_made_later_are_watched(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    account, other = accounts(tmp_path, 2)
+    calls = Calls()
+    subscribe(account, calls.of("a0"))
+    subscribe(other, calls.of("a1"))
+    sent = mailbox.Maildir(tmp_path / "a0" / "Maildir", create=False).add_folder("Sent")
+    (tmp_path / "a0" / "calendar" / "work").mkdir()
+    deliver(tmp_path / "a1" / "Maildir")  # after it, every event above has been read
+    calls.wait("a1")
+    calls.reset("a0")
+    sent.add(b"Subject: thanks\n\nx\n")
+    calls.wait("a0")
+    calls.reset("a0")
+    (tmp_path / "a0" / "calendar" / "work" / "interview.ics").write_text("BEGIN:VCALENDAR\n")
+    calls.wait("a0")
+
+
+def test_unsubscribe_removes_the_watches_and_the_callback(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    first, second = accounts(tmp_path, 2)
+    calls = Calls()
+    end_first = subscribe(first, calls.of("a0"))
+    subscribe(second, calls.of("a1"))
+    assert kernel_watches() == 8
+    end_first()
+    end_first()  # twice: nothing more happens
+    assert kernel_watches() == 4
+    deliver(tmp_path / "a0" / "Maildir")
+    deliver(tmp_path / "a1" / "Maildir")
+    calls.wait("a1")
+    assert calls.counts["a0"] == 0
+
+
+def test_a_deleted_folder_is_dropped_and_one_made_again_is_watched_again(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    (account,) = accounts(tmp_path, 1)
+    root = tmp_path / "a0" / "Maildir"
+    mailbox.Maildir(root, create=False).add_folder("Sent")
+    calls = Calls()
+    subscribe(account, calls.of("a0"))
+    assert kernel_watches() == 7  # Maildir, new, cur, .Sent, its new and cur, calendar
+    shutil.rmtree(root / ".Sent")
+    watcher = local._inotify
+    wait_for("the Sent watches dropped", lambda: len(watcher.interests) == 4)
+    assert kernel_watches() == 4
+    sent = mailbox.Maildir(root, create=False).add_folder("Sent")
+    wait_for("Sent watched again", lambda: len(watcher.interests) == 7)
+    calls.reset("a0")
+    sent.add(b"Subject: thanks\n\nx\n")
+    calls.wait("a0")
+
+
+def test_a_lost_event_queue_calls_every_account_once(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    from inotify_simple import Event, flags
+
+    calls = Calls()
+    for account in accounts(tmp_path, 3):
+        subscribe(account, calls.of(account.name))
+    watcher = local._inotify
+    overflow = Event(wd=-1, mask=flags.Q_OVERFLOW, cookie=0, name="")
+    with local._inotify_lock:
+        due = watcher.dispatch([overflow, overflow])
+    for on_change in due:
+        on_change()
+    assert calls.counts == {"a0": 1, "a1": 1, "a2": 1}
+
+
+def test_a_one_file_calendar_wakes_its_account_for_that_file_only(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    _, other = accounts(tmp_path, 2)
+    (tmp_path / "a0" / "calendar" / "mine.ics").write_text("BEGIN:VCALENDAR\n")
+    path_text = (tmp_path / "config.toml").read_text().replace(
+        'path = "a0/calendar"', 'path = "a0/calendar/mine.ics"')
+    (tmp_path / "config.toml").write_text(path_text)
+    one_file = config_module.load(tmp_path / "config.toml").accounts[0]
+    calls = Calls()
+    subscribe(one_file, calls.of("a0"))
+    subscribe(other, calls.of("a1"))
+    (tmp_path / "a0" / "calendar" / "other.ics").write_text("BEGIN:VCALENDAR\n")
+    deliver(tmp_path / "a1" / "Maildir")
+    calls.wait("a1")
+    assert calls.counts["a0"] == 0
+    (tmp_path / "a0" / "calendar" / "mine.ics").write_text("BEGIN:VCALENDAR\nX:1\n")
+    calls.wait("a0")
