@@ -125,8 +125,11 @@ def lay_out(root: Path, count: int, provider: str, reach: dict[str, Any]) -> Pat
     state = root / "state"
     for n in range(count):
         name = f"a{n}"
+        # An address of its own (a plus address of the emulator's user): the ids of the drafts
+        # for the one interview they all see are made from it, and they are unique in the ledger.
+        user, _, domain = reach["address"].partition("@")
         lines += [f"[accounts.{name}]", f'provider = "{provider}"',
-                  f'address = "{reach["address"]}"', 'name = "Jordan Lee"']
+                  f'address = "{user}+{n}@{domain}"', 'name = "Jordan Lee"']
         if provider == "gmail":
             lines += ['calendar = { kind = "google" }', "", f"[accounts.{name}.google]",
                       f'client_secrets = "{reach["client_secrets"]}"',
