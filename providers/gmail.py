@@ -43,6 +43,7 @@ import contextlib
 import email
 import email.policy
 import email.utils
+import functools
 import http.client
 import io
 import json
@@ -50,8 +51,10 @@ import logging
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -63,8 +66,12 @@ import google.auth.exceptions
 import google_auth_httplib2  # type: ignore[import-untyped]
 import httplib2  # type: ignore[import-untyped]
 from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
+from googleapiclient import discovery_cache
+from googleapiclient.discovery import Resource, fix_method_name
 from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+from googleapiclient.model import JsonModel
+from googleapiclient.schema import Schemas
 
 from mailbridge import compose, mailparse, retry, secrets, signin
 from mailbridge.adapters import (
@@ -282,6 +289,23 @@ def credentials(account: AccountSettings) -> Credentials:
         token_uri=_token_uri(account, client),
         scopes=list(SCOPES),
     )
+
+
+# The mailbox and the calendar of an account share one sign-in (one access token, refreshed
+# once), for as long as either of them is open; a new sign-in (refresh token) gets its own.
+_SIGN_INS: weakref.WeakValueDictionary[tuple[str, GoogleSettings, str], Credentials] = (
+    weakref.WeakValueDictionary()
+)
+_SIGN_INS_LOCK = threading.Lock()
+
+
+def _signed_in(account: AccountSettings) -> Credentials:
+    key = (account.name, _google(account), secrets.require(account, KEYRING_PURPOSE))
+    with _SIGN_INS_LOCK:
+        found = _SIGN_INS.get(key)
+        if found is None:
+            found = _SIGN_INS[key] = credentials(account)
+        return found
 
 
 def problems(account: AccountSettings) -> list[str]:
@@ -566,21 +590,60 @@ class Api:
                 return
 
 
+@dataclass(frozen=True)
+class _Discovery:
+    """One API's discovery document, parsed once per process and shared by every account
+    (Gmail's is ~0.4 MiB of objects, its schema descriptions more): only the HTTP client and
+    the sign-in are an account's own."""
+
+    document: dict[str, Any]
+    schemas: Schemas
+    model: JsonModel
+
+
+def _walk(resource: Any, description: dict[str, Any]) -> None:
+    for name, nested in description.get("resources", {}).items():
+        _walk(getattr(resource, fix_method_name(name))(), nested)
+
+
+@functools.cache
+def _discovery(name: str, version: str) -> _Discovery:
+    """The shipped document (no discovery request). The library completes each method's
+    description in place the first time it builds the method, so every method is built here,
+    once, before accounts share the document from several threads."""
+    document = json.loads(discovery_cache.get_static_doc(name, version))
+    found = _Discovery(document, Schemas(document),
+                       JsonModel("dataWrapper" in document.get("features", ())))
+    _walk(_resource(found, httplib2.Http(), None), document)
+    return found
+
+
+_DISCOVERY_LOCK = threading.Lock()
+
+
+def _resource(api: _Discovery, http: Any, endpoint: str | None) -> Any:
+    document = api.document
+    return Resource(  # what build() makes, around the shared document
+        http=http,
+        baseUrl=endpoint or urllib.parse.urljoin(document["rootUrl"], document["servicePath"]),
+        model=api.model,
+        requestBuilder=HttpRequest,
+        developerKey=None,
+        resourceDesc=document,
+        rootDesc=document,
+        schema=api.schemas,
+    )
+
+
 def _service(account: AccountSettings, name: str, version: str, endpoint: str | None) -> Any:
-    options = {"api_endpoint": endpoint} if endpoint else None
     # Every request times out (google.timeout): a hanging endpoint must not hold a pass.
     timeout = _google(account).timeout
     http = google_auth_httplib2.AuthorizedHttp(
-        credentials(account), http=_OnceHttp(timeout=timeout)
+        _signed_in(account), http=_OnceHttp(timeout=timeout)
     )
-    return build(
-        name,
-        version,
-        http=http,
-        static_discovery=True,
-        client_options=options,
-        cache_discovery=False,
-    )
+    with _DISCOVERY_LOCK:
+        api = _discovery(name, version)
+    return _resource(api, http, endpoint)
 
 
 # --- calendar -----------------------------------------------------------------------------
