@@ -300,6 +300,7 @@ _SIGN_INS_LOCK = threading.Lock()
 
 
 def _signed_in(account: AccountSettings) -> Credentials:
+    _client(account)  # a missing client file is named before a missing sign-in
     key = (account.name, _google(account), secrets.require(account, KEYRING_PURPOSE))
     with _SIGN_INS_LOCK:
         found = _SIGN_INS.get(key)
