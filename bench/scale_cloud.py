@@ -4,13 +4,15 @@ Starts the Google or Graph emulator of the tests (tests/emulators; every request
 against the published API description) in a process of its own, so its memory is not
 counted, lays out N accounts of one provider pointed at it through the keys a user would set
 (client_secrets, api_endpoint, calendar_endpoint, token_uri; client_id, tenant, authority_url,
-graph_url), each signed in through the file token store, with one past interview in the
-calendar they all read. Then starts `mailbridge run`, waits until every account has finished a
-pass, and reads /proc for the daemon's resident memory, threads and file descriptors (the
-helpers of bench/scale.py). Graph is served over TLS by a throwaway CA the daemon trusts
-through REQUESTS_CA_BUNDLE, as in the setup-guide tests.
+graph_url), each signed in through the file token store (with --interview, one past
+interview in the calendar they all read, so every first pass writes drafts). Then starts
+`mailbridge run`, waits until every account has finished a pass, and reads /proc for the
+daemon's resident memory, threads and file descriptors (the helpers of bench/scale.py). Both
+emulators serve TLS with a throwaway CA that the daemon trusts through REQUESTS_CA_BUNDLE and
+HTTPLIB2_CA_CERTS, as a user trusts a private CA.
 
     python bench/scale_cloud.py [--provider gmail|outlook] [--accounts 1 100 1000] [--settle 5]
+        [--interview]
 
 Goal (issue 13): 1,000 accounts in <= 256 MiB, every first pass good, no emulator violation.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import certifi
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,17 +46,34 @@ GRAPH_PURPOSE = "msal-cache"  # outlook.CACHE_PURPOSE
 # --- the emulator's own process ------------------------------------------------------------
 
 
-def serve(provider: str, count: int, tmp: Path) -> None:
+def serve(provider: str, count: int, tmp: Path, interview: bool) -> None:
     """Run one emulator until stdin closes; first print how to reach it, last its verdict."""
+    from tests.servers import TestCA
+
+    # Both over TLS, as the real services are (a connection's TLS state is part of what an
+    # account costs), with a throwaway CA the daemon is told to trust.
+    ca = TestCA.create(tmp)
+    cert, key = ca.issue(["127.0.0.1"], tmp)
+    # The public roots plus the private CA, as a user extends a bundle: a context that loads
+    # them costs what a real one does (~0.7 MiB; a one-CA bundle would hide it).
+    trust = tmp / "trust.pem"
+    trust.write_text(Path(certifi.where()).read_text() + ca.cert_file.read_text())
     if provider == "gmail":
         from tests.emulators.google import GoogleEmulator, interview_event
 
         google = GoogleEmulator().start()
-        google.add_event(interview_event("iv1", datetime.now(UTC) - timedelta(hours=4),
-                                         google.address))
-        reach = {"url": google.url, "calendar_endpoint": google.calendar_endpoint,
+        assert google.server is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        google.server.socket = context.wrap_socket(google.server.socket, server_side=True)
+        url = f"https://127.0.0.1:{google.server.server_address[1]}"
+        if interview:
+            google.add_event(interview_event("iv1", datetime.now(UTC) - timedelta(hours=4),
+                                             google.address))
+        reach = {"url": url, "calendar_endpoint": url + "/calendar/v3/",
                  "client_secrets": str(google.client_secrets(tmp / "client_secret.json")),
-                 "address": google.address, "refresh_token": "refresh-1"}
+                 "address": google.address, "refresh_token": "refresh-1",
+                 "ca": str(trust)}
         print(json.dumps(reach), flush=True)
         sys.stdin.read()
         google.stop()
@@ -60,19 +82,17 @@ def serve(provider: str, count: int, tmp: Path) -> None:
                           "drafts": len(google.drafts)}), flush=True)
         return
     from tests.emulators.graph import TENANT, GraphEmulator
-    from tests.servers import TestCA
 
-    ca = TestCA.create(tmp)
-    cert, key = ca.issue(["127.0.0.1"], tmp)
-    os.environ["REQUESTS_CA_BUNDLE"] = str(ca.cert_file)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(trust)
     graph = GraphEmulator().start(tls=(str(cert), str(key)))
-    start = datetime.now(UTC) - timedelta(hours=4)
-    graph.add_event(
-        "Interview: Staff Engineer at Fabrikam", start, start + timedelta(hours=1),
-        organizer=("maria@fabrikam.example", "Maria Chen"),
-        attendees=[("maria@fabrikam.example", "Maria Chen", "required", "accepted"),
-                   ("raj@fabrikam.example", "Raj Patel", "required", "accepted")],
-    )
+    if interview:
+        start = datetime.now(UTC) - timedelta(hours=4)
+        graph.add_event(
+            "Interview: Staff Engineer at Fabrikam", start, start + timedelta(hours=1),
+            organizer=("maria@fabrikam.example", "Maria Chen"),
+            attendees=[("maria@fabrikam.example", "Maria Chen", "required", "accepted"),
+                       ("raj@fabrikam.example", "Raj Patel", "required", "accepted")],
+        )
     # One real device-code sign-in; every account gets a copy of its cache with a refresh
     # token of its own (Graph's rotate) and no access token, so each refreshes once.
     import msal
@@ -86,7 +106,7 @@ def serve(provider: str, count: int, tmp: Path) -> None:
     with graph.lock:
         graph._refresh.update(f"rt-{n}" for n in range(count))
     reach = {"url": graph.url, "graph_url": graph.graph_url, "client_id": graph.client_id,
-             "tenant": TENANT, "address": graph.user, "ca": str(ca.cert_file),
+             "tenant": TENANT, "address": graph.user, "ca": str(trust),
              "cache": cache.serialize()}
     print(json.dumps(reach), flush=True)
     sys.stdin.read()
@@ -148,12 +168,12 @@ def lay_out(root: Path, count: int, provider: str, reach: dict[str, Any]) -> Pat
     return path
 
 
-def one(count: int, provider: str, settle: float, verbose: bool) -> None:
+def one(count: int, provider: str, settle: float, verbose: bool, interview: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="mailbridge-scale-cloud-") as tmp:
         root = Path(tmp)
         emulator = subprocess.Popen(
             [sys.executable, __file__, "--serve", provider, "--accounts", str(count),
-             "--dir", str(root)],
+             "--dir", str(root), *(["--interview"] if interview else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert emulator.stdin is not None and emulator.stdout is not None
         try:
@@ -161,8 +181,8 @@ def one(count: int, provider: str, settle: float, verbose: bool) -> None:
             config = lay_out(root, count, provider, reach)
             names = [f"a{n}" for n in range(count)]
             env = dict(os.environ)
-            if "ca" in reach:
-                env["REQUESTS_CA_BUNDLE"] = reach["ca"]
+            # How a user trusts a private CA: requests (Graph, msal) and httplib2 (Google).
+            env["REQUESTS_CA_BUNDLE"] = env["HTTPLIB2_CA_CERTS"] = reach["ca"]
             err_path = root / "daemon.log"
             started = time.monotonic()
             with open(err_path, "wb") as err_file:
@@ -214,14 +234,17 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before reading")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--interview", action="store_true",
+                        help="one past interview that every account drafts for (slow at 1,000: "
+                             "they all share the emulator's one mailbox)")
     parser.add_argument("--serve", choices=("gmail", "outlook"), help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, max(args.accounts), args.dir)
+        serve(args.serve, max(args.accounts), args.dir, args.interview)
         return 0
     for count in args.accounts:
-        one(count, args.provider, args.settle, args.verbose)
+        one(count, args.provider, args.settle, args.verbose, args.interview)
     return 0
 
 
