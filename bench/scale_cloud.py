@@ -53,7 +53,7 @@ def serve(provider: str, count: int, tmp: Path, interview: bool) -> None:
     # Both over TLS, as the real services are (a connection's TLS state is part of what an
     # account costs), with a throwaway CA the daemon is told to trust.
     ca = TestCA.create(tmp)
-    cert, key = ca.issue(["127.0.0.1"], tmp)
+    cert, key = ca.issue(["127.0.0.1", "localhost"], tmp)
     # The public roots plus the private CA, as a user extends a bundle: a context that loads
     # them costs what a real one does (~0.7 MiB; a one-CA bundle would hide it).
     trust = tmp / "trust.pem"
@@ -70,7 +70,10 @@ def serve(provider: str, count: int, tmp: Path, interview: bool) -> None:
         if interview:
             google.add_event(interview_event("iv1", datetime.now(UTC) - timedelta(hours=4),
                                              google.address))
-        reach = {"url": url, "calendar_endpoint": url + "/calendar/v3/",
+        # Gmail and Calendar are two hosts (gmail.googleapis.com, www.googleapis.com): each
+        # account holds a connection to each.
+        calendar = url.replace("127.0.0.1", "localhost") + "/calendar/v3/"
+        reach = {"url": url, "calendar_endpoint": calendar,
                  "client_secrets": str(google.client_secrets(tmp / "client_secret.json")),
                  "address": google.address, "refresh_token": "refresh-1",
                  "ca": str(trust)}
