@@ -499,11 +499,13 @@ class _SharedTls(httplib2.HTTPSConnectionWithTimeout):  # type: ignore[misc]
 
     def __init__(self, host: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(host, *args, **kwargs)
-        with _TLS_LOCK:
+        with _SHARED_LOCK:
             self._context = _tls_context(self.ca_certs)  # what connect() wraps sockets with
 
 
-_TLS_LOCK = threading.Lock()
+# Guards the first use of what the process builds once and every account shares (the TLS
+# context, the HTTP clients, the discovery documents).
+_SHARED_LOCK = threading.Lock()
 
 
 class _OnceHttp(httplib2.Http):  # type: ignore[misc]
@@ -534,6 +536,44 @@ class _OnceHttp(httplib2.Http):  # type: ignore[misc]
             raise
         response = httplib2.Response(answer)
         return response, httplib2._decompressContent(response, content, self.limit_kwargs)
+
+
+# At most this many idle keep-alive clients are kept per timeout; passes run on the daemon's
+# few workers, so more are rarely in use at once.
+IDLE_CLIENTS = 8
+
+
+class _SharedHttp:
+    """What every account's Google services send through: a few keep-alive clients shared by
+    all accounts (an httplib2.Http serves one caller at a time, so each request borrows one),
+    instead of a TLS connection kept open per account and host between passes (~55 KiB and a
+    file each). The Authorization header is the account's own (google_auth_httplib2)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._idle: list[_OnceHttp] = []
+        self._lock = threading.Lock()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            http = self._idle.pop() if self._idle else _OnceHttp(timeout=self.timeout)
+        try:
+            return http.request(*args, **kwargs)
+        finally:
+            with self._lock:
+                kept = len(self._idle) < IDLE_CLIENTS
+                if kept:
+                    self._idle.append(http)
+            if not kept:
+                http.close()
+
+    def close(self) -> None:
+        """Shared by every account: it lives as long as the process."""
+
+
+@functools.cache
+def _shared_http(timeout: float) -> _SharedHttp:
+    return _SharedHttp(timeout)
 
 
 class Api:
@@ -647,9 +687,6 @@ def _discovery(name: str, version: str) -> _Discovery:
     return found
 
 
-_DISCOVERY_LOCK = threading.Lock()
-
-
 def _resource(api: _Discovery, http: Any, endpoint: str | None) -> Any:
     document = api.document
     return Resource(  # what build() makes, around the shared document
@@ -667,11 +704,10 @@ def _resource(api: _Discovery, http: Any, endpoint: str | None) -> Any:
 def _service(account: AccountSettings, name: str, version: str, endpoint: str | None) -> Any:
     # Every request times out (google.timeout): a hanging endpoint must not hold a pass.
     timeout = _google(account).timeout
-    http = google_auth_httplib2.AuthorizedHttp(
-        _signed_in(account), http=_OnceHttp(timeout=timeout)
-    )
-    with _DISCOVERY_LOCK:
+    with _SHARED_LOCK:
         api = _discovery(name, version)
+        shared = _shared_http(timeout)
+    http = google_auth_httplib2.AuthorizedHttp(_signed_in(account), http=shared)
     return _resource(api, http, endpoint)
 
 

@@ -577,7 +577,7 @@ def test_access_token_is_refreshed_at_the_configured_token_endpoint(
     assert emu.token_requests == 2
 
 
-def test_the_mailbox_and_calendar_of_an_account_share_one_sign_in(
+def test_the_mailbox_and_calendar_of_an_account_share_one_sign_in_and_accounts_a_connection(
     emu: GoogleEmulator, account: AccountSettings, keyring_dir: Path
 ) -> None:
     mailbox, calendar = gmail.open_mailbox(account), gmail.open_calendar(account)
@@ -590,6 +590,12 @@ def test_the_mailbox_and_calendar_of_an_account_share_one_sign_in(
     gmail.open_mailbox(other).messages(None, NOW)
     assert emu.token_requests == 2
     assert emu.violations == []
+    # ... over the same kept connection: accounts keep none of their own between passes.
+    assert emu.server is not None
+    port = f":{emu.server.server_address[1]}"
+    shared = gmail._shared_http(gmail._google(account).timeout)
+    kept = [key for http in shared._idle for key in http.connections if key.endswith(port)]
+    assert len(kept) == 1
 
 
 def test_https_connections_share_one_tls_context_that_checks_the_server() -> None:
