@@ -494,8 +494,7 @@ def _tls_context(ca_certs: str) -> ssl.SSLContext:
 
 class _SharedTls(httplib2.HTTPSConnectionWithTimeout):  # type: ignore[misc]
     """httplib2 builds a TLS context for every connection, loading every root certificate
-    into it (~0.7 MiB each, two connections per account); connections that trust the same
-    roots share one, built once."""
+    into it (~0.7 MiB each); connections that trust the same roots share one, built once."""
 
     def __init__(self, host: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(host, *args, **kwargs)
