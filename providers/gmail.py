@@ -43,15 +43,19 @@ import contextlib
 import email
 import email.policy
 import email.utils
+import functools
 import http.client
 import io
 import json
 import logging
 import re
 import socket
+import ssl
 import sys
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -63,8 +67,12 @@ import google.auth.exceptions
 import google_auth_httplib2  # type: ignore[import-untyped]
 import httplib2  # type: ignore[import-untyped]
 from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
+from googleapiclient import discovery_cache
+from googleapiclient.discovery import Resource, fix_method_name
 from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+from googleapiclient.model import JsonModel
+from googleapiclient.schema import Schemas
 
 from mailbridge import compose, mailparse, retry, secrets, signin
 from mailbridge.adapters import (
@@ -284,6 +292,24 @@ def credentials(account: AccountSettings) -> Credentials:
     )
 
 
+# The mailbox and the calendar of an account share one sign-in (one access token, refreshed
+# once), for as long as either of them is open; a new sign-in (refresh token) gets its own.
+_SIGN_INS: weakref.WeakValueDictionary[tuple[str, GoogleSettings, str], Credentials] = (
+    weakref.WeakValueDictionary()
+)
+_SIGN_INS_LOCK = threading.Lock()
+
+
+def _signed_in(account: AccountSettings) -> Credentials:
+    _client(account)  # a missing client file is named before a missing sign-in
+    key = (account.name, _google(account), secrets.require(account, KEYRING_PURPOSE))
+    with _SIGN_INS_LOCK:
+        found = _SIGN_INS.get(key)
+        if found is None:
+            found = _SIGN_INS[key] = credentials(account)
+        return found
+
+
 def problems(account: AccountSettings) -> list[str]:
     """`check`: what is wrong with the Google settings, found without a network."""
     if account.provider != "gmail" and account.calendar.kind != "google":
@@ -461,10 +487,38 @@ def _reasons(error: HttpError) -> list[str]:
         return []
 
 
+@functools.cache
+def _tls_context(ca_certs: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_certs)
+
+
+class _SharedTls(httplib2.HTTPSConnectionWithTimeout):  # type: ignore[misc]
+    """httplib2 builds a TLS context for every connection, loading every root certificate
+    into it (~0.7 MiB each); connections that trust the same roots share one, built once."""
+
+    def __init__(self, host: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(host, *args, **kwargs)
+        with _SHARED_LOCK:
+            self._context = _tls_context(self.ca_certs)  # what connect() wraps sockets with
+
+
+# Guards the first use of what the process builds once and every account shares (the TLS
+# context, the HTTP clients, the discovery documents).
+_SHARED_LOCK = threading.Lock()
+
+
 class _OnceHttp(httplib2.Http):  # type: ignore[misc]
     """httplib2 sends a request again on its own when the connection drops before the answer
     (it takes that for a stale keep-alive connection). For a POST that creates something that
-    is a blind retry: here a POST is sent once, and a lost answer is the caller's to resolve."""
+    is a blind retry: here a POST is sent once, and a lost answer is the caller's to resolve.
+    HTTPS connections share one TLS context (`_SharedTls`)."""
+
+    def request(self, uri: str, method: str = "GET", body: Any = None, headers: Any = None,
+                redirections: int = httplib2.DEFAULT_MAX_REDIRECTS,
+                connection_type: Any = None) -> Any:  # fmt: skip
+        if connection_type is None and str(uri).startswith("https:"):
+            connection_type = _SharedTls
+        return super().request(uri, method, body, headers, redirections, connection_type)
 
     def _conn_request(self, conn: Any, request_uri: str, method: str, body: Any,
                       headers: Any) -> Any:  # fmt: skip
@@ -481,6 +535,44 @@ class _OnceHttp(httplib2.Http):  # type: ignore[misc]
             raise
         response = httplib2.Response(answer)
         return response, httplib2._decompressContent(response, content, self.limit_kwargs)
+
+
+# At most this many idle keep-alive clients are kept per timeout; passes run on the daemon's
+# few workers, so more are rarely in use at once.
+IDLE_CLIENTS = 8
+
+
+class _SharedHttp:
+    """What every account's Google services send through: a few keep-alive clients shared by
+    all accounts (an httplib2.Http serves one caller at a time, so each request borrows one),
+    instead of a TLS connection kept open per account and host between passes (~55 KiB and a
+    file each). The Authorization header is the account's own (google_auth_httplib2)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._idle: list[_OnceHttp] = []
+        self._lock = threading.Lock()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            http = self._idle.pop() if self._idle else _OnceHttp(timeout=self.timeout)
+        try:
+            return http.request(*args, **kwargs)
+        finally:
+            with self._lock:
+                kept = len(self._idle) < IDLE_CLIENTS
+                if kept:
+                    self._idle.append(http)
+            if not kept:
+                http.close()
+
+    def close(self) -> None:
+        """Shared by every account: it lives as long as the process."""
+
+
+@functools.cache
+def _shared_http(timeout: float) -> _SharedHttp:
+    return _SharedHttp(timeout)
 
 
 class Api:
@@ -566,21 +658,56 @@ class Api:
                 return
 
 
+@dataclass(frozen=True)
+class _Discovery:
+    """One API's discovery document, parsed once per process and shared by every account
+    (Gmail's is ~0.4 MiB of objects, its schema descriptions more): only the HTTP client and
+    the sign-in are an account's own."""
+
+    document: dict[str, Any]
+    schemas: Schemas
+    model: JsonModel
+
+
+def _walk(resource: Any, description: dict[str, Any]) -> None:
+    for name, nested in description.get("resources", {}).items():
+        _walk(getattr(resource, fix_method_name(name))(), nested)
+
+
+@functools.cache
+def _discovery(name: str, version: str) -> _Discovery:
+    """The shipped document (no discovery request). The library completes each method's
+    description in place the first time it builds the method, so every method is built here,
+    once, before accounts share the document from several threads."""
+    document = json.loads(discovery_cache.get_static_doc(name, version))
+    found = _Discovery(document, Schemas(document),
+                       JsonModel("dataWrapper" in document.get("features", ())))
+    _walk(_resource(found, httplib2.Http(), None), document)
+    return found
+
+
+def _resource(api: _Discovery, http: Any, endpoint: str | None) -> Any:
+    document = api.document
+    return Resource(  # what build() makes, around the shared document
+        http=http,
+        baseUrl=endpoint or urllib.parse.urljoin(document["rootUrl"], document["servicePath"]),
+        model=api.model,
+        requestBuilder=HttpRequest,
+        developerKey=None,
+        resourceDesc=document,
+        rootDesc=document,
+        schema=api.schemas,
+    )
+
+
 def _service(account: AccountSettings, name: str, version: str, endpoint: str | None) -> Any:
-    options = {"api_endpoint": endpoint} if endpoint else None
     # Every request times out (google.timeout): a hanging endpoint must not hold a pass.
     timeout = _google(account).timeout
-    http = google_auth_httplib2.AuthorizedHttp(
-        credentials(account), http=_OnceHttp(timeout=timeout)
-    )
-    return build(
-        name,
-        version,
-        http=http,
-        static_discovery=True,
-        client_options=options,
-        cache_discovery=False,
-    )
+    with _SHARED_LOCK:
+        api = _discovery(name, version)
+        shared = _shared_http(timeout)
+    http = google_auth_httplib2.AuthorizedHttp(_signed_in(account), http=shared)
+    return _resource(api, http, endpoint)
 
 
 # --- calendar -----------------------------------------------------------------------------

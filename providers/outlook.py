@@ -38,9 +38,11 @@ never Mail.Send, and this module has no code path that sends.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -249,6 +251,37 @@ def _settings(account: AccountSettings) -> OutlookSettings:
     return outlook
 
 
+# Every account's requests share two connection pools per process (one thread each where
+# urllib3 watches its idle connections): the sign-in's, with msal's own minimal retry, and
+# Graph's, with none (a POST is never repeated blindly; `_Graph.call` decides). A pass runs on
+# at most the daemon's few workers, so a small pool per host is enough.
+POOL_SIZE = 16
+_POOLS_LOCK = threading.Lock()
+
+
+def _pooled(max_retries: int) -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=max_retries)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@functools.cache
+def _sign_in_session() -> requests.Session:
+    return _pooled(max_retries=1)  # what msal gives each app it makes a session for
+
+
+@functools.cache
+def _graph_session() -> requests.Session:
+    return _pooled(max_retries=0)
+
+
+def _shared(pool: Callable[[], requests.Session]) -> requests.Session:
+    with _POOLS_LOCK:
+        return pool()
+
+
 def _app(
     account: AccountSettings, cache: msal.SerializableTokenCache, http_client: Any
 ) -> msal.PublicClientApplication:
@@ -260,7 +293,7 @@ def _app(
             conf.client_id,
             authority=authority,
             token_cache=cache,
-            http_client=http_client,
+            http_client=http_client or _shared(_sign_in_session),
             # Instance discovery asks the public cloud about the authority; other clouds
             # (and test authorities) are trusted as configured.
             instance_discovery=None if public else False,
@@ -369,6 +402,10 @@ def probe(account: AccountSettings, **options: Any) -> list[Probe]:
 class _Tokens:
     """Access tokens from the msal cache in the account's token store, refreshed by msal."""
 
+    @property
+    def account(self) -> AccountSettings:
+        return self._account
+
     def __init__(self, account: AccountSettings, http_client: Any = None) -> None:
         self._account = account
         self._http_client = http_client
@@ -444,7 +481,8 @@ class _Graph:
         self.account = account
         self.base = _settings(account).graph_url.rstrip("/")
         self._tokens = tokens
-        self._session = session or requests.Session()
+        self._own_session = session  # a caller's session is closed with the client
+        self._session = session or _shared(_graph_session)
         self._retry = retry or RetryPolicy(timeout=_settings(account).timeout)
         self._slots = _semaphore(account.name)
 
@@ -541,7 +579,8 @@ class _Graph:
             next_url = page.get("@odata.nextLink")
 
     def close(self) -> None:
-        self._session.close()
+        if self._own_session is not None:
+            self._own_session.close()
 
 
 def _load_cursor(cursor: str | None) -> Any:
@@ -1133,7 +1172,23 @@ def graph_client(
     retry: RetryPolicy | None = None,
 ) -> _Graph:
     """The Graph client of one account; tests inject msal's http_client and a retry policy."""
-    return _Graph(account, tokens=_Tokens(account, http_client), session=session, retry=retry)
+    return _Graph(account, tokens=_tokens(account, http_client), session=session, retry=retry)
+
+
+# The mailbox and the calendar of an account share one token cache (one msal app, one refresh
+# when the access token expires; Graph's refresh tokens rotate, so two caches of one sign-in
+# would race) for as long as either is open.
+_TOKENS: weakref.WeakValueDictionary[tuple[str, int], _Tokens] = weakref.WeakValueDictionary()
+_TOKENS_LOCK = threading.Lock()
+
+
+def _tokens(account: AccountSettings, http_client: Any) -> _Tokens:
+    key = (account.name, id(http_client))  # the entry keeps the client, so the id stays its own
+    with _TOKENS_LOCK:
+        found = _TOKENS.get(key)
+        if found is None or found.account != account:  # a changed account signs in anew
+            found = _TOKENS[key] = _Tokens(account, http_client)
+        return found
 
 
 def open_mailbox(account: AccountSettings, **options: Any) -> OutlookMailbox:

@@ -6,7 +6,9 @@ documents; the `emu` fixture fails a test that made a request the published API 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -573,6 +575,34 @@ def test_access_token_is_refreshed_at_the_configured_token_endpoint(
     mailbox.messages(str(emu.history_id), NOW)
 
     assert emu.token_requests == 2
+
+
+def test_the_mailbox_and_calendar_of_an_account_share_one_sign_in_and_accounts_a_connection(
+    emu: GoogleEmulator, account: AccountSettings, keyring_dir: Path
+) -> None:
+    mailbox, calendar = gmail.open_mailbox(account), gmail.open_calendar(account)
+    mailbox.messages(None, NOW)
+    calendar.changes(None, WINDOW)
+    assert emu.token_requests == 1
+
+    other = dataclasses.replace(account, name="other")  # another account signs in itself
+    secrets.store("other", gmail.KEYRING_PURPOSE, "refresh-1")
+    gmail.open_mailbox(other).messages(None, NOW)
+    assert emu.token_requests == 2
+    assert emu.violations == []
+    # ... over the same kept connection: accounts keep none of their own between passes.
+    assert emu.server is not None
+    port = f":{emu.server.server_address[1]}"
+    shared = gmail._shared_http(gmail._google(account).timeout)
+    kept = [key for http in shared._idle for key in http.connections if key.endswith(port)]
+    assert len(kept) == 1
+
+
+def test_https_connections_share_one_tls_context_that_checks_the_server() -> None:
+    one = gmail._SharedTls("gmail.googleapis.com")
+    two = gmail._SharedTls("www.googleapis.com", timeout=5)
+    assert one._context is two._context
+    assert one._context.verify_mode == ssl.CERT_REQUIRED and one._context.check_hostname
 
 
 def test_revoked_grant_asks_the_user_to_sign_in_again(

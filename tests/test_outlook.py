@@ -144,6 +144,21 @@ def test_expired_access_token_is_refreshed_by_msal_and_the_cache_written_back(em
     assert emu.counts["POST token refresh_token"] == 2
 
 
+def test_the_mailbox_and_calendar_of_an_account_share_one_token_cache(emu):
+    emu.access_token_lifetime = 60  # the signed-in token is due for a refresh (msal: < 5 min)
+    account = sign_in(emu)
+    emu.access_token_lifetime = 3600
+    emu.counts.clear()
+    mailbox, calendar = open_both(emu, account)
+    calendar.changes(None, WINDOW)
+    mailbox.messages(None, T0 - timedelta(days=3))
+    # One msal app (one authority discovery) and one refresh for the account, not one each.
+    assert emu.counts["GET openid-configuration"] == 1
+    assert emu.counts["POST token refresh_token"] == 1
+    calendar.close()
+    mailbox.close()
+
+
 def test_a_cache_that_cannot_refresh_says_to_run_auth(emu):
     emu.access_token_lifetime = 60
     account = sign_in(emu)
