@@ -163,7 +163,8 @@ def main() -> int:
         return 0
     if args.provider == "imap":
         from tests.servers import Dovecot
-        server = Dovecot.create()
+        # Two connections per account (the work session and IDLE), and some to spare.
+        server = Dovecot.create(clients=2 * max(args.accounts) + 100)
         for n in range(max(args.accounts)):
             server.add_user(f"user{n}@example.org")
         server.start()
