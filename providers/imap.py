@@ -889,29 +889,52 @@ class ImapMailbox(Mailbox):
         known: FolderState | None,
         since: datetime,
     ) -> tuple[FolderState, list[MailHeaders]]:
-        condstore = client.has_capability("CONDSTORE")
-        what = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if condstore else [])
-        status = client.folder_status(name, what)
-        now = FolderState(
-            int(status[b"UIDVALIDITY"]),
-            int(status[b"UIDNEXT"]),
-            int(status.get(b"HIGHESTMODSEQ", 0)),
-        )
-        if known is not None and known.uidvalidity == now.uidvalidity:
-            if known.uidnext == now.uidnext:
-                return now, []  # nothing new: one STATUS, no SELECT
-            self._select(client, name, readonly=True)
-            uids = [u for u in client.search(["UID", f"{known.uidnext}:*"]) if u >= known.uidnext]
-        else:
-            # First pass or renumbered folder: find the first message stored inside the
-            # look-back window by bisecting INTERNALDATE over sequence numbers (a few small
-            # FETCHes), not a server-side SEARCH SINCE that reads the whole folder. A day of
-            # slack for servers that store the date in their own time zone.
+        if known is None:
+            # First pass: EXAMINE alone tells UIDVALIDITY and UIDNEXT; a STATUS before it
+            # would make the server open a large folder twice.
             info = client.select_folder(name, readonly=True)
-            uids = uids_stored_since(client, int(info.get(b"EXISTS", 0)), since - timedelta(days=1))
+            now = self._state(client, name, info)
+            uids = self._stored_since(client, info, since)
+        else:
+            now = self._state(client, name)
+            if known.uidvalidity == now.uidvalidity:
+                if known.uidnext == now.uidnext:
+                    return now, []  # nothing new: one STATUS, no SELECT
+                self._select(client, name, readonly=True)
+                uids = [u for u in client.search(["UID", f"{known.uidnext}:*"])
+                        if u >= known.uidnext]
+            else:  # renumbered folder: as on a first pass
+                info = client.select_folder(name, readonly=True)
+                uids = self._stored_since(client, info, since)
         headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
         next_uid = max([now.uidnext, *(u + 1 for u in uids)])
         return replace(now, uidnext=next_uid), headers
+
+    def _state(
+        self, client: IMAPClient, name: str, selected: Mapping[bytes, Any] | None = None
+    ) -> FolderState:
+        """The folder's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ: from the EXAMINE just done
+        when it told them, else from STATUS."""
+        found: Mapping[bytes, Any] = selected or {}
+        if b"UIDVALIDITY" not in found or b"UIDNEXT" not in found:
+            condstore = client.has_capability("CONDSTORE")
+            what = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if condstore else [])
+            found = client.folder_status(name, what)
+        return FolderState(
+            int(found[b"UIDVALIDITY"]),
+            int(found[b"UIDNEXT"]),
+            int(found.get(b"HIGHESTMODSEQ", 0)),
+        )
+
+    def _stored_since(
+        self, client: IMAPClient, selected: Mapping[bytes, Any], since: datetime
+    ) -> list[int]:
+        # Find the first message stored inside the look-back window by bisecting INTERNALDATE
+        # over sequence numbers (a few small FETCHes), not a server-side SEARCH SINCE that reads
+        # the whole folder. A day of slack for servers that store the date in their own time
+        # zone.
+        exists = int(selected.get(b"EXISTS", 0))
+        return uids_stored_since(client, exists, since - timedelta(days=1))
 
     def _headers(
         self, client: IMAPClient, uids: list[int], folder: Folder, validity: int
