@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
@@ -46,6 +47,11 @@ class Subscriber:
         return self.clients[-1].socket().fileno() in watched
 
 
+def idle_sockets() -> int:
+    """The IDLE connections the shared thread waits on (its wake-up socket aside)."""
+    return len(imap._hub()._selector.get_map()) - 1
+
+
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -60,6 +66,7 @@ def subscribed(dovecot: Dovecot, count: int) -> Iterator[list[Subscriber]]:
         for subscriber in subscribers:
             subscriber.start()
         wait_until("all idling", lambda: all(s.listening() for s in subscribers))
+        assert idle_sockets() >= count
         yield subscribers
     finally:
         for subscriber in subscribers:
@@ -132,3 +139,43 @@ def test_unsubscribe_while_connecting_leaves_no_connection(dovecot: Dovecot) -> 
     wait_until("the log-in finished", lambda: bool(made))
     wait_until("its connection closed", lambda: made[0].socket().fileno() == -1)
     assert not subscriber.listening()
+
+
+def test_the_daemon_gives_imap_accounts_no_thread_of_their_own(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    from mailbridge import config as config_module
+    from mailbridge.daemon import Daemon
+    from tests.servers import PASSWORD
+    from tests.test_outages import HEAD, fast, wait_for
+
+    users = [dovecot.new_user("daemon") for _ in range(3)]
+    (tmp_path / "calendar").mkdir()
+    accounts = "".join(f"""
+[accounts.a{n}]
+provider = "imap"
+address = "{user}"
+name = "Jordan Lee"
+calendar = {{ kind = "file", path = "calendar" }}
+imap = {{ host = "127.0.0.1", port = {dovecot.port}, security = "plain", username = "{user}", \
+password_command = "echo {PASSWORD}" }}
+""" for n, user in enumerate(users))
+    config = tmp_path / "config.toml"
+    config.write_text(HEAD + accounts, encoding="utf-8")
+    daemon = Daemon(config, fast(config_module.load(config), poll=3600))
+    daemon.start()
+    try:
+        wait_for("the start-up passes", lambda: len({o.account for o in daemon.outcomes}) == 3,
+                 timeout=30)
+        assert len(daemon.subscriptions) == 3
+        assert not [t for t in threading.enumerate() if t.name.startswith("watch:")]
+        wait_for("every account idling", lambda: idle_sockets() >= 3, timeout=20)
+        with dovecot.client(users[2]) as other:
+            other.append("INBOX", mail("Re: Interview"))
+        wait_for("a pass pushed by the new mail", lambda: any(
+            o.account == "a2" and o.trigger == "push" for o in daemon.outcomes), timeout=20)
+        assert not any(o.trigger == "push" for o in daemon.outcomes if o.account != "a2")
+    finally:
+        daemon.shutdown()
+        daemon.ledgers.close()
+    assert daemon.subscriptions == []
