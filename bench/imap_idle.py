@@ -35,11 +35,13 @@ class Counter:
 
     def __init__(self) -> None:
         self.commands: collections.Counter[str] = collections.Counter()
+        self.waited: collections.Counter[str] = collections.Counter()  # seconds per command
         self.sent = 0
         self.received = 0
 
     def reset(self) -> None:
         self.commands.clear()
+        self.waited.clear()
         self.sent = self.received = 0
 
     @property
@@ -49,10 +51,21 @@ class Counter:
     def attach(self, client: IMAPClient) -> IMAPClient:
         raw: Any = client._imap  # imaplib.IMAP4 underneath imapclient
         command, send, read, readline = raw._command, raw.send, raw.read, raw.readline
+        complete = raw._command_complete
+        started: list[tuple[str, float]] = []
 
         def counted_command(name: str, *args: Any) -> Any:
             self.commands[name.upper()] += 1
+            started.append((name.upper(), time.perf_counter()))
             return command(name, *args)
+
+        def timed_complete(name: str, tag: Any) -> Any:
+            try:
+                return complete(name, tag)
+            finally:  # from sending the command to its tagged answer: the server's time
+                if started:
+                    what, began = started.pop()
+                    self.waited[what] += time.perf_counter() - began
 
         def counted_send(data: bytes) -> Any:
             if data.strip() == b"DONE":  # ends an IDLE: part of the renewal
@@ -73,6 +86,7 @@ class Counter:
         raw._command, raw.send, raw.read, raw.readline = (
             counted_command, counted_send, counted_read, counted_readline,
         )  # fmt: skip
+        raw._command_complete = timed_complete
         return client
 
     def connector(self, server: Dovecot, user: str) -> Any:

@@ -29,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mailbridge import demo  # noqa: E402
 from mailbridge.ledger import Ledger  # noqa: E402
 
+# What the daemon logs when an account's push (a watcher thread or a subscription) gave up.
+PUSH_FAILED = ("push watcher stopped", "no push notifications")
+
 
 def lay_out(root: Path, count: int, provider: str, imap_port: int = 0) -> Path:
     """N accounts under ``root``; returns the config path."""
@@ -126,13 +129,14 @@ def one(count: int, provider: str, settle: float, nofile: int | None, verbose: b
             time.sleep(settle)  # idle: what the process holds between passes
             rss, threads, fds = proc_figures(proc.pid)
             log_text = err_path.read_text(errors="replace")
-            no_push = log_text.count("push watcher stopped")
+            no_push = sum(log_text.count(line) for line in PUSH_FAILED)
             print(f"{provider:>6} {count:>5} accounts: RSS {rss:6.1f} MiB, {threads:4d} threads, "
                   f"{fds:5d} fds; first passes {good} good, {bad} failed in {took:.1f} s; "
                   f"push watchers that failed: {no_push}"
                   + (f"; e.g. {errors[0]}" if errors else ""), flush=True)
             if no_push and verbose:
-                print(next(ln for ln in log_text.splitlines() if "push watcher stopped" in ln))
+                print(next(ln for ln in log_text.splitlines()
+                           if any(failed in ln for failed in PUSH_FAILED)))
         finally:
             proc.terminate()
             try:
@@ -163,7 +167,8 @@ def main() -> int:
         return 0
     if args.provider == "imap":
         from tests.servers import Dovecot
-        server = Dovecot.create()
+        # Two connections per account (the work session and IDLE), and some to spare.
+        server = Dovecot.create(clients=2 * max(args.accounts) + 100)
         for n in range(max(args.accounts)):
             server.add_user(f"user{n}@example.org")
         server.start()

@@ -26,8 +26,9 @@ What maps to what:
   (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
   UIDVALIDITY change) asks the server for ``SEARCH SINCE <date>``: the mailbox is never
   downloaded.
-- ``watch`` (push): IDLE on the inbox in its own connection, renewed every 24 minutes, NOOP
-  polling every 60 s on servers without IDLE, reconnecting with backoff and jitter.
+- ``subscribe`` (push): IDLE on the inbox in its own connection, renewed every 24 minutes, NOOP
+  polling every 60 s on servers without IDLE, reconnecting with backoff and jitter; one shared
+  thread waits on every account's IDLE socket (``watch`` is the blocking form).
 
 Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
 selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
@@ -38,13 +39,19 @@ from __future__ import annotations
 import email
 import email.policy
 import getpass
+import heapq
+import itertools
 import json
+import logging
+import queue
 import random
 import re
 import selectors
+import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
@@ -80,6 +87,8 @@ from mailbridge.model import (
     SentHint,
 )
 from mailbridge.settings import AccountSettings
+
+log = logging.getLogger("mailbridge.imap")
 
 # --- settings: the account's imap = {...} table -------------------------------------------
 
@@ -145,7 +154,6 @@ EXCERPT_BYTES = 600
 FETCH_CHUNK = 500  # UIDs per FETCH command: bounded command lines and responses
 IDLE_RENEW = 24 * 60  # seconds; servers may drop an IDLE after 29 minutes (RFC 2177)
 POLL_INTERVAL = 60  # seconds, NOOP polling where IDLE is missing
-STOP_LOOK = 1.0  # seconds between looks at a stop event that has no file descriptor to wait on
 STALE_AFTER = 60  # seconds unused before a cached connection is checked with NOOP
 
 DRAFTS_NAMES = (
@@ -525,6 +533,7 @@ class ImapMailbox(Mailbox):
     config = CONFIG
     signs_in = True
     pushes = True
+    subscribes = True
     own_probe = True
     moves_to_trash = True
 
@@ -561,6 +570,11 @@ class ImapMailbox(Mailbox):
     def watch(cls, account: AccountSettings, on_change: Callable[[], None],
               stop: threading.Event) -> None:
         watch(account, on_change, stop)
+
+    @classmethod
+    def subscribe(cls, account: AccountSettings,
+                  on_change: Callable[[], None]) -> Callable[[], None]:
+        return subscribe(account, on_change)
 
     def __init__(
         self, account: AccountSettings, *, connector: Callable[[], IMAPClient] | None = None
@@ -875,29 +889,52 @@ class ImapMailbox(Mailbox):
         known: FolderState | None,
         since: datetime,
     ) -> tuple[FolderState, list[MailHeaders]]:
-        condstore = client.has_capability("CONDSTORE")
-        what = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if condstore else [])
-        status = client.folder_status(name, what)
-        now = FolderState(
-            int(status[b"UIDVALIDITY"]),
-            int(status[b"UIDNEXT"]),
-            int(status.get(b"HIGHESTMODSEQ", 0)),
-        )
-        if known is not None and known.uidvalidity == now.uidvalidity:
-            if known.uidnext == now.uidnext:
-                return now, []  # nothing new: one STATUS, no SELECT
-            self._select(client, name, readonly=True)
-            uids = [u for u in client.search(["UID", f"{known.uidnext}:*"]) if u >= known.uidnext]
-        else:
-            # First pass or renumbered folder: find the first message stored inside the
-            # look-back window by bisecting INTERNALDATE over sequence numbers (a few small
-            # FETCHes), not a server-side SEARCH SINCE that reads the whole folder. A day of
-            # slack for servers that store the date in their own time zone.
+        if known is None:
+            # First pass: EXAMINE alone tells UIDVALIDITY and UIDNEXT; a STATUS before it
+            # would make the server open a large folder twice.
             info = client.select_folder(name, readonly=True)
-            uids = uids_stored_since(client, int(info.get(b"EXISTS", 0)), since - timedelta(days=1))
+            now = self._state(client, name, info)
+            uids = self._stored_since(client, info, since)
+        else:
+            now = self._state(client, name)
+            if known.uidvalidity == now.uidvalidity:
+                if known.uidnext == now.uidnext:
+                    return now, []  # nothing new: one STATUS, no SELECT
+                self._select(client, name, readonly=True)
+                uids = [u for u in client.search(["UID", f"{known.uidnext}:*"])
+                        if u >= known.uidnext]
+            else:  # renumbered folder: as on a first pass
+                info = client.select_folder(name, readonly=True)
+                uids = self._stored_since(client, info, since)
         headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
         next_uid = max([now.uidnext, *(u + 1 for u in uids)])
         return replace(now, uidnext=next_uid), headers
+
+    def _state(
+        self, client: IMAPClient, name: str, selected: Mapping[bytes, Any] | None = None
+    ) -> FolderState:
+        """The folder's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ: from the EXAMINE just done
+        when it told them, else from STATUS."""
+        found: Mapping[bytes, Any] = selected or {}
+        if b"UIDVALIDITY" not in found or b"UIDNEXT" not in found:
+            condstore = client.has_capability("CONDSTORE")
+            what = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if condstore else [])
+            found = client.folder_status(name, what)
+        return FolderState(
+            int(found[b"UIDVALIDITY"]),
+            int(found[b"UIDNEXT"]),
+            int(found.get(b"HIGHESTMODSEQ", 0)),
+        )
+
+    def _stored_since(
+        self, client: IMAPClient, selected: Mapping[bytes, Any], since: datetime
+    ) -> list[int]:
+        # Find the first message stored inside the look-back window by bisecting INTERNALDATE
+        # over sequence numbers (a few small FETCHes), not a server-side SEARCH SINCE that reads
+        # the whole folder. A day of slack for servers that store the date in their own time
+        # zone.
+        exists = int(selected.get(b"EXISTS", 0))
+        return uids_stored_since(client, exists, since - timedelta(days=1))
 
     def _headers(
         self, client: IMAPClient, uids: list[int], folder: Folder, validity: int
@@ -998,7 +1035,24 @@ def watch(
     *,
     connector: Callable[[], IMAPClient] | None = None,
 ) -> None:
-    """Call ``on_change()`` when mail arrives in the inbox, until ``stop`` is set.
+    """Call ``on_change()`` when mail arrives in the inbox, until ``stop`` is set (the
+    blocking form of `subscribe`)."""
+    unsubscribe = subscribe(account, on_change, connector=connector)
+    try:
+        stop.wait()
+    finally:
+        unsubscribe()
+
+
+def subscribe(
+    account: AccountSettings,
+    on_change: Callable[[], None],
+    *,
+    connector: Callable[[], IMAPClient] | None = None,
+) -> Callable[[], None]:
+    """Call ``on_change()`` when mail arrives in the inbox; returns the function that ends it
+    (and closes the account's IDLE connection). No thread of its own: one shared thread waits
+    on every account's IDLE socket (`_IdleHub`).
 
     IDLE in a connection of its own, renewed every 24 minutes and after any error; NOOP every
     60 s where the server has no IDLE. After a reconnect ``on_change()`` is called once, since
@@ -1006,31 +1060,8 @@ def watch(
     """
     imap = _settings(account)
     make = connector or RememberedPassword(account).connect
-    failures = 0
-    first = True
-    while not stop.is_set():
-        client: IMAPClient | None = None
-        try:
-            client = make()
-            client.select_folder(imap.inbox_folder, readonly=True)
-            if not first:
-                on_change()
-            first = False
-            failures = 0
-            if imap.idle and client.has_capability("IDLE"):
-                _idle_loop(client, on_change, stop)
-            else:
-                _poll_loop(client, on_change, stop)
-        except AuthError:
-            failures = max(failures, 6)  # wrong credentials: do not hammer the server
-            failures += 1
-        except (ProviderError, OSError, IMAPClientError):
-            failures += 1
-        finally:
-            if client is not None:
-                _quietly_close(client)
-        if not stop.is_set() and failures:
-            stop.wait(backoff(failures))
+    watcher = _Watcher(account.name, imap, on_change, make)
+    return _hub().add(watcher)
 
 
 def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
@@ -1042,52 +1073,309 @@ def _arrived(responses: Sequence[Any]) -> bool:
     return any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
 
-def _idle_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
-    """IDLE until mail arrives, renewed every IDLE_RENEW seconds.
+CONNECTORS = 4  # threads that log in, renew IDLE and NOOP-poll for every account together
+EMPTY_READS = 3  # readable with nothing in it this often in a row: the server hung up
 
-    The thread sleeps in the kernel on the connection's socket (and on ``stop``'s file
-    descriptor when it has one, as the daemon's does), so an idle account costs no wake-ups.
+
+class _Watcher:
+    """One account's push connection. Its fields are changed only in the hub's thread; while
+    ``busy`` a connector thread holds the connection and the hub leaves it alone."""
+
+    def __init__(self, name: str, imap: ImapSettings, on_change: Callable[[], None],
+                 connector: Callable[[], IMAPClient]) -> None:
+        self.name = name
+        self.imap = imap
+        self.on_change = on_change
+        self.connector = connector
+        self.client: IMAPClient | None = None
+        self.idling = False
+        self.busy = False
+        self.ended = False
+        self.connected_before = False
+        self.failures = 0
+        self.empty_reads = 0
+        self.generation = 0  # timers of an older generation are stale
+
+
+class _IdleHub:
+    """Every account's IDLE connection in one thread: an epoll selector over the sockets,
+    woken by the server (mail arrived), by a timer (renew IDLE, NOOP poll, reconnect) or by a
+    wake-up socket (work handed over by other threads).
+
+    What may block on the network (log-in, DONE + IDLE, NOOP) runs in a few connector
+    threads, so a slow or unreachable server never holds up the other accounts: the hub
+    itself only reads what a readable socket holds and closes sockets.
     """
-    while not stop.is_set():
-        client.idle()
-        started = time.monotonic()
-        changed = False
-        quick_empty = 0
-        while not stop.is_set():
-            left = IDLE_RENEW - (time.monotonic() - started)
-            if left <= 0:
-                break
-            if not _wait_for_server(client, stop, left):
-                continue
-            responses = client.idle_check(timeout=0)
-            if _arrived(responses):
-                changed = True
-                break
-            # Readable with nothing in it, again and again: the server closed the connection
-            # (imapclient swallows the EOF in idle_check).
-            quick_empty = quick_empty + 1 if not responses else 0
-            if quick_empty >= 3:
-                raise ProviderError("the IMAP server closed the IDLE connection")
-        client.idle_done()
-        if changed:
-            on_change()
 
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._calls: deque[Callable[[], None]] = deque()
+        self._timers: list[tuple[float, int, _Watcher, int, Callable[[_Watcher], None]]] = []
+        self._order = itertools.count()
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._connectors: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._run, name="imap-idle", daemon=True)
+        self.thread.start()
 
-def _wait_for_server(client: IMAPClient, stop: threading.Event, timeout: float) -> bool:
-    """Wait until the server sent something (True), ``stop`` was set or ``timeout`` passed."""
-    wake: Callable[[], int] | None = getattr(stop, "fileno", None)
-    with selectors.DefaultSelector() as selector:  # epoll: no limit at 1,024 descriptors
-        selector.register(client.socket(), selectors.EVENT_READ, "server")
-        if wake is not None:
-            selector.register(wake(), selectors.EVENT_READ, "stop")
+    # other threads
+
+    def add(self, watcher: _Watcher) -> Callable[[], None]:
+        self.call_soon(lambda: self._connect(watcher))
+        done = threading.Event()
+
+        def unsubscribe() -> None:
+            def end() -> None:
+                self._end(watcher)
+                done.set()
+
+            if threading.current_thread() is self.thread:
+                end()
+            else:
+                self.call_soon(end)
+                done.wait(5)  # the hub only closes a socket: quick unless it is wedged
+
+        return unsubscribe
+
+    def call_soon(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            self._calls.append(call)
+        with suppress(BlockingIOError):  # a wake-up already waiting is enough
+            self._wake_out.send(b"\0")
+
+    def _in_connector(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+        with self._lock:
+            self._connectors = [t for t in self._connectors if t.is_alive()]
+            if len(self._connectors) < CONNECTORS:
+                thread = threading.Thread(target=self._serve_jobs, daemon=True,
+                                          name=f"imap-connect-{len(self._connectors) + 1}")
+                thread.start()
+                self._connectors.append(thread)
+
+    def _serve_jobs(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one account's trouble must not end the thread
+                log.exception("IMAP push: unexpected error")
+
+    # the hub's thread
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    with suppress(BlockingIOError):
+                        self._wake_in.recv(4096)
+                else:
+                    self._guarded(self._readable, key.data)
+            with self._lock:
+                calls, self._calls = self._calls, deque()
+            for call in calls:
+                self._guarded(_call, call)
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, watcher, generation, action = heapq.heappop(self._timers)
+                if generation == watcher.generation and not watcher.ended:
+                    self._guarded(action, watcher)
+
+    def _guarded(self, action: Callable[[Any], None], subject: Any) -> None:
+        try:
+            action(subject)
+        except Exception:  # noqa: BLE001 - the hub serves every account: it must go on
+            log.exception("IMAP push: unexpected error")
+            if isinstance(subject, _Watcher):
+                self._broken(subject)
+
+    def _after(self, seconds: float, watcher: _Watcher,
+               action: Callable[[_Watcher], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._order), watcher,
+                                      watcher.generation, action))
+
+    def _connect(self, watcher: _Watcher) -> None:
+        if watcher.ended:
+            return
+        watcher.busy = True
+
+        def job() -> None:
+            client: IMAPClient | None = None
+            try:
+                client = watcher.connector()
+                client.select_folder(watcher.imap.inbox_folder, readonly=True)
+                idling = watcher.imap.idle and client.has_capability("IDLE")
+                if idling:
+                    client.idle()
+            except AuthError:
+                failure = 6  # wrong credentials: do not hammer the server
+            except (ProviderError, OSError, IMAPClientError):
+                failure = 0
+            else:
+                self.call_soon(lambda: self._connected(watcher, client, idling))
+                return
+            if client is not None:
+                _shut(client)
+            self.call_soon(lambda: self._failed(watcher, failure))
+
+        self._in_connector(job)
+
+    def _connected(self, watcher: _Watcher, client: IMAPClient | None, idling: bool) -> None:
+        watcher.busy = False
+        if watcher.ended or client is None:
+            if client is not None:
+                _shut(client)
+            return
+        watcher.client, watcher.idling = client, idling
+        watcher.failures = watcher.empty_reads = 0
+        watcher.generation += 1
+        self._listen(watcher)
+        if watcher.connected_before:
+            self._tell(watcher)
+        watcher.connected_before = True
+
+    def _listen(self, watcher: _Watcher) -> None:
+        if watcher.idling and watcher.client is not None:
+            self._selector.register(watcher.client.socket(), selectors.EVENT_READ, watcher)
+            self._after(IDLE_RENEW, watcher, self._renew)
         else:
-            timeout = min(timeout, STOP_LOOK)
-        events = selector.select(timeout)
-    return any(key.data == "server" for key, _ in events)
+            self._after(POLL_INTERVAL, watcher, self._poll)
 
+    def _failed(self, watcher: _Watcher, at_least: int) -> None:
+        watcher.busy = False
+        if watcher.ended:
+            return
+        watcher.failures = max(watcher.failures, at_least) + 1
+        watcher.generation += 1
+        self._after(backoff(watcher.failures), watcher, self._connect)
 
-def _poll_loop(client: IMAPClient, on_change: Callable[[], None], stop: threading.Event) -> None:
-    while not stop.wait(POLL_INTERVAL):
-        _, responses = client.noop()
+    def _readable(self, watcher: _Watcher) -> None:
+        client = watcher.client
+        if client is None or watcher.busy:
+            return
+        try:
+            responses = client.idle_check(timeout=0)
+        except (OSError, IMAPClientError):
+            self._broken(watcher)
+            return
         if _arrived(responses):
-            on_change()
+            self._renew(watcher, tell=True)
+            return
+        # Readable with nothing in it, again and again: the server closed the connection
+        # (imapclient swallows the EOF in idle_check).
+        watcher.empty_reads = watcher.empty_reads + 1 if not responses else 0
+        if watcher.empty_reads >= EMPTY_READS:
+            self._broken(watcher)
+
+    def _renew(self, watcher: _Watcher, *, tell: bool = False) -> None:
+        """DONE and IDLE again (in a connector thread): every IDLE_RENEW, and after mail
+        arrived, so whatever else the server said with it is read before ``on_change``."""
+        client = watcher.client
+        if client is None:
+            return
+        self._unlisten(watcher)
+        watcher.busy = True
+
+        def job() -> None:
+            try:
+                _, responses = client.idle_done()
+                client.idle()
+            except (OSError, IMAPClientError):
+                self.call_soon(lambda: self._lost(watcher))
+            else:
+                changed = tell or _arrived(responses)
+                self.call_soon(lambda: self._resumed(watcher, changed))
+
+        self._in_connector(job)
+
+    def _poll(self, watcher: _Watcher) -> None:
+        client = watcher.client
+        if client is None:
+            return
+        watcher.busy = True
+
+        def job() -> None:
+            try:
+                _, responses = client.noop()
+            except (OSError, IMAPClientError):
+                self.call_soon(lambda: self._lost(watcher))
+            else:
+                self.call_soon(lambda: self._resumed(watcher, _arrived(responses)))
+
+        self._in_connector(job)
+
+    def _resumed(self, watcher: _Watcher, changed: bool) -> None:
+        watcher.busy = False
+        if watcher.ended:
+            self._end(watcher)
+            return
+        watcher.empty_reads = 0
+        watcher.generation += 1
+        self._listen(watcher)
+        if changed:
+            self._tell(watcher)
+
+    def _lost(self, watcher: _Watcher) -> None:
+        watcher.busy = False
+        self._broken(watcher)
+
+    def _tell(self, watcher: _Watcher) -> None:
+        try:
+            watcher.on_change()
+        except Exception:  # noqa: BLE001 - the subscriber's trouble, not the connection's
+            log.exception("%s: IMAP push: on_change failed", watcher.name)
+
+    def _unlisten(self, watcher: _Watcher) -> None:
+        watcher.generation += 1  # its renew or poll timer no longer applies
+        if watcher.client is not None and watcher.idling:
+            with suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(watcher.client.socket())
+
+    def _broken(self, watcher: _Watcher) -> None:
+        """Drop the connection and reconnect after a backoff."""
+        if watcher.busy:
+            return  # its connector thread reports back
+        self._drop(watcher)
+        if not watcher.ended:
+            watcher.failures += 1
+            self._after(backoff(watcher.failures), watcher, self._connect)
+
+    def _drop(self, watcher: _Watcher) -> None:
+        self._unlisten(watcher)
+        if watcher.client is not None:
+            client, watcher.client = watcher.client, None
+            _shut(client)
+
+    def _end(self, watcher: _Watcher) -> None:
+        watcher.ended = True
+        if not watcher.busy:  # else the connector thread's report closes it
+            self._drop(watcher)
+
+
+def _call(call: Callable[[], None]) -> None:
+    call()
+
+
+def _shut(client: IMAPClient) -> None:
+    """Close the socket at once, without LOGOUT: no waiting on the server in the hub."""
+    with suppress(Exception):  # already broken: nothing to report
+        client.shutdown()
+
+
+_hub_lock = threading.Lock()
+_the_hub: _IdleHub | None = None
+
+
+def _hub() -> _IdleHub:
+    global _the_hub
+    with _hub_lock:
+        if _the_hub is None or not _the_hub.thread.is_alive():
+            _the_hub = _IdleHub()
+        return _the_hub

@@ -140,7 +140,27 @@ userdb {{
   driver = static
   args = uid={uid} gid={uid} home={dir}/mail/%u
 }}
-{namespace}"""
+{namespace}{crowd}"""
+
+# For benches with thousands of connections at once (bench/scale.py): few processes, many
+# clients each (every test user has the same uid, so one imap process may serve several),
+# instead of one imap process per connection and Dovecot's limit of 100 processes.
+_CROWD = """\
+default_client_limit = {clients}
+default_vsz_limit = 1G
+mail_max_userip_connections = 50
+service imap {{
+  service_count = 0
+  client_limit = {per_process}
+  process_limit = {processes}
+}}
+service imap-login {{
+  service_count = 0
+  client_limit = {clients}
+  process_limit = 2
+  process_min_avail = 1
+}}
+"""
 
 
 @dataclass
@@ -159,14 +179,19 @@ class Dovecot:
         return self.dir / "dovecot.conf"
 
     @classmethod
-    def create(cls, port: int | None = None) -> Dovecot:
+    def create(cls, port: int | None = None, *, clients: int = 0) -> Dovecot:
+        """A new server; ``clients`` > 0 tunes it for that many connections at once (for
+        benches; the tests keep Dovecot's defaults)."""
         root = _world_readable_tempdir("mailbridge-dovecot-")
         server = cls(dir=root, port=port or free_port())
         for sub in ("run", "state", "mail"):
             (root / sub).mkdir()
         os.chown(root / "mail", MAIL_UID, MAIL_UID)
         server.conf.write_text(
-            _DOVECOT_CONF.format(dir=root, port=server.port, uid=MAIL_UID, namespace=_NAMESPACE),
+            _DOVECOT_CONF.format(
+                dir=root, port=server.port, uid=MAIL_UID, namespace=_NAMESPACE,
+                crowd=_CROWD.format(clients=clients, per_process=100,
+                                    processes=max(1, clients // 100 + 1)) if clients else ""),
             encoding="utf-8",
         )
         (root / "users").mkdir()
