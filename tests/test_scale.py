@@ -304,12 +304,22 @@ def test_gmail_idle_passes_of_the_daemon_refresh_no_token_after_the_first(tmp_pa
                 assert sum(emu.counts.values()) >= 1  # each pass really asked the API
             assert emu.token_requests == 1
             assert daemon.providers["gm"].opened == 2
-            # After a config reload that changes the account, the providers are new, and the
-            # new credentials refresh once.
-            daemon.settings = dataclasses.replace(
-                settings, accounts=(dataclasses.replace(account, display_name="J. Lee"),))
+            # A config reload that changes the account opens new providers. Its Google
+            # settings and refresh token are the same, so the still-valid sign-in is kept.
+            renamed = dataclasses.replace(account, display_name="J. Lee")
+            daemon.settings = dataclasses.replace(settings, accounts=(renamed,))
             outcome = daemon.pass_now("gm")
             assert not isinstance(outcome, str) and outcome.error is None
+            assert daemon.providers["gm"].opened == 2 and emu.token_requests == 1
+            # A reload that changes the Google settings signs in again: once.
+            google = renamed.tables["google"]
+            assert isinstance(google, GoogleSettings)
+            moved = dataclasses.replace(renamed, tables={
+                "google": dataclasses.replace(google, timeout=30.0)})
+            daemon.settings = dataclasses.replace(settings, accounts=(moved,))
+            for _ in range(2):
+                outcome = daemon.pass_now("gm")
+                assert not isinstance(outcome, str) and outcome.error is None
             assert emu.token_requests == 2
         finally:
             daemon.ledgers.close()
