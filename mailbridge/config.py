@@ -27,6 +27,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import holidays
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -39,7 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mailbridge import adapters, domains, paths, timing
+from mailbridge import adapters, domains, paths, secrets, timing
 from mailbridge.durations import (
     DurationError,
     parse_clock,
@@ -354,7 +355,7 @@ class _Ctx:
                  origin: Mapping[str, Key] | None = None, **context: object) -> T | None:
         """``data`` checked by ``schema``; None after reporting every problem. ``origin`` says
         where an inherited key was written (``[defaults]``)."""
-        data = {k: v for k, v in data.items() if not _is_secret_key(k, self.declared)}
+        data = {k: v for k, v in data.items() if not secrets.is_secret_key(k, self.declared)}
         try:
             if schema not in _ADAPTERS:
                 _ADAPTERS[schema] = TypeAdapter(schema)
@@ -405,17 +406,6 @@ class _Ctx:
 
 # --- secrets -------------------------------------------------------------------------------
 
-# Keys that hold a secret are refused wherever they appear: secrets go to the keyring.
-_SECRET_NAMES = frozenset({"password", "passwd", "pass", "token", "secret", "client_secret",
-                           "refresh_token", "access_token", "api_key", "apikey", "app_password"})
-_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
-_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey",
-                 "privatekey", "credential", "bearer")  # also in camelCase or run together
-_SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
-# A key ending in one of these names where a secret comes from, or an address: not a secret.
-_POINTER_WORDS = frozenset("command cmd uri url endpoint file path".split())
-
-
 def schemas(configs: Iterable[adapters.ProviderConfig] | None = None) -> list[type]:
     """The core's schemas and those of ``configs`` (default: every installed provider's)."""
     found: list[type] = [MailbridgeTable, PolicyTable, NotifyTable, AccountTable, CalendarTable]
@@ -445,19 +435,6 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     return found
 
 
-@functools.lru_cache(maxsize=4096)  # the same few keys in every account of a long config
-def _is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
-    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-    if not words or words[-1] in _POINTER_WORDS or key in declared:
-        return False
-    joined = "_".join(words)
-    if joined in _SECRET_NAMES or joined.endswith(_SECRET_SUFFIXES):
-        return True
-    return any(part in "".join(words) for part in _SECRET_PARTS) or any(
-        word in _SECRET_WORDS or word.removesuffix("s") in _SECRET_WORDS for word in words)
-
-
 def _secret_hint(key: Key) -> str:
     account = key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
     return (f"remove {key[-1]} from the file; store the secret in the keyring with "
@@ -470,7 +447,7 @@ def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
         if key[:1] == ("accounts",) and len(key) == 2:
             ctx.declared = schema_keys(_providers_of(value))
         for name, inner in value.items():
-            if _is_secret_key(name, ctx.declared):
+            if secrets.is_secret_key(name, ctx.declared):
                 ctx.fail((*key, name), "secrets are not allowed in the config file",
                          _secret_hint((*key, name)))
             else:
@@ -518,23 +495,14 @@ def _zone(value: str) -> str:
     return value
 
 
-def _holidays() -> dict[str, list[str]]:
-    import holidays  # imported here: it is slow to import and only the config needs it
-
-    supported: dict[str, list[str]] = holidays.list_supported_countries()
-    return supported
-
-
 def _subdivision(value: str, info: ValidationInfo) -> str:
     country = info.data.get("country") or (info.context or {}).get("country")
     if country is None:
         raise fail("subdivision needs a country",
                    'add country = "US" (or the right code) next to it, or remove subdivision')
-    valid = _holidays().get(country, [])
+    valid = holidays.list_supported_countries().get(country, [])
     if value.upper() in valid:
         return value.upper()
-    import holidays
-
     try:  # holidays also knows some subdivisions by alias
         holidays.country_holidays(country, subdiv=value)
     except (NotImplementedError, ValueError, KeyError):
@@ -546,10 +514,11 @@ def _subdivision(value: str, info: ValidationInfo) -> str:
 
 
 Zone = Annotated[Text, AfterValidator(_zone)]
-Country = Annotated[Text, require(lambda v: v.upper() in _holidays(), "no public-holiday "
-                                  'calendar for country "{value}"', 'use a two-letter ISO 3166 '
-                                  'code such as "US", "GB", "DE" or "IN", or remove country to '
-                                  "count only weekends"), AfterValidator(str.upper)]
+Country = Annotated[Text, require(
+    lambda v: v.upper() in holidays.list_supported_countries(),
+    'no public-holiday calendar for country "{value}"', 'use a two-letter ISO 3166 code such as '
+    '"US", "GB", "DE" or "IN", or remove country to count only weekends'),
+    AfterValidator(str.upper)]
 Subdivision = Annotated[Text, AfterValidator(_subdivision)]
 
 
@@ -950,7 +919,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     own, policy_names = fields(AccountTable), fields(PolicyTable)
     for key in data:
         if not (key in own or key in policy_names or key in tables
-                or _is_secret_key(key, ctx.declared)):
+                or secrets.is_secret_key(key, ctx.declared)):
             _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
                        _available("mailbox"), "provider")
@@ -1077,7 +1046,7 @@ def loads(text: str, path: Path) -> Settings:
         k: f"put {k} under [defaults] (for every account) or [accounts.NAME]"
         for k in policy_names + account_names
     }):
-        if name not in ("mailbridge", "defaults", "accounts") and not _is_secret_key(
+        if name not in ("mailbridge", "defaults", "accounts") and not secrets.is_secret_key(
                 name, ctx.declared):
             _unknown(ctx, (name,), ("mailbridge", "defaults", "accounts"))
     top_data = _misplaced(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",), {
