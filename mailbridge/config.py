@@ -630,10 +630,18 @@ _TOKEN_COMMANDS = {"token_command": "pass show", "token_store_command": "pass in
 
 
 def _names_purpose(key: str) -> AfterValidator:
-    """A token-store command must say where the secret's {purpose} goes."""
-    return require(lambda v: "{purpose}" in v,
-                   f'token_store = "command" needs {key} naming {{{{purpose}}}}',
-                   f'e.g. {key} = "{_TOKEN_COMMANDS[key]} mailbridge/{{account}}/{{purpose}}"')
+    """A token-store command, needed with token_store = "command", says where the secret's
+    {purpose} goes."""
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        needed = value is not None or info.data.get("token_store") == "command"
+        if needed and "{purpose}" not in (value or ""):
+            raise fail(f'token_store = "command" needs {key} naming {{purpose}}',
+                       f'e.g. {key} = "{_TOKEN_COMMANDS[key]} mailbridge/{{account}}/{{purpose}}"'
+                       " (docs/tokens.md)")
+        return value
+
+    return AfterValidator(check)
 
 
 @dataclass(frozen=True)
@@ -956,14 +964,6 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     keys = ctx.validate(PolicyTable, merged, home, origin, country=top.country)
     if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
-    if keys.token_store == "command":
-        for key, command in _TOKEN_COMMANDS.items():
-            if not getattr(keys, key):
-                ctx.fail((*home, "token_store"), f'token_store = "command" needs {key} naming '
-                         "{purpose}", f'e.g. {key} = "{command} mailbridge/{{account}}/{{purpose}}"'
-                         " (docs/tokens.md)")
-        if len(ctx.problems) > before:
-            return None
     policy, rules = _policy(keys, merged, top)
     return AccountSettings(
         name=name,
