@@ -840,25 +840,23 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
     schema = adapters.calendar_schema(kind)
     own: dict[str, object] = {}
     for name in (n for n in raw if n not in core):
-        users = [] if name in fields(schema or _NoKeys) else [
-            k for k in kinds if name in fields(adapters.calendar_schema(k) or _NoKeys)]
-        if users:
+        users = [k for k in kinds if name in _calendar_keys(k)]
+        if users and kind not in users:
             ctx.fail((*key, name), f'{name} is not used by a calendar of kind "{kind}"',
                      f"remove {name} (it is used with kind {' or '.join(users)})")
+        elif schema is None:  # a kind without keys of its own
+            _unknown(ctx, (*key, name), core)
         else:
             own[name] = raw[name]
-    options = ctx.validate(schema or _NoKeys, own, key)
-    if common is None or options is None:
+    options = ctx.validate(schema, own, key) if schema else None
+    if common is None or (schema and options is None):
         return kind, None
-    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead,
-                                  options=options if schema else None)
+    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead, options=options)
 
 
-@dataclass(frozen=True)
-class _NoKeys:
-    """The own keys of a calendar kind that declares none."""
-
-    __pydantic_config__ = FORBID
+def _calendar_keys(kind: str) -> dict[str, Entry]:
+    schema = adapters.calendar_schema(kind)
+    return fields(schema) if schema else {}
 
 
 def _policy_keys(ctx: _Ctx, defaults: Mapping[str, object], account: Mapping[str, object],
