@@ -774,15 +774,32 @@ def _table(ctx: _Ctx, data: Mapping[str, object], key: Key) -> dict[str, object]
     return None
 
 
-def _misplaced(ctx: _Ctx, data: Mapping[str, object], home: Key,
-               hints: Mapping[str, str]) -> dict[str, object]:
+def _known(ctx: _Ctx, data: Mapping[str, object], home: Key,
+           valid: Iterable[str]) -> dict[str, object]:
+    """The keys of ``data`` that belong in ``home``; every other one is reported (a secret
+    already was, by `_find_secrets`)."""
+    valid = set(valid)
     for name in data:
-        if name in hints:
-            ctx.fail((*home, name), f"{name} does not belong here", hints[name])
-    return {k: v for k, v in data.items() if k not in hints}
+        if name not in valid and not secrets.is_secret_key(name, ctx.declared):
+            _unknown(ctx, (*home, name), valid)
+    return {k: v for k, v in data.items() if k in valid}
+
+
+def _elsewhere(name: str, home: Key) -> str:
+    """For a key written in the wrong table: where it goes ("" when it belongs nowhere)."""
+    per_account, inherited = name in fields(AccountTable), name in fields(PolicyTable)
+    if home == () and (per_account or inherited):
+        return f"put {name} under [defaults] (for every account) or [accounts.NAME]"
+    if home == ("mailbridge",) and (per_account or inherited):
+        return f"{name} is set in [defaults] or in [accounts.NAME]"
+    if home == ("defaults",) and per_account:
+        return f"{name} is set per account: move it to [accounts.NAME]"
+    return "state_dir belongs in [mailbridge]" if name == "state_dir" and home else ""
 
 
 def _unknown(ctx: _Ctx, key: Key, valid: Iterable[str]) -> None:
+    if hint := _elsewhere(key[-1], key[:-1]):
+        return ctx.fail(key, f"{key[-1]} does not belong here", hint)
     valid = sorted(valid)
     close = difflib.get_close_matches(key[-1], valid, n=1, cutoff=0.6)
     ctx.fail(key, f'unknown key "{key[-1]}"', (
@@ -922,11 +939,8 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     before = len(ctx.problems)
     ctx.declared, ctx.account = schema_keys(configs := _providers_of(data)), name
     tables = {c.table: c for c in configs if c.table and c.settings}
-    own, policy_names = fields(AccountTable), fields(PolicyTable)
-    for key in data:
-        if not (key in own or key in policy_names or key in tables
-                or secrets.is_secret_key(key, ctx.declared)):
-            _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
+    own = fields(AccountTable)
+    _known(ctx, data, home, [*own, *fields(PolicyTable), *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
                        _available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
@@ -1039,21 +1053,12 @@ def loads(text: str, path: Path) -> Settings:
         raise ConfigError([_syntax_problem(path, text, exc)]) from None
     ctx = _Ctx(path, text)
     _find_secrets(ctx, document, ())
-    policy_names, account_names = list(fields(PolicyTable)), list(fields(AccountTable))
-    for name in _misplaced(ctx, document, (), {
-        k: f"put {k} under [defaults] (for every account) or [accounts.NAME]"
-        for k in policy_names + account_names
-    }):
-        if name not in ("mailbridge", "defaults", "accounts") and not secrets.is_secret_key(
-                name, ctx.declared):
-            _unknown(ctx, (name,), ("mailbridge", "defaults", "accounts"))
-    top_data = _misplaced(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",), {
-        k: f"{k} is set in [defaults] or in [accounts.NAME]"
-        for k in policy_names + account_names if k not in fields(MailbridgeTable)})
+    _known(ctx, document, (), ("mailbridge", "defaults", "accounts"))
+    top_data = _known(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",),
+                      fields(MailbridgeTable))
     top = ctx.validate(MailbridgeTable, top_data, ("mailbridge",)) or MailbridgeTable()
-    defaults = _misplaced(ctx, _table(ctx, document, ("defaults",)) or {}, ("defaults",), {
-        k: f"{k} is set per account: move it to [accounts.NAME]" for k in account_names
-    } | {"state_dir": "state_dir belongs in [mailbridge]"})
+    defaults = _known(ctx, _table(ctx, document, ("defaults",)) or {}, ("defaults",),
+                      fields(PolicyTable))
     accounts: list[AccountSettings] = []
     raw_accounts = _table(ctx, document, ("accounts",))
     if "accounts" not in document:

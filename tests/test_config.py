@@ -298,6 +298,12 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     ("unknown key", LOCAL + 'adress = "x"  #<\n', "accounts.main.adress", "did you mean address"),
     (
+        "unknown key in defaults",
+        '[defaults]\nfollow_up_afterr = "7 days"  #<\n\n' + LOCAL,
+        "defaults.follow_up_afterr",
+        "did you mean follow_up_after",
+    ),
+    (
         "unknown inline key",
         IMAP + 'imap = { host = "imap.example.com", prot = 993 }  #<\n',
         "accounts.main.imap.prot",
