@@ -5,7 +5,7 @@ once, so a user fixes everything in one pass. The checks are pydantic schemas: t
 `[mailbridge]`, `[defaults]`, the account keys and the calendar's ``kind``/``lookahead``; each
 provider owns its own table and its calendar kinds' keys (see `mailbridge.adapters`). A schema is
 a frozen dataclass whose fields carry a description and an example (`doc`), built from the field
-types below; the README table and `mailbridge init` are written from the same fields.
+types below; `mailbridge.reference` writes the README table and `mailbridge init` from them.
 """
 
 from __future__ import annotations
@@ -323,6 +323,11 @@ def starter_table(schema: type) -> dict[str, object]:
     """The required fields with their examples: the least a user writes."""
     return {e.name: e.example for e in fields(schema).values()
             if e.default is dataclasses.MISSING}
+
+
+def starter_calendar(kind: str | None) -> dict[str, object]:
+    schema = adapters.calendar_schema(kind) if kind else None
+    return {"kind": kind, **(starter_table(schema) if schema else {})}
 
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # building one costs more than a whole check
@@ -1110,8 +1115,3 @@ def load(path: Path) -> Settings:
         raise problem("the file is not UTF-8 text", "save it as UTF-8 (plain text) in your "
                       "editor", raw[: exc.start].count(b"\n") + 1) from None
     return loads(text.removeprefix("\ufeff"), path)
-
-
-def starter_calendar(kind: str | None) -> dict[str, object]:
-    schema = adapters.calendar_schema(kind) if kind else None
-    return {"kind": kind, **(starter_table(schema) if schema else {})}
