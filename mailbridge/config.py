@@ -227,6 +227,11 @@ def parsed(parse: Callable[[str], Any]) -> BeforeValidator:
     return BeforeValidator(lambda value: _read(value, parse))
 
 
+def at_most(days: float, *, zero: bool = False) -> BeforeValidator:
+    """A length of time written as text ("2h", "3 days"), of at most ``days`` days."""
+    return parsed(lambda t: parse_delay(t, allow_zero=zero, maximum=timedelta(days=days)))
+
+
 # --- where keys are written ----------------------------------------------------------------
 
 
@@ -571,9 +576,9 @@ def _reminder(value: object) -> object:
     return value
 
 
-Interval = Annotated[timedelta, parsed(lambda t: parse_delay(t, maximum=timedelta(days=1))),
-                     require(lambda v: v >= timedelta(seconds=30),
-                             "polling more often than every 30 seconds is not allowed")]
+Interval = Annotated[timedelta, at_most(1), require(
+    lambda v: v >= timedelta(seconds=30), "polling more often than every 30 seconds is not allowed"
+)]
 
 
 def _templates(folder_text: str | None) -> Path | None:
@@ -680,16 +685,13 @@ class PolicyTable:
         'write follow_up_spacing = "7 days" or longer'), doc(
         "at least this long between follow-ups (a week or more)",
         "7 days")] = "7 days"  # type: ignore[assignment]
-    lookback: Annotated[Duration, parsed(lambda t: parse_delay(
-        t, allow_zero=True, maximum=timedelta(days=60))), doc(
+    lookback: Annotated[Duration, at_most(60, zero=True), doc(
         "interviews this recent still get drafts on the first run",
         "3 days")] = "3 days"  # type: ignore[assignment]
-    removal_grace: Annotated[Duration, parsed(lambda t: parse_delay(
-        t, allow_zero=True, maximum=timedelta(days=7))), doc(
+    removal_grace: Annotated[Duration, at_most(7, zero=True), doc(
         "an interview missing from the calendar this long (or for two full listings) counts "
         "as removed; its drafts wait meanwhile", "1h")] = "1h"  # type: ignore[assignment]
-    reminder_after: Annotated[Duration | None, parsed(
-        lambda t: parse_delay(t, maximum=timedelta(days=14))), BeforeValidator(_reminder), doc(
+    reminder_after: Annotated[Duration | None, at_most(14), BeforeValidator(_reminder), doc(
         "one reminder when thank-yous are still unsent after this long; false: never",
         "20h")] = "20h"  # type: ignore[assignment]
     quiet_hours: Annotated[tuple[time, time], parsed(parse_quiet_hours), doc(
@@ -762,8 +764,7 @@ class CalendarTable:
 
     __pydantic_config__ = CHECKED
     kind: Annotated[Text, doc("the calendar kind", "caldav")]
-    lookahead: Annotated[Duration, parsed(lambda t: parse_delay(t, maximum=timedelta(days=730))),
-                         doc("how far ahead events are read", "60 days")
+    lookahead: Annotated[Duration, at_most(730), doc("how far ahead events are read", "60 days")
                          ] = "60 days"  # type: ignore[assignment]
 
 
