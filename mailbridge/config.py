@@ -912,31 +912,32 @@ def _policy(table: PolicyTable, written: Mapping[str, object],
         country, subdivision = table.country, None
     if "subdivision" in written:
         subdivision = table.subdivision
-    policy = Policy(
+    policy = _copied(
+        Policy, table,
         timezone=table.timezone or top.timezone or timing.system_timezone(),
         country=country,
         subdivision=subdivision,
         thank_you=table.thank_you_at or table.thank_you_delay,
         follow_up=table.follow_up_after,
-        max_follow_ups=table.max_follow_ups,
-        follow_up_spacing=table.follow_up_spacing,
-        morning=table.morning,
-        lookback=table.lookback,
-        removal_grace=table.removal_grace,
-        reminder_after=table.reminder_after,
         quiet_start=table.quiet_hours[0],
         quiet_end=table.quiet_hours[1],
     )
     keywords = (*(table.keywords or DEFAULT_KEYWORDS), *table.extra_keywords)
     exclude = DEFAULT_EXCLUDE_KEYWORDS if table.exclude_keywords is None else table.exclude_keywords
-    rules = DetectionRules(
+    rules = _copied(
+        DetectionRules, table,
         keywords=tuple(dict.fromkeys(k.lower() for k in keywords)),
         exclude_keywords=tuple(k.lower() for k in exclude),
-        max_attendees=table.max_attendees,
-        include_recurring=table.include_recurring,
-        allow_free_mail=table.allow_free_mail,
     )
     return policy, rules
+
+
+def _copied(target: type[T], *sources: object, **values: object) -> T:
+    """A ``target`` with the fields its ``sources`` (validated tables) have under the same
+    name, then ``values``: a key reaches the settings without being listed again here."""
+    names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+    same = {k: v for source in sources for k, v in vars(source).items() if k in names}
+    return target(**{**same, **values})
 
 
 def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[str, object],
@@ -983,23 +984,16 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
     policy, rules = _policy(keys, merged, top)
-    return AccountSettings(
+    return _copied(
+        AccountSettings, keys, account,
         name=name,
-        provider=provider,
-        address=account.address,
         display_name=account.name,
-        signature=account.signature,
-        aliases=keys.aliases,
-        org_domains=keys.org_domains,
         calendar=calendar,
         tables=settings,
-        notify=NotifySettings(keys.notify.channels, keys.notify.ntfy_url, keys.notify.webhook_url),
+        notify=_copied(NotifySettings, keys.notify),
         policy=policy,
         rules=rules,
         templates_dir=Path(keys.templates) if keys.templates else None,
-        poll_interval=keys.poll_interval,
-        calendar_interval=keys.calendar_interval,
-        enabled=account.enabled,
         token_store=TokenStoreSettings(
             kind=keys.token_store, store_command=keys.token_store_command,
             lookup_command=keys.token_command,
