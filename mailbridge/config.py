@@ -134,12 +134,11 @@ def _local_path(value: str, info: ValidationInfo) -> str:
 
 
 _URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@", re.IGNORECASE)
 
 
 def _web(schemes: tuple[str, ...]) -> Callable[[str, ValidationInfo], str]:
     def check(value: str, info: ValidationInfo) -> str:
-        if _URL_PASSWORD.search(value):
+        if secrets.URL_PASSWORD.search(value):
             raise fail("")  # reported once as a secret, without repeating the address
         if _URL_USERINFO.search(value):
             raise fail(
@@ -272,16 +271,15 @@ def _dotted(key: Key) -> str:
 
 
 def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
+    """A value in a message: text as written (any user name in an address hidden), else its
+    kind."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return f"the number {value}"
-    if isinstance(value, str):
-        return json.dumps(_URL_USERINFO.sub(lambda m: m.group(1) + "...@", value),
-                          ensure_ascii=False)
     if isinstance(value, list | tuple | dict):
         return "a table" if isinstance(value, dict) else "a list"
-    return f"a {type(value).__name__}"
+    if isinstance(value, str):
+        value = _URL_USERINFO.sub(lambda m: m.group(1) + "...@", value)
+    return toml(value) if isinstance(value, bool | str) else f"a {type(value).__name__}"
 
 
 def toml(value: object) -> str:
@@ -443,32 +441,6 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     if mailbox is None or any(k not in known for k in data):
         return list(adapters.configs().values())
     return found
-
-
-def _secret_hint(key: Key) -> str:
-    account = key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
-    return (f"remove {key[-1]} from the file; store the secret in the keyring with "
-            f"`mailbridge auth {account}`, or set password_command to a command that prints it")
-
-
-def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
-    """Secret-named keys at any depth, and user:password@ in any URL-like text value."""
-    if isinstance(value, dict):
-        if key[:1] == ("accounts",) and len(key) == 2:
-            ctx.declared = schema_keys(_providers_of(value))
-        for name, inner in value.items():
-            if secrets.is_secret_key(name, ctx.declared):
-                ctx.fail((*key, name), "secrets are not allowed in the config file",
-                         _secret_hint((*key, name)))
-            else:
-                _find_secrets(ctx, inner, (*key, name))
-    elif isinstance(value, list):
-        for inner in value:
-            _find_secrets(ctx, inner, key)
-    elif isinstance(value, str) and _URL_PASSWORD.search(value) and key:
-        ctx.fail(key, "this address carries a password (user:password@host); secrets are not "
-                 "allowed in the config file",
-                 _secret_hint(key) + " (keep only the host part in the address)")
 
 
 # --- the core's schemas --------------------------------------------------------------------
@@ -1052,7 +1024,9 @@ def loads(text: str, path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(path, text, exc)]) from None
     ctx = _Ctx(path, text)
-    _find_secrets(ctx, document, ())
+    for where, message, hint in secrets.written_in(document, ctx.declared, lambda account:
+                                                  schema_keys(_providers_of(account))):
+        ctx.fail(where, message, hint)
     _known(ctx, document, (), ("mailbridge", "defaults", "accounts"))
     top_data = _known(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",),
                       fields(MailbridgeTable))
