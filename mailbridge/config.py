@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import re
-import sys
 import tomllib
 import typing
 import urllib.parse
@@ -797,20 +796,9 @@ def _choice(ctx: _Ctx, key: Key, value: object, valid: list[str], what: str) -> 
     return None
 
 
-def _available(prefix: str) -> list[str]:
-    """adapters.available, asked once per search path: it reads every installed package's
-    entry points (milliseconds), and a config asks twice per account."""
-    return list(_available_on(prefix, tuple(sys.path)))
-
-
-@functools.lru_cache(maxsize=8)
-def _available_on(prefix: str, search_path: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(adapters.available(prefix))
-
-
 def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | None,
               config: adapters.ProviderConfig | None) -> tuple[str | None, CalendarSettings | None]:
-    kinds = _available("calendar")
+    kinds = adapters.available("calendar")
     key = (*home, "calendar")
     if "calendar" not in data:
         kind = config.default_calendar if config else None
@@ -921,7 +909,7 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     own = fields(AccountTable)
     _known(ctx, data, home, [*own, *fields(PolicyTable), *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
-                       _available("mailbox"), "provider")
+                       adapters.available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
     config = adapters.config_of("mailbox." + provider) if provider else None
     kind, calendar = _calendar(ctx, data, home, provider, config)
