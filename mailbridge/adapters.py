@@ -89,6 +89,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -370,11 +371,15 @@ def classes_of(account: AccountSettings) -> list[type[Provider]]:
 
 def available(prefix: str) -> list[str]:
     """The registered kinds for ``prefix`` ("mailbox" or "calendar")."""
-    return sorted(
-        ep.name.split(".", 1)[1]
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-        if ep.name.startswith(prefix + ".")
-    )
+    return list(_registered(prefix, tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _registered(prefix: str, search_path: tuple[str, ...]) -> tuple[str, ...]:
+    # Reading every installed package's entry points takes milliseconds, and a config asks
+    # twice per account: once per search path is enough.
+    return tuple(sorted(ep.name.split(".", 1)[1] for ep in entry_points(group=ENTRY_POINT_GROUP)
+                        if ep.name.startswith(prefix + ".")))
 
 
 def open_mailbox(account: AccountSettings) -> Mailbox:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailbridge import __version__, compose, paths, secrets
+from mailbridge import __version__, compose, paths, reference, secrets
 from mailbridge import config as config_module
 from mailbridge.adapters import (
     Provider,
@@ -147,7 +147,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists; edit it, or pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_module.starter_config(args.address, args.provider), encoding="utf-8")
+    path.write_text(reference.starter_config(args.address, args.provider), encoding="utf-8")
     print(f"Wrote {path}. Edit it, then run `mailbridge check`.")
     return 0
 

@@ -5,19 +5,17 @@ once, so a user fixes everything in one pass. The checks are pydantic schemas: t
 `[mailbridge]`, `[defaults]`, the account keys and the calendar's ``kind``/``lookahead``; each
 provider owns its own table and its calendar kinds' keys (see `mailbridge.adapters`). A schema is
 a frozen dataclass whose fields carry a description and an example (`doc`), built from the field
-types below; the README table and `mailbridge init` are written from the same fields.
+types below; `mailbridge.reference` writes the README table and `mailbridge init` from them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
 import json
 import os
 import re
-import sys
 import tomllib
 import typing
 import urllib.parse
@@ -28,6 +26,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import holidays
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -40,7 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mailbridge import adapters, domains, paths
+from mailbridge import adapters, domains, paths, secrets, timing
 from mailbridge.durations import (
     DurationError,
     parse_clock,
@@ -134,12 +133,11 @@ def _local_path(value: str, info: ValidationInfo) -> str:
 
 
 _URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@", re.IGNORECASE)
 
 
 def _web(schemes: tuple[str, ...]) -> Callable[[str, ValidationInfo], str]:
     def check(value: str, info: ValidationInfo) -> str:
-        if _URL_PASSWORD.search(value):
+        if secrets.URL_PASSWORD.search(value):
             raise fail("")  # reported once as a secret, without repeating the address
         if _URL_USERINFO.search(value):
             raise fail(
@@ -227,6 +225,11 @@ def parsed(parse: Callable[[str], Any]) -> BeforeValidator:
     return BeforeValidator(lambda value: _read(value, parse))
 
 
+def at_most(days: float, *, zero: bool = False) -> BeforeValidator:
+    """A length of time written as text ("2h", "3 days"), of at most ``days`` days."""
+    return parsed(lambda t: parse_delay(t, allow_zero=zero, maximum=timedelta(days=days)))
+
+
 # --- where keys are written ----------------------------------------------------------------
 
 
@@ -267,16 +270,15 @@ def _dotted(key: Key) -> str:
 
 
 def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
+    """A value in a message: text as written (any user name in an address hidden), else its
+    kind."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return f"the number {value}"
-    if isinstance(value, str):
-        return json.dumps(_URL_USERINFO.sub(lambda m: m.group(1) + "...@", value),
-                          ensure_ascii=False)
     if isinstance(value, list | tuple | dict):
         return "a table" if isinstance(value, dict) else "a list"
-    return f"a {type(value).__name__}"
+    if isinstance(value, str):
+        value = _URL_USERINFO.sub(lambda m: m.group(1) + "...@", value)
+    return toml(value) if isinstance(value, bool | str) else f"a {type(value).__name__}"
 
 
 def toml(value: object) -> str:
@@ -325,6 +327,11 @@ def starter_table(schema: type) -> dict[str, object]:
             if e.default is dataclasses.MISSING}
 
 
+def starter_calendar(kind: str | None) -> dict[str, object]:
+    schema = adapters.calendar_schema(kind) if kind else None
+    return {"kind": kind, **(starter_table(schema) if schema else {})}
+
+
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # building one costs more than a whole check
 
 
@@ -355,7 +362,7 @@ class _Ctx:
                  origin: Mapping[str, Key] | None = None, **context: object) -> T | None:
         """``data`` checked by ``schema``; None after reporting every problem. ``origin`` says
         where an inherited key was written (``[defaults]``)."""
-        data = {k: v for k, v in data.items() if not _is_secret_key(k, self.declared)}
+        data = {k: v for k, v in data.items() if not secrets.is_secret_key(k, self.declared)}
         try:
             if schema not in _ADAPTERS:
                 _ADAPTERS[schema] = TypeAdapter(schema)
@@ -406,17 +413,6 @@ class _Ctx:
 
 # --- secrets -------------------------------------------------------------------------------
 
-# Keys that hold a secret are refused wherever they appear: secrets go to the keyring.
-_SECRET_NAMES = frozenset({"password", "passwd", "pass", "token", "secret", "client_secret",
-                           "refresh_token", "access_token", "api_key", "apikey", "app_password"})
-_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
-_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey",
-                 "privatekey", "credential", "bearer")  # also in camelCase or run together
-_SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
-# A key ending in one of these names where a secret comes from, or an address: not a secret.
-_POINTER_WORDS = frozenset("command cmd uri url endpoint file path".split())
-
-
 def schemas(configs: Iterable[adapters.ProviderConfig] | None = None) -> list[type]:
     """The core's schemas and those of ``configs`` (default: every installed provider's)."""
     found: list[type] = [MailbridgeTable, PolicyTable, NotifyTable, AccountTable, CalendarTable]
@@ -446,45 +442,6 @@ def _providers_of(data: Mapping[str, object]) -> list[adapters.ProviderConfig]:
     return found
 
 
-@functools.lru_cache(maxsize=4096)  # the same few keys in every account of a long config
-def _is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
-    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-    if not words or words[-1] in _POINTER_WORDS or key in declared:
-        return False
-    joined = "_".join(words)
-    if joined in _SECRET_NAMES or joined.endswith(_SECRET_SUFFIXES):
-        return True
-    return any(part in "".join(words) for part in _SECRET_PARTS) or any(
-        word in _SECRET_WORDS or word.removesuffix("s") in _SECRET_WORDS for word in words)
-
-
-def _secret_hint(key: Key) -> str:
-    account = key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
-    return (f"remove {key[-1]} from the file; store the secret in the keyring with "
-            f"`mailbridge auth {account}`, or set password_command to a command that prints it")
-
-
-def _find_secrets(ctx: _Ctx, value: object, key: Key) -> None:
-    """Secret-named keys at any depth, and user:password@ in any URL-like text value."""
-    if isinstance(value, dict):
-        if key[:1] == ("accounts",) and len(key) == 2:
-            ctx.declared = schema_keys(_providers_of(value))
-        for name, inner in value.items():
-            if _is_secret_key(name, ctx.declared):
-                ctx.fail((*key, name), "secrets are not allowed in the config file",
-                         _secret_hint((*key, name)))
-            else:
-                _find_secrets(ctx, inner, (*key, name))
-    elif isinstance(value, list):
-        for inner in value:
-            _find_secrets(ctx, inner, key)
-    elif isinstance(value, str) and _URL_PASSWORD.search(value) and key:
-        ctx.fail(key, "this address carries a password (user:password@host); secrets are not "
-                 "allowed in the config file",
-                 _secret_hint(key) + " (keep only the host part in the address)")
-
-
 # --- the core's schemas --------------------------------------------------------------------
 
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@([^@\s<>()\[\],;:\"]+)")
@@ -509,21 +466,6 @@ def _domain(value: str) -> str:
     return domain
 
 
-def _system_timezone() -> str:
-    """The system's zone name without tzlocal: $TZ, the /etc/localtime link, /etc/timezone."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        target = os.path.realpath("/etc/localtime")
-        candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    for name in filter(None, candidates):
-        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            zoneinfo.ZoneInfo(name)
-            return name
-    return "UTC"
-
-
 def _zone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -534,23 +476,14 @@ def _zone(value: str) -> str:
     return value
 
 
-def _holidays() -> dict[str, list[str]]:
-    import holidays  # imported here: it is slow to import and only the config needs it
-
-    supported: dict[str, list[str]] = holidays.list_supported_countries()
-    return supported
-
-
 def _subdivision(value: str, info: ValidationInfo) -> str:
     country = info.data.get("country") or (info.context or {}).get("country")
     if country is None:
         raise fail("subdivision needs a country",
                    'add country = "US" (or the right code) next to it, or remove subdivision')
-    valid = _holidays().get(country, [])
+    valid = holidays.list_supported_countries().get(country, [])
     if value.upper() in valid:
         return value.upper()
-    import holidays
-
     try:  # holidays also knows some subdivisions by alias
         holidays.country_holidays(country, subdiv=value)
     except (NotImplementedError, ValueError, KeyError):
@@ -562,10 +495,11 @@ def _subdivision(value: str, info: ValidationInfo) -> str:
 
 
 Zone = Annotated[Text, AfterValidator(_zone)]
-Country = Annotated[Text, require(lambda v: v.upper() in _holidays(), "no public-holiday "
-                                  'calendar for country "{value}"', 'use a two-letter ISO 3166 '
-                                  'code such as "US", "GB", "DE" or "IN", or remove country to '
-                                  "count only weekends"), AfterValidator(str.upper)]
+Country = Annotated[Text, require(
+    lambda v: v.upper() in holidays.list_supported_countries(),
+    'no public-holiday calendar for country "{value}"', 'use a two-letter ISO 3166 code such as '
+    '"US", "GB", "DE" or "IN", or remove country to count only weekends'),
+    AfterValidator(str.upper)]
 Subdivision = Annotated[Text, AfterValidator(_subdivision)]
 
 
@@ -613,9 +547,9 @@ def _reminder(value: object) -> object:
     return value
 
 
-Interval = Annotated[timedelta, parsed(lambda t: parse_delay(t, maximum=timedelta(days=1))),
-                     require(lambda v: v >= timedelta(seconds=30),
-                             "polling more often than every 30 seconds is not allowed")]
+Interval = Annotated[timedelta, at_most(1), require(
+    lambda v: v >= timedelta(seconds=30), "polling more often than every 30 seconds is not allowed"
+)]
 
 
 def _templates(folder_text: str | None) -> Path | None:
@@ -677,10 +611,18 @@ _TOKEN_COMMANDS = {"token_command": "pass show", "token_store_command": "pass in
 
 
 def _names_purpose(key: str) -> AfterValidator:
-    """A token-store command must say where the secret's {purpose} goes."""
-    return require(lambda v: "{purpose}" in v,
-                   f'token_store = "command" needs {key} naming {{{{purpose}}}}',
-                   f'e.g. {key} = "{_TOKEN_COMMANDS[key]} mailbridge/{{account}}/{{purpose}}"')
+    """A token-store command, needed with token_store = "command", says where the secret's
+    {purpose} goes."""
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        needed = value is not None or info.data.get("token_store") == "command"
+        if needed and "{purpose}" not in (value or ""):
+            raise fail(f'token_store = "command" needs {key} naming {{purpose}}',
+                       f'e.g. {key} = "{_TOKEN_COMMANDS[key]} mailbridge/{{account}}/{{purpose}}"'
+                       " (docs/tokens.md)")
+        return value
+
+    return AfterValidator(check)
 
 
 @dataclass(frozen=True)
@@ -714,16 +656,13 @@ class PolicyTable:
         'write follow_up_spacing = "7 days" or longer'), doc(
         "at least this long between follow-ups (a week or more)",
         "7 days")] = "7 days"  # type: ignore[assignment]
-    lookback: Annotated[Duration, parsed(lambda t: parse_delay(
-        t, allow_zero=True, maximum=timedelta(days=60))), doc(
+    lookback: Annotated[Duration, at_most(60, zero=True), doc(
         "interviews this recent still get drafts on the first run",
         "3 days")] = "3 days"  # type: ignore[assignment]
-    removal_grace: Annotated[Duration, parsed(lambda t: parse_delay(
-        t, allow_zero=True, maximum=timedelta(days=7))), doc(
+    removal_grace: Annotated[Duration, at_most(7, zero=True), doc(
         "an interview missing from the calendar this long (or for two full listings) counts "
         "as removed; its drafts wait meanwhile", "1h")] = "1h"  # type: ignore[assignment]
-    reminder_after: Annotated[Duration | None, parsed(
-        lambda t: parse_delay(t, maximum=timedelta(days=14))), BeforeValidator(_reminder), doc(
+    reminder_after: Annotated[Duration | None, at_most(14), BeforeValidator(_reminder), doc(
         "one reminder when thank-yous are still unsent after this long; false: never",
         "20h")] = "20h"  # type: ignore[assignment]
     quiet_hours: Annotated[tuple[time, time], parsed(parse_quiet_hours), doc(
@@ -796,8 +735,7 @@ class CalendarTable:
 
     __pydantic_config__ = CHECKED
     kind: Annotated[Text, doc("the calendar kind", "caldav")]
-    lookahead: Annotated[Duration, parsed(lambda t: parse_delay(t, maximum=timedelta(days=730))),
-                         doc("how far ahead events are read", "60 days")
+    lookahead: Annotated[Duration, at_most(730), doc("how far ahead events are read", "60 days")
                          ] = "60 days"  # type: ignore[assignment]
 
 
@@ -813,15 +751,32 @@ def _table(ctx: _Ctx, data: Mapping[str, object], key: Key) -> dict[str, object]
     return None
 
 
-def _misplaced(ctx: _Ctx, data: Mapping[str, object], home: Key,
-               hints: Mapping[str, str]) -> dict[str, object]:
+def _known(ctx: _Ctx, data: Mapping[str, object], home: Key,
+           valid: Iterable[str]) -> dict[str, object]:
+    """The keys of ``data`` that belong in ``home``; every other one is reported (a secret
+    already was, by `_find_secrets`)."""
+    valid = set(valid)
     for name in data:
-        if name in hints:
-            ctx.fail((*home, name), f"{name} does not belong here", hints[name])
-    return {k: v for k, v in data.items() if k not in hints}
+        if name not in valid and not secrets.is_secret_key(name, ctx.declared):
+            _unknown(ctx, (*home, name), valid)
+    return {k: v for k, v in data.items() if k in valid}
+
+
+def _elsewhere(name: str, home: Key) -> str:
+    """For a key written in the wrong table: where it goes ("" when it belongs nowhere)."""
+    per_account, inherited = name in fields(AccountTable), name in fields(PolicyTable)
+    if home == () and (per_account or inherited):
+        return f"put {name} under [defaults] (for every account) or [accounts.NAME]"
+    if home == ("mailbridge",) and (per_account or inherited):
+        return f"{name} is set in [defaults] or in [accounts.NAME]"
+    if home == ("defaults",) and per_account:
+        return f"{name} is set per account: move it to [accounts.NAME]"
+    return "state_dir belongs in [mailbridge]" if name == "state_dir" and home else ""
 
 
 def _unknown(ctx: _Ctx, key: Key, valid: Iterable[str]) -> None:
+    if hint := _elsewhere(key[-1], key[:-1]):
+        return ctx.fail(key, f"{key[-1]} does not belong here", hint)
     valid = sorted(valid)
     close = difflib.get_close_matches(key[-1], valid, n=1, cutoff=0.6)
     ctx.fail(key, f'unknown key "{key[-1]}"', (
@@ -841,20 +796,9 @@ def _choice(ctx: _Ctx, key: Key, value: object, valid: list[str], what: str) -> 
     return None
 
 
-def _available(prefix: str) -> list[str]:
-    """adapters.available, asked once per search path: it reads every installed package's
-    entry points (milliseconds), and a config asks twice per account."""
-    return list(_available_on(prefix, tuple(sys.path)))
-
-
-@functools.lru_cache(maxsize=8)
-def _available_on(prefix: str, search_path: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(adapters.available(prefix))
-
-
 def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | None,
               config: adapters.ProviderConfig | None) -> tuple[str | None, CalendarSettings | None]:
-    kinds = _available("calendar")
+    kinds = adapters.available("calendar")
     key = (*home, "calendar")
     if "calendar" not in data:
         kind = config.default_calendar if config else None
@@ -879,25 +823,23 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
     schema = adapters.calendar_schema(kind)
     own: dict[str, object] = {}
     for name in (n for n in raw if n not in core):
-        users = [] if name in fields(schema or _NoKeys) else [
-            k for k in kinds if name in fields(adapters.calendar_schema(k) or _NoKeys)]
-        if users:
+        users = [k for k in kinds if name in _calendar_keys(k)]
+        if users and kind not in users:
             ctx.fail((*key, name), f'{name} is not used by a calendar of kind "{kind}"',
                      f"remove {name} (it is used with kind {' or '.join(users)})")
+        elif schema is None:  # a kind without keys of its own
+            _unknown(ctx, (*key, name), core)
         else:
             own[name] = raw[name]
-    options = ctx.validate(schema or _NoKeys, own, key)
-    if common is None or options is None:
+    options = ctx.validate(schema, own, key) if schema else None
+    if common is None or (schema and options is None):
         return kind, None
-    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead,
-                                  options=options if schema else None)
+    return kind, CalendarSettings(kind=kind, lookahead=common.lookahead, options=options)
 
 
-@dataclass(frozen=True)
-class _NoKeys:
-    """The own keys of a calendar kind that declares none."""
-
-    __pydantic_config__ = FORBID
+def _calendar_keys(kind: str) -> dict[str, Entry]:
+    schema = adapters.calendar_schema(kind)
+    return fields(schema) if schema else {}
 
 
 def _policy_keys(ctx: _Ctx, defaults: Mapping[str, object], account: Mapping[str, object],
@@ -930,31 +872,32 @@ def _policy(table: PolicyTable, written: Mapping[str, object],
         country, subdivision = table.country, None
     if "subdivision" in written:
         subdivision = table.subdivision
-    policy = Policy(
-        timezone=table.timezone or top.timezone or _system_timezone(),
+    policy = _copied(
+        Policy, table,
+        timezone=table.timezone or top.timezone or timing.system_timezone(),
         country=country,
         subdivision=subdivision,
         thank_you=table.thank_you_at or table.thank_you_delay,
         follow_up=table.follow_up_after,
-        max_follow_ups=table.max_follow_ups,
-        follow_up_spacing=table.follow_up_spacing,
-        morning=table.morning,
-        lookback=table.lookback,
-        removal_grace=table.removal_grace,
-        reminder_after=table.reminder_after,
         quiet_start=table.quiet_hours[0],
         quiet_end=table.quiet_hours[1],
     )
     keywords = (*(table.keywords or DEFAULT_KEYWORDS), *table.extra_keywords)
     exclude = DEFAULT_EXCLUDE_KEYWORDS if table.exclude_keywords is None else table.exclude_keywords
-    rules = DetectionRules(
+    rules = _copied(
+        DetectionRules, table,
         keywords=tuple(dict.fromkeys(k.lower() for k in keywords)),
         exclude_keywords=tuple(k.lower() for k in exclude),
-        max_attendees=table.max_attendees,
-        include_recurring=table.include_recurring,
-        allow_free_mail=table.allow_free_mail,
     )
     return policy, rules
+
+
+def _copied(target: type[T], *sources: object, **values: object) -> T:
+    """A ``target`` with the fields its ``sources`` (validated tables) have under the same
+    name, then ``values``: a key reaches the settings without being listed again here."""
+    names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+    same = {k: v for source in sources for k, v in vars(source).items() if k in names}
+    return target(**{**same, **values})
 
 
 def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[str, object],
@@ -963,13 +906,10 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     before = len(ctx.problems)
     ctx.declared, ctx.account = schema_keys(configs := _providers_of(data)), name
     tables = {c.table: c for c in configs if c.table and c.settings}
-    own, policy_names = fields(AccountTable), fields(PolicyTable)
-    for key in data:
-        if not (key in own or key in policy_names or key in tables
-                or _is_secret_key(key, ctx.declared)):
-            _unknown(ctx, (*home, key), [*own, *policy_names, *tables])
+    own = fields(AccountTable)
+    _known(ctx, data, home, [*own, *fields(PolicyTable), *tables])
     provider = _choice(ctx, (*home, "provider"), data.get("provider"),
-                       _available("mailbox"), "provider")
+                       adapters.available("mailbox"), "provider")
     account = ctx.validate(AccountTable, {k: v for k, v in data.items() if k in own}, home)
     config = adapters.config_of("mailbox." + provider) if provider else None
     kind, calendar = _calendar(ctx, data, home, provider, config)
@@ -1003,32 +943,17 @@ def _account(ctx: _Ctx, name: str, data: dict[str, object], defaults: Mapping[st
     keys = ctx.validate(PolicyTable, merged, home, origin, country=top.country)
     if len(ctx.problems) > before or not (account and keys and provider and calendar):
         return None
-    if keys.token_store == "command":
-        for key, command in _TOKEN_COMMANDS.items():
-            if not getattr(keys, key):
-                ctx.fail((*home, "token_store"), f'token_store = "command" needs {key} naming '
-                         "{purpose}", f'e.g. {key} = "{command} mailbridge/{{account}}/{{purpose}}"'
-                         " (docs/tokens.md)")
-        if len(ctx.problems) > before:
-            return None
     policy, rules = _policy(keys, merged, top)
-    return AccountSettings(
+    return _copied(
+        AccountSettings, keys, account,
         name=name,
-        provider=provider,
-        address=account.address,
         display_name=account.name,
-        signature=account.signature,
-        aliases=keys.aliases,
-        org_domains=keys.org_domains,
         calendar=calendar,
         tables=settings,
-        notify=NotifySettings(keys.notify.channels, keys.notify.ntfy_url, keys.notify.webhook_url),
+        notify=_copied(NotifySettings, keys.notify),
         policy=policy,
         rules=rules,
         templates_dir=Path(keys.templates) if keys.templates else None,
-        poll_interval=keys.poll_interval,
-        calendar_interval=keys.calendar_interval,
-        enabled=account.enabled,
         token_store=TokenStoreSettings(
             kind=keys.token_store, store_command=keys.token_store_command,
             lookup_command=keys.token_command,
@@ -1087,22 +1012,15 @@ def loads(text: str, path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(path, text, exc)]) from None
     ctx = _Ctx(path, text)
-    _find_secrets(ctx, document, ())
-    policy_names, account_names = list(fields(PolicyTable)), list(fields(AccountTable))
-    for name in _misplaced(ctx, document, (), {
-        k: f"put {k} under [defaults] (for every account) or [accounts.NAME]"
-        for k in policy_names + account_names
-    }):
-        if name not in ("mailbridge", "defaults", "accounts") and not _is_secret_key(
-                name, ctx.declared):
-            _unknown(ctx, (name,), ("mailbridge", "defaults", "accounts"))
-    top_data = _misplaced(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",), {
-        k: f"{k} is set in [defaults] or in [accounts.NAME]"
-        for k in policy_names + account_names if k not in fields(MailbridgeTable)})
+    for where, message, hint in secrets.written_in(document, ctx.declared, lambda account:
+                                                  schema_keys(_providers_of(account))):
+        ctx.fail(where, message, hint)
+    _known(ctx, document, (), ("mailbridge", "defaults", "accounts"))
+    top_data = _known(ctx, _table(ctx, document, ("mailbridge",)) or {}, ("mailbridge",),
+                      fields(MailbridgeTable))
     top = ctx.validate(MailbridgeTable, top_data, ("mailbridge",)) or MailbridgeTable()
-    defaults = _misplaced(ctx, _table(ctx, document, ("defaults",)) or {}, ("defaults",), {
-        k: f"{k} is set per account: move it to [accounts.NAME]" for k in account_names
-    } | {"state_dir": "state_dir belongs in [mailbridge]"})
+    defaults = _known(ctx, _table(ctx, document, ("defaults",)) or {}, ("defaults",),
+                      fields(PolicyTable))
     accounts: list[AccountSettings] = []
     raw_accounts = _table(ctx, document, ("accounts",))
     if "accounts" not in document:
@@ -1128,7 +1046,7 @@ def loads(text: str, path: Path) -> Settings:
     return Settings(
         path=path.expanduser().absolute(),
         state_dir=Path(top.state_dir) if top.state_dir else paths.default_state_dir(),
-        timezone=top.timezone or _system_timezone(),
+        timezone=top.timezone or timing.system_timezone(),
         country=top.country,
         accounts=tuple(accounts),
     )
@@ -1154,78 +1072,3 @@ def load(path: Path) -> Settings:
         raise problem("the file is not UTF-8 text", "save it as UTF-8 (plain text) in your "
                       "editor", raw[: exc.start].count(b"\n") + 1) from None
     return loads(text.removeprefix("\ufeff"), path)
-
-
-# --- written from the schemas: `mailbridge init` and the README table -------------------------
-
-
-def starter_calendar(kind: str | None) -> dict[str, object]:
-    schema = adapters.calendar_schema(kind) if kind else None
-    return {"kind": kind, **(starter_table(schema) if schema else {})}
-
-
-def _lines(schema: type, names: Iterable[str], *, prefix: str = "") -> str:
-    entries = fields(schema)
-    return "".join(f"{prefix}{n} = {toml(entries[n].example)}   # {entries[n].description}\n"
-                   for n in names)
-
-
-def starter_config(address: str = "you@example.com", provider: str | None = None) -> str:
-    """A small, valid config for `mailbridge init`, with comments on how to change it (for
-    the default provider unless ``provider`` names another)."""
-    provider = provider or adapters.default_kind("mailbox")
-    config = adapters.config_of("mailbox." + provider)
-    if config is None:
-        raise ValueError(f"unknown provider {provider!r}; valid: "
-                         + ", ".join(adapters.available("mailbox")))
-    text = ("# mailbridge configuration. Every key is explained in config.example.toml.\n"
-            "# mailbridge never sends mail: it only writes drafts you review and send yourself."
-            f"\n\n[mailbridge]\ntimezone = {toml(_system_timezone())}\n"
-            + _lines(MailbridgeTable, ["country"], prefix="# ")
-            + "\n[defaults]   # every account inherits these\n"
-            + _lines(PolicyTable, ["thank_you_delay", "follow_up_after", "max_follow_ups"])
-            + _lines(PolicyTable, ["thank_you_at"], prefix="# ")
-            + "\n# Credentials never go in this file: `mailbridge auth main` puts them in the "
-            "system keyring.\n[accounts.main]\n"
-            f"provider = {toml(provider)}   # {', '.join(adapters.available('mailbox'))}\n"
-            f"address = {toml(address)}\n" + _lines(AccountTable, ["name"], prefix="# "))
-    if config.default_calendar:
-        text += (f'# calendar = {{ kind = "{config.default_calendar}" }}   # or kind '
-                 + ", ".join(adapters.available("calendar")) + ", with that kind's keys\n")
-    else:
-        text += f"calendar = {toml(starter_calendar(config.starter_calendar))}\n"
-    if config.settings and config.table:  # last: the keys below the header belong to it
-        entries = fields(config.settings)
-        text += f"\n[accounts.main.{config.table}]\n" + "".join(
-            f"{'' if e.default is dataclasses.MISSING else '# '}{e.name} = {toml(e.example)}"
-            f"   # {e.description}\n" for e in entries.values() if e.example is not None)
-    return text
-
-
-def reference_table() -> str:
-    """The README's table of every key, from the schemas' field descriptions."""
-    rows = ["| key | where | default | meaning |", "|---|---|---|---|"]
-
-    def add(schema: type, where: str, skip: Iterable[str] = ()) -> None:
-        for e in fields(schema).values():
-            if e.name in skip:
-                continue
-            default = "" if e.default in (dataclasses.MISSING, None, (), "") else toml(
-                e.default.__dict__ if dataclasses.is_dataclass(e.default) else e.default)
-            rows.append(f"| `{e.name}` | {where} | {default} | {e.description} |".replace(
-                "\n", "\\n"))
-
-    add(MailbridgeTable, "mailbridge")
-    add(PolicyTable, "defaults, account", skip=["notify"])
-    add(NotifyTable, "`notify = {...}` (defaults, account)")
-    add(AccountTable, "account")
-    add(CalendarTable, "`calendar = {...}`")
-    for kind in adapters.available("calendar"):
-        schema = adapters.calendar_schema(kind)
-        if schema:
-            add(schema, f'`calendar = {{ kind = "{kind}" }}`')
-    for config in sorted(adapters.configs().values(), key=lambda c: c.table):
-        if config.table and config.settings:
-            users = ", ".join(u.replace(".", " ") for u in config.used_by)
-            add(config.settings, f"`{config.table} = {{...}}` ({users})")
-    return "\n".join(dict.fromkeys(rows)) + "\n"

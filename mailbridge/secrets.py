@@ -20,9 +20,12 @@ typed in) in one token store, chosen with the account's ``token_store`` setting:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shlex
 import subprocess
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,67 @@ from mailbridge.settings import AccountSettings, TokenStoreSettings
 
 SERVICE = "mailbridge"
 PLAINTEXT_SUFFIX = ".plaintext-secret"
+
+
+# Keys that hold a secret are refused wherever they appear: secrets go to the token store.
+_SECRET_NAMES = frozenset({"password", "passwd", "pass", "token", "secret", "client_secret",
+                           "refresh_token", "access_token", "api_key", "apikey", "app_password"})
+_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey",
+                 "privatekey", "credential", "bearer")  # also in camelCase or run together
+_SECRET_WORDS = frozenset({"pass", "pwd", "pw", "auth", "cookie"})
+# A key ending in one of these names where a secret comes from, or an address: not a secret.
+_POINTER_WORDS = frozenset("command cmd uri url endpoint file path".split())
+
+
+URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@", re.IGNORECASE)
+
+Key = tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=4096)  # the same few keys in every account of a long config
+def is_secret_key(key: str, declared: frozenset[str] = frozenset()) -> bool:
+    """Whether a config key's name says it holds a secret (password, apiKey, auth_token, ...);
+    the keys a schema ``declared`` never do."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    if not words or words[-1] in _POINTER_WORDS or key in declared:
+        return False
+    joined = "_".join(words)
+    if joined in _SECRET_NAMES or joined.endswith(_SECRET_SUFFIXES):
+        return True
+    return any(part in "".join(words) for part in _SECRET_PARTS) or any(
+        word in _SECRET_WORDS or word.removesuffix("s") in _SECRET_WORDS for word in words)
+
+
+def written_in(document: object, names: frozenset[str],
+               declared: Callable[[Mapping[str, object]], frozenset[str]],
+               key: Key = ()) -> Iterator[tuple[Key, str, str]]:
+    """The secrets written in a config document, as (key, problem, fix): secret-named keys at
+    any depth, and user:password@ in any URL-like text. ``names`` are the keys the schemas ask
+    for (never secrets); inside an account, ``declared`` gives that account's."""
+    if isinstance(document, dict):
+        if key[:1] == ("accounts",) and len(key) == 2:
+            names = declared(document)
+        for name, inner in document.items():
+            if is_secret_key(name, names):
+                yield ((*key, name), "secrets are not allowed in the config file",
+                       _secret_hint((*key, name)))
+            else:
+                yield from written_in(inner, names, declared, (*key, name))
+    elif isinstance(document, list):
+        for inner in document:
+            yield from written_in(inner, names, declared, key)
+    elif isinstance(document, str) and URL_PASSWORD.search(document) and key:
+        yield (key, "this address carries a password (user:password@host); secrets are not "
+               "allowed in the config file",
+               _secret_hint(key) + " (keep only the host part in the address)")
+
+
+def _secret_hint(key: Key) -> str:
+    account = key[1] if len(key) > 2 and key[0] == "accounts" else "NAME"
+    return (f"remove {key[-1]} from the file; store the secret in the keyring with "
+            f"`mailbridge auth {account}`, or set password_command to a command that prints it")
 
 
 def _entry(account: str, purpose: str) -> str:

@@ -11,9 +11,12 @@ does with ``fold=0``: a time inside the spring-forward gap lands one hour later 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
@@ -32,6 +35,7 @@ __all__ = [
     "next_business_morning",
     "next_follow_up_due",
     "out_of_office_due",
+    "system_timezone",
     "thank_you_due",
 ]
 
@@ -240,3 +244,18 @@ def after_quiet_hours(t: datetime, policy: Policy) -> datetime:
         day += timedelta(days=1)
     end = at_local(day, policy.quiet_end, policy)
     return end if end > t else t
+
+
+def system_timezone() -> str:
+    """The system's zone name without tzlocal: $TZ, the /etc/localtime link, /etc/timezone."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        target = os.path.realpath("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in filter(None, candidates):
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):
+            ZoneInfo(name)
+            return name
+    return "UTC"

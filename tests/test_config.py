@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import adapters, config, paths
-from mailbridge.config import ConfigError, load, loads, starter_config
+from mailbridge import adapters, config, paths, reference
+from mailbridge.config import ConfigError, load, loads
 from mailbridge.model import BusinessDays, Delay, NextBusinessMorning
+from mailbridge.reference import starter_config
 from mailbridge.settings import DEFAULT_EXCLUDE_KEYWORDS, DEFAULT_KEYWORDS, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -296,6 +297,12 @@ INVALID: list[tuple[str, str, str, str]] = [
         "written twice",
     ),
     ("unknown key", LOCAL + 'adress = "x"  #<\n', "accounts.main.adress", "did you mean address"),
+    (
+        "unknown key in defaults",
+        '[defaults]\nfollow_up_afterr = "7 days"  #<\n\n' + LOCAL,
+        "defaults.follow_up_afterr",
+        "did you mean follow_up_after",
+    ),
     (
         "unknown inline key",
         IMAP + 'imap = { host = "imap.example.com", prot = 993 }  #<\n',
@@ -879,11 +886,11 @@ def test_syntax_error_key_ignores_headers_inside_strings(tmp_path: Path) -> None
 
 
 def test_readme_table_is_the_schemas() -> None:
-    # If this fails after a schema change, paste config.reference_table() into README.md.
+    # If this fails after a schema change, paste reference.reference_table() into README.md.
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start = readme.index("| key | where | default | meaning |")
     end = readme.index("<!-- end of the generated table -->")
-    assert readme[start:end] == config.reference_table()
+    assert readme[start:end] == reference.reference_table()
 
 
 def test_every_key_has_a_description_and_an_example() -> None:
@@ -917,7 +924,7 @@ def test_a_provider_key_is_one_field(tmp_path: Path) -> None:
                                              'path = "Maildir", flag_new = true }'),
                                tmp_path).accounts
         assert account.settings_of(extended).flag_new is True
-        assert "| `flag_new` | `maildir = {...}`" in config.reference_table()
+        assert "| `flag_new` | `maildir = {...}`" in reference.reference_table()
         with pytest.raises(ConfigError) as info:
             load_text(LOCAL.replace('path = "Maildir" }', 'path = "Maildir", flag_new = 1 }'),
                       tmp_path)

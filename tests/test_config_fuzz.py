@@ -221,6 +221,8 @@ def mutated_documents(draw: st.DrawFn) -> dict[str, Any]:
     document: dict[str, Any] = tomllib.loads(VALID)
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         places = paths_of(document)
+        if not places:  # every table deleted: nothing left to mutate
+            break
         where = draw(st.sampled_from(places))
         parent: Any = document
         for step in where[:-1]:
