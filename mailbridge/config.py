@@ -495,8 +495,11 @@ def _subdivision(value: str, info: ValidationInfo) -> str:
 
 
 Zone = Annotated[Text, AfterValidator(_zone)]
+# The registry names every country without importing each one's module, as listing does.
+_COUNTRIES = frozenset(code for entry in holidays.registry.COUNTRIES.values()
+                        for code in entry[1:] if code.isupper())  # ISO codes and aliases
 Country = Annotated[Text, require(
-    lambda v: v.upper() in holidays.list_supported_countries(),
+    lambda v: v.upper() in _COUNTRIES,
     'no public-holiday calendar for country "{value}"', 'use a two-letter ISO 3166 code such as '
     '"US", "GB", "DE" or "IN", or remove country to count only weekends'),
     AfterValidator(str.upper)]

@@ -930,3 +930,9 @@ def test_a_provider_key_is_one_field(tmp_path: Path) -> None:
                       tmp_path)
         assert info.value.key == "accounts.main.maildir.flag_new"
         assert info.value.hint == "write flag_new = true"
+
+
+def test_country_codes_read_from_the_registry_are_the_ones_holidays_supports() -> None:
+    import holidays
+
+    assert config._COUNTRIES == set(holidays.list_supported_countries())
