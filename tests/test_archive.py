@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import planner
+from mailbridge import cli, planner
 from mailbridge.ledger import Ledger
 from mailbridge.model import (
     DraftKind,
@@ -206,3 +206,18 @@ def test_a_wiped_ledger_after_archiving_writes_nothing_twice(world: World) -> No
     assert (len(world.messages("Sent")), len(world.messages("Trash"))) == (sent, trash)
     assert {d.recipient.email: d.state for d in world.drafts(THANK_YOU)} == {
         LEAD: S.SENT, OTHER: S.USER_DELETED}
+
+
+def test_status_shows_archived_interviews_only_since_a_date(world: World) -> None:
+    live_through(world)
+    plain = cli._status_data(world.settings, world.ledger, None)["accounts"][0]
+    assert plain["interviews"] == [] and plain["archived"] == 1
+    lines = cli._account_lines(world.account, plain)
+    assert any("1 finished interview archived" in line for line in lines)
+    since = cli._status_data(world.settings, world.ledger, END - timedelta(days=1))
+    shown = since["accounts"][0]["interviews"]
+    assert [iv["archived"] for iv in shown] == [True]
+    assert {d["state"] for d in shown[0]["drafts"]} == {"sent"}
+    assert "interview archived" in {e["decision"] for e in since["digest"]}
+    later = cli._status_data(world.settings, world.ledger, END + timedelta(days=1))
+    assert later["accounts"][0]["interviews"] == []
