@@ -361,17 +361,20 @@ class Pass:
 
     def sync_mail(self) -> None:
         account = self.account
-        # Archived interviews are finished: mail cannot change what is planned for them.
-        interviews = [
-            i for i in self.ledger.interviews(account.name, live_only=True)
-            if i.end >= self.now - MATCH_HORIZON
-        ]
-        if not interviews:
+        horizon = self.now - MATCH_HORIZON
+        first = self.ledger.first_start(account.name, horizon)
+        if first is None:
             return  # nothing to match mail against: not even a request
         cursor = self.ledger.cursor(account.name, MAILBOX)
         full = cursor is None or _listing_due(self.ledger, account.name, MAILBOX, self.now)
-        since = min(i.start for i in interviews) - timedelta(days=1)
-        batch = self.mailbox.messages(None if full else cursor, since)
+        batch = self.mailbox.messages(None if full else cursor, first - timedelta(days=1))
+        waiting = waiting_messages(self.ledger, account.name)
+        listed = {(m.folder, m.provider_id) for m in batch.messages}
+        retries = [w.message for w in waiting.values()
+                   if not w.given_up and w.next_try <= self.now
+                   and (w.message.folder, w.message.provider_id) not in listed]
+        # Archived interviews too: their replies are kept (for `status`), though they change
+        # nothing. Loaded only when there is mail to match, so an idle pass reads no history.
         candidates = [
             classify.Candidate(
                 interview_id=i.id,
@@ -381,13 +384,8 @@ class Pass:
                 start=i.start,
                 end=i.end,
             )
-            for i in interviews
-        ]
-        waiting = waiting_messages(self.ledger, account.name)
-        listed = {(m.folder, m.provider_id) for m in batch.messages}
-        retries = [w.message for w in waiting.values()
-                   if not w.given_up and w.next_try <= self.now
-                   and (w.message.folder, w.message.provider_id) not in listed]
+            for i in self.ledger.interviews(account.name, ended_since=horizon)
+        ] if batch.messages or retries else []
         with self.ledger.transaction():
             known = self.ledger.message_ids(account.name)
             for message in (*batch.messages, *retries):

@@ -823,9 +823,10 @@ class Ledger:
         ).fetchone()
         return row["lead_override"] if row else None
 
-    def interviews(self, account: str | None = None, *, live_only: bool = False
-                   ) -> list[InterviewRow]:
-        """Every interview (of ``account``); with ``live_only``, those not archived."""
+    def interviews(self, account: str | None = None, *, live_only: bool = False,
+                   ended_since: datetime | None = None) -> list[InterviewRow]:
+        """Every interview (of ``account``); with ``live_only``, those not archived; with
+        ``ended_since``, those that ended since then."""
         query = "SELECT * FROM interview WHERE 1=1"
         args: list[Any] = []
         if account is not None:
@@ -833,8 +834,19 @@ class Ledger:
             args.append(account)
         if live_only:
             query += " AND archived_at IS NULL"
+        if ended_since is not None:
+            query += " AND end >= ?"
+            args.append(_iso(ended_since))
         rows = self.conn.execute(query + " ORDER BY start, id", args)
         return [self._interview(r) for r in rows]
+
+    def first_start(self, account: str, ended_since: datetime) -> datetime | None:
+        """The earliest start of the interviews that ended since ``ended_since``, or None."""
+        row = self.conn.execute(
+            "SELECT min(start) AS first FROM interview WHERE account=? AND end >= ?",
+            (account, _iso(ended_since)),
+        ).fetchone()
+        return _dt(row["first"])
 
     def archive(self, interview_ids: Sequence[int], now: datetime) -> None:
         """Move finished interviews to the archive: kept whole, no longer loaded by a pass."""
