@@ -1210,13 +1210,19 @@ class Ledger:
         )
 
     def messages(self, account: str, *, live_only: bool = False) -> list[MessageRow]:
-        live = (" AND interview_id IN (SELECT id FROM interview WHERE account=message.account "
-                "AND archived_at IS NULL)") if live_only else ""
-        rows = self.conn.execute(
-            "SELECT * FROM message WHERE account=? AND interview_id IS NOT NULL" + live
-            + " ORDER BY at, id",
-            (account,),
-        )
+        if live_only:  # from the live interviews (indexed), not through every message
+            rows = self.conn.execute(
+                "SELECT m.* FROM interview i CROSS JOIN message m ON m.interview_id = i.id "
+                "WHERE i.account=? AND i.archived_at IS NULL AND m.account=? "
+                "ORDER BY m.at, m.id",
+                (account, account),
+            )
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM message WHERE account=? AND interview_id IS NOT NULL "
+                "ORDER BY at, id",
+                (account,),
+            )
         return [
             MessageRow(
                 interview_id=r["interview_id"],
