@@ -3,6 +3,9 @@
 One file per state directory, WAL mode. Every row is keyed so that replaying a reconcile pass
 is harmless. A lock file lets only one daemon work on one ledger at a time; one-shot commands
 (status, note, preview) share the database through SQLite's own locking.
+
+Finished interviews (planner.finished) are archived in place (interview.archived_at): a pass
+loads only live rows, while lookups by Message-ID or event key still see the archive.
 """
 
 from __future__ import annotations
