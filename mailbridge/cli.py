@@ -407,14 +407,15 @@ def _suspicious(ledger: Ledger, account: AccountSettings) -> list[MessageRow]:
     return [m for m in ledger.messages(account.name) if m.kind is MessageKind.SUSPICIOUS]
 
 
-def _account_data(ledger: Ledger, account: AccountSettings,
-                  since: datetime | None = None) -> dict[str, Any]:
-    """The live interviews; with ``since``, also the archived ones that ended since then."""
+def _account_data(ledger: Ledger, account: AccountSettings, since: datetime | None,
+                  now: datetime) -> dict[str, Any]:
+    """The live interviews, and the archived (finished) ones that ended recently (while
+    replies are still matched to them) or since ``since``."""
     state = ledger.account_status(account.name)
-    shown = ledger.interviews(account.name, live_only=True)
-    if since is not None:
-        shown = sorted([*shown, *ledger.archived_interviews(account.name, since)],
-                       key=lambda i: (i.start, i.id))
+    recent = now - engine.MATCH_HORIZON
+    shown = sorted([*ledger.interviews(account.name, live_only=True),
+                    *ledger.archived_interviews(account.name, min(since or recent, recent))],
+                   key=lambda i: (i.start, i.id))
     archived = ledger.archived_count(account.name)
     interviews = [_interview_data(ledger, account, i) for i in shown]
     warnings = _account_warnings(ledger, account)
@@ -436,7 +437,7 @@ def _account_data(ledger: Ledger, account: AccountSettings,
         "error": redact_urls(state.last_error) if state.last_error else None,
         "warnings": warnings,
         "interviews": interviews,
-        "archived": archived,  # finished interviews, shown only with --since
+        "archived": archived,  # finished interviews, the older ones shown only with --since
         "waiting_messages": [
             {"from": w.message.sender.email, "subject": w.message.subject,
              "folder": w.message.folder.value, "tries": w.tries,
@@ -462,10 +463,13 @@ def _digest(ledger: Ledger, since: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> dict[str, Any]:
+def _status_data(settings: Settings, ledger: Ledger, since: datetime | None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     data: dict[str, Any] = {
-        "generated": datetime.now(UTC).isoformat(),
-        "accounts": [_account_data(ledger, account, since) for account in settings.accounts],
+        "generated": now.isoformat(),
+        "accounts": [_account_data(ledger, account, since, now)
+                     for account in settings.accounts],
     }
     if since is not None:
         data["since"] = since.isoformat()
@@ -519,8 +523,8 @@ def _account_lines(account: AccountSettings, data: dict[str, Any]) -> list[str]:
         lines.extend(_interview_lines(iv, tz))
     hidden = data["archived"] - sum(1 for iv in data["interviews"] if iv.get("archived"))
     if hidden:
-        lines.append(f"  {hidden} finished interview{'s' if hidden != 1 else ''} archived "
-                     "(`status --since DATE` shows those that ended since DATE)")
+        lines.append(f"  {hidden} older finished interview{'s' if hidden != 1 else ''} "
+                     "archived (`status --since DATE` shows those that ended since DATE)")
     if data["next_due"]:
         nxt = data["next_due"][0]
         lines.append(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "

@@ -210,14 +210,21 @@ def test_a_wiped_ledger_after_archiving_writes_nothing_twice(world: World) -> No
 
 def test_status_shows_archived_interviews_only_since_a_date(world: World) -> None:
     live_through(world)
-    plain = cli._status_data(world.settings, world.ledger, None)["accounts"][0]
-    assert plain["interviews"] == [] and plain["archived"] == 1
-    lines = cli._account_lines(world.account, plain)
-    assert any("1 finished interview archived" in line for line in lines)
-    since = cli._status_data(world.settings, world.ledger, END - timedelta(days=1))
-    shown = since["accounts"][0]["interviews"]
+    # Recently finished: still shown, marked; its drafts as they ended.
+    recent = cli._status_data(world.settings, world.ledger, None, FOLLOW_UP_DUE)
+    shown = recent["accounts"][0]["interviews"]
     assert [iv["archived"] for iv in shown] == [True]
     assert {d["state"] for d in shown[0]["drafts"]} == {"sent"}
+    assert any("(finished, archived)" in line
+               for line in cli._account_lines(world.account, recent["accounts"][0]))
+    # Long finished: a count; `--since` brings it back.
+    much_later = FOLLOW_UP_DUE + timedelta(days=365)
+    plain = cli._status_data(world.settings, world.ledger, None, much_later)["accounts"][0]
+    assert plain["interviews"] == [] and plain["archived"] == 1
+    lines = cli._account_lines(world.account, plain)
+    assert any("1 older finished interview archived" in line for line in lines)
+    since = cli._status_data(world.settings, world.ledger, END - timedelta(days=1), much_later)
+    assert [iv["archived"] for iv in since["accounts"][0]["interviews"]] == [True]
     assert "interview archived" in {e["decision"] for e in since["digest"]}
-    later = cli._status_data(world.settings, world.ledger, END + timedelta(days=1))
+    later = cli._status_data(world.settings, world.ledger, END + timedelta(days=1), much_later)
     assert later["accounts"][0]["interviews"] == []
