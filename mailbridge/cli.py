@@ -362,6 +362,7 @@ def _interview_data(ledger: Ledger, account: AccountSettings,
         "start": interview.start.isoformat(),
         "end": interview.end.isoformat(),
         "state": interview.state.value,
+        "archived": interview.archived_at is not None,
         "lead": interview.lead.email if interview.lead else None,
         "decision_by": interview.decision_date.isoformat() if interview.decision_date else None,
         "notes": interview_notes(ledger, interview),
@@ -412,15 +413,24 @@ def _suspicious(ledger: Ledger, account: AccountSettings) -> list[MessageRow]:
     return [m for m in ledger.messages(account.name) if m.kind is MessageKind.SUSPICIOUS]
 
 
-def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
+def _account_data(ledger: Ledger, account: AccountSettings, since: datetime | None,
+                  now: datetime) -> dict[str, Any]:
+    """The live interviews, and the archived (finished) ones that ended recently (while
+    replies are still matched to them) or since ``since``."""
     state = ledger.account_status(account.name)
-    interviews = [_interview_data(ledger, account, i) for i in ledger.interviews(account.name)]
+    recent = now - engine.MATCH_HORIZON
+    shown = sorted([*ledger.interviews(account.name, live_only=True),
+                    *ledger.archived_interviews(account.name, min(since or recent, recent))],
+                   key=lambda i: (i.start, i.id))
+    archived = ledger.archived_count(account.name)
+    interviews = [_interview_data(ledger, account, i) for i in shown]
     warnings = _account_warnings(ledger, account)
     for iv in interviews:
         for draft in iv["drafts"]:
             warnings.extend(_draft_warnings(iv["id"], draft))
     upcoming = sorted(
-        (d for d in ledger.drafts(account.name) if d.state == DraftState.PLANNED),
+        (d for d in ledger.drafts(account.name, live_only=True)
+         if d.state == DraftState.PLANNED),
         key=lambda d: d.due,
     )
     return {
@@ -433,6 +443,7 @@ def _account_data(ledger: Ledger, account: AccountSettings) -> dict[str, Any]:
         "error": redact_urls(state.last_error) if state.last_error else None,
         "warnings": warnings,
         "interviews": interviews,
+        "archived": archived,  # finished interviews, the older ones shown only with --since
         "waiting_messages": [
             {"from": w.message.sender.email, "subject": w.message.subject,
              "folder": w.message.folder.value, "tries": w.tries,
@@ -458,10 +469,13 @@ def _digest(ledger: Ledger, since: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _status_data(settings: Settings, ledger: Ledger, since: datetime | None) -> dict[str, Any]:
+def _status_data(settings: Settings, ledger: Ledger, since: datetime | None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     data: dict[str, Any] = {
-        "generated": datetime.now(UTC).isoformat(),
-        "accounts": [_account_data(ledger, account) for account in settings.accounts],
+        "generated": now.isoformat(),
+        "accounts": [_account_data(ledger, account, since, now)
+                     for account in settings.accounts],
     }
     if since is not None:
         data["since"] = since.isoformat()
@@ -486,7 +500,8 @@ def _interview_lines(iv: dict[str, Any], tz: str) -> list[str]:
     start = datetime.fromisoformat(iv["start"])
     lines = [f"  [{iv['id']}] {_local(start, tz)}  {iv['title']}  "
              f"({iv['company'] or '?'}{', ' + iv['role'] if iv['role'] else ''})"
-             f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}"]
+             f"{'  CANCELLED' if iv['state'] == 'cancelled' else ''}"
+             f"{'  (finished, archived)' if iv.get('archived') else ''}"]
     if iv["company"] and iv["company_reason"]:
         lines.append(f"      company {iv['company']!r}: from {iv['company_reason']}")
     facts = [f"lead: {iv['lead'] or 'none'}"]
@@ -512,6 +527,10 @@ def _account_lines(account: AccountSettings, data: dict[str, Any]) -> list[str]:
     lines.extend(f"  ! {warning}" for warning in data["warnings"])
     for iv in data["interviews"]:
         lines.extend(_interview_lines(iv, tz))
+    hidden = data["archived"] - sum(1 for iv in data["interviews"] if iv.get("archived"))
+    if hidden:
+        lines.append(f"  {hidden} older finished interview{'s' if hidden != 1 else ''} "
+                     "archived (`status --since DATE` shows those that ended since DATE)")
     if data["next_due"]:
         nxt = data["next_due"][0]
         lines.append(f"  next: {nxt['kind'].replace('_', '-')} to {nxt['to']} at "

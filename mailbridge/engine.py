@@ -17,7 +17,7 @@ import email
 import email.policy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -50,11 +50,13 @@ from mailbridge.model import (
     Located,
     MailHeaders,
     MessageKind,
+    MessageRow,
     Observation,
     Person,
     Place,
     Presence,
     SentHint,
+    Snapshot,
     Window,
 )
 from mailbridge.settings import AccountSettings
@@ -254,9 +256,8 @@ class Pass:
         """Interviews gone for the grace period or two full listings count as removed; those
         back in this listing are held no longer."""
         grace = self.account.policy.removal_grace
-        for interview in self.ledger.interviews(self.account.name):
-            if interview.missing_since is None:
-                continue
+        for interview in self.ledger.missing_interviews(self.account.name):
+            assert interview.missing_since is not None
             if interview.key in present:
                 continue  # _apply_event already cleared it
             gone_for = self.now - interview.missing_since
@@ -360,16 +361,20 @@ class Pass:
 
     def sync_mail(self) -> None:
         account = self.account
-        interviews = [
-            i for i in self.ledger.interviews(account.name)
-            if i.end >= self.now - MATCH_HORIZON
-        ]
-        if not interviews:
+        horizon = self.now - MATCH_HORIZON
+        first = self.ledger.first_start(account.name, horizon)
+        if first is None:
             return  # nothing to match mail against: not even a request
         cursor = self.ledger.cursor(account.name, MAILBOX)
         full = cursor is None or _listing_due(self.ledger, account.name, MAILBOX, self.now)
-        since = min(i.start for i in interviews) - timedelta(days=1)
-        batch = self.mailbox.messages(None if full else cursor, since)
+        batch = self.mailbox.messages(None if full else cursor, first - timedelta(days=1))
+        waiting = waiting_messages(self.ledger, account.name)
+        listed = {(m.folder, m.provider_id) for m in batch.messages}
+        retries = [w.message for w in waiting.values()
+                   if not w.given_up and w.next_try <= self.now
+                   and (w.message.folder, w.message.provider_id) not in listed]
+        # Archived interviews too: their replies are kept (for `status`), though they change
+        # nothing. Loaded only when there is mail to match, so an idle pass reads no history.
         candidates = [
             classify.Candidate(
                 interview_id=i.id,
@@ -379,23 +384,17 @@ class Pass:
                 start=i.start,
                 end=i.end,
             )
-            for i in interviews
-        ]
-        drafts_by_mid = {d.message_id: d for d in self.ledger.drafts(account.name)}
-        waiting = waiting_messages(self.ledger, account.name)
-        listed = {(m.folder, m.provider_id) for m in batch.messages}
-        retries = [w.message for w in waiting.values()
-                   if not w.given_up and w.next_try <= self.now
-                   and (w.message.folder, w.message.provider_id) not in listed]
+            for i in self.ledger.interviews(account.name, ended_since=horizon)
+        ] if batch.messages or retries else []
         with self.ledger.transaction():
-            known = self.ledger.known_message_ids(account.name)
+            known = self.ledger.message_ids(account.name)
             for message in (*batch.messages, *retries):
                 key = _waiting_key(message)
                 if key in waiting and (waiting[key].given_up or waiting[key].next_try > self.now):
                     continue  # given up, or backing off even when a full listing shows it again
                 try:
                     with self.ledger.savepoint():
-                        self._apply_message(message, candidates, known, drafts_by_mid)
+                        self._apply_message(message, candidates, known)
                 except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
                     log.debug("message %r failed", message.provider_id, exc_info=True)
                     self._keep_for_retry(message, waiting, exc)
@@ -441,15 +440,15 @@ class Pass:
         self,
         message: MailHeaders,
         candidates: list[classify.Candidate],
-        known: dict[str, int],
-        drafts_by_mid: dict[str, DraftRow],
+        known: Mapping[str, int],
     ) -> None:
         account = self.account
         if self.ledger.message_known(account.name, message.folder, message.provider_id):
             return
         verdict = classify.classify(message, account.own_addresses)
-        ours = drafts_by_mid.get(message.message_id)
-        if ours is not None and message.folder == Folder.SENT:
+        ours = (self.ledger.draft_by_message_id(account.name, message.message_id)
+                if message.folder == Folder.SENT and message.message_id else None)
+        if ours is not None:
             # The user sent one of our drafts.
             self._record_message(message, ours.interview_id, verdict.kind, verdict.reason,
                                  None, ours.id)
@@ -475,10 +474,9 @@ class Pass:
                         f"({message.subject[:80]!r}): {checked.reason}",
                         interview_id=interview_id)
             return
+        # Recorded, its Message-ID threads later messages to the interview (`known` reads it).
         self._record_message(message, interview_id, verdict.kind, f"{verdict.reason}; {how}",
                              verdict.return_date, None)
-        if message.message_id:
-            known.setdefault(message.message_id, interview_id)
         who = message.sender.email
         if verdict.kind == MessageKind.HUMAN:
             text = f"reply from {who} ({verdict.reason}; {how})"
@@ -517,7 +515,7 @@ class Pass:
     # --- our drafts ------------------------------------------------------------------------
 
     def observe_drafts(self) -> None:
-        waiting = [d for d in self.ledger.drafts(self.account.name)
+        waiting = [d for d in self.ledger.drafts(self.account.name, live_only=True)
                    if d.state.on_server and d.provider_id is not None]
         if not waiting:
             return
@@ -611,8 +609,31 @@ class Pass:
                     f"A follow-up draft to {follow[0].recipient.name or follow[0].recipient.email} "
                     f"about your {company} interview is in your Drafts",
                 ))
-        after = self.ledger.snapshot(self.account.name)
+        after = self.ledger.snapshot(self.account.name) if actions else snapshot
         self.report.next_wakeup = planner.next_wakeup(after, self.account.policy, self.now)
+        self._archive(after)
+
+    def _archive(self, snapshot: Snapshot) -> None:
+        """Move the interviews that are over for good out of the passes' way."""
+        by_interview: dict[int, tuple[list[DraftRow], list[MessageRow]]] = {
+            i.id: ([], []) for i in snapshot.interviews
+        }
+        for d in snapshot.drafts:
+            if d.interview_id in by_interview:
+                by_interview[d.interview_id][0].append(d)
+        for m in snapshot.messages:
+            if m.interview_id in by_interview:
+                by_interview[m.interview_id][1].append(m)
+        done = [i for i in snapshot.interviews
+                if planner.finished(i, *by_interview[i.id], self.account.policy, self.now)]
+        if not done:
+            return
+        with self.ledger.transaction():
+            self.ledger.archive([i.id for i in done], self.now)
+            for i in done:
+                self.decide("interview archived",
+                            f"{i.title!r}: every draft is settled and nothing more is due; "
+                            "`status --since` still shows it", interview_id=i.id)
 
     def _act(
         self,

@@ -3,6 +3,9 @@
 One file per state directory, WAL mode. Every row is keyed so that replaying a reconcile pass
 is harmless. A lock file lets only one daemon work on one ledger at a time; one-shot commands
 (status, note, preview) share the database through SQLite's own locking.
+
+Finished interviews (planner.finished) are archived in place (interview.archived_at): a pass
+loads only live rows, while lookups by Message-ID or event key still see the archive.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -36,7 +39,7 @@ from mailbridge.model import (
 )
 from mailbridge.textsafe import redact_urls
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -190,6 +193,14 @@ MIGRATIONS: list[str] = [
     # again only when its marker changed.
     """
     ALTER TABLE draft ADD COLUMN version TEXT NOT NULL DEFAULT '';
+    """,
+    # 6: the archive. A finished interview (planner.finished) gets archived_at: a pass loads
+    # live interviews only, so its cost does not grow with the history. Any news about it
+    # (the calendar, the user's notes) clears the mark. Message-IDs are looked up one by one.
+    """
+    ALTER TABLE interview ADD COLUMN archived_at TEXT;
+    CREATE INDEX interview_live ON interview (account, archived_at);
+    CREATE INDEX message_message_id ON message (account, message_id);
     """,
 ]
 
@@ -703,11 +714,21 @@ class Ledger:
         self, interview_id: int, since: datetime | None, listings: int, now: datetime
     ) -> None:
         """Record that an interview's event is absent (since when, in how many full
-        listings); ``since=None`` says it is back."""
+        listings); ``since=None`` says it is back. Either is news: the interview is live."""
         self.conn.execute(
-            "UPDATE interview SET missing_since=?, missing_listings=?, updated_at=? WHERE id=?",
+            "UPDATE interview SET missing_since=?, missing_listings=?, updated_at=?, "
+            "archived_at=NULL WHERE id=?",
             (_iso(since), listings, _iso(now), interview_id),
         )
+
+    def missing_interviews(self, account: str) -> list[InterviewRow]:
+        """The interviews whose event is absent from the calendar (all live: see set_missing)."""
+        rows = self.conn.execute(
+            "SELECT * FROM interview WHERE account=? AND archived_at IS NULL "
+            "AND missing_since IS NOT NULL ORDER BY start, id",
+            (account,),
+        )
+        return [self._interview(r) for r in rows]
 
     def link_sent(self, account: str, message_id: str, draft_id: int) -> bool:
         """Mark the sent message with ``message_id`` as made from ``draft_id``; whether there
@@ -785,6 +806,7 @@ class Ledger:
             company_reason="you chose it (note --company)" if override else row["company_reason"],
             missing_since=_dt(row["missing_since"]),
             missing_listings=row["missing_listings"],
+            archived_at=_dt(row["archived_at"]),
         )
 
     def interview_by_key(self, account: str, key: EventKey) -> InterviewRow | None:
@@ -804,14 +826,54 @@ class Ledger:
         ).fetchone()
         return row["lead_override"] if row else None
 
-    def interviews(self, account: str | None = None) -> list[InterviewRow]:
-        if account is None:
-            rows = self.conn.execute("SELECT * FROM interview ORDER BY start, id")
-        else:
-            rows = self.conn.execute(
-                "SELECT * FROM interview WHERE account=? ORDER BY start, id", (account,)
-            )
+    def interviews(self, account: str | None = None, *, live_only: bool = False,
+                   ended_since: datetime | None = None) -> list[InterviewRow]:
+        """Every interview (of ``account``); with ``live_only``, those not archived; with
+        ``ended_since``, those that ended since then."""
+        query = "SELECT * FROM interview WHERE 1=1"
+        args: list[Any] = []
+        if account is not None:
+            query += " AND account=?"
+            args.append(account)
+        if live_only:
+            query += " AND archived_at IS NULL"
+        if ended_since is not None:
+            query += " AND end >= ?"
+            args.append(_iso(ended_since))
+        rows = self.conn.execute(query + " ORDER BY start, id", args)
         return [self._interview(r) for r in rows]
+
+    def first_start(self, account: str, ended_since: datetime) -> datetime | None:
+        """The earliest start of the interviews that ended since ``ended_since``, or None."""
+        row = self.conn.execute(
+            "SELECT min(start) AS first FROM interview WHERE account=? AND end >= ?",
+            (account, _iso(ended_since)),
+        ).fetchone()
+        return _dt(row["first"])
+
+    def archive(self, interview_ids: Sequence[int], now: datetime) -> None:
+        """Move finished interviews to the archive: kept whole, no longer loaded by a pass."""
+        self.conn.executemany(
+            "UPDATE interview SET archived_at=? WHERE id=? AND archived_at IS NULL",
+            [(_iso(now), i) for i in interview_ids],
+        )
+
+    def archived_interviews(self, account: str, since: datetime | None = None
+                            ) -> list[InterviewRow]:
+        """The archived interviews of ``account`` (those that ended since ``since``)."""
+        rows = self.conn.execute(
+            "SELECT * FROM interview WHERE account=? AND archived_at IS NOT NULL AND end >= ? "
+            "ORDER BY start, id",
+            (account, _iso(since) or ""),
+        )
+        return [self._interview(r) for r in rows]
+
+    def archived_count(self, account: str) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) AS n FROM interview WHERE account=? AND archived_at IS NOT NULL",
+            (account,),
+        ).fetchone()
+        return int(row["n"])
 
     def upsert_interview(
         self,
@@ -876,14 +938,15 @@ class Ledger:
         if changed:
             self.conn.execute(
                 "UPDATE interview SET title=?, company=?, role=?, start=?, end=?, state=?, "
-                "attendees=?, lead=?, employer_domains=?, updated_at=? WHERE id=?",
+                "attendees=?, lead=?, employer_domains=?, updated_at=?, archived_at=NULL "
+                "WHERE id=?",
                 (*values, existing.id),
             )
         return existing.id, changed
 
     def set_interview_state(self, interview_id: int, state: InterviewState, now: datetime) -> None:
         self.conn.execute(
-            "UPDATE interview SET state=?, updated_at=? WHERE id=?",
+            "UPDATE interview SET state=?, updated_at=?, archived_at=NULL WHERE id=?",
             (state.value, _iso(now), interview_id),
         )
 
@@ -933,8 +996,8 @@ class Ledger:
         # the version tells the planner that unedited drafts should be rendered again.
         shared = [n.text for n in self.notes(interview_id) if not n.recipient]
         self.conn.execute(
-            "UPDATE interview SET notes=?, notes_version=notes_version+1, updated_at=? "
-            "WHERE id=?",
+            "UPDATE interview SET notes=?, notes_version=notes_version+1, updated_at=?, "
+            "archived_at=NULL WHERE id=?",
             ("\n".join(shared), _iso(now), interview_id),
         )
 
@@ -945,20 +1008,21 @@ class Ledger:
         """
         self.conn.execute(
             "UPDATE interview SET company_override=?, notes_version=notes_version+1, "
-            "updated_at=? WHERE id=?",
+            "updated_at=?, archived_at=NULL WHERE id=?",
             (company.strip(), _iso(now), interview_id),
         )
 
     def set_decision_date(self, interview_id: int, day: date | None, now: datetime) -> None:
         self.conn.execute(
-            "UPDATE interview SET decision_date=?, updated_at=? WHERE id=?",
+            "UPDATE interview SET decision_date=?, updated_at=?, archived_at=NULL WHERE id=?",
             (day.isoformat() if day else None, _iso(now), interview_id),
         )
 
     def set_lead_override(self, interview_id: int, lead: Person, now: datetime) -> None:
         """The user's choice of lead: used at once, and kept when the event changes."""
         self.conn.execute(
-            "UPDATE interview SET lead_override=?, lead=?, updated_at=? WHERE id=?",
+            "UPDATE interview SET lead_override=?, lead=?, updated_at=?, archived_at=NULL "
+            "WHERE id=?",
             (lead.email.lower(), _person_json(lead), _iso(now), interview_id),
         )
 
@@ -986,7 +1050,8 @@ class Ledger:
             version=row["version"],
         )
 
-    def drafts(self, account: str | None = None, interview_id: int | None = None) -> list[DraftRow]:
+    def drafts(self, account: str | None = None, interview_id: int | None = None, *,
+               live_only: bool = False) -> list[DraftRow]:
         query = "SELECT d.* FROM draft d JOIN interview i ON i.id = d.interview_id WHERE 1=1"
         args: list[Any] = []
         if account is not None:
@@ -995,8 +1060,19 @@ class Ledger:
         if interview_id is not None:
             query += " AND d.interview_id=?"
             args.append(interview_id)
+        if live_only:
+            query += " AND i.archived_at IS NULL"
         query += " ORDER BY d.id"
         return [self._draft(r) for r in self.conn.execute(query, args)]
+
+    def draft_by_message_id(self, account: str, message_id: str) -> DraftRow | None:
+        """The account's draft row with this Message-ID, archived or not (one indexed look)."""
+        row = self.conn.execute(
+            "SELECT d.* FROM draft d JOIN interview i ON i.id = d.interview_id "
+            "WHERE d.message_id=? AND i.account=?",
+            (message_id, account),
+        ).fetchone()
+        return self._draft(row) if row else None
 
     def draft(self, draft_id: int) -> DraftRow:
         row = self.conn.execute("SELECT * FROM draft WHERE id=?", (draft_id,)).fetchone()
@@ -1136,11 +1212,20 @@ class Ledger:
             ),
         )
 
-    def messages(self, account: str) -> list[MessageRow]:
-        rows = self.conn.execute(
-            "SELECT * FROM message WHERE account=? AND interview_id IS NOT NULL ORDER BY at, id",
-            (account,),
-        )
+    def messages(self, account: str, *, live_only: bool = False) -> list[MessageRow]:
+        if live_only:  # from the live interviews (indexed), not through every message
+            rows = self.conn.execute(
+                "SELECT m.* FROM interview i CROSS JOIN message m ON m.interview_id = i.id "
+                "WHERE i.account=? AND i.archived_at IS NULL AND m.account=? "
+                "ORDER BY m.at, m.id",
+                (account, account),
+            )
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM message WHERE account=? AND interview_id IS NOT NULL "
+                "ORDER BY at, id",
+                (account,),
+            )
         return [
             MessageRow(
                 interview_id=r["interview_id"],
@@ -1155,6 +1240,11 @@ class Ledger:
             )
             for r in rows
         ]
+
+    def message_ids(self, account: str) -> KnownMessageIds:
+        """`known_message_ids` looked up one id at a time (archived interviews included),
+        instead of loaded whole at every pass."""
+        return KnownMessageIds(self.conn, account)
 
     def known_message_ids(self, account: str) -> dict[str, int]:
         """Message-IDs of our drafts and of the user's matched mail, to their interview."""
@@ -1177,11 +1267,46 @@ class Ledger:
     # --- the planner's view --------------------------------------------------------------
 
     def snapshot(self, account: str) -> Snapshot:
+        """The live part of the account: archived interviews, their drafts and mail are left
+        out (lookups that safety needs, by Message-ID or event, still see them)."""
         return Snapshot(
-            interviews=tuple(self.interviews(account)),
-            drafts=tuple(self.drafts(account)),
-            messages=tuple(self.messages(account)),
+            interviews=tuple(self.interviews(account, live_only=True)),
+            drafts=tuple(self.drafts(account, live_only=True)),
+            messages=tuple(self.messages(account, live_only=True)),
         )
+
+
+class KnownMessageIds(Mapping[str, int]):
+    """Message-ID -> interview of our drafts and of the user's matched mail, read from the
+    ledger key by key (indexed), so threading a reply needs no full load of the history."""
+
+    def __init__(self, conn: sqlite3.Connection, account: str) -> None:
+        self.conn = conn
+        self.account = account
+
+    def __getitem__(self, message_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT d.interview_id FROM draft d JOIN interview i ON i.id = d.interview_id "
+            "WHERE d.message_id=? AND i.account=?",
+            (message_id, self.account),
+        ).fetchone() or self.conn.execute(
+            # A suspicious message (its sender unconfirmed) opens no thread of an interview.
+            "SELECT interview_id FROM message WHERE account=? AND message_id=? AND "
+            "interview_id IS NOT NULL AND kind != ? ORDER BY id LIMIT 1",
+            (self.account, message_id, MessageKind.SUSPICIOUS.value),
+        ).fetchone()
+        if row is None or not message_id:
+            raise KeyError(message_id)
+        return int(row[0])
+
+    def _all(self) -> dict[str, int]:
+        return Ledger(self.conn, Path()).known_message_ids(self.account)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 class LedgerPool:

@@ -241,6 +241,9 @@ class InterviewRow:
     # until it stayed gone for the grace period or `missing_listings` reached two.
     missing_since: datetime | None = None
     missing_listings: int = 0
+    # Set once the interview is finished (planner.finished) and moved to the archive: a pass
+    # no longer loads it; news about it from the calendar or the user clears the mark.
+    archived_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ __all__ = [
     "RetractDraft",
     "ReviveDraft",
     "UpdateDraft",
+    "finished",
     "next_wakeup",
     "plan",
 ]
@@ -665,6 +666,33 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
             if at < iv.end + _bound(policy):
                 moments.append(at)
     return _earliest(m for m in moments if m > now)
+
+
+def finished(
+    iv: InterviewRow,
+    drafts: Sequence[DraftRow],
+    msgs: Sequence[MessageRow],
+    policy: Policy,
+    now: datetime,
+) -> bool:
+    """Whether the interview is over for good, so it may go to the archive: every draft of it
+    is final (sent or deleted by the user, retracted, cancelled, skipped), nothing is to be
+    planned for it now (no thank-you or further follow-up owed, nothing to revive), and its
+    thank-you window is closed, so the passing of time alone changes nothing either.
+
+    A draft still waiting in Drafts (made, or edited by the user) keeps the interview live:
+    the user may still send or delete it, and a reply must still take a follow-up back. So
+    does an event missing from the calendar. Only news (the calendar, the user) changes the
+    inputs afterwards, and news brings the interview back (the ledger clears the mark).
+    """
+    now = _utc(now)
+    if iv.missing_since is not None:
+        return False
+    if now < iv.end + max(policy.lookback, _bound(policy)):
+        return False  # a thank-you may still be owed, late or not
+    if any(not d.state.final for d in drafts):
+        return False
+    return not plan(Snapshot((iv,), tuple(drafts), tuple(msgs)), policy, now)
 
 
 def _earliest(moments: Iterable[datetime]) -> datetime | None:
