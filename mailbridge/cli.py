@@ -417,6 +417,7 @@ def _account_data(ledger: Ledger, account: AccountSettings, since: datetime | No
                   now: datetime) -> dict[str, Any]:
     """The live interviews, and the archived (finished) ones that ended recently (while
     replies are still matched to them) or since ``since``."""
+    from mailbridge import engine
     state = ledger.account_status(account.name)
     recent = now - engine.MATCH_HORIZON
     shown = sorted([*ledger.interviews(account.name, live_only=True),

@@ -627,6 +627,19 @@ def _file_matters(role: _Role, only: str | None, name: str) -> bool:
     return role is _Role.CALENDAR_FILE and name == only
 
 
+def _holds_files(folder: Path, role: _Role) -> bool:
+    """Whether ``folder`` (just made) already holds a file its role cares about."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                child = _child_role(role, entry.name)
+                if child is not None and _holds_files(Path(entry.path), child):
+                    return True
+            elif _file_matters(role, None, entry.name):
+                return True
+    return False
+
+
 @dataclass(eq=False)
 class _Subscription:
     on_change: Callable[[], None]
@@ -728,9 +741,14 @@ class _Inotify:
                     child = _child_role(role, event.name)
                     if child is None:
                         continue
+                    made = bool(event.mask & flags.CREATE)
                     if event.mask & (flags.CREATE | flags.MOVED_TO) and path is not None:
                         self.add(subscription, path / event.name, child)
-                    due[subscription] = None  # a folder that came or went may hold mail
+                        # A new empty folder (a pass making Sent) holds nothing to act on;
+                        # what landed in it before its watch began is found by this look.
+                        made = made and not _holds_files(path / event.name, child)
+                    if not made:
+                        due[subscription] = None  # a folder that came or went may hold mail
                 elif event.mask & self.file_events and _file_matters(role, only, event.name):
                     due[subscription] = None
         return [s.on_change for s in due if s.active]

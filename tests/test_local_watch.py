@@ -160,6 +160,25 @@ def test_a_sent_folder_and_a_calendar_subfolder_made_later_are_watched(
     calls.wait("a0")
 
 
+def test_an_empty_folder_made_by_a_pass_wakes_no_one_but_one_moved_in_with_mail_does(
+    tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    account, other = accounts(tmp_path, 2)
+    calls = Calls()
+    subscribe(account, calls.of("a0"))
+    subscribe(other, calls.of("a1"))
+    mailbox.Maildir(tmp_path / "a0" / "Maildir", create=False).add_folder("Sent")
+    (tmp_path / "a0" / "calendar" / "empty").mkdir()
+    deliver(tmp_path / "a1" / "Maildir")  # after it, every event above has been read
+    calls.wait("a1")
+    assert calls.counts["a0"] == 0
+    # A folder written elsewhere and moved in whole (a restore, a sync tool) holds news.
+    outside = tmp_path / "restored"
+    mailbox.Maildir(outside, create=True).add(b"Subject: sent long ago\n\nx\n")
+    os.rename(outside, tmp_path / "a0" / "Maildir" / ".Sent Items")
+    calls.wait("a0")
+
+
 def test_unsubscribe_removes_the_watches_and_the_callback(
     tmp_path: Path, subscribe: Callable[..., Callable[[], None]]
 ) -> None:
