@@ -122,18 +122,29 @@ class FileCalendar(CalendarSource):
         self.path = path
         self.own_addresses = own_addresses
 
-    def _files(self) -> list[Path]:
+    def _files(self) -> list[tuple[Path, os.stat_result]]:
+        """Every .ics file with its size and time: one stat each, the only call a file needs
+        when nothing changed (an edit in place keeps the folder's own time)."""
         if self.path.is_file():
-            return [self.path]
-        if self.path.is_dir():
-            return sorted(p for p in self.path.rglob("*.ics") if p.is_file())
-        raise ProviderError(f"calendar path {self.path} does not exist")
+            return [(self.path, self.path.stat())]
+        if not self.path.is_dir():
+            raise ProviderError(f"calendar path {self.path} does not exist")
+        found: list[tuple[Path, os.stat_result]] = []
+        folders = [self.path]
+        while folders:
+            with contextlib.suppress(OSError), os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):  # a link loop cannot trap it
+                        folders.append(Path(entry.path))
+                    elif entry.name.lower().endswith(".ics") and entry.is_file():
+                        with contextlib.suppress(OSError):  # gone since the listing
+                            found.append((Path(entry.path), entry.stat()))
+        return sorted(found)
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
-        files = self._files()
+        listed = self._files()
         digest = hashlib.sha256()
-        for file in files:
-            st = file.stat()
+        for file, st in listed:
             digest.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         state = json.dumps(
             {"files": digest.hexdigest(), "window": window.start.date().isoformat()}
@@ -146,7 +157,7 @@ class FileCalendar(CalendarSource):
 
         events = []
         skipped: list[Unreadable] = []
-        for file in files:
+        for file, _ in listed:
             calendar_id = str(file.relative_to(self.path)) if self.path.is_dir() else file.name
             try:
                 data = file.read_bytes()
@@ -165,6 +176,18 @@ class FileCalendar(CalendarSource):
 
 
 # --- mailbox -------------------------------------------------------------------------------
+
+
+def _files_of(box: stdlib_mailbox.Maildir) -> dict[str, Path]:
+    """Every message file of a Maildir folder by its key: names only, no file opened or
+    stat'ed (the standard library's listing stats every entry)."""
+    found: dict[str, Path] = {}
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError), os.scandir(Path(box._path, sub)) as entries:
+            for entry in entries:
+                if not entry.name.startswith(".") and entry.is_file():
+                    found[entry.name.split(box.colon)[0]] = Path(entry.path)
+    return found
 
 
 def _seen_mark(key: str) -> str:
@@ -278,13 +301,12 @@ class MaildirMailbox(Mailbox):
         for folder, box in folders:
             seen = state.get(folder.value, set())
             now_seen: list[str] = []
-            for key in box.iterkeys():
+            for key, path in _files_of(box).items():
                 mark = _seen_mark(key)
                 now_seen.append(mark)  # only what is still there: the cursor does not grow forever
                 if mark in seen:
                     continue
                 try:
-                    path = Path(box._path, box._lookup(key))  # type: ignore[attr-defined]
                     with path.open("rb") as handle:
                         raw = handle.read(HEAD_BYTES)
                         # Mail written before ``since`` is of no interest, and its Date says
@@ -294,7 +316,7 @@ class MaildirMailbox(Mailbox):
                         if written is not None and written < since:
                             continue
                         raw += handle.read()
-                except (FileNotFoundError, KeyError):
+                except FileNotFoundError:
                     now_seen.pop()  # moved while we looked; the next pass sees it
                     continue
                 found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
@@ -343,19 +365,10 @@ class MaildirMailbox(Mailbox):
         return str(self.drafts.add(message))
 
     def _draft_files(self) -> dict[str, Path]:
-        """Every file in Drafts by its Maildir key: one listing, no file opened. Kept for the
-        observations that follow (a pass lists Drafts once, not once per draft)."""
-        colon = self.drafts.colon
-        found: dict[str, Path] = {}
-        for sub in ("new", "cur"):
-            with contextlib.suppress(FileNotFoundError), os.scandir(
-                Path(self.drafts._path, sub)
-            ) as entries:
-                for entry in entries:
-                    if not entry.name.startswith(".") and entry.is_file():
-                        found[entry.name.split(colon)[0]] = Path(entry.path)
-        self._listing = found
-        return found
+        """Every file in Drafts by its Maildir key. Kept for the observations that follow (a
+        pass lists Drafts once, not once per draft)."""
+        self._listing = _files_of(self.drafts)
+        return self._listing
 
     @staticmethod
     def _version(path: Path) -> str:
