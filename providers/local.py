@@ -36,6 +36,7 @@ import select
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -122,30 +123,30 @@ class FileCalendar(CalendarSource):
         self.path = path
         self.own_addresses = own_addresses
 
-    def _files(self) -> list[tuple[Path, os.stat_result]]:
+    def _files(self) -> list[tuple[str, os.stat_result]]:
         """Every .ics file with its size and time: one stat each, the only call a file needs
         when nothing changed (an edit in place keeps the folder's own time)."""
         if self.path.is_file():
-            return [(self.path, self.path.stat())]
+            return [(str(self.path), self.path.stat())]
         if not self.path.is_dir():
             raise ProviderError(f"calendar path {self.path} does not exist")
-        found: list[tuple[Path, os.stat_result]] = []
-        folders = [self.path]
+        found: list[tuple[str, os.stat_result]] = []  # text paths: a Path each costs more
+        folders = [str(self.path)]
         while folders:
             with contextlib.suppress(OSError), os.scandir(folders.pop()) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):  # a link loop cannot trap it
-                        folders.append(Path(entry.path))
+                        folders.append(entry.path)
                     elif entry.name.lower().endswith(".ics") and entry.is_file():
                         with contextlib.suppress(OSError):  # gone since the listing
-                            found.append((Path(entry.path), entry.stat()))
-        return sorted(found)
+                            found.append((entry.path, entry.stat()))
+        return sorted(found, key=lambda item: item[0])
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
         listed = self._files()
         digest = hashlib.sha256()
-        for file, st in listed:
-            digest.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        for name, st in listed:
+            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         state = json.dumps(
             {"files": digest.hexdigest(), "window": window.start.date().isoformat()}
         )
@@ -157,7 +158,8 @@ class FileCalendar(CalendarSource):
 
         events = []
         skipped: list[Unreadable] = []
-        for file, _ in listed:
+        for name, _ in listed:
+            file = Path(name)
             calendar_id = str(file.relative_to(self.path)) if self.path.is_dir() else file.name
             try:
                 data = file.read_bytes()
@@ -178,16 +180,35 @@ class FileCalendar(CalendarSource):
 # --- mailbox -------------------------------------------------------------------------------
 
 
-def _files_of(box: stdlib_mailbox.Maildir) -> dict[str, Path]:
-    """Every message file of a Maildir folder by its key: names only, no file opened or
-    stat'ed (the standard library's listing stats every entry)."""
-    found: dict[str, Path] = {}
+def _files_of(box: stdlib_mailbox.Maildir) -> dict[str, str]:
+    """Every message file's path in a Maildir folder by its key: names only, no file opened
+    or stat'ed (the standard library's listing stats every entry), kept as text (a Path per
+    message costs more than the listing)."""
+    found: dict[str, str] = {}
     for sub in ("new", "cur"):
         with contextlib.suppress(FileNotFoundError), os.scandir(Path(box._path, sub)) as entries:
             for entry in entries:
                 if not entry.name.startswith(".") and entry.is_file():
-                    found[entry.name.split(box.colon)[0]] = Path(entry.path)
+                    found[entry.name.split(box.colon)[0]] = entry.path
     return found
+
+
+# A listing younger than this after the folder's last change is not trusted to stand for
+# it: a file added within the same clock tick leaves the folder's time as it was.
+_SETTLE_NS = 2_000_000_000
+
+
+def _stamp(box: stdlib_mailbox.Maildir) -> tuple[int, int] | None:
+    """The times of a Maildir folder's new/ and cur/: every message that comes, goes or
+    changes its flags renames a file and so moves them. None while they are too recent to
+    vouch for a listing (or unreadable): list again."""
+    try:
+        times = tuple(os.stat(Path(box._path, sub)).st_mtime_ns for sub in ("new", "cur"))
+    except OSError:
+        return None
+    if time.time_ns() - max(times) < _SETTLE_NS:
+        return None
+    return times[0], times[1]
 
 
 def _seen_mark(key: str) -> str:
@@ -251,6 +272,8 @@ class MaildirMailbox(Mailbox):
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
         self._listing: dict[str, Path] = {}  # Drafts by key, as last listed
+        # Per inbox/Sent folder: its stamp when last listed, and the marks then seen.
+        self._unchanged: dict[str, tuple[tuple[int, int], set[str], list[str]]] = {}
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
@@ -300,6 +323,11 @@ class MaildirMailbox(Mailbox):
         fresh: dict[str, list[str]] = {}
         for folder, box in folders:
             seen = state.get(folder.value, set())
+            unchanged = self._unchanged.get(box._path)
+            if unchanged is not None and unchanged[1] == seen and _stamp(box) == unchanged[0]:
+                fresh[folder.value] = unchanged[2]  # nothing came or went since the last look
+                continue
+            stamp = _stamp(box)
             now_seen: list[str] = []
             for key, path in _files_of(box).items():
                 mark = _seen_mark(key)
@@ -307,7 +335,7 @@ class MaildirMailbox(Mailbox):
                 if mark in seen:
                     continue
                 try:
-                    with path.open("rb") as handle:
+                    with open(path, "rb") as handle:  # a text path: see _files_of
                         raw = handle.read(HEAD_BYTES)
                         # Mail written before ``since`` is of no interest, and its Date says
                         # so; the file time says nothing reliable (kept on a move, restored
@@ -321,6 +349,8 @@ class MaildirMailbox(Mailbox):
                     continue
                 found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
             fresh[folder.value] = sorted(now_seen)
+            if stamp is not None:
+                self._unchanged[box._path] = (stamp, set(now_seen), fresh[folder.value])
         cursor = json.dumps({"since": since_ns, "seen": fresh}, sort_keys=True)
         return MessageBatch(messages=tuple(found), cursor=cursor)
 
@@ -367,7 +397,7 @@ class MaildirMailbox(Mailbox):
     def _draft_files(self) -> dict[str, Path]:
         """Every file in Drafts by its Maildir key. Kept for the observations that follow (a
         pass lists Drafts once, not once per draft)."""
-        self._listing = _files_of(self.drafts)
+        self._listing = {key: Path(path) for key, path in _files_of(self.drafts).items()}
         return self._listing
 
     @staticmethod

@@ -24,7 +24,7 @@ import caldav
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mailbridge_providers import gmail, imap
+from mailbridge_providers import gmail, imap, local
 from mailbridge_providers.caldav import CalDavSettings, open_calendar
 from mailbridge_providers.local import FileCalendar, MaildirMailbox
 from mailbridge_providers.windowed import MARGIN, windowed
@@ -141,6 +141,44 @@ def test_a_reply_moved_back_from_junk_with_its_old_file_time_is_seen(world: Worl
     os.rename(junk, world.root / "Maildir" / "cur" / junk.name)
     world.run(due + timedelta(hours=3))
     assert_follow_up_taken_back(world)
+
+
+def test_an_unchanged_maildir_folder_is_not_listed_again_and_any_change_is_seen(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    inbox = world.root / "Maildir"
+    since = END - timedelta(days=2)
+
+    def settle() -> None:  # the folders' last change two minutes ago, as an idle daemon sees
+        for folder in (inbox, *inbox.glob(".*")):
+            for sub in ("new", "cur"):
+                os.utime(folder / sub, ns=(time.time_ns() - 120 * 10**9,) * 2)
+
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
+    settle()
+    box = MaildirMailbox(inbox)
+    first = box.messages(None, since)
+    assert len(first.messages) == 1
+    listed: list[object] = []
+    monkeypatch.setattr(local, "_files_of", lambda b: listed.append(b) or {})
+    assert box.messages(first.cursor, since).messages == ()
+    assert listed == []  # the INBOX was not listed: its folders' times vouch for it
+    monkeypatch.undo()
+    # New mail moves the folder's time: listed again, the message found.
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: more", at=END + timedelta(hours=4))
+    second = box.messages(first.cursor, since)
+    assert [m.subject for m in second.messages] == ["Re: more"]
+    # A folder changed within the last two seconds is listed whatever its time says: mail
+    # landing in the same clock tick leaves the time as it was.
+    times = [(inbox / sub).stat().st_mtime_ns for sub in ("new", "cur")]
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: same tick", at=END + timedelta(hours=5))
+    for sub, ns in zip(("new", "cur"), times, strict=True):
+        os.utime(inbox / sub, ns=(ns, ns))
+    assert [m.subject for m in box.messages(second.cursor, since).messages] == ["Re: same tick"]
+    # No cursor (a wiped ledger): everything is read again.
+    assert len(box.messages(None, since).messages) == 3
 
 
 def test_the_maildir_reads_only_names_it_has_not_seen(world: World) -> None:
