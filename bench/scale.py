@@ -15,12 +15,15 @@ Goal (issue 13): 1,000 accounts in <= 256 MiB, every first pass good.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -104,45 +107,78 @@ def one(count: int, provider: str, settle: float, nofile: int | None, verbose: b
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, max(nofile, hard)
                                    if hard != resource.RLIM_INFINITY else hard))
 
-        err_path = root / "daemon.log"
-        started = time.monotonic()
-        with open(err_path, "wb") as err_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "run"],
-                stdout=subprocess.DEVNULL, stderr=err_file, preexec_fn=limit)
-        try:
-            good = bad = 0
-            errors: list[str] = []
-            while time.monotonic() - started < 600:
-                if proc.poll() is not None:
-                    err = err_path.read_text(errors="replace")
-                    print(f"{provider:>6} {count:>5} accounts: the daemon exited "
-                          f"({proc.returncode}): {err.strip().splitlines()[-1:]}")
-                    return
-                good, bad, errors = first_passes(root / "state", names)
-                if verbose:
-                    print(f"  {good} good, {bad} failed", flush=True)
-                if good + bad >= count:
-                    break
-                time.sleep(0.5)
-            took = time.monotonic() - started
-            time.sleep(settle)  # idle: what the process holds between passes
-            rss, threads, fds = proc_figures(proc.pid)
-            log_text = err_path.read_text(errors="replace")
+        with daemon_run(config, root, names, label=f"{provider:>6} {count:>5} accounts",
+                        settle=settle, verbose=verbose, preexec_fn=limit) as run:
+            if run is None:
+                return
+            log_text = run.log()
             no_push = sum(log_text.count(line) for line in PUSH_FAILED)
-            print(f"{provider:>6} {count:>5} accounts: RSS {rss:6.1f} MiB, {threads:4d} threads, "
-                  f"{fds:5d} fds; first passes {good} good, {bad} failed in {took:.1f} s; "
+            print(f"{provider:>6} {count:>5} accounts: {run.figures()}; "
                   f"push watchers that failed: {no_push}"
-                  + (f"; e.g. {errors[0]}" if errors else ""), flush=True)
+                  + (f"; e.g. {run.errors[0]}" if run.errors else ""), flush=True)
             if no_push and verbose:
                 print(next(ln for ln in log_text.splitlines()
                            if any(failed in ln for failed in PUSH_FAILED)))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+
+
+@dataclass
+class Run:
+    """A daemon that finished every account's first pass: how, and what it holds at rest."""
+
+    root: Path
+    good: int
+    bad: int
+    errors: list[str]
+    took: float
+    rss: float
+    threads: int
+    fds: int
+
+    def log(self) -> str:
+        return (self.root / "daemon.log").read_text(errors="replace")
+
+    def figures(self) -> str:
+        return (f"RSS {self.rss:6.1f} MiB, {self.threads:4d} threads, {self.fds:5d} fds; "
+                f"first passes {self.good} good, {self.bad} failed in {self.took:.1f} s")
+
+
+@contextlib.contextmanager
+def daemon_run(config: Path, root: Path, names: list[str], *, label: str, settle: float,
+               verbose: bool, timeout: float = 900, env: dict[str, str] | None = None,
+               preexec_fn: Callable[[], None] | None = None) -> Iterator[Run | None]:
+    """`mailbridge run` on ``config`` until every account in ``names`` finished its first pass
+    (or ``timeout``), then ``settle`` seconds idle; None (after saying why) if it exited."""
+    err_path = root / "daemon.log"
+    started = time.monotonic()
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL, stderr=err_file, env=env, preexec_fn=preexec_fn)
+    try:
+        good = bad = 0
+        errors: list[str] = []
+        while time.monotonic() - started < timeout:
+            if proc.poll() is not None:
+                err = err_path.read_text(errors="replace")
+                print(f"{label}: the daemon exited ({proc.returncode}): "
+                      f"{err.strip().splitlines()[-1:]}")
+                yield None
+                return
+            good, bad, errors = first_passes(root / "state", names)
+            if verbose:
+                print(f"  {good} good, {bad} failed", flush=True)
+            if good + bad >= len(names):
+                break
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        time.sleep(settle)  # idle: what the process holds between passes
+        yield Run(root, good, bad, errors, took, *proc_figures(proc.pid))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> int:

@@ -26,7 +26,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scale import first_passes, proc_figures  # noqa: E402
+from scale import daemon_run  # noqa: E402
 
 GOOGLE_PURPOSE = "google-refresh-token"  # gmail.KEYRING_PURPOSE, without importing a provider
 GRAPH_PURPOSE = "msal-cache"  # outlook.CACHE_PURPOSE
@@ -186,45 +185,18 @@ def one(count: int, provider: str, settle: float, verbose: bool, interview: bool
             env = dict(os.environ)
             # How a user trusts a private CA: requests (Graph, msal) and httplib2 (Google).
             env["REQUESTS_CA_BUNDLE"] = env["HTTPLIB2_CA_CERTS"] = reach["ca"]
-            err_path = root / "daemon.log"
-            started = time.monotonic()
-            with open(err_path, "wb") as err_file:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "run"],
-                    stdout=subprocess.DEVNULL, stderr=err_file, env=env)
-            try:
-                good = bad = 0
-                errors: list[str] = []
-                while time.monotonic() - started < 900:
-                    if proc.poll() is not None:
-                        err = err_path.read_text(errors="replace")
-                        print(f"{provider:>7} {count:>5} accounts: the daemon exited "
-                              f"({proc.returncode}): {err.strip().splitlines()[-1:]}")
-                        return
-                    good, bad, errors = first_passes(root / "state", names)
-                    if verbose:
-                        print(f"  {good} good, {bad} failed", flush=True)
-                    if good + bad >= count:
-                        break
-                    time.sleep(0.5)
-                took = time.monotonic() - started
-                time.sleep(settle)  # idle: what the process holds between passes
-                rss, threads, fds = proc_figures(proc.pid)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            with daemon_run(config, root, names, label=f"{provider:>7} {count:>5} accounts",
+                            settle=settle, verbose=verbose, env=env) as run:
+                if run is None:
+                    return
             emulator.stdin.close()
             verdict = json.loads(emulator.stdout.readline() or "{}")
             violations = verdict.get("violations", [-1])
-            print(f"{provider:>7} {count:>5} accounts: RSS {rss:6.1f} MiB, {threads:4d} threads, "
-                  f"{fds:5d} fds; first passes {good} good, {bad} failed in {took:.1f} s; "
+            print(f"{provider:>7} {count:>5} accounts: {run.figures()}; "
                   f"emulator: {verdict.get('token_requests')} token requests, "
                   f"{verdict.get('drafts')} drafts, {violations[-1]} violations"
                   + (f" e.g. {violations[0]}" if len(violations) > 1 else "")
-                  + (f"; e.g. {errors[0]}" if errors else ""), flush=True)
+                  + (f"; e.g. {run.errors[0]}" if run.errors else ""), flush=True)
         finally:
             if emulator.poll() is None:
                 emulator.kill()

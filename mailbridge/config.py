@@ -826,8 +826,11 @@ def _calendar(ctx: _Ctx, data: dict[str, object], home: Key, provider: str | Non
     schema = adapters.calendar_schema(kind)
     own: dict[str, object] = {}
     for name in (n for n in raw if n not in core):
+        if name in _calendar_keys(kind):  # the other kinds' modules are imported only for a
+            own[name] = raw[name]  # stray key: each costs every command time and memory
+            continue
         users = [k for k in kinds if name in _calendar_keys(k)]
-        if users and kind not in users:
+        if users:
             ctx.fail((*key, name), f'{name} is not used by a calendar of kind "{kind}"',
                      f"remove {name} (it is used with kind {' or '.join(users)})")
         elif schema is None:  # a kind without keys of its own

@@ -936,3 +936,23 @@ def test_country_codes_read_from_the_registry_are_the_ones_holidays_supports() -
     import holidays
 
     assert set(holidays.list_supported_countries()) == config._COUNTRIES
+
+
+def test_reading_a_local_account_imports_no_other_provider(tmp_path: Path) -> None:
+    """Every command reads the config: a provider's SDK imported for nothing costs each one
+    time and the daemon memory (a calendar key is looked up in the other kinds only when the
+    account's own kind does not know it)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config.toml").write_text(
+        '[accounts.home]\nprovider = "local"\naddress = "me@example.org"\n'
+        'maildir = { path = "Maildir" }\ncalendar = { kind = "file", path = "calendar" }\n',
+        encoding="utf-8")
+    probe = ("import sys; from pathlib import Path; from mailbridge import config; "
+             f"config.load(Path({str(tmp_path / 'config.toml')!r})); "
+             "print(sorted(m for m in ('googleapiclient', 'msal', 'caldav', 'icalendar', "
+             "'imapclient') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert found == "[]"
