@@ -221,8 +221,10 @@ def _read(value: object, parse: Callable[[str], Any]) -> Any:
 
 
 def parsed(parse: Callable[[str], Any]) -> BeforeValidator:
-    """A text read by one of the `durations` parsers (their errors say what was expected)."""
-    return BeforeValidator(lambda value: _read(value, parse))
+    """A text read by one of the `durations` parsers (their errors say what was expected).
+    Each text is read once: [defaults] reaches every account, and the results are frozen."""
+    once = functools.lru_cache(maxsize=256)(parse)
+    return BeforeValidator(lambda value: _read(value, once))
 
 
 def at_most(days: float, *, zero: bool = False) -> BeforeValidator:
