@@ -1051,6 +1051,12 @@ def loads(text: str, path: Path) -> Settings:
         ctx.validate(PolicyTable, defaults, ("defaults",), country=top.country)
     if ctx.problems:
         raise ConfigError(sorted(ctx.problems, key=lambda p: p.line or 10**9))
+    by_address: dict[str, list[str]] = {}
+    for account in accounts:
+        by_address.setdefault(account.address.casefold(), []).append(account.name)
+    accounts = [dataclasses.replace(account, same_address=tuple(
+        n for n in by_address[account.address.casefold()] if n != account.name))
+        for account in accounts]
     return Settings(
         path=path.expanduser().absolute(),
         state_dir=Path(top.state_dir) if top.state_dir else paths.default_state_dir(),

@@ -17,6 +17,7 @@ import email
 import email.policy
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -649,7 +650,14 @@ class Pass:
                 action.seq,
             )
             owner = ledger.message_id_owner(message_id)
-            if owner is not None and owner != self.account.name:
+            skip_reason = action.skip_reason
+            if owner is not None and owner in self.account.same_address:
+                # Another account with this address made it: one draft is enough. This
+                # account keeps a skipped row of its own, so it decides once, not every pass.
+                skip_reason = (f"account {owner} has the same address and already has this "
+                               "draft")
+                message_id = f"{message_id} (also {self.account.name})"
+            elif owner is not None and owner != self.account.name:
                 # The same address under another account name: the account was renamed.
                 # Its drafts are this account's now; the mailbox lookup adopts them.
                 with ledger.transaction():
@@ -662,12 +670,19 @@ class Pass:
                              f"{interview.key.uid}", interview.key.instance),
                     action.recipient.email, action.kind, action.seq,
                 )
-            state = DraftState.SKIPPED if action.skip_reason else DraftState.PLANNED
+            state = DraftState.SKIPPED if skip_reason else DraftState.PLANNED
             with ledger.transaction():
-                draft_id = ledger.insert_draft(
-                    action.interview_id, action.kind, action.seq, action.recipient, state,
-                    action.due, message_id, action.late, self.now,
-                )
+                try:
+                    draft_id = ledger.insert_draft(
+                        action.interview_id, action.kind, action.seq, action.recipient, state,
+                        action.due, message_id, action.late, self.now,
+                    )
+                except sqlite3.IntegrityError:
+                    # Another account with this address took the Message-ID in a pass running
+                    # at the same moment; the next pass sees whose it is.
+                    log.info("%s: %s held by a concurrent pass; planned again next pass",
+                             self.account.name, message_id)
+                    return
                 if ledger.link_sent(self.account.name, message_id, draft_id):
                     # Sent already, under our Message-ID: made by us before this ledger knew.
                     ledger.update_draft(draft_id, self.now, state=DraftState.SENT)
@@ -676,8 +691,8 @@ class Pass:
                                 "already in Sent", interview_id=action.interview_id,
                                 draft_id=draft_id)
                     return
-                if action.skip_reason:
-                    self.decide("draft skipped", action.skip_reason,
+                if skip_reason:
+                    self.decide("draft skipped", skip_reason,
                                 interview_id=action.interview_id, draft_id=draft_id)
                 else:
                     self.decide("draft planned", action.reason,
