@@ -677,7 +677,9 @@ class Pass:
                         action.interview_id, action.kind, action.seq, action.recipient, state,
                         action.due, message_id, action.late, self.now,
                     )
-                except sqlite3.IntegrityError:
+                except sqlite3.IntegrityError as exc:
+                    if "message_id" not in str(exc):
+                        raise
                     # Another account with this address took the Message-ID in a pass running
                     # at the same moment; the next pass sees whose it is.
                     log.info("%s: %s held by a concurrent pass; planned again next pass",

@@ -324,10 +324,10 @@ class MaildirMailbox(Mailbox):
         for folder, box in folders:
             seen = state.get(folder.value, set())
             unchanged = self._unchanged.get(box._path)
-            if unchanged is not None and unchanged[1] == seen and _stamp(box) == unchanged[0]:
+            stamp = _stamp(box)  # before the listing: a change during it moves it on
+            if unchanged is not None and unchanged[1] == seen and stamp == unchanged[0]:
                 fresh[folder.value] = unchanged[2]  # nothing came or went since the last look
                 continue
-            stamp = _stamp(box)
             now_seen: list[str] = []
             for key, path in _files_of(box).items():
                 mark = _seen_mark(key)
