@@ -1,19 +1,23 @@
 """Cost of the first messages() pass (cursor None) on an inbox of 1,000 vs 50,000 messages.
 
-Starts its own Dovecot (tests.servers) and fills the inbox straight into the Maildir (old mail
-dated 90 days back, a few recent messages dated now), lets Dovecot index it, then runs one
-first pass looking back 7 days with a connection that counts commands and bytes. The point:
-bisecting INTERNALDATE (a few FETCHes of one date each) finds the look-back window, so the cost
-follows the recent mail, not the mailbox. Before timing, Dovecot indexes the folder and the
-user's mail program opens it once (as any mailbox in use has been), so the figures are about
-our client; "cold" is our very first pass, the other one a first pass on a new connection.
+Starts its own Dovecot (tests.servers) and fills the inbox (old mail dated 90 days back, a few
+recent messages dated now), lets Dovecot index it, then runs one first pass looking back 7 days
+with a connection that counts commands and bytes. The point: bisecting INTERNALDATE (a few
+FETCHes of one date each) finds the look-back window, so the cost follows the recent mail, not
+the mailbox. Before timing, Dovecot indexes the folder and the user's mail program opens it once
+(as any mailbox in use has been), so the figures are about our client; "cold" is our very first
+pass, the other one a first pass on a new connection.
 
-The time is split into waiting on the server (from each command to its tagged answer; of it,
-EXAMINE: Dovecot's Maildir reads its whole uidlist each time a folder is opened, a cost that
-grows with the folder and that every client pays once per connection) and our client (the
-rest: connecting, parsing, building the batch).
+It runs twice, on the two ways Dovecot stores mail: sdbox, its own indexed format (large
+installations use it or mdbox), and Maildir. The time is split into waiting on the server (from
+each command to its tagged answer; of it, EXAMINE) and our client (the rest: connecting,
+parsing, building the batch). On Maildir, Dovecot reads its whole uidlist each time a folder is
+opened: an EXAMINE cost that grows with the folder and that every client, the user's own mail
+program too, pays once per connection; sdbox has no such cost, so there the wall-clock ratio is
+our client's.
 
-    python bench/imap_first_pass.py [--sizes 1000 50000] [--recent 20] [--repeats 5]
+    python bench/imap_first_pass.py [--sizes 1000 50000] [--recent 20] [--repeats 9]
+                                    [--storage sdbox maildir]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ TEMPLATE = (
 )
 
 
-def fill(server: Dovecot, user: str, total: int, recent: int) -> None:
+def fill(server: Dovecot, user: str, total: int, recent: int, storage: str) -> None:
     maildir = server.dir / "mail" / user / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
@@ -59,6 +63,8 @@ def fill(server: Dovecot, user: str, total: int, recent: int) -> None:
         for name in dirs + files:
             os.chown(os.path.join(root, name), MAIL_UID, MAIL_UID)
     os.chown(server.dir / "mail" / user, MAIL_UID, MAIL_UID)
+    if storage != "maildir":  # the same mail, carried into the server's own format
+        server.doveadm("import", "-u", user, "maildir:~/Maildir", "", "all")
     server.doveadm("index", "-u", user, "INBOX")  # indexing is the server's one-time cost
     with server.client(user) as program:  # the user's mail program: Dovecot writes its index
         program.select_folder("INBOX")
@@ -67,10 +73,10 @@ def fill(server: Dovecot, user: str, total: int, recent: int) -> None:
 class Inbox:
     """One user's filled inbox, and first passes on it, each on a new connection."""
 
-    def __init__(self, server: Dovecot, total: int, recent: int) -> None:
+    def __init__(self, server: Dovecot, total: int, recent: int, storage: str) -> None:
         self.server = server
         self.user = server.new_user(f"fp{total}-")
-        fill(server, self.user, total, recent)
+        fill(server, self.user, total, recent, storage)
         self.counter = Counter()
         self.runs: list[tuple[float, float, float]] = []
 
@@ -102,8 +108,9 @@ class Inbox:
         }
 
 
-def measure(server: Dovecot, sizes: list[int], recent: int, repeats: int) -> dict[int, Any]:
-    inboxes = {size: Inbox(server, size, recent) for size in sizes}
+def measure(server: Dovecot, sizes: list[int], recent: int, repeats: int,
+            storage: str) -> dict[int, Any]:
+    inboxes = {size: Inbox(server, size, recent, storage) for size in sizes}
     colds: dict[int, float] = {}
     found: dict[int, tuple[int, int, int]] = {}
     for size, inbox in inboxes.items():
@@ -125,14 +132,24 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 50000])
     parser.add_argument("--recent", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=9, help="first passes timed, median")
+    parser.add_argument("--storage", nargs="+", choices=("sdbox", "maildir"),
+                        default=["sdbox", "maildir"], help="Dovecot's mail formats to run on")
     args = parser.parse_args()
-    server = Dovecot.create()
-    server.start()
-    try:
-        results = measure(server, args.sizes, args.recent, args.repeats)
-    finally:
-        server.stop()
-    print(f"first messages() pass, 7 days back, {args.recent} recent messages in the inbox:")
+    for storage in args.storage:
+        server = Dovecot.create(storage=storage)
+        server.start()
+        try:
+            print(f"filling inboxes of {', '.join(map(str, args.sizes))} messages "
+                  f"(Dovecot {storage}) ...", flush=True)
+            results = measure(server, args.sizes, args.recent, args.repeats, storage)
+        finally:
+            server.stop()
+        report(results, args.recent, storage)
+
+
+def report(results: dict[int, Any], recent: int, storage: str) -> None:
+    print(f"Dovecot {storage}: first messages() pass, 7 days back, {recent} recent messages "
+          "in the inbox:")
     for size, r in results.items():
         print(f"  {size:>6} messages: reported {r['messages']:.0f}, {r['commands']:.0f} commands, "
               f"{r['bytes']:.0f} bytes, {r['seconds']:.3f} s (cold {r['cold seconds']:.3f} s): "

@@ -118,7 +118,7 @@ auth_failure_delay = 0
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
-mail_location = maildir:~/Maildir
+mail_location = {storage}
 imap_idle_notify_interval = 2 mins
 service imap-login {{
   inet_listener imap {{
@@ -179,9 +179,14 @@ class Dovecot:
         return self.dir / "dovecot.conf"
 
     @classmethod
-    def create(cls, port: int | None = None, *, clients: int = 0) -> Dovecot:
+    def create(cls, port: int | None = None, *, clients: int = 0,
+               storage: str = "maildir") -> Dovecot:
         """A new server; ``clients`` > 0 tunes it for that many connections at once (for
-        benches; the tests keep Dovecot's defaults)."""
+        benches; the tests keep Dovecot's defaults). ``storage`` is Dovecot's mail format:
+        "maildir" (one file per message, in ~/Maildir) or "sdbox" (Dovecot's own indexed
+        format, in ~/sdbox)."""
+        if storage not in ("maildir", "sdbox"):
+            raise ValueError(f"unknown Dovecot storage {storage!r}")
         root = _world_readable_tempdir("mailbridge-dovecot-")
         server = cls(dir=root, port=port or free_port())
         for sub in ("run", "state", "mail"):
@@ -190,6 +195,7 @@ class Dovecot:
         server.conf.write_text(
             _DOVECOT_CONF.format(
                 dir=root, port=server.port, uid=MAIL_UID, namespace=_NAMESPACE,
+                storage="maildir:~/Maildir" if storage == "maildir" else "sdbox:~/sdbox",
                 crowd=_CROWD.format(clients=clients, per_process=100,
                                     processes=max(1, clients // 100 + 1)) if clients else ""),
             encoding="utf-8",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from imapclient import IMAPClient
 from mailbridge_providers import imap
 
 from mailbridge.model import Folder
-from tests.servers import Dovecot
+from tests.servers import DOVECOT, Dovecot
 from tests.test_imap import account_for, mail
 
 pytestmark = pytest.mark.server
@@ -31,7 +33,25 @@ def counting(client: IMAPClient, commands: collections.Counter[str]) -> IMAPClie
     return client
 
 
-def test_first_pass_bisects_internaldate_instead_of_searching(dovecot: Dovecot) -> None:
+@pytest.fixture(scope="module")
+def sdbox_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot keeping mail in its own indexed format (bench/imap_first_pass.py runs on it)."""
+    if not os.path.exists(DOVECOT):
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
+    server = Dovecot.create(storage="sdbox")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("storage", ["maildir", "sdbox"])
+def test_first_pass_bisects_internaldate_instead_of_searching(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
+    dovecot: Dovecot = request.getfixturevalue("dovecot" if storage == "maildir"
+                                               else "sdbox_dovecot")
     user = dovecot.new_user()
     now = datetime.now(UTC)
     with dovecot.client(user) as other:
