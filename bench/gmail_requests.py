@@ -109,7 +109,12 @@ def main() -> None:
         for draft_id in list(emu.drafts):
             emu.user_sends_draft(draft_id)
         total += step("the user sends both thank-yous", start + timedelta(days=1))
-        idle = step("idle cycle, waiting for the employer", start + timedelta(days=3))
+        # An idle cycle comes a poll interval after the last pass; once a day the pass lists
+        # the whole look-back window instead of reading the history (engine.FULL_LISTING_EVERY:
+        # it heals whatever an incremental read missed), counted on its own line.
+        idle = step("idle cycle, waiting for the employer",
+                    start + timedelta(days=1, minutes=5))
+        total += step("once a day while waiting: the full listing", start + timedelta(days=3))
         total += step("follow-up due to the lead", start + timedelta(days=12), 2)
         lead_thanks = next(
             m for m in emu.messages.values() if "SENT" in m.labels and "maria@" in m.header("To")
