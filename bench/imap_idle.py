@@ -6,6 +6,8 @@ renewal (one DONE + IDLE pair every 24 minutes, i.e. about 0.04 commands a minut
 
 A real "idle minute" is long; ``--seconds`` shortens the observed span and ``--renew`` the IDLE
 renewal period, and the figures are scaled back to a minute and to the real 24-minute renewal.
+It also counts the wake-ups of the watcher's threads (context switches, from /proc): the goal is
+about none per idle minute besides the renewals, since the threads sleep on the sockets.
 
     python bench/imap_idle.py [--seconds 60] [--renew 20]
 """
@@ -110,6 +112,23 @@ def account_for(server: Dovecot, user: str) -> AccountSettings:
     return AccountSettings(name="bench", provider="imap", address=user, tables={"imap": settings})
 
 
+def wakeups() -> int:
+    """Context switches of every thread of this process but the main one (which only sleeps
+    here): each is a thread woken up. Linux only."""
+    total = 0
+    main = threading.main_thread().native_id
+    for task in Path("/proc/self/task").iterdir():
+        if task.name == str(main):
+            continue
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="idle span observed")
@@ -134,7 +153,9 @@ def main() -> None:
         time.sleep(1.0)
         setup = dict(counter.commands)
         counter.reset()
+        woken = wakeups()
         time.sleep(args.seconds)
+        woken = wakeups() - woken
         idle = dict(counter.commands)
         stop.set()
         thread.join(timeout=5)
@@ -151,6 +172,10 @@ def main() -> None:
     print(f"commands other than the IDLE renewal: {others} ({others / minutes:.2f} per minute)")
     print(f"commands per renewal: {per_renewal:.1f}")
     print(f"at the real 24-minute renewal: {real_per_minute:.3f} commands per idle minute")
+    per_renewal_wakeups = woken / max(renewals, 1)
+    print(f"thread wake-ups: {woken} in {args.seconds:.0f} s ({woken / minutes:.1f} per minute, "
+          f"{renewals} renewals); at the real 24-minute renewal about "
+          f"{per_renewal_wakeups / (real_renew / 60):.2f} per idle minute")
 
 
 if __name__ == "__main__":
