@@ -115,6 +115,7 @@ def serve(provider: str, count: int, tmp: Path, interview: bool) -> None:
     graph.stop()
     print(json.dumps({"violations": graph.violations[:3] + [len(graph.violations)],
                       "token_requests": len(graph.token_requests),
+                      "discovery_requests": graph.counts["GET openid-configuration"],
                       "drafts": len(graph.drafts())}), flush=True)
 
 
@@ -194,7 +195,9 @@ def one(count: int, provider: str, settle: float, verbose: bool, interview: bool
             violations = verdict.get("violations", [-1])
             print(f"{provider:>7} {count:>5} accounts: {run.figures()}; "
                   f"emulator: {verdict.get('token_requests')} token requests, "
-                  f"{verdict.get('drafts')} drafts, {violations[-1]} violations"
+                  + (f"{verdict['discovery_requests']} discovery requests, "
+                     if "discovery_requests" in verdict else "")
+                  + f"{verdict.get('drafts')} drafts, {violations[-1]} violations"
                   + (f" e.g. {violations[0]}" if len(violations) > 1 else "")
                   + (f"; e.g. {run.errors[0]}" if run.errors else ""), flush=True)
         finally:

@@ -42,6 +42,7 @@ import functools
 import json
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -282,6 +283,42 @@ def _shared(pool: Callable[[], requests.Session]) -> requests.Session:
         return pool()
 
 
+class _SharedDiscovery:
+    """The sign-in HTTP client msal is given: the authority's discovery documents (OIDC
+    metadata, instance discovery) are fetched once per HTTP client, and every account's app
+    shares the one client (`_sign_in_session`), so once per process rather than once per
+    account (a thousand accounts on one tenant: one request). msal keeps them a day in each
+    app of its own; here they are kept as long."""
+
+    KEEP = 24 * 3600.0  # seconds, as msal's own cache of these documents
+    _found: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any]]] = (
+        weakref.WeakKeyDictionary())
+    _lock = threading.Lock()
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        if not ("/.well-known/openid-configuration" in url or "/discovery/instance" in url):
+            return self.client.get(url, **kwargs)
+        key = f"{url} {sorted((kwargs.get('params') or {}).items())}"
+        # One fetch at a time: accounts starting together wait for the first one's answer.
+        with self._lock:
+            found = self._found.setdefault(self.client, {})
+            at, response = found.get(key, (0.0, None))
+            if response is None or time.monotonic() - at >= self.KEEP:
+                response = self.client.get(url, **kwargs)
+                if 200 <= response.status_code < 300:  # a failure is asked again next time
+                    found[key] = (time.monotonic(), response)
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.client.post(url, **kwargs)
+
+    def close(self) -> None:  # the client is shared: no app may close it for the others
+        pass
+
+
 def _app(
     account: AccountSettings, cache: msal.SerializableTokenCache, http_client: Any
 ) -> msal.PublicClientApplication:
@@ -293,7 +330,7 @@ def _app(
             conf.client_id,
             authority=authority,
             token_cache=cache,
-            http_client=http_client or _shared(_sign_in_session),
+            http_client=_SharedDiscovery(http_client or _shared(_sign_in_session)),
             # Instance discovery asks the public cloud about the authority; other clouds
             # (and test authorities) are trusted as configured.
             instance_discovery=None if public else False,

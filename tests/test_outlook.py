@@ -674,3 +674,21 @@ def test_a_cursor_that_is_not_ours_starts_over(emu):
     emu.add_event("Interview", T0, T0 + timedelta(hours=1))
     assert calendar.changes("not-json", WINDOW).complete
     assert mailbox.messages("[]", datetime.now(UTC)).cursor
+
+
+def test_accounts_on_one_authority_fetch_its_discovery_once(emu):
+    """A thousand accounts on one tenant ask for the authority's metadata once, not once each:
+    every account's msal app shares the sign-in client and what it has fetched."""
+    first, second = sign_in(emu, "work"), sign_in(emu, "home")
+    emu.access_token_lifetime = 3600
+    client = emu.http_client()
+    emu.counts.clear()
+    for account in (first, second):
+        mailbox = outlook.open_mailbox(account, http_client=client)
+        mailbox.messages(None, T0 - timedelta(days=3))
+        mailbox.close()
+    assert emu.counts["GET openid-configuration"] == 1
+    # Another client (a new process, or a test of its own) asks again.
+    mailbox = outlook.open_mailbox(first, http_client=emu.http_client())
+    mailbox.messages(None, T0 - timedelta(days=3))
+    assert emu.counts["GET openid-configuration"] == 2
