@@ -188,14 +188,17 @@ _ADDRESSABLE = frozenset(
 )  # fmt: skip
 
 
-def _team_greeting_warnings(body: str) -> Iterator[str]:
-    """ "Dear Recruiting," greets a department as if it were a person."""
+def _team_greeting_warnings(body: str, recipients: Sequence[Person]) -> Iterator[str]:
+    """ "Dear Recruiting," greets a department as if it were a person (unless a recipient,
+    a person, goes by that name: "People Aa" is greeted "Dear People,")."""
     match = _GREETING.search(GAP_PATTERN.sub("", body))
     if match is None:
         return
     names = match.group("names").strip().rstrip(",:;!.—-").strip()
     words = {name_key(w) for w in _NAME_SPLIT.split(names) if w}
-    if names and is_team(Person("", names)) and not words & _ADDRESSABLE:
+    own = {name_key(first_name(p)) for p in recipients if not is_team(p)}
+    if (names and is_team(Person("", names)) and not words & _ADDRESSABLE
+            and name_key(names) not in own):
         yield (
             f'The greeting "{names}" reads as a person\'s name: write "{names} team", or greet'
             " the person by name."
@@ -208,7 +211,7 @@ def proofread(body: str, recipients: Sequence[Person]) -> list[str]:
         *_gap_warnings(body),
         *_text_speak_warnings(body),
         *_greeting_warnings(body, recipients),
-        *_team_greeting_warnings(body),
+        *_team_greeting_warnings(body, recipients),
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailbridge.compose import render
@@ -74,6 +74,11 @@ CLEAN = "Dear John,\n\nThank you for your time today.\n\nBest,\nJordan\n"
         ("Dear Talent Acquisition,\n\nThanks.\n", [JOHN], ["team:Talent Acquisition"]),
         ("Dear Recruiting team,\n\nThanks.\n", [JOHN], []),
         ("Dear Talent Acquisition team,\n\nThanks.\n", [JOHN], []),
+        # ...unless a recipient, a person, goes by that word.
+        ("Dear People,\n\nThanks.\n", [Person("p@acme.example", "PEOPLE AA")], []),
+        ("Dear People,\n\nThanks.\n", [JOHN], ["team:People"]),
+        ("Dear People,\n\nThanks.\n", [Person("p@acme.example", "People Team")],
+         ["team:People"]),
     ],
 )
 def test_proofread(body: str, recipients: list[Person], expected: list[str]) -> None:
@@ -166,6 +171,7 @@ name_word = st.text(st.characters(whitelist_categories=("Lu", "Ll", "Lo")), min_
 
 
 @settings(max_examples=150, deadline=None)
+@example(words=["PEOPLE", "AA"], style="plain")  # a person whose first name is a team word
 @given(
     words=st.lists(name_word, min_size=1, max_size=3),
     style=st.sampled_from(["plain", "comma", "title", "paren"]),
