@@ -281,6 +281,11 @@ class Mailbox(Provider):
     def retract(self, provider_id: str) -> None:
         raise NotImplementedError
 
+    def pass_ended(self) -> None:
+        """The engine calls it when a pass is over, a failed one too: what the mailbox held
+        for the pass only goes back (an IMAP connection to its push watcher's IDLE). The
+        mailbox stays usable: the next pass takes it again."""
+
     def close(self) -> None:
         pass
 
