@@ -1331,7 +1331,9 @@ class _IdleHub:
         self._in_connector(job)
 
     def _connected(self, watcher: _Watcher, client: IMAPClient | None, idling: bool,
-                   uidnext: int | None, *, arrived: bool = False) -> None:
+                   uidnext: int | None, *, arrived: bool | None = None) -> None:
+        """The connection idles (or polls) in the inbox: a new one (``arrived`` None), or one
+        a pass gave back (``arrived``: mail came after the pass read the inbox)."""
         watcher.busy = False
         if watcher.ended or client is None:
             if client is not None:
@@ -1342,11 +1344,12 @@ class _IdleHub:
         watcher.failures = watcher.empty_reads = 0
         watcher.generation += 1
         self._listen(watcher)
-        # After a reconnect, mail may have come while nobody watched; not so when a pass lost
-        # the connection: the pass failed, and its retry reads the inbox.
-        reconnected = watcher.connected_before and not watcher.quiet_reconnect
-        watcher.connected_before, watcher.quiet_reconnect = True, False
-        if arrived or reconnected:
+        if arrived is None:
+            # After a reconnect, mail may have come while nobody watched; not so when a pass
+            # lost the connection: that pass failed, and its retry reads the inbox.
+            arrived = watcher.connected_before and not watcher.quiet_reconnect
+            watcher.connected_before, watcher.quiet_reconnect = True, False
+        if arrived:
             self._tell(watcher)
         self._settled(watcher)
 

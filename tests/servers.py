@@ -256,6 +256,15 @@ class Dovecot:
             )
         return done.stdout.decode(errors="replace")
 
+    def connections(self, user: str) -> int:
+        """The IMAP connections the server has open for ``user`` (``doveadm who``)."""
+        lines = self.doveadm("who", "-1", user).splitlines()[1:]
+        return sum(1 for line in lines if line.split()[:1] == [user])
+
+    def kick(self, user: str) -> None:
+        """Drop every connection of ``user`` from the server's side."""
+        self.doveadm("kick", user)
+
     def client(self, user: str):  # type: ignore[no-untyped-def]
         """A second, independent IMAP client (the user's mail program, the employer's reply)."""
         from imapclient import IMAPClient
