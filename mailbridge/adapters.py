@@ -45,7 +45,8 @@ mailbox
     in full. Equal markers mean the draft was not touched, so the engine neither reads nor
     proofreads it again. A mailbox that reports no marker is never asked. ``update_draft``
     replaces an unedited draft; ``retract`` removes a draft (to Trash where the mailbox has
-    one). A mailbox never sends mail: no adapter has, or may grow, a method that sends.
+    one). ``pass_ended`` marks the end of every pass, a failed one too: what the mailbox held
+    for that pass only goes back (an IMAP connection to its IDLE). A mailbox never sends mail: no adapter has, or may grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in

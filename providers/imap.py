@@ -26,9 +26,17 @@ What maps to what:
   (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
   UIDVALIDITY change) asks the server for ``SEARCH SINCE <date>``: the mailbox is never
   downloaded.
-- ``subscribe`` (push): IDLE on the inbox in its own connection, renewed every 24 minutes, NOOP
-  polling every 60 s on servers without IDLE, reconnecting with backoff and jitter; one shared
-  thread waits on every account's IDLE socket (``watch`` is the blocking form).
+- ``subscribe`` (push): IDLE on the inbox, renewed every 24 minutes, NOOP polling every 60 s on
+  servers without IDLE, reconnecting with backoff and jitter; one shared thread waits on every
+  account's IDLE socket (``watch`` is the blocking form).
+- One connection per account while it is subscribed (the daemon): the mailbox borrows the push
+  connection for a pass (DONE in the pass's thread, then its commands) and gives it back at
+  ``pass_ended``, and the shared thread has the inbox EXAMINEd and IDLEs again; mail stored
+  after the pass read the inbox (a higher UIDNEXT) wakes the account then. A broken
+  connection is dropped by whichever side sees it; the next pass connects afresh, and the
+  watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
+  (while the watcher logs in or renews IDLE). Unsubscribed (one run, ``check``), the mailbox
+  keeps a connection of its own from pass to pass, checked with NOOP when unused a minute.
 
 Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
 selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
@@ -1087,9 +1095,10 @@ def subscribe(
     (and closes the account's IDLE connection). No thread of its own: one shared thread waits
     on every account's IDLE socket (`_IdleHub`).
 
-    IDLE in a connection of its own, renewed every 24 minutes and after any error; NOOP every
-    60 s where the server has no IDLE. After a reconnect ``on_change()`` is called once, since
-    mail may have arrived while the connection was down (the cursor of ``messages`` finds it).
+    IDLE renewed every 24 minutes and after any error; NOOP every 60 s where the server has no
+    IDLE. The account's `ImapMailbox` borrows this connection for its passes (so the account
+    holds one). After a reconnect ``on_change()`` is called once, since mail may have arrived
+    while the connection was down (the cursor of ``messages`` finds it).
     """
     imap = _settings(account)
     make = connector or RememberedPassword(account).connect
