@@ -46,7 +46,8 @@ mailbox
     proofreads it again. A mailbox that reports no marker is never asked. ``update_draft``
     replaces an unedited draft; ``retract`` removes a draft (to Trash where the mailbox has
     one). ``pass_ended`` marks the end of every pass, a failed one too: what the mailbox held
-    for that pass only goes back (an IMAP connection to its IDLE). A mailbox never sends mail: no adapter has, or may grow, a method that sends.
+    for that pass only goes back (a connection it shares with its push watcher). A mailbox
+    never sends mail: no adapter has, or may grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in
@@ -284,7 +285,7 @@ class Mailbox(Provider):
 
     def pass_ended(self) -> None:
         """The engine calls it when a pass is over, a failed one too: what the mailbox held
-        for the pass only goes back (an IMAP connection to its push watcher's IDLE). The
+        for the pass only goes back (a connection it shares with its push watcher). The
         mailbox stays usable: the next pass takes it again."""
 
     def close(self) -> None:
