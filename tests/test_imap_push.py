@@ -1,6 +1,7 @@
 """IMAP push at scale (issue 13): every account's IDLE connection is served by one shared
 thread, mail wakes only its own account, a lost connection is made again (and reported once),
-and ending a subscription closes its connection."""
+and ending a subscription closes its connection. The account's passes borrow that connection,
+so the server sees one connection per account."""
 
 from __future__ import annotations
 
