@@ -653,11 +653,17 @@ class ImapMailbox(Mailbox):
 
     def pass_ended(self) -> None:
         """Give a borrowed connection back to the push watcher (it selects the inbox and
-        IDLEs again); a connection of its own stays open for the next pass."""
+        IDLEs again); a connection of its own stays open for the next pass, unless the
+        account was subscribed meanwhile (the next pass borrows the watcher's)."""
         if self._loan is not None:
-            watcher, self._loan = self._loan, None
-            client, self._client = self._client, None
-            watcher.hub.take_back(watcher, client, self._inbox_next)
+            self._give_back(self._loan)
+        elif self._client is not None and _push_watcher(self.account, self.settings):
+            self.close()
+
+    def _give_back(self, watcher: _Watcher) -> None:
+        self._loan = None
+        client, self._client = self._client, None
+        watcher.hub.take_back(watcher, client, self._inbox_next)
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -666,7 +672,8 @@ class ImapMailbox(Mailbox):
                 client.shutdown()
 
     def close(self) -> None:
-        self.pass_ended()
+        if self._loan is not None:
+            self._give_back(self._loan)
         if self._client is not None:
             _quietly_close(self._client)
             self._client = None

@@ -374,3 +374,25 @@ def test_the_daemon_keeps_one_connection_per_imap_account(
                 timeout=20)
             one_connection(dovecot, users[1])
         assert not any(o.error for o in daemon.outcomes)
+
+
+def test_a_pass_begun_before_the_subscription_ends_on_the_shared_connection(
+    dovecot: Dovecot,
+) -> None:
+    sub = Subscriber(dovecot, dovecot.new_user())
+    box = imap.ImapMailbox(sub.account, connector=sub.connect)
+    try:
+        box.messages(None, datetime.now(UTC) - SINCE)  # not subscribed: its own connection
+        own = sub.clients[0]
+        sub.start()  # the daemon subscribes the account meanwhile
+        wait_until("idling", sub.listening)
+        box.pass_ended()
+        assert own.socket().fileno() == -1, "the pass kept a connection of its own"
+        one_connection(dovecot, sub.user)
+        a_pass(box, None)
+        wait_until("idling again", sub.listening)
+        assert len(sub.clients) == 2  # its own for the first pass, the shared one since
+        one_connection(dovecot, sub.user)
+    finally:
+        box.close()
+        sub.end()
