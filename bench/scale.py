@@ -203,7 +203,7 @@ def main() -> int:
         return 0
     if args.provider == "imap":
         from tests.servers import Dovecot
-        # Two connections per account (the work session and IDLE), and some to spare.
+        # One connection per account (passes borrow the IDLE one); room for twice that.
         server = Dovecot.create(clients=2 * max(args.accounts) + 100)
         for n in range(max(args.accounts)):
             server.add_user(f"user{n}@example.org")

@@ -45,7 +45,9 @@ mailbox
     in full. Equal markers mean the draft was not touched, so the engine neither reads nor
     proofreads it again. A mailbox that reports no marker is never asked. ``update_draft``
     replaces an unedited draft; ``retract`` removes a draft (to Trash where the mailbox has
-    one). A mailbox never sends mail: no adapter has, or may grow, a method that sends.
+    one). ``pass_ended`` marks the end of every pass, a failed one too: what the mailbox held
+    for that pass only goes back (a connection it shares with its push watcher). A mailbox
+    never sends mail: no adapter has, or may grow, a method that sends.
 cursor
     An opaque string the adapter hands back to continue incrementally (sync token, history id,
     delta link, UIDVALIDITY/UIDNEXT/MODSEQ, ETag, Maildir file names). The core stores it in
@@ -280,6 +282,11 @@ class Mailbox(Provider):
 
     def retract(self, provider_id: str) -> None:
         raise NotImplementedError
+
+    def pass_ended(self) -> None:
+        """The engine calls it when a pass is over, a failed one too: what the mailbox held
+        for the pass only goes back (a connection it shares with its push watcher). The
+        mailbox stays usable: the next pass takes it again."""
 
     def close(self) -> None:
         pass

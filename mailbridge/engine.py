@@ -1206,6 +1206,11 @@ def reconcile(
     finally:
         if savepoint:
             ledger.conn.execute("ROLLBACK")
+        if mailbox is not None:
+            try:
+                mailbox.pass_ended()
+            except Exception:  # noqa: BLE001 - must not hide the pass's outcome
+                log.debug("ending the pass of %r failed", mailbox, exc_info=True)
         if keep is not None and report.error is not None:
             keep.close()  # reopened at the next pass
         for thing in owned:

@@ -26,9 +26,17 @@ What maps to what:
   (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
   UIDVALIDITY change) asks the server for ``SEARCH SINCE <date>``: the mailbox is never
   downloaded.
-- ``subscribe`` (push): IDLE on the inbox in its own connection, renewed every 24 minutes, NOOP
-  polling every 60 s on servers without IDLE, reconnecting with backoff and jitter; one shared
-  thread waits on every account's IDLE socket (``watch`` is the blocking form).
+- ``subscribe`` (push): IDLE on the inbox, renewed every 24 minutes, NOOP polling every 60 s on
+  servers without IDLE, reconnecting with backoff and jitter; one shared thread waits on every
+  account's IDLE socket (``watch`` is the blocking form).
+- One connection per account while it is subscribed (the daemon): the mailbox borrows the push
+  connection for a pass (DONE in the pass's thread, then its commands) and gives it back at
+  ``pass_ended``, and the shared thread has the inbox EXAMINEd and IDLEs again; mail stored
+  after the pass read the inbox (a higher UIDNEXT) wakes the account then. A broken
+  connection is dropped by whichever side sees it; the next pass connects afresh, and the
+  watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
+  (while the watcher logs in or renews IDLE). Unsubscribed (one run, ``check``), the mailbox
+  keeps a connection of its own from pass to pass, checked with NOOP when unused a minute.
 
 Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
 selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
@@ -51,6 +59,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -583,6 +592,8 @@ class ImapMailbox(Mailbox):
         self.settings = _settings(account)
         self._connector = connector or RememberedPassword(account).connect
         self._client: IMAPClient | None = None
+        self._loan: _Watcher | None = None  # whose connection this pass borrowed
+        self._inbox_next: int | None = None  # the inbox's UIDNEXT as this pass read it
         self._last_used = 0.0
         self._folders: dict[str, str | None] | None = None
         self._append_flags: tuple[bytes, ...] | None = None  # per Drafts' PERMANENTFLAGS
@@ -610,6 +621,11 @@ class ImapMailbox(Mailbox):
             ) from None
 
     def _live_client(self) -> IMAPClient:
+        if self._loan is None:
+            watcher = _push_watcher(self.account, self.settings)
+            if watcher is not None:
+                self.close()  # a connection of its own from before the subscription
+                self._borrow(watcher)
         if self._client is not None and time.monotonic() - self._last_used > STALE_AFTER:
             try:
                 self._client.noop()
@@ -620,6 +636,35 @@ class ImapMailbox(Mailbox):
             self._last_used = time.monotonic()
         return self._client
 
+    def _borrow(self, watcher: _Watcher) -> None:
+        """The push watcher's connection for this pass, out of IDLE: one connection per
+        account while the daemon runs. Given back by `pass_ended`."""
+        loan = watcher.hub.lend(watcher, self.settings.timeout)
+        if not loan.shared:
+            return  # the subscription ended meanwhile
+        self._loan, self._inbox_next, self._client = watcher, None, loan.client
+        if loan.client is not None and loan.idling:
+            try:
+                loan.client.idle_done()
+            except (OSError, IMAPClientError):
+                self._drop()  # lost while idling: this pass connects afresh
+            else:
+                self._last_used = time.monotonic()
+
+    def pass_ended(self) -> None:
+        """Give a borrowed connection back to the push watcher (it selects the inbox and
+        IDLEs again); a connection of its own stays open for the next pass, unless the
+        account was subscribed meanwhile (the next pass borrows the watcher's)."""
+        if self._loan is not None:
+            self._give_back(self._loan)
+        elif self._client is not None and _push_watcher(self.account, self.settings):
+            self.close()
+
+    def _give_back(self, watcher: _Watcher) -> None:
+        self._loan = None
+        client, self._client = self._client, None
+        watcher.hub.take_back(watcher, client, self._inbox_next)
+
     def _drop(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
@@ -627,6 +672,8 @@ class ImapMailbox(Mailbox):
                 client.shutdown()
 
     def close(self) -> None:
+        if self._loan is not None:
+            self._give_back(self._loan)
         if self._client is not None:
             _quietly_close(self._client)
             self._client = None
@@ -879,6 +926,7 @@ class ImapMailbox(Mailbox):
                 state, headers = self._new_in(client, name, folder, states.get(name), since)
                 states[name] = state
                 found.extend(headers)
+            self._inbox_next = states[self.settings.inbox_folder].uidnext
         return MessageBatch(messages=tuple(found), cursor=dump_cursor(states))
 
     def _new_in(
@@ -1054,14 +1102,37 @@ def subscribe(
     (and closes the account's IDLE connection). No thread of its own: one shared thread waits
     on every account's IDLE socket (`_IdleHub`).
 
-    IDLE in a connection of its own, renewed every 24 minutes and after any error; NOOP every
-    60 s where the server has no IDLE. After a reconnect ``on_change()`` is called once, since
-    mail may have arrived while the connection was down (the cursor of ``messages`` finds it).
+    IDLE renewed every 24 minutes and after any error; NOOP every 60 s where the server has no
+    IDLE. The account's `ImapMailbox` borrows this connection for its passes (so the account
+    holds one). After a reconnect ``on_change()`` is called once, since mail may have arrived
+    while the connection was down (the cursor of ``messages`` finds it).
     """
     imap = _settings(account)
     make = connector or RememberedPassword(account).connect
-    watcher = _Watcher(account.name, imap, on_change, make)
-    return _hub().add(watcher)
+    hub = _hub()
+    watcher = _Watcher(hub, account.name, imap, on_change, make)
+    with _shared_lock:
+        _shared[(account.name, imap)] = watcher
+    return hub.add(watcher)
+
+
+def _push_watcher(account: AccountSettings, imap: ImapSettings) -> _Watcher | None:
+    """The account's live subscription, whose connection its mailbox borrows for a pass."""
+    with _shared_lock:
+        watcher = _shared.get((account.name, imap))
+    if watcher is None or watcher.ended or not watcher.hub.thread.is_alive():
+        return None
+    return watcher
+
+
+def _wait_in_inbox(client: IMAPClient, imap: ImapSettings) -> tuple[bool, int | None]:
+    """EXAMINE the inbox and IDLE where the server can: (idling, the inbox's UIDNEXT)."""
+    info = client.select_folder(imap.inbox_folder, readonly=True)
+    idling = imap.idle and client.has_capability("IDLE")
+    if idling:
+        client.idle()
+    uidnext = info.get(b"UIDNEXT")
+    return idling, int(uidnext) if uidnext is not None else None
 
 
 def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
@@ -1078,11 +1149,14 @@ EMPTY_READS = 3  # readable with nothing in it this often in a row: the server h
 
 
 class _Watcher:
-    """One account's push connection. Its fields are changed only in the hub's thread; while
-    ``busy`` a connector thread holds the connection and the hub leaves it alone."""
+    """One account's connection: idling for push between passes, lent to the account's
+    `ImapMailbox` during a pass. Its fields are changed only in the hub's thread; while
+    ``busy`` a connector thread holds the connection, while ``lent`` a pass does, and the hub
+    leaves it alone."""
 
-    def __init__(self, name: str, imap: ImapSettings, on_change: Callable[[], None],
-                 connector: Callable[[], IMAPClient]) -> None:
+    def __init__(self, hub: _IdleHub, name: str, imap: ImapSettings,
+                 on_change: Callable[[], None], connector: Callable[[], IMAPClient]) -> None:
+        self.hub = hub
         self.name = name
         self.imap = imap
         self.on_change = on_change
@@ -1090,11 +1164,36 @@ class _Watcher:
         self.client: IMAPClient | None = None
         self.idling = False
         self.busy = False
+        self.lent = False
+        self.waiting: deque[_Loan] = deque()  # passes asking for the connection meanwhile
+        self.uidnext: int | None = None  # the inbox's UIDNEXT when last selected or read
         self.ended = False
         self.connected_before = False
+        self.quiet_reconnect = False  # the next connect follows a pass that lost the connection
         self.failures = 0
         self.empty_reads = 0
         self.generation = 0  # timers of an older generation are stale
+
+
+class _Loan:
+    """A pass's request for its account's connection, answered once by the hub's thread.
+
+    ``shared`` False: no subscription any more, the pass keeps a connection of its own. A
+    pass that stopped waiting (``abandoned``) is not handed the connection afterwards."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.abandoned = False
+        self.client: IMAPClient | None = None
+        self.idling = False
+        self.shared = False
+
+    def give(self, client: IMAPClient | None, *, idling: bool = False,
+             shared: bool = True) -> None:
+        """Hand ``client`` over (the hub's thread, holding ``lock``, the pass still waiting)."""
+        self.client, self.idling, self.shared = client, idling, shared
+        self.ready.set()
 
 
 class _IdleHub:
@@ -1140,6 +1239,29 @@ class _IdleHub:
                 done.wait(5)  # the hub only closes a socket: quick unless it is wedged
 
         return unsubscribe
+
+    def lend(self, watcher: _Watcher, patience: float) -> _Loan:
+        """The account's connection for one pass (its `ImapMailbox` asks): out of the hub's
+        hands until `take_back`, still in IDLE when ``idling`` (the pass sends DONE in its own
+        thread). Waits at most ``patience`` seconds while a connector thread holds it."""
+        loan = _Loan()
+        self.call_soon(lambda: self._lend(watcher, loan))
+        if not loan.ready.wait(patience):
+            with loan.lock:
+                if not loan.ready.is_set():
+                    loan.abandoned = True
+                    raise ProviderError(
+                        f"account {watcher.name!r}: the IMAP connection was not free within "
+                        f"{patience:.0f} s (the push watcher is logging in or renewing IDLE); "
+                        "will retry")
+        return loan
+
+    def take_back(self, watcher: _Watcher, client: IMAPClient | None,
+                  seen_uidnext: int | None) -> None:
+        """The pass is over: the connection (None when the pass lost it) goes back to the
+        inbox and IDLE. ``seen_uidnext``: the inbox's UIDNEXT as the pass last read it, so
+        mail that arrived after that read still wakes the account."""
+        self.call_soon(lambda: self._taken_back(watcher, client, seen_uidnext))
 
     def call_soon(self, call: Callable[[], None]) -> None:
         with self._lock:
@@ -1210,16 +1332,13 @@ class _IdleHub:
             client: IMAPClient | None = None
             try:
                 client = watcher.connector()
-                client.select_folder(watcher.imap.inbox_folder, readonly=True)
-                idling = watcher.imap.idle and client.has_capability("IDLE")
-                if idling:
-                    client.idle()
+                idling, uidnext = _wait_in_inbox(client, watcher.imap)
             except AuthError:
                 failure = 6  # wrong credentials: do not hammer the server
             except (ProviderError, OSError, IMAPClientError):
                 failure = 0
             else:
-                self.call_soon(lambda: self._connected(watcher, client, idling))
+                self.call_soon(lambda: self._connected(watcher, client, idling, uidnext))
                 return
             if client is not None:
                 _shut(client)
@@ -1227,19 +1346,80 @@ class _IdleHub:
 
         self._in_connector(job)
 
-    def _connected(self, watcher: _Watcher, client: IMAPClient | None, idling: bool) -> None:
+    def _connected(self, watcher: _Watcher, client: IMAPClient | None, idling: bool,
+                   uidnext: int | None, *, arrived: bool | None = None) -> None:
+        """The connection idles (or polls) in the inbox: a new one (``arrived`` None), or one
+        a pass gave back (``arrived``: mail came after the pass read the inbox)."""
         watcher.busy = False
         if watcher.ended or client is None:
             if client is not None:
                 _shut(client)
+            self._settled(watcher)
             return
-        watcher.client, watcher.idling = client, idling
+        watcher.client, watcher.idling, watcher.uidnext = client, idling, uidnext
         watcher.failures = watcher.empty_reads = 0
         watcher.generation += 1
         self._listen(watcher)
-        if watcher.connected_before:
+        if arrived is None:
+            # After a reconnect, mail may have come while nobody watched; not so when a pass
+            # lost the connection: that pass failed, and its retry reads the inbox.
+            arrived = watcher.connected_before and not watcher.quiet_reconnect
+            watcher.connected_before, watcher.quiet_reconnect = True, False
+        if arrived:
             self._tell(watcher)
-        watcher.connected_before = True
+        self._settled(watcher)
+
+    def _lend(self, watcher: _Watcher, loan: _Loan) -> None:
+        with loan.lock:
+            if loan.abandoned:
+                return
+            if watcher.ended:
+                loan.give(None, shared=False)
+                return
+            if watcher.busy or watcher.lent:
+                watcher.waiting.append(loan)
+                return
+            # Without a connection (a reconnect pending) the pass makes one, and gives it back.
+            self._unlisten(watcher)  # its renew, poll or reconnect timer no longer applies
+            client, watcher.client = watcher.client, None
+            watcher.lent = True
+            loan.give(client, idling=watcher.idling and client is not None)
+
+    def _settled(self, watcher: _Watcher) -> None:
+        """The hub's work on the connection is done: the next waiting pass may have it."""
+        while watcher.waiting and (watcher.ended or not (watcher.busy or watcher.lent)):
+            self._lend(watcher, watcher.waiting.popleft())
+
+    def _taken_back(self, watcher: _Watcher, client: IMAPClient | None,
+                    seen_uidnext: int | None) -> None:
+        watcher.lent = False
+        if watcher.ended or client is None:
+            if client is not None:
+                _shut(client)
+            elif not watcher.ended:
+                watcher.quiet_reconnect = True
+                watcher.failures += 1
+                watcher.generation += 1
+                self._after(backoff(watcher.failures), watcher, self._connect)
+            self._settled(watcher)
+            return
+        # Mail stored after the pass read the inbox raises its UIDNEXT: that wakes the
+        # account (IDLE reports only what arrives after the EXAMINE).
+        known = seen_uidnext if seen_uidnext is not None else watcher.uidnext
+        watcher.busy = True
+
+        def job() -> None:
+            try:
+                idling, uidnext = _wait_in_inbox(client, watcher.imap)
+            except (OSError, IMAPClientError):
+                _shut(client)
+                self.call_soon(lambda: self._failed(watcher, 0))
+            else:
+                arrived = known is not None and uidnext is not None and uidnext > known
+                self.call_soon(lambda: self._connected(watcher, client, idling, uidnext,
+                                                       arrived=arrived))
+
+        self._in_connector(job)
 
     def _listen(self, watcher: _Watcher) -> None:
         if watcher.idling and watcher.client is not None:
@@ -1250,11 +1430,11 @@ class _IdleHub:
 
     def _failed(self, watcher: _Watcher, at_least: int) -> None:
         watcher.busy = False
-        if watcher.ended:
-            return
-        watcher.failures = max(watcher.failures, at_least) + 1
-        watcher.generation += 1
-        self._after(backoff(watcher.failures), watcher, self._connect)
+        if not watcher.ended:
+            watcher.failures = max(watcher.failures, at_least) + 1
+            watcher.generation += 1
+            self._after(backoff(watcher.failures), watcher, self._connect)
+        self._settled(watcher)
 
     def _readable(self, watcher: _Watcher) -> None:
         client = watcher.client
@@ -1321,6 +1501,7 @@ class _IdleHub:
         self._listen(watcher)
         if changed:
             self._tell(watcher)
+        self._settled(watcher)
 
     def _lost(self, watcher: _Watcher) -> None:
         watcher.busy = False
@@ -1340,12 +1521,13 @@ class _IdleHub:
 
     def _broken(self, watcher: _Watcher) -> None:
         """Drop the connection and reconnect after a backoff."""
-        if watcher.busy:
-            return  # its connector thread reports back
+        if watcher.busy or watcher.lent:
+            return  # its connector thread or its pass reports back
         self._drop(watcher)
         if not watcher.ended:
             watcher.failures += 1
             self._after(backoff(watcher.failures), watcher, self._connect)
+        self._settled(watcher)
 
     def _drop(self, watcher: _Watcher) -> None:
         self._unlisten(watcher)
@@ -1355,8 +1537,9 @@ class _IdleHub:
 
     def _end(self, watcher: _Watcher) -> None:
         watcher.ended = True
-        if not watcher.busy:  # else the connector thread's report closes it
+        if not watcher.busy:  # else the connector thread's report (or the pass's) closes it
             self._drop(watcher)
+        self._settled(watcher)  # a waiting pass keeps a connection of its own
 
 
 def _call(call: Callable[[], None]) -> None:
@@ -1371,6 +1554,11 @@ def _shut(client: IMAPClient) -> None:
 
 _hub_lock = threading.Lock()
 _the_hub: _IdleHub | None = None
+# Each subscribed account's watcher, by account name and settings: its mailbox borrows the
+# connection. Weak: an ended subscription leaves nothing behind.
+_shared: weakref.WeakValueDictionary[tuple[str, ImapSettings], _Watcher] = (
+    weakref.WeakValueDictionary())
+_shared_lock = threading.Lock()
 
 
 def _hub() -> _IdleHub:

@@ -262,6 +262,26 @@ class Dovecot:
             )
         return done.stdout.decode(errors="replace")
 
+    def connection_pids(self, user: str) -> list[str]:
+        """The process of each IMAP connection the server has open for ``user`` (``doveadm
+        who``; one process per connection outside the benches' crowd settings)."""
+        lines = self.doveadm("who", "-1", user).splitlines()[1:]
+        return [words[2] for words in map(str.split, lines) if words[:1] == [user]]
+
+    def connections(self, user: str) -> int:
+        return len(self.connection_pids(user))
+
+    def kick(self, user: str) -> None:
+        """Drop every connection of ``user`` from the server's side, and wait until they are
+        gone (``doveadm kick`` only asks)."""
+        pids = set(self.connection_pids(user))
+        self.doveadm("kick", user)
+        deadline = time.monotonic() + 10
+        while pids & set(self.connection_pids(user)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"doveadm kick: the connections of {user} are still there")
+            time.sleep(0.05)
+
     def client(self, user: str):  # type: ignore[no-untyped-def]
         """A second, independent IMAP client (the user's mail program, the employer's reply)."""
         from imapclient import IMAPClient

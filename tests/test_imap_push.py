@@ -1,6 +1,7 @@
 """IMAP push at scale (issue 13): every account's IDLE connection is served by one shared
 thread, mail wakes only its own account, a lost connection is made again (and reported once),
-and ending a subscription closes its connection."""
+and ending a subscription closes its connection. The account's passes borrow that connection,
+so the server sees one connection per account."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
 from mailbridge_providers import imap
 
-from tests.servers import Dovecot
+from mailbridge import config as config_module
+from mailbridge.adapters import ProviderError
+from mailbridge.daemon import Daemon
+from tests.servers import PASSWORD, Dovecot
 from tests.test_imap import account_for, mail
+from tests.test_outages import HEAD, calendar_file, fast, wait_for
 
 pytestmark = pytest.mark.server
 
@@ -141,16 +147,12 @@ def test_unsubscribe_while_connecting_leaves_no_connection(dovecot: Dovecot) -> 
     assert not subscriber.listening()
 
 
-def test_the_daemon_gives_imap_accounts_no_thread_of_their_own(
-    dovecot: Dovecot, tmp_path: Path
-) -> None:
-    from mailbridge import config as config_module
-    from mailbridge.daemon import Daemon
-    from tests.servers import PASSWORD
-    from tests.test_outages import HEAD, fast, wait_for
-
-    users = [dovecot.new_user("daemon") for _ in range(3)]
-    (tmp_path / "calendar").mkdir()
+@contextmanager
+def imap_daemon(dovecot: Dovecot, tmp_path: Path, count: int) -> Iterator[tuple[Daemon, list[str]]]:
+    """The real daemon (polling hourly) with ``count`` IMAP accounts a0, a1, ..., each with an
+    interview that ended an hour ago (so every pass reads the mailbox)."""
+    users = [dovecot.new_user("daemon") for _ in range(count)]
+    calendar_file(tmp_path / "calendar", "interview", datetime.now(UTC) - timedelta(hours=1))
     accounts = "".join(f"""
 [accounts.a{n}]
 provider = "imap"
@@ -165,6 +167,16 @@ password_command = "echo {PASSWORD}" }}
     daemon = Daemon(config, fast(config_module.load(config), poll=3600))
     daemon.start()
     try:
+        yield daemon, users
+    finally:
+        daemon.shutdown()
+        daemon.ledgers.close()
+
+
+def test_the_daemon_gives_imap_accounts_no_thread_of_their_own(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    with imap_daemon(dovecot, tmp_path, 3) as (daemon, users):
         wait_for("the start-up passes", lambda: len({o.account for o in daemon.outcomes}) == 3,
                  timeout=30)
         assert len(daemon.subscriptions) == 3
@@ -175,7 +187,212 @@ password_command = "echo {PASSWORD}" }}
         wait_for("a pass pushed by the new mail", lambda: any(
             o.account == "a2" and o.trigger == "push" for o in daemon.outcomes), timeout=20)
         assert not any(o.trigger == "push" for o in daemon.outcomes if o.account != "a2")
-    finally:
-        daemon.shutdown()
-        daemon.ledgers.close()
     assert daemon.subscriptions == []
+
+
+# --- one connection per account: the mailbox borrows the IDLE connection for a pass -------
+
+
+SINCE = timedelta(days=30)
+
+
+def a_pass(box: imap.ImapMailbox, cursor: str | None) -> tuple[str, int]:
+    """What a pass does with the mailbox (read new mail, look a draft up), then its end."""
+    try:
+        batch = box.messages(cursor, datetime.now(UTC) - SINCE)
+        assert box.find_draft("<nothing@mailbridge.invalid>") is None
+    finally:
+        box.pass_ended()
+    return batch.cursor, len(batch.messages)
+
+
+def one_connection(dovecot: Dovecot, user: str) -> None:
+    # A connection just closed may linger a moment in the server's list.
+    wait_until("one connection on the server", lambda: dovecot.connections(user) == 1)
+    time.sleep(0.3)
+    assert dovecot.connections(user) == 1
+
+
+def test_passes_borrow_the_idle_connection_and_mail_still_wakes(dovecot: Dovecot) -> None:
+    with subscribed(dovecot, 1) as (sub,):
+        box = imap.ImapMailbox(sub.account, connector=sub.connect)
+        try:
+            cursor: str | None = None
+            for _ in range(3):
+                cursor, _ = a_pass(box, cursor)
+                wait_until("idling again", sub.listening)
+            assert len(sub.clients) == 1  # the passes made no connection of their own
+            one_connection(dovecot, sub.user)
+            assert not sub.woken.acquire(timeout=0.5)  # giving it back wakes nobody
+
+            # Mail while idling between passes wakes the account; the pass that reads it
+            # does not wake it again.
+            with dovecot.client(sub.user) as other:
+                other.append("INBOX", mail("Re: Interview"))
+            assert sub.woken.acquire(timeout=10), "new mail did not wake the account"
+            cursor, read = a_pass(box, cursor)
+            assert read == 1
+            wait_until("idling again", sub.listening)
+            assert not sub.woken.acquire(timeout=1)
+
+            # Mail stored during a pass, after it read the inbox (nobody idles then): the
+            # account is woken once the connection is back in IDLE.
+            box.messages(cursor, datetime.now(UTC) - SINCE)
+            with dovecot.client(sub.user) as other:
+                other.append("INBOX", mail("Re: Interview, again"))
+            box.pass_ended()
+            assert sub.woken.acquire(timeout=10), "mail that came during the pass was missed"
+            assert not sub.woken.acquire(timeout=0.8)
+            assert len(sub.clients) == 1
+        finally:
+            box.close()
+
+
+def test_a_pass_works_after_the_server_dropped_the_connection(dovecot: Dovecot) -> None:
+    with subscribed(dovecot, 1) as (sub,):
+        box = imap.ImapMailbox(sub.account, connector=sub.connect)
+        try:
+            cursor, _ = a_pass(box, None)
+            wait_until("idling again", sub.listening)
+
+            # Dropped while idling between passes: the next pass works at once (on the
+            # connection made again, or on one of its own the watcher then keeps).
+            dovecot.kick(sub.user)
+            cursor, _ = a_pass(box, cursor)
+            wait_until("idling again", sub.listening)
+            one_connection(dovecot, sub.user)
+
+            # Dropped during a pass: that pass fails, the next one works.
+            box.messages(cursor, datetime.now(UTC) - SINCE)
+            dovecot.kick(sub.user)
+            with pytest.raises(ProviderError, match="connection lost"):
+                box.find_draft("<nothing@mailbridge.invalid>")
+            box.pass_ended()
+            cursor, _ = a_pass(box, cursor)
+            wait_until("idling again", sub.listening)
+            one_connection(dovecot, sub.user)
+
+            # And the connection it idles on now still reports mail.
+            while sub.woken.acquire(timeout=0.5):
+                pass
+            with dovecot.client(sub.user) as other:
+                other.append("INBOX", mail("Re: Interview"))
+            assert sub.woken.acquire(timeout=10)
+        finally:
+            box.close()
+
+
+def test_a_pass_waits_for_the_connection_only_so_long(dovecot: Dovecot) -> None:
+    sub = Subscriber(dovecot, dovecot.new_user())
+    sub.account = account_for(dovecot, sub.user, timeout=1)
+    gate = threading.Event()
+
+    def slow_connect() -> IMAPClient:
+        gate.wait(20)
+        return sub.connect()
+
+    end = imap.subscribe(sub.account, sub.woken.release, connector=slow_connect)
+    box = imap.ImapMailbox(sub.account, connector=sub.connect)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderError, match="not free within 1 s"):
+            box.messages(None, datetime.now(UTC) - SINCE)
+        assert time.monotonic() - started < 4
+        box.pass_ended()
+        assert sub.clients == []  # the pass did not go round the watcher
+
+        gate.set()
+        wait_until("idling", sub.listening)
+        a_pass(box, None)
+        wait_until("idling again", sub.listening)
+        assert len(sub.clients) == 1
+    finally:
+        gate.set()
+        box.close()
+        end()
+
+
+def test_without_idle_the_noop_poll_uses_the_same_connection(
+    dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imap, "POLL_INTERVAL", 0.3)
+    sub = Subscriber(dovecot, dovecot.new_user())
+    sub.account = account_for(dovecot, sub.user, idle=False)
+    sub.start()
+    box = imap.ImapMailbox(sub.account, connector=sub.connect)
+    try:
+        cursor: str | None = None
+        for _ in range(3):
+            cursor, _ = a_pass(box, cursor)
+        assert len(sub.clients) == 1
+        one_connection(dovecot, sub.user)
+        with dovecot.client(sub.user) as other:
+            other.append("INBOX", mail("Re: Interview"))
+        assert sub.woken.acquire(timeout=10), "the NOOP poll did not see the new mail"
+        assert a_pass(box, cursor)[1] == 1
+        assert len(sub.clients) == 1
+    finally:
+        box.close()
+        sub.end()
+
+
+def test_unsubscribed_the_mailbox_keeps_a_connection_of_its_own(dovecot: Dovecot) -> None:
+    with subscribed(dovecot, 1) as (sub,):
+        box = imap.ImapMailbox(sub.account, connector=sub.connect)
+        try:
+            box.messages(None, datetime.now(UTC) - SINCE)
+            shared = sub.clients[0]
+            sub.end()  # while the pass holds the connection
+            box.pass_ended()
+            wait_until("the shared connection closed", lambda: shared.socket().fileno() == -1)
+            a_pass(box, None)
+            a_pass(box, None)
+            assert len(sub.clients) == 2  # one of its own, kept from pass to pass
+            one_connection(dovecot, sub.user)
+        finally:
+            box.close()
+
+
+def test_the_daemon_keeps_one_connection_per_imap_account(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    with imap_daemon(dovecot, tmp_path, 2) as (daemon, users):
+        wait_for("the start-up passes", lambda: len({o.account for o in daemon.outcomes}) == 2,
+                 timeout=30)
+        for _ in range(3):
+            outcome = daemon.pass_now("a0")
+            assert not isinstance(outcome, str) and outcome.error is None, outcome
+        for user in users:
+            one_connection(dovecot, user)
+
+        # Mail wakes the account while it idles between passes, twice.
+        for n in (1, 2):
+            with dovecot.client(users[1]) as other:
+                other.append("INBOX", mail(f"Re: Interview {n}"))
+            wait_for(f"push pass {n}", lambda n=n: sum(
+                o.account == "a1" and o.trigger == "push" for o in daemon.outcomes) >= n,
+                timeout=20)
+            one_connection(dovecot, users[1])
+        assert not any(o.error for o in daemon.outcomes)
+
+
+def test_a_pass_begun_before_the_subscription_ends_on_the_shared_connection(
+    dovecot: Dovecot,
+) -> None:
+    sub = Subscriber(dovecot, dovecot.new_user())
+    box = imap.ImapMailbox(sub.account, connector=sub.connect)
+    try:
+        box.messages(None, datetime.now(UTC) - SINCE)  # not subscribed: its own connection
+        own = sub.clients[0]
+        sub.start()  # the daemon subscribes the account meanwhile
+        wait_until("idling", sub.listening)
+        box.pass_ended()
+        assert own.socket().fileno() == -1, "the pass kept a connection of its own"
+        one_connection(dovecot, sub.user)
+        a_pass(box, None)
+        wait_until("idling again", sub.listening)
+        assert len(sub.clients) == 2  # its own for the first pass, the shared one since
+        one_connection(dovecot, sub.user)
+    finally:
+        box.close()
+        sub.end()

@@ -481,7 +481,9 @@ def test_imap_whole_loop_says_nothing_but_the_allowed_commands(
 
     assert other_port in wire.sent  # the user's connection was seen, and is left out
     ours = [stream for port, stream in wire.sent.items() if port != other_port]
-    assert len(ours) >= 2  # the engine's connection(s) and the IDLE watcher's
+    # The passes borrow the IDLE watcher's connection (a pass before the watcher's start would
+    # have had one of its own).
+    assert 1 <= len(ours) <= 2
     commands = [c for stream in ours for c in imap_commands(bytes(stream))]
     assert {"LOGIN", "APPEND", "IDLE", "DONE"} <= set(commands), commands
     assert sorted(set(commands) - ALLOWED_IMAP) == [], sorted(set(commands))
