@@ -246,6 +246,7 @@ def test_another_process_trusts_a_settled_folder_and_reads_only_the_buckets_that
     # A reply after the settle moves the folder's time. Only the files of its bucket are read
     # again (and reported: the engine ignores what it handled); the other news are not.
     reply = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=4))
+    settle(root, ago=60)  # looked at a minute later: settled, but not the stamp the cursor holds
     later = MaildirMailbox(root).messages(idle.cursor, since)
     again = [f"Deals {n}" for n, path in enumerate(news) if bucket_of(path) == bucket_of(reply)]
     assert sorted(m.subject for m in later.messages) == sorted(["Re: hello", *again])
@@ -328,7 +329,8 @@ def test_a_waiting_draft_changed_behind_a_settled_drafts_folder_is_seen(
     drafts = world.root / "Maildir" / ".Drafts"
     path = sorted((drafts / "cur").iterdir())[0]
     settle(world.root / "Maildir")
-    run(END + timedelta(hours=2, minutes=1))  # an idle look: the listing kept, its stamp settled
+    run(END + timedelta(hours=2, minutes=1))  # the drafts read once: their versions recorded
+    run(END + timedelta(hours=2, minutes=2))  # an idle look: the listing kept, its stamp settled
     before = times_of(drafts)
     (row,) = [d for d in world.drafts() if d.provider_id == path.name.split(":")[0]]
     assert row.state == DraftState.CREATED and row.version.startswith(path.name + "/")
@@ -339,7 +341,7 @@ def test_a_waiting_draft_changed_behind_a_settled_drafts_folder_is_seen(
     else:
         path.unlink()
     set_times(drafts, before)  # the worst case: the folder's time says nothing changed
-    run(END + timedelta(hours=2, minutes=2))
+    run(END + timedelta(hours=2, minutes=3))
     (row,) = [d for d in world.drafts() if d.id == row.id]
     if change == "rewritten in place":
         assert row.state == DraftState.USER_EDITED
