@@ -10,13 +10,19 @@ mailbox (``provider = "local"``)
     (``.Drafts``) or, as mbsync's ``SubFolders Verbatim`` writes them, plain ones (``Drafts``).
     Drafts are written to Drafts/cur with the ``D`` (draft) and ``S`` (seen) flags; the
     provider id is the message's Maildir key; its version marker is the file's name (key and
-    flags), size and modification time, so one listing of Drafts tells which waiting drafts
-    changed. Retraction moves the file to Trash. ``observe`` looks for the draft's
-    Message-ID in Sent and, with a `SentHint`, reports the messages in Sent to the same
-    recipient as candidates (the core decides). The message cursor is, per folder, a
-    short fingerprint of every Maildir key (the unique file name) already reported, never a file
-    time: a message with a wrong modification time (in the future, or kept when a client moves
-    it back from Junk) cannot hide another. A sync lists names and reads only unseen ones.
+    flags), size and modification time: one stat per waiting draft tells which changed, and
+    Drafts is listed again only when its folder times moved. Retraction moves the file to
+    Trash. ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`,
+    reports the messages in Sent to the same recipient as candidates (the core decides).
+    The message cursor remembers, per folder, the Maildir keys (the unique file names)
+    already looked at, never a file time: a message with a wrong modification time (in the
+    future, or kept when a client moves it back from Junk) cannot hide another. It is of one
+    size whatever the folder holds (the ledger stores it at every pass): the times of the
+    folder's new/ and cur/ when it was listed, and 256 bucket fingerprints of the keys. While
+    those times stand (and were settled), the folder is not even listed, in this process or
+    another. Otherwise a sync lists names and reads only the unseen ones; the exact keys are
+    kept in memory, and a new process, which has only the fingerprints, reads again the files
+    of the buckets whose fingerprint moved.
 """
 
 from __future__ import annotations
@@ -406,7 +412,8 @@ class MaildirMailbox(Mailbox):
             def seen(key: str) -> bool:  # this process made that listing: its keys, exactly
                 return key in known
         else:
-            # Another process's listing (a restart, `run --once`): only its buckets are
+            # A listing this process did not make, or not its last one (a restart, `run
+            # --once`, a pass whose cursor the ledger did not keep): only its buckets are
             # known. The files of a bucket whose fingerprint moved are all read again.
             now = _buckets(marks.values())
             same = {b for b in range(_BUCKETS) if now[b] == was.buckets[b]}
