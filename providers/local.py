@@ -482,7 +482,7 @@ class MaildirMailbox(Mailbox):
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
-        self._listing_stamp = None  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
@@ -579,7 +579,7 @@ class MaildirMailbox(Mailbox):
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
-        self._listing_stamp = None  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         try:
             target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         except KeyError:
@@ -610,7 +610,7 @@ class MaildirMailbox(Mailbox):
 
     def retract(self, provider_id: str) -> None:
         self._check()
-        self._listing_stamp = None  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         if self.trash is None:
             os.unlink(source)
