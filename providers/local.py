@@ -10,17 +10,24 @@ mailbox (``provider = "local"``)
     (``.Drafts``) or, as mbsync's ``SubFolders Verbatim`` writes them, plain ones (``Drafts``).
     Drafts are written to Drafts/cur with the ``D`` (draft) and ``S`` (seen) flags; the
     provider id is the message's Maildir key; its version marker is the file's name (key and
-    flags), size and modification time, so one listing of Drafts tells which waiting drafts
-    changed. Retraction moves the file to Trash. ``observe`` looks for the draft's
-    Message-ID in Sent and, with a `SentHint`, reports the messages in Sent to the same
-    recipient as candidates (the core decides). The message cursor is, per folder, a
-    short fingerprint of every Maildir key (the unique file name) already reported, never a file
-    time: a message with a wrong modification time (in the future, or kept when a client moves
-    it back from Junk) cannot hide another. A sync lists names and reads only unseen ones.
+    flags), size and modification time: one stat per waiting draft tells which changed, and
+    Drafts is listed again only when its folder times moved. Retraction moves the file to
+    Trash. ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`,
+    reports the messages in Sent to the same recipient as candidates (the core decides).
+    The message cursor remembers, per folder, the Maildir keys (the unique file names)
+    already looked at, never a file time: a message with a wrong modification time (in the
+    future, or kept when a client moves it back from Junk) cannot hide another. It is of one
+    size whatever the folder holds (the ledger stores it at every pass): the times of the
+    folder's new/ and cur/ when it was listed, and 256 bucket fingerprints of the keys. While
+    those times stand (and were settled), the folder is not even listed, in this process or
+    another. Otherwise a sync lists names and reads only the unseen ones; the exact keys are
+    kept in memory, and a new process, which has only the fingerprints, reads again the files
+    of the buckets whose fingerprint moved.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import email.parser
@@ -211,30 +218,86 @@ def _stamp(box: stdlib_mailbox.Maildir) -> tuple[int, int] | None:
     return times[0], times[1]
 
 
-def _seen_mark(key: str) -> str:
-    """A short, stable fingerprint of a Maildir key, so the cursor of a big Maildir stays small."""
-    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+# The cursor keeps, per folder, this many fingerprints of the keys its last listing saw: its
+# size, whatever the folder holds. The ledger stores it at every pass.
+_BUCKETS = 256
 
 
-def _load_seen(cursor: str | None, since_ns: int) -> dict[str, set[str]]:
-    """The keys already looked at, per folder; nothing when the cursor cannot be trusted.
+def _mark(key: str) -> int:
+    """A stable 64-bit fingerprint of a Maildir key; its top byte is its bucket."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
-    Not trusted: an older cursor (a file time per folder), or one made for a later ``since``
-    (it skipped files a wider look must read). The engine ignores what it already handled.
+
+def _buckets(marks: Iterable[int]) -> list[int]:
+    """Per bucket, the XOR of its keys' marks: a key that comes or goes changes its bucket's."""
+    found = [0] * _BUCKETS
+    for mark in marks:
+        found[mark >> 56] ^= mark
+    return found
+
+
+def _encode(buckets: list[int]) -> str:
+    return base64.b64encode(b"".join(b.to_bytes(8, "big") for b in buckets)).decode("ascii")
+
+
+def _decode(text: object) -> list[int] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    if len(raw) != 8 * _BUCKETS:
+        return None
+    return [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+
+
+@dataclass(frozen=True)
+class _Told:
+    """What a cursor says of one folder: its stamp when it was listed (None: not settled
+    then), and the buckets of the keys that listing saw."""
+
+    stamp: tuple[int, int] | None
+    buckets: list[int]
+    text: str
+
+
+@dataclass
+class _Listed:
+    """A folder's last listing in this process: the mark of every key it saw (so a change
+    costs the files that changed, not a hash per file), and their buckets."""
+
+    marks: dict[str, int]
+    buckets: list[int]
+    text: str
+
+
+def _load_cursor(cursor: str | None, since_ns: int) -> dict[str, _Told]:
+    """What the cursor says of each folder; nothing when it cannot be trusted.
+
+    Not trusted: an older cursor (a file time, or a fingerprint of every key, per folder), or
+    one made for a later ``since`` (it skipped files a wider look must read). The engine
+    ignores what it already handled, so reading too much costs time only.
     """
     try:
         state = json.loads(cursor) if cursor else {}
     except ValueError:
         return {}
-    if not isinstance(state, dict) or not isinstance(state.get("seen"), dict):
+    if not isinstance(state, dict) or not isinstance(state.get("folders"), dict):
         return {}
     if not isinstance(state.get("since"), int) or state["since"] > since_ns:
         return {}
-    return {
-        folder: set(marks)
-        for folder, marks in state["seen"].items()
-        if isinstance(marks, list) and all(isinstance(m, str) for m in marks)
-    }
+    told: dict[str, _Told] = {}
+    for folder, entry in state["folders"].items():
+        if not isinstance(entry, dict) or (buckets := _decode(entry.get("buckets"))) is None:
+            continue
+        match entry.get("stamp"):
+            case [int(new), int(cur)]:
+                stamp: tuple[int, int] | None = (new, cur)
+            case _:
+                stamp = None  # not settled when listed: list again
+        told[folder] = _Told(stamp, buckets, entry["buckets"])
+    return told
 
 
 class MaildirMailbox(Mailbox):
@@ -271,9 +334,9 @@ class MaildirMailbox(Mailbox):
 
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
-        self._listing: dict[str, Path] = {}  # Drafts by key, as last listed
-        # Per inbox/Sent folder: its stamp when last listed, and the marks then seen.
-        self._unchanged: dict[str, tuple[tuple[int, int], set[str], list[str]]] = {}
+        self._listing: dict[str, str] = {}  # Drafts' files by key, as last listed
+        self._listing_stamp: tuple[int, int] | None = None  # Drafts' stamp at that listing
+        self._listed: dict[str, _Listed] = {}  # per inbox/Sent folder: its last listing
         if not (root / "cur").is_dir():
             raise FolderMissing(f"{root} is not a Maildir (no cur/ folder)")
         self.inbox = stdlib_mailbox.Maildir(root, factory=None, create=False)
@@ -315,44 +378,75 @@ class MaildirMailbox(Mailbox):
 
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
         since_ns = int(since.timestamp() * 1e9)
-        state = _load_seen(cursor, since_ns)
+        told = _load_cursor(cursor, since_ns)
         found: list[MailHeaders] = []
         folders = [(Folder.INBOX, self.inbox)]
         if self.sent is not None:
             folders.append((Folder.SENT, self.sent))
-        fresh: dict[str, list[str]] = {}
+        fresh: dict[str, dict[str, Any]] = {}
         for folder, box in folders:
-            seen = state.get(folder.value, set())
-            unchanged = self._unchanged.get(box._path)
+            was = told.get(folder.value)
             stamp = _stamp(box)  # before the listing: a change during it moves it on
-            if unchanged is not None and unchanged[1] == seen and stamp == unchanged[0]:
-                fresh[folder.value] = unchanged[2]  # nothing came or went since the last look
+            if was is not None and stamp is not None and was.stamp == stamp:
+                # Nothing came or went since the listing the cursor describes (made by this
+                # process or another): not even the names are read.
+                fresh[folder.value] = {"stamp": list(stamp), "buckets": was.text}
                 continue
-            now_seen: list[str] = []
-            for key, path in _files_of(box).items():
-                mark = _seen_mark(key)
-                now_seen.append(mark)  # only what is still there: the cursor does not grow forever
-                if mark in seen:
-                    continue
-                try:
-                    with open(path, "rb") as handle:  # a text path: see _files_of
-                        raw = handle.read(HEAD_BYTES)
-                        # Mail written before ``since`` is of no interest, and its Date says
-                        # so; the file time says nothing reliable (kept on a move, restored
-                        # from a backup). Only its head is read.
-                        written = date_of_head(raw)
-                        if written is not None and written < since:
-                            continue
-                        raw += handle.read()
-                except FileNotFoundError:
-                    now_seen.pop()  # moved while we looked; the next pass sees it
-                    continue
-                found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
-            fresh[folder.value] = sorted(now_seen)
-            if stamp is not None:
-                self._unchanged[box._path] = (stamp, set(now_seen), fresh[folder.value])
-        cursor = json.dumps({"since": since_ns, "seen": fresh}, sort_keys=True)
+            listed = self._list(folder, box, was, since, found)
+            fresh[folder.value] = {"stamp": list(stamp) if stamp else None,
+                                   "buckets": listed.text}
+        cursor = json.dumps({"since": since_ns, "folders": fresh}, sort_keys=True)
         return MessageBatch(messages=tuple(found), cursor=cursor)
+
+    def _list(self, folder: Folder, box: stdlib_mailbox.Maildir, was: _Told | None,
+              since: datetime, found: list[MailHeaders]) -> _Listed:
+        """List ``box`` and read the files the cursor's listing (``was``) did not see."""
+        files = _files_of(box)
+        mine = self._listed.get(box._path)
+        known = mine.marks if mine is not None else {}
+        marks = {key: m if (m := known.get(key)) is not None else _mark(key) for key in files}
+        if was is None:
+            def seen(key: str) -> bool:
+                return False
+        elif mine is not None and mine.text == was.text:
+            def seen(key: str) -> bool:  # this process made that listing: its keys, exactly
+                return key in known
+        else:
+            # A listing this process did not make, or not its last one (a restart, `run
+            # --once`, a pass whose cursor the ledger did not keep): only its buckets are
+            # known. The files of a bucket whose fingerprint moved are all read again.
+            now = _buckets(marks.values())
+            same = {b for b in range(_BUCKETS) if now[b] == was.buckets[b]}
+
+            def seen(key: str) -> bool:
+                return marks[key] >> 56 in same
+        for key, path in files.items():
+            if seen(key):
+                continue
+            try:
+                with open(path, "rb") as handle:  # a text path: see _files_of
+                    raw = handle.read(HEAD_BYTES)
+                    # Mail written before ``since`` is of no interest, and its Date says
+                    # so; the file time says nothing reliable (kept on a move, restored
+                    # from a backup). Only its head is read.
+                    written = date_of_head(raw)
+                    if written is not None and written < since:
+                        continue
+                    raw += handle.read()
+            except FileNotFoundError:
+                del marks[key]  # moved while we looked; the next pass sees it
+                continue
+            found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
+        if mine is None:
+            buckets = _buckets(marks.values())
+        else:  # only the keys that came or went change a bucket
+            buckets = list(mine.buckets)
+            for key in marks.keys() ^ known.keys():
+                mark = marks[key] if key in marks else known[key]
+                buckets[mark >> 56] ^= mark
+        listed = _Listed(marks, buckets, _encode(buckets))
+        self._listed[box._path] = listed
+        return listed
 
     # drafts --------------------------------------------------------------------------------
 
@@ -388,28 +482,33 @@ class MaildirMailbox(Mailbox):
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
-        self._listing = {}  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
         return str(self.drafts.add(message))
 
-    def _draft_files(self) -> dict[str, Path]:
-        """Every file in Drafts by its Maildir key. Kept for the observations that follow (a
-        pass lists Drafts once, not once per draft)."""
-        self._listing = {key: Path(path) for key, path in _files_of(self.drafts).items()}
+    def _draft_files(self, *, reuse: bool = False) -> dict[str, str]:
+        """Every file in Drafts by its Maildir key, as text paths. Kept for the observations
+        that follow (a pass lists Drafts once, not once per draft); with ``reuse``, the kept
+        listing stands while the folder's stamp does (no file came, went or was renamed)."""
+        stamp = _stamp(self.drafts)  # before the listing: a change during it moves it on
+        if reuse and stamp is not None and stamp == self._listing_stamp:
+            return self._listing
+        self._listing = _files_of(self.drafts)
+        self._listing_stamp = stamp
         return self._listing
 
     @staticmethod
-    def _version(path: Path) -> str:
+    def _version(path: str) -> str:
         # Name (key and flags), size and time: a program that rewrites the file in place
-        # under the same name still moves the marker.
-        st = path.stat()
-        return f"{path.name}/{st.st_size}/{st.st_mtime_ns}"
+        # under the same name (which leaves the folder's stamp as it was) still moves it.
+        st = os.stat(path)
+        return f"{os.path.basename(path)}/{st.st_size}/{st.st_mtime_ns}"
 
     def versions(self, known: Mapping[str, str]) -> dict[str, str]:
         self._check()
-        files = self._draft_files()
+        files = self._draft_files(reuse=True)  # one stat per waiting draft when idle
         result: dict[str, str] = {}
         for key in known:
             if key in files:
@@ -434,7 +533,7 @@ class MaildirMailbox(Mailbox):
         return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
 
     def _in_drafts(
-        self, files: dict[str, Path], provider_id: str, message_id: str
+        self, files: dict[str, str], provider_id: str, message_id: str
     ) -> Observation | None:
         """The draft as it is in Drafts (by its key, else by its Message-ID), or None."""
         key = provider_id if provider_id in files else None
@@ -443,9 +542,10 @@ class MaildirMailbox(Mailbox):
         if key is None:
             return None
         try:
-            path = files.get(key) or Path(self.drafts._path, self.drafts._lookup(key))  # type: ignore[attr-defined]
+            path = files.get(key) or os.path.join(self.drafts._path, self.drafts._lookup(key))  # type: ignore[attr-defined]
             version = self._version(path)
-            raw = path.read_bytes()
+            with open(path, "rb") as handle:
+                raw = handle.read()
         except (FileNotFoundError, KeyError):
             return None
         content_hash, body = read_draft(raw)
@@ -479,7 +579,7 @@ class MaildirMailbox(Mailbox):
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
-        self._listing = {}  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         try:
             target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         except KeyError:
@@ -510,7 +610,7 @@ class MaildirMailbox(Mailbox):
 
     def retract(self, provider_id: str) -> None:
         self._check()
-        self._listing = {}  # our own write: list Drafts afresh
+        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         if self.trash is None:
             os.unlink(source)

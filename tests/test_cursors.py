@@ -117,6 +117,27 @@ def assert_follow_up_waiting(world: World) -> None:
 # --- local Maildir: what was seen is kept by file name ----------------------------------------
 
 
+def settle(maildir: Path, ago: float = 120) -> None:
+    """Every folder of the Maildir last changed ``ago`` seconds back, as an idle daemon sees."""
+    for folder in (maildir, *maildir.glob(".*")):
+        for sub in ("new", "cur"):
+            os.utime(folder / sub, ns=(time.time_ns() - int(ago * 1e9),) * 2)
+
+
+def times_of(folder: Path) -> list[int]:
+    return [(folder / sub).stat().st_mtime_ns for sub in ("new", "cur")]
+
+
+def set_times(folder: Path, times: list[int]) -> None:
+    """The folder's new/ and cur/ times put back: a change the folder's time does not show."""
+    for sub, ns in zip(("new", "cur"), times, strict=True):
+        os.utime(folder / sub, ns=(ns, ns))
+
+
+def bucket_of(path: Path) -> int:
+    return local._mark(path.name.split(":")[0]) >> 56
+
+
 def test_a_future_file_time_does_not_hide_a_later_reply(world: World) -> None:
     due = follow_up_waiting(world)
     # A newsletter whose file says it arrived next year (a restored backup, a wrong clock).
@@ -150,14 +171,8 @@ def test_an_unchanged_maildir_folder_is_not_listed_again_and_any_change_is_seen(
     world.run(END + timedelta(hours=2))
     inbox = world.root / "Maildir"
     since = END - timedelta(days=2)
-
-    def settle() -> None:  # the folders' last change two minutes ago, as an idle daemon sees
-        for folder in (inbox, *inbox.glob(".*")):
-            for sub in ("new", "cur"):
-                os.utime(folder / sub, ns=(time.time_ns() - 120 * 10**9,) * 2)
-
     deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
-    settle()
+    settle(inbox)
     box = MaildirMailbox(inbox)
     first = box.messages(None, since)
     assert len(first.messages) == 1
@@ -207,6 +222,134 @@ def test_the_maildir_reads_only_names_it_has_not_seen(world: World) -> None:
     # So does the file-time cursor of earlier versions: it is not trusted.
     old = json.dumps({"inbox": {"ns": time.time_ns() + 10**15, "keys": []}})
     assert len(box.messages(old, since).messages) == 2
+
+
+def test_another_process_trusts_a_settled_folder_and_reads_only_the_buckets_that_moved(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each read below is a new MaildirMailbox, as after a restart or in `run --once`: all it
+    # has is the cursor the ledger kept.
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    root = world.root / "Maildir"
+    since = END - timedelta(days=2)
+    news = [deliver(world, "news@shop.example", f"Deals {n}", at=END + timedelta(hours=3))
+            for n in range(40)]
+    settle(root)
+    first = MaildirMailbox(root).messages(None, since)
+    assert len(first.messages) == 40
+    listed: list[object] = []
+    monkeypatch.setattr(local, "_files_of", lambda b: listed.append(b) or {})
+    idle = MaildirMailbox(root).messages(first.cursor, since)
+    assert idle.messages == () and listed == []  # the cursor's stamps vouch for the folders
+    monkeypatch.undo()
+    # A reply after the settle moves the folder's time. Only the files of its bucket are read
+    # again (and reported: the engine ignores what it handled); the other news are not.
+    reply = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=4))
+    settle(root, ago=60)  # looked at a minute later: settled, but not the stamp the cursor holds
+    later = MaildirMailbox(root).messages(idle.cursor, since)
+    again = [f"Deals {n}" for n, path in enumerate(news) if bucket_of(path) == bucket_of(reply)]
+    assert sorted(m.subject for m in later.messages) == sorted(["Re: hello", *again])
+    # A message taken away changes its bucket too: nothing is missed, nothing new is made up.
+    news[0].unlink()
+    gone = MaildirMailbox(root).messages(later.cursor, since)
+    assert {m.subject for m in gone.messages} <= {
+        f"Deals {n}" for n, path in enumerate(news) if bucket_of(path) == bucket_of(news[0])}
+    assert MaildirMailbox(root).messages(gone.cursor, since).messages == ()
+
+
+def test_a_listing_made_within_the_settle_window_is_not_vouched_for_by_its_stamp(
+    world: World
+) -> None:
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    root = world.root / "Maildir"
+    since = END - timedelta(days=2)
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
+    settle(root)
+    settle(root, ago=1.5)  # INBOX changed a moment ago: within the settle window
+    window = times_of(root)
+    first = MaildirMailbox(root).messages(None, since)
+    # Mail landing in the same clock tick leaves the folder's time as it was; once that time
+    # is old enough to trust, it is the very time of the first listing. It is no proof.
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: same tick", at=END + timedelta(hours=4))
+    set_times(root, window)
+    time.sleep(max(0.0, (local._SETTLE_NS - (time.time_ns() - max(window))) / 1e9) + 0.1)
+    assert local._stamp(mailbox.Maildir(root, create=False)) == tuple(window)
+    later = MaildirMailbox(root).messages(first.cursor, since)
+    assert [m.subject for m in later.messages] == ["Re: same tick"]
+
+
+def test_a_cursor_this_process_moved_past_but_the_ledger_did_not_keep_is_read_again(
+    world: World
+) -> None:
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    root = world.root / "Maildir"
+    since = END - timedelta(days=2)
+    box = MaildirMailbox(root)
+    first = box.messages(None, since)
+    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
+    assert [m.subject for m in box.messages(first.cursor, since).messages] == ["Re: hello"]
+    # That pass failed: the ledger still holds the first cursor. The box's own memory of the
+    # reply must not hide it.
+    assert [m.subject for m in box.messages(first.cursor, since).messages] == ["Re: hello"]
+
+
+def test_the_maildir_cursor_does_not_grow_with_the_mailbox(world: World) -> None:
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    root = world.root / "Maildir"
+    since = END - timedelta(days=2)
+    deliver(world, "news@shop.example", "Deals", at=END + timedelta(hours=3))
+    settle(root)
+    small = MaildirMailbox(root).messages(None, since).cursor or ""
+    old = deliver(world, "news@shop.example", "Old deals", at=since - timedelta(days=1))
+    for n in range(1000):  # copies, as a mail program keeps them: only their heads are read
+        (root / "cur" / f"{n}.M{n}P1.copy:2,S").write_bytes(old.read_bytes())
+    settle(root)
+    large = MaildirMailbox(root).messages(None, since).cursor or ""
+    assert len(large) == len(small) < 8 * 1024
+
+
+@pytest.mark.parametrize("change", ["rewritten in place", "flags changed", "deleted"])
+def test_a_waiting_draft_changed_behind_a_settled_drafts_folder_is_seen(
+    world: World, change: str
+) -> None:
+    # The daemon's way: the mailbox kept open from pass to pass, so Drafts' listing is kept
+    # while the folder's times stand.
+    world.add_interview()
+    keep = engine.OpenProviders(world.account)
+
+    def run(now: datetime) -> None:
+        report = engine.reconcile(world.account, world.ledger, now=now, keep=keep)
+        assert report.error is None, report.error
+
+    run(END + timedelta(hours=2))
+    drafts = world.root / "Maildir" / ".Drafts"
+    path = sorted((drafts / "cur").iterdir())[0]
+    settle(world.root / "Maildir")
+    run(END + timedelta(hours=2, minutes=1))  # the drafts read once: their versions recorded
+    run(END + timedelta(hours=2, minutes=2))  # an idle look: the listing kept, its stamp settled
+    before = times_of(drafts)
+    (row,) = [d for d in world.drafts() if d.provider_id == path.name.split(":")[0]]
+    assert row.state == DraftState.CREATED and row.version.startswith(path.name + "/")
+    if change == "rewritten in place":  # same name, same file: the folder's time stays
+        path.write_bytes(path.read_bytes() + b"\nP.S. I enjoyed meeting the team.\n")
+    elif change == "flags changed":  # the user flagged it: a rename
+        os.rename(path, path.with_name(path.name.replace(":2,DS", ":2,DFS")))
+    else:
+        path.unlink()
+    set_times(drafts, before)  # the worst case: the folder's time says nothing changed
+    run(END + timedelta(hours=2, minutes=3))
+    (row,) = [d for d in world.drafts() if d.id == row.id]
+    if change == "rewritten in place":
+        assert row.state == DraftState.USER_EDITED
+    elif change == "flags changed":
+        assert row.state == DraftState.CREATED and ":2,DFS/" in row.version
+    else:
+        assert row.state == DraftState.USER_DELETED
+    keep.close()
 
 
 # --- the engine: a message whose handling fails is kept ---------------------------------------
