@@ -170,6 +170,7 @@ Action = (
     | ReviveDraft
 )
 
+_TICK = timedelta(microseconds=1)  # the finest step of a datetime
 _PENDING = (DraftState.PLANNED, DraftState.CREATING)  # not (knowingly) on the server yet
 _OPEN = (DraftState.PLANNED, DraftState.CREATING, DraftState.CREATED, DraftState.USER_EDITED)
 
@@ -660,7 +661,9 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
             if row.state is DraftState.PLANNED:
                 moments.append(row.due)
                 if row.kind is DraftKind.THANK_YOU:
-                    moments.append(iv.end + policy.lookback)  # when it becomes too late
+                    # When it becomes too late: the first instant past the look-back (plan
+                    # compares with ">"), so a pass at the look-back itself still wakes again.
+                    moments.append(iv.end + policy.lookback + _TICK)
         found = _reminder_candidates(iv, mine, policy)
         if found is not None:
             at = after_quiet_hours(max(found[0], now), policy)
