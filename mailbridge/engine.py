@@ -9,6 +9,9 @@ Message-ID is looked up in Drafts, Sent and Trash (the mailbox is the truth abou
 the ledger only remembers), and it is recorded as ``creating`` before the write, so a crash, a
 lost answer, a lost or second ledger or a renamed account is repaired by that lookup instead
 of a second copy. A paused account changes nothing in the mailbox, whatever the pass.
+
+In the daemon a pass whose plan would provably be the last one's, empty (nothing new, nothing
+written, nothing due: `Quiet`), skips reading the drafts from the ledger and planning.
 """
 
 from __future__ import annotations

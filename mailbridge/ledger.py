@@ -6,6 +6,9 @@ is harmless. A lock file lets only one daemon work on one ledger at a time; one-
 
 Finished interviews (planner.finished) are archived in place (interview.archived_at): a pass
 loads only live rows, while lookups by Message-ID or event key still see the archive.
+
+The generation (schema 7) is a counter that triggers move on at every write to what the planner
+reads, by any connection: a pass compares it to tell that nothing changed since its last plan.
 """
 
 from __future__ import annotations

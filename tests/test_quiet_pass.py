@@ -267,3 +267,16 @@ def test_the_quiet_memory_is_per_kept_providers(world: World, counts: Counts) ->
     keep.close()
     run(world, keep, now + timedelta(minutes=1))
     assert full(counts)
+
+
+def test_the_reminder_comes_on_time_after_quiet_passes(world: World, counts: Counts) -> None:
+    keep, now = settled(world, counts)
+    wakeup = keep.quiet.until if keep.quiet else None
+    assert wakeup is not None  # the reminder: the thank-yous still wait in Drafts
+    run(world, keep, wakeup - timedelta(minutes=1))  # a new day: the calendar listed afresh
+    full(counts)
+    report = run(world, keep, wakeup - timedelta(seconds=1))
+    assert not full(counts) and report.notices == []
+    report = run(world, keep, wakeup)
+    assert full(counts)
+    assert [n.kind for n in report.notices] == ["reminder"]
