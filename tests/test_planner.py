@@ -1020,17 +1020,20 @@ def _quiet_until_wakeup(s: Snapshot, pol: Policy, now: datetime) -> None:
     steps=st.lists(st.integers(1, 60 * 60 * 40), min_size=1, max_size=8),
     reply_after=st.one_of(st.none(), st.integers(0, 60 * 60 * 24 * 12)),
     user=st.sampled_from(["sends", "deletes", "edits", "waits"]),
+    days=st.sampled_from([0, -24, -21, 110, 112]),  # also across both DST changes
 )
 def test_plan_stays_empty_until_next_wakeup(
     pol: Policy, attendees: tuple[Person, ...], lead: Person | None, steps: list[int],
-    reply_after: int | None, user: str,
+    reply_after: int | None, user: str, days: int,
 ) -> None:
     """What a quiet pass relies on (engine.Quiet): a pass between two wakeups may skip
     planning. Checked after passes at random times and, from each state, after a pass exactly
     on every moment a rule names or a tick either side, where a wakeup is easiest to miss."""
-    s = snap(attendees=attendees, lead=lead)
+    shift = timedelta(days=days)
+    s = snap(attendees=attendees, lead=lead, start=local("2026-11-23 13:00") + shift,
+             end=local("2026-11-23 14:00") + shift)
     iv = s.interviews[0]
-    now = local("2026-11-23 10:00")
+    now = local("2026-11-23 10:00") + shift
     reply_at = None if reply_after is None else iv.end + timedelta(seconds=reply_after)
     for seconds in steps:
         now += timedelta(seconds=seconds)
