@@ -9,6 +9,9 @@ Message-ID is looked up in Drafts, Sent and Trash (the mailbox is the truth abou
 the ledger only remembers), and it is recorded as ``creating`` before the write, so a crash, a
 lost answer, a lost or second ledger or a renamed account is repaired by that lookup instead
 of a second copy. A paused account changes nothing in the mailbox, whatever the pass.
+
+In the daemon a pass whose plan would provably be the last one's, empty (nothing new, nothing
+written, nothing due: `Quiet`), skips reading the drafts from the ledger and planning.
 """
 
 from __future__ import annotations
@@ -104,6 +107,27 @@ class PassReport:
 Notifier = Callable[[AccountSettings, list[Notice]], None]
 
 
+@dataclass(frozen=True)
+class Quiet:
+    """What a pass that planned nothing leaves to the next pass of the account (in the
+    daemon's `OpenProviders`, never in the ledger), so that pass can prove its plan would be
+    the same, hence empty again, without reading the drafts or planning.
+
+    That holds while (a) the ledger's generation is still the one read before this pass read
+    what it planned on (no writer changed the planner's view or a pause since), (b) the
+    providers bring nothing new (no calendar change, no mail, every waiting draft's marker as
+    it was), (c) the time is before ``until``: the planner's next wakeup, or a thank-you
+    window closing that lets an interview go to the archive; and (d) every pass since
+    succeeded (a failed pass, a fault or a config reload forgets it).
+    """
+
+    generation: int
+    since: datetime
+    until: datetime | None
+    next_wakeup: datetime | None
+    waiting: tuple[DraftRow, ...]  # the drafts waiting in Drafts, as last observed
+
+
 def _window(account: AccountSettings, now: datetime) -> Window:
     return Window(
         start=now - account.policy.lookback - timedelta(days=1),
@@ -130,6 +154,10 @@ class Pass:
         self.calendar = calendar
         self.dry_run = dry_run
         self.report = PassReport(account=account.name)
+        self.news = False  # the calendar or the mailbox brought something this pass
+        self.generation: int | None = None  # read before the drafts the plan stands on
+        self.waiting: tuple[DraftRow, ...] = ()
+        self.quiet: Quiet | None = None  # what this pass leaves to the next one
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -191,6 +219,7 @@ class Pass:
             cursor = None  # the daily full listing: heals what incremental reads missed
         window = _window(self.account, self.now)
         batch = self.calendar.changes(cursor, window)
+        self.news = self.news or bool(batch.events or batch.removed or batch.skipped)
         status = self.ledger.account_status(account)
         causes = self.ledger.pause_causes(account)
         fault = self._calendar_fault(batch, window)
@@ -374,6 +403,7 @@ class Pass:
         retries = [w.message for w in waiting.values()
                    if not w.given_up and w.next_try <= self.now
                    and (w.message.folder, w.message.provider_id) not in listed]
+        self.news = self.news or bool(batch.messages or retries)
         # Archived interviews too: their replies are kept (for `status`), though they change
         # nothing. Loaded only when there is mail to match, so an idle pass reads no history.
         candidates = [
@@ -515,9 +545,30 @@ class Pass:
 
     # --- our drafts ------------------------------------------------------------------------
 
+    def still_quiet(self, quiet: Quiet | None) -> bool:
+        """Whether the last pass's plan (empty) is provably this pass's too: see `Quiet`.
+        Then the drafts are not read from the ledger and nothing is planned."""
+        if quiet is None or self.news:
+            return False
+        if self.now < quiet.since or (quiet.until is not None and self.now >= quiet.until):
+            return False
+        if self.ledger.generation() != quiet.generation:
+            return False
+        known = {d.provider_id: d.version for d in quiet.waiting if d.provider_id and d.version}
+        versions = self.mailbox.versions(known) if known else {}
+        if not all(drafts.unchanged(d, versions.get(d.provider_id or "")) for d in quiet.waiting):
+            return False  # the user touched a draft: observed, and planned, in full
+        self.report.next_wakeup = quiet.next_wakeup
+        self.quiet = quiet
+        return True
+
     def observe_drafts(self) -> None:
+        # Read before the drafts and the snapshot: any write from here on, ours or another
+        # process's, moves it on, so a stale reading only ever costs a full pass.
+        self.generation = self.ledger.generation()
         waiting = [d for d in self.ledger.drafts(self.account.name, live_only=True)
                    if d.state.on_server and d.provider_id is not None]
+        self.waiting = tuple(waiting)
         if not waiting:
             return
         # One cheap look at every waiting draft; only those whose marker moved are read,
@@ -611,7 +662,14 @@ class Pass:
                     f"about your {company} interview is in your Drafts",
                 ))
         after = self.ledger.snapshot(self.account.name) if actions else snapshot
-        self.report.next_wakeup = planner.next_wakeup(after, self.account.policy, self.now)
+        policy = self.account.policy
+        self.report.next_wakeup = planner.next_wakeup(after, policy, self.now)
+        if not actions and self.generation is not None:
+            # Nothing to do: the next passes may skip planning until something changes.
+            moments = [m for m in (self.report.next_wakeup,
+                                   planner.next_archive(after, policy, self.now)) if m]
+            self.quiet = Quiet(self.generation, self.now, min(moments, default=None),
+                               self.report.next_wakeup, self.waiting)
         self._archive(after)
 
     def _archive(self, snapshot: Snapshot) -> None:
@@ -1104,6 +1162,7 @@ class OpenProviders:
     def __init__(self, account: AccountSettings) -> None:
         self.account = account
         self.opened = 0
+        self.quiet: Quiet | None = None  # left by the last pass, if it planned nothing
         self._mailbox: Mailbox | None = None
         self._calendar: CalendarSource | None = None
 
@@ -1122,6 +1181,7 @@ class OpenProviders:
     def close(self) -> None:
         things = [t for t in (self._mailbox, self._calendar) if t is not None]
         self._mailbox = self._calendar = None
+        self.quiet = None  # a fault or a new config: the next pass plans in full
         for thing in things:
             try:
                 thing.close()
@@ -1144,7 +1204,9 @@ def reconcile(
     """One pass for one account. Never raises for a provider fault: it is in the report.
 
     With ``keep``, the providers come from it and stay open after the pass, unless the pass
-    failed: then they are closed, so the next pass starts from a fresh session.
+    failed: then they are closed, so the next pass starts from a fresh session. ``keep`` also
+    carries what a pass that planned nothing proved (`Quiet`): the next pass skips reading the
+    drafts and planning while that still holds. Without it every pass plans in full.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     owned: list[Mailbox | CalendarSource] = []
@@ -1164,18 +1226,24 @@ def reconcile(
             owned.append(mailbox)
         step = Pass(account, ledger, now, mailbox, calendar, dry_run)
         report = step.report
+        quiet = None
+        if keep is not None:
+            quiet, keep.quiet = keep.quiet, None  # left again only by a pass that succeeds
         step.lift_mailbox_pause()
         if not read_calendar or step.sync_calendar():
             step.sync_mail()
-            step.observe_drafts()
-            held = step.held()
-            if held:  # paused means paused: nothing is written, moved or deleted
-                report.paused = held
-            else:
-                step.plan_and_act()
+            if not step.still_quiet(quiet if not dry_run else None):
+                step.observe_drafts()
+                held = step.held()
+                if held:  # paused means paused: nothing is written, moved or deleted
+                    report.paused = held
+                else:
+                    step.plan_and_act()
         if not dry_run:
             with ledger.transaction():
                 ledger.record_ok(account.name, now)
+            if keep is not None:
+                keep.quiet = step.quiet
     except FolderMissing as exc:
         report.error = str(exc)
         report.paused = (

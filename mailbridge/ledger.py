@@ -6,6 +6,9 @@ is harmless. A lock file lets only one daemon work on one ledger at a time; one-
 
 Finished interviews (planner.finished) are archived in place (interview.archived_at): a pass
 loads only live rows, while lookups by Message-ID or event key still see the archive.
+
+The generation (schema 7) is a counter that triggers move on at every write to what the planner
+reads, by any connection: a pass compares it to tell that nothing changed since its last plan.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from mailbridge.model import (
 )
 from mailbridge.textsafe import redact_urls
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DB_NAME = "ledger.sqlite3"
 LOCK_NAME = "daemon.lock"
 
@@ -202,7 +205,58 @@ MIGRATIONS: list[str] = [
     CREATE INDEX interview_live ON interview (account, archived_at);
     CREATE INDEX message_message_id ON message (account, message_id);
     """,
+    # 7: the ledger's generation, a counter every write to what the planner and the pause
+    # check read moves on (triggers: whoever writes, this process or `mailbridge note`, `pause`
+    # in another). A pass may skip planning only while it stays where the last plan saw it.
+    # Bookkeeping that plans nothing (cursors, last_ok, the audit log, events) leaves it be.
+    # Not PRAGMA data_version: that is per connection (the daemon's passes borrow any pooled
+    # one) and moves on every commit of any account, last_ok included.
+    """
+    CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+    INSERT INTO generation (id, n) VALUES (1, 0);
+    CREATE TRIGGER interview_insert_news AFTER INSERT ON interview
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER interview_update_news AFTER UPDATE ON interview
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER interview_delete_news AFTER DELETE ON interview
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER draft_insert_news AFTER INSERT ON draft
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER draft_update_news AFTER UPDATE ON draft
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER draft_delete_news AFTER DELETE ON draft
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER message_insert_news AFTER INSERT ON message
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER message_update_news AFTER UPDATE ON message
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER message_delete_news AFTER DELETE ON message
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER note_insert_news AFTER INSERT ON note
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER note_update_news AFTER UPDATE ON note
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER note_delete_news AFTER DELETE ON note
+        BEGIN UPDATE generation SET n = n + 1; END;
+    CREATE TRIGGER account_pause_news
+        AFTER UPDATE OF paused, pauses, resume_confirmed ON account_state
+        BEGIN UPDATE generation SET n = n + 1; END;
+    """,
 ]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration one by one (executescript would commit half-way); a
+    trigger's body has semicolons of its own, so a piece ends only where a statement does."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"an incomplete statement ends the migration: {pending!r}")
 
 
 def _newer_message(path: Path, version: int) -> str:
@@ -438,9 +492,8 @@ class Ledger:
                 version = self.schema_version()
                 if version >= SCHEMA_VERSION:
                     break
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(MIGRATIONS[version]):
+                    self.conn.execute(statement)
                 version += 1
                 self.conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
@@ -1265,6 +1318,11 @@ class Ledger:
         return known
 
     # --- the planner's view --------------------------------------------------------------
+
+    def generation(self) -> int:
+        """Moves on with every write to the planner's view or to a pause, by any connection
+        (the triggers of schema 7); equal readings mean nothing the planner reads changed."""
+        return int(self.conn.execute("SELECT n FROM generation WHERE id=1").fetchone()[0])
 
     def snapshot(self, account: str) -> Snapshot:
         """The live part of the account: archived interviews, their drafts and mail are left

@@ -84,6 +84,7 @@ __all__ = [
     "ReviveDraft",
     "UpdateDraft",
     "finished",
+    "next_archive",
     "next_wakeup",
     "plan",
 ]
@@ -169,6 +170,7 @@ Action = (
     | ReviveDraft
 )
 
+_TICK = timedelta(microseconds=1)  # the finest step of a datetime
 _PENDING = (DraftState.PLANNED, DraftState.CREATING)  # not (knowingly) on the server yet
 _OPEN = (DraftState.PLANNED, DraftState.CREATING, DraftState.CREATED, DraftState.USER_EDITED)
 
@@ -659,13 +661,35 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
             if row.state is DraftState.PLANNED:
                 moments.append(row.due)
                 if row.kind is DraftKind.THANK_YOU:
-                    moments.append(iv.end + policy.lookback)  # when it becomes too late
+                    # When it becomes too late: the first instant past the look-back (plan
+                    # compares with ">"), so a pass at the look-back itself still wakes again.
+                    moments.append(iv.end + policy.lookback + _TICK)
         found = _reminder_candidates(iv, mine, policy)
         if found is not None:
             at = after_quiet_hours(max(found[0], now), policy)
             if at < iv.end + _bound(policy):
                 moments.append(at)
     return _earliest(m for m in moments if m > now)
+
+
+def next_archive(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which time alone may make `finished` true for an
+    interview of the snapshot (its thank-you window closing), or None: until then, with the
+    snapshot unchanged, no pass archives anything."""
+    now = _utc(now)
+    drafts, _ = _grouped(snapshot)
+    return _earliest(
+        at
+        for iv in snapshot.interviews
+        if iv.missing_since is None and all(d.state.final for d in drafts.get(iv.id, []))
+        for at in (_archive_from(iv, policy),)
+        if at > now
+    )
+
+
+def _archive_from(iv: InterviewRow, policy: Policy) -> datetime:
+    """When an interview's thank-you window (late ones included) is over for good."""
+    return iv.end + max(policy.lookback, _bound(policy))
 
 
 def finished(
@@ -688,7 +712,7 @@ def finished(
     now = _utc(now)
     if iv.missing_since is not None:
         return False
-    if now < iv.end + max(policy.lookback, _bound(policy)):
+    if now < _archive_from(iv, policy):
         return False  # a thank-you may still be owed, late or not
     if any(not d.state.final for d in drafts):
         return False

@@ -42,9 +42,12 @@ from mailbridge.planner import (
     RetractDraft,
     ReviveDraft,
     UpdateDraft,
+    finished,
+    next_archive,
     next_wakeup,
     plan,
 )
+from mailbridge.timing import at_local, local_date
 
 CHICAGO = ZoneInfo("America/Chicago")
 TY = DraftKind.THANK_YOU
@@ -952,3 +955,94 @@ def test_simulated_timeline(
             assert s.interviews[0].end <= d.due
             if not d.late and d.state is not S.SKIPPED:
                 assert d.due <= s.interviews[0].end + timedelta(hours=24)
+
+
+# --- skipping a pass is safe only until next_wakeup -----------------------------------------
+
+_POLICIES = st.builds(
+    lambda thank_you, lookback, bound, reminder, quiet, follow_up, max_follow_ups: replace(
+        POLICY, thank_you=thank_you, lookback=lookback, thank_you_bound=bound,
+        reminder_after=reminder, quiet_start=quiet[0], quiet_end=quiet[1],
+        follow_up=follow_up, max_follow_ups=max_follow_ups,
+    ),
+    thank_you=st.sampled_from([Delay(timedelta(hours=2)), Delay(timedelta(0)),
+                               Delay(timedelta(hours=5)), BusinessDays(1), BusinessDays(2)]),
+    lookback=st.sampled_from([timedelta(days=3), timedelta(hours=1), timedelta(hours=3),
+                              timedelta(days=1)]),
+    bound=st.sampled_from([timedelta(hours=24), timedelta(hours=6)]),
+    reminder=st.sampled_from([None, timedelta(hours=20), timedelta(hours=2),
+                              timedelta(hours=10)]),
+    quiet=st.sampled_from([(time(21), time(8)), (time(12), time(16)), (time(0), time(0)),
+                           (time(18, 30), time(19))]),
+    follow_up=st.sampled_from([BusinessDays(7), Delay(timedelta(days=2)), BusinessDays(1)]),
+    max_follow_ups=st.integers(0, 3),
+)
+
+
+def _named(s: Snapshot, pol: Policy, since: datetime, until: datetime, *,
+           quiet: bool = True) -> list[datetime]:
+    """The moments in [since, until) at which a rule may change its mind, a tick either side:
+    ends of interviews, of look-back, of the thank-you window, reminders, due times, and
+    (``quiet``) the wall-clock edges of quiet hours."""
+    tick = timedelta(microseconds=1)
+    named: list[datetime] = [d.due for d in s.drafts]
+    for iv in s.interviews:
+        named += [iv.end, iv.end + pol.lookback, iv.end + pol.thank_you_bound]
+        if pol.reminder_after is not None:
+            named.append(iv.end + pol.reminder_after)
+    day = local_date(since, pol)
+    while quiet and at_local(day, time(0), pol) < min(until, since + timedelta(days=40)):
+        named += [at_local(day, pol.quiet_start, pol), at_local(day, pol.quiet_end, pol)]
+        day += timedelta(days=1)
+    near = {t + d for t in named for d in (-tick, timedelta(0), tick)}
+    return sorted(t for t in near if since <= t < until)
+
+
+def _quiet_until_wakeup(s: Snapshot, pol: Policy, now: datetime) -> None:
+    """After a pass at ``now`` carried out plan(now) (``s`` is settled), plan() says nothing
+    and no interview becomes archivable (finished) before next_wakeup or next_archive."""
+    wakeup = next_wakeup(s, pol, now)
+    archive = next_archive(s, pol, now)
+    until = min((m for m in (wakeup, archive) if m), default=now + timedelta(days=60))
+    assert until > now
+    done = [finished(i, s.drafts, s.messages, pol, now) for i in s.interviews]
+    for t in {now, now + (until - now) / 2, until - timedelta(microseconds=1),
+              *_named(s, pol, now, until)}:
+        assert plan(s, pol, t) == [], (now, t, wakeup, archive)
+        assert [finished(i, s.drafts, s.messages, pol, t) for i in s.interviews] == done, t
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pol=_POLICIES,
+    attendees=st.sampled_from([(ANN, BOB), (ANN,), ()]),
+    lead=st.sampled_from([ANN, None]),
+    steps=st.lists(st.integers(1, 60 * 60 * 40), min_size=1, max_size=8),
+    reply_after=st.one_of(st.none(), st.integers(0, 60 * 60 * 24 * 12)),
+    user=st.sampled_from(["sends", "deletes", "edits", "waits"]),
+    days=st.sampled_from([0, -24, -21, 110, 112]),  # also across both DST changes
+)
+def test_plan_stays_empty_until_next_wakeup(
+    pol: Policy, attendees: tuple[Person, ...], lead: Person | None, steps: list[int],
+    reply_after: int | None, user: str, days: int,
+) -> None:
+    """What a quiet pass relies on (engine.Quiet): a pass between two wakeups may skip
+    planning. Checked after passes at random times and, from each state, after a pass exactly
+    on every moment a rule names or a tick either side, where a wakeup is easiest to miss."""
+    shift = timedelta(days=days)
+    s = snap(attendees=attendees, lead=lead, start=local("2026-11-23 13:00") + shift,
+             end=local("2026-11-23 14:00") + shift)
+    iv = s.interviews[0]
+    now = local("2026-11-23 10:00") + shift
+    reply_at = None if reply_after is None else iv.end + timedelta(seconds=reply_after)
+    for seconds in steps:
+        now += timedelta(seconds=seconds)
+        if reply_at is not None and now >= reply_at and not s.messages:
+            s = replace(s, messages=(msg(MessageKind.HUMAN, reply_at, ANN.email),))
+        for at in (now, *_named(s, pol, now, now + timedelta(days=30), quiet=False)):
+            _quiet_until_wakeup(settle(s, pol, at)[1], pol, at)
+        _, s = settle(s, pol, now)
+        if user != "waits":  # the user acts on every draft in Drafts
+            gone = {"sends": S.SENT, "deletes": S.USER_DELETED, "edits": S.USER_EDITED}[user]
+            s = replace(s, drafts=tuple(replace(d, state=gone) if d.state is S.CREATED else d
+                                        for d in s.drafts))
