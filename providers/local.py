@@ -39,6 +39,7 @@ import json
 import logging
 import mailbox as stdlib_mailbox
 import os
+import re
 import select
 import sys
 import tempfile
@@ -110,10 +111,34 @@ FOLDER_NAMES = {
 
 # --- calendar ------------------------------------------------------------------------------
 
+_Stamp = tuple[int, int, int]  # a folder's device, inode and modification time
+
+
+def _stamp_of(st: os.stat_result) -> _Stamp:
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _folder_stamps(folders: Iterable[str]) -> tuple[_Stamp, ...] | None:
+    """The stamps of ``folders``: a file that comes, goes or is renamed (an editor's atomic
+    save) moves its folder's time; a folder replaced or mounted over changes its device or
+    inode. None when one is unreadable or, as for a Maildir (`_SETTLE_NS`), too recent to
+    vouch for a listing."""
+    try:
+        stamps = tuple(_stamp_of(os.stat(folder)) for folder in folders)
+    except OSError:
+        return None
+    if stamps and time.time_ns() - max(s[2] for s in stamps) < _SETTLE_NS:
+        return None
+    return stamps
+
+
 
 class FileCalendar(CalendarSource):
     config = CONFIG
     reread_every_pass = True  # a few stat calls when unchanged: an edit is seen at once
+    # A folder's files are stat'ed one by one at least this often, whatever the watcher says.
+    full_look_every_ns = 10 * 60 * 1_000_000_000
+    mountinfo = "/proc/self/mountinfo"  # where the file system of each folder is read
 
     @classmethod
     def open(cls, account: AccountSettings) -> FileCalendar:
@@ -129,34 +154,54 @@ class FileCalendar(CalendarSource):
     def __init__(self, path: Path, own_addresses: tuple[str, ...]) -> None:
         self.path = path
         self.own_addresses = own_addresses
+        self.full_looks = 0  # looks at every file of a folder (for tests and benches)
+        self._last: _Look | None = None  # the last full look, while the watcher vouches for it
 
-    def _files(self) -> list[tuple[str, os.stat_result]]:
-        """Every .ics file with its size and time: one stat each, the only call a file needs
-        when nothing changed (an edit in place keeps the folder's own time)."""
+    def _files(self) -> tuple[list[str], str]:
+        """Every .ics file, and a digest of their names, sizes and times: one stat each (an
+        edit in place keeps the folder's own time), unless `_Look.holds` says nothing changed."""
         if self.path.is_file():
-            return [(str(self.path), self.path.stat())]
+            return [str(self.path)], _digest([(str(self.path), self.path.stat())])
         if not self.path.is_dir():
             raise ProviderError(f"calendar path {self.path} does not exist")
+        if self._last is not None and self._last.holds(self.full_look_every_ns):
+            return self._last.files, self._last.digest
+        self.full_looks += 1
+        began = time.time_ns()
+        watcher, since = _inotify_mark()  # before the listing: an event during it counts
         found: list[tuple[str, os.stat_result]] = []  # text paths: a Path each costs more
+        stamps: dict[str, tuple[int, int, int]] = {}
+        linked = unreadable = False
         folders = [str(self.path)]
         while folders:
-            with contextlib.suppress(OSError), os.scandir(folders.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):  # a link loop cannot trap it
-                        folders.append(entry.path)
-                    elif entry.name.lower().endswith(".ics") and entry.is_file():
-                        with contextlib.suppress(OSError):  # gone since the listing
-                            found.append((entry.path, entry.stat()))
-        return sorted(found, key=lambda item: item[0])
+            folder = folders.pop()
+            try:
+                stamps[folder] = _stamp_of(os.stat(folder))  # before its listing, as above
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):  # a link loop cannot trap it
+                            folders.append(entry.path)
+                        elif entry.name.lower().endswith(".ics") and entry.is_file():
+                            linked = linked or entry.is_symlink()
+                            with contextlib.suppress(OSError):  # gone since the listing
+                                found.append((entry.path, entry.stat()))
+            except OSError:
+                unreadable = True
+        found.sort(key=lambda item: item[0])
+        files = [name for name, _ in found]
+        self._last = None
+        if watcher is not None and not (linked or unreadable) and began - max(
+                s[2] for s in stamps.values()) >= _SETTLE_NS:
+            holding = sorted({os.path.dirname(name) for name in files})
+            watches = watcher.watches_of(holding)
+            if watches is not None and _inotify_sees(holding, self.mountinfo):
+                self._last = _Look(files, _digest(found), began, tuple(stamps),
+                                   tuple(stamps.values()), watcher, watches, since)
+        return files, _digest(found)
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
-        listed = self._files()
-        digest = hashlib.sha256()
-        for name, st in listed:
-            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        state = json.dumps(
-            {"files": digest.hexdigest(), "window": window.start.date().isoformat()}
-        )
+        listed, digest = self._files()
+        state = json.dumps({"files": digest, "window": window.start.date().isoformat()})
         if cursor == state:
             return CalendarBatch(events=(), complete=False, cursor=cursor)
         # Imported on the first change only: it brings in icalendar and an HTTP stack, which
@@ -165,7 +210,7 @@ class FileCalendar(CalendarSource):
 
         events = []
         skipped: list[Unreadable] = []
-        for name, _ in listed:
+        for name in listed:
             file = Path(name)
             calendar_id = str(file.relative_to(self.path)) if self.path.is_dir() else file.name
             try:
@@ -182,6 +227,76 @@ class FileCalendar(CalendarSource):
 
     def close(self) -> None:
         pass
+
+
+def _digest(files: Iterable[tuple[str, os.stat_result]]) -> str:
+    digest = hashlib.sha256()
+    for name, st in files:
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Look:
+    """A full look at a calendar folder, kept only while the process's inotify watcher and
+    the folders' file systems can vouch for it (see `holds`)."""
+
+    files: list[str]
+    digest: str
+    began_ns: int  # wall clock
+    folders: tuple[str, ...]  # every folder of the tree,
+    stamps: tuple[_Stamp, ...]  # as each was before its listing (settled then)
+    watcher: _Inotify
+    watches: tuple[int, ...]  # of the folders that hold .ics files
+    since: int  # the number of the watcher's last event before the look
+
+    def holds(self, max_age_ns: int) -> bool:
+        """Whether nothing in the folder can have changed since the look, so its files need
+        no stat: (1) no file came, went or was renamed (every folder's stamp as it was), (2)
+        no event came for a folder that holds files (an edit in place), none was lost, none
+        waits unread, and every one of those folders is still watched, (3) they are on file
+        systems where inotify sees every write (checked when the look was kept), and (4) the
+        look is younger than ``max_age_ns``."""
+        return (0 <= time.time_ns() - self.began_ns < max_age_ns
+                and self.watcher.quiet(self.watches, self.since)
+                and _folder_stamps(self.folders) == self.stamps)
+
+
+# File systems on which inotify reports every write: local disks and memory. A network or FUSE
+# file system (nfs, cifs/smb3, sshfs and other fuse.*, 9p, ceph, glusterfs, afs...) changes
+# under writes from other machines too, which send no event; so may any type not named here.
+_INOTIFY_COMPLETE = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "jfs", "reiserfs", "zfs",
+    "tmpfs", "overlay", "vfat", "exfat", "ntfs3", "hfsplus",
+})
+
+
+def _mount_type(mountinfo: str, path: str) -> str | None:
+    """The type of the file system holding ``path`` (absolute, links resolved), from the text
+    of /proc/self/mountinfo: that of the longest mount point above it, and of two at one point
+    the later (it hides the earlier). None when no line fits."""
+    found, longest = None, -1
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # \040: space
+            kind = fields[fields.index("-", 6) + 1]  # after the optional fields
+        except (IndexError, ValueError):
+            continue
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= longest:
+            found, longest = kind, len(point)
+    return found
+
+
+def _inotify_sees(folders: Iterable[str], mountinfo: str) -> bool:
+    """Whether every one of ``folders`` is on a file system whose every write inotify reports
+    (not when the mount table cannot be read)."""
+    try:
+        text = os.fsdecode(Path(mountinfo).read_bytes())
+    except OSError:
+        return False
+    return all(_mount_type(text, os.path.realpath(f)) in _INOTIFY_COMPLETE for f in folders)
 
 
 # --- mailbox -------------------------------------------------------------------------------
@@ -804,6 +919,9 @@ class _Inotify:
         from inotify_simple import INotify, flags
 
         self.flags = flags
+        # CLOSE_WRITE, not MODIFY (an event per write call): an editor's save ends with a
+        # close. A writer that keeps a calendar file open and only writes sends nothing; the
+        # calendar's full look at least every ten minutes (FileCalendar) still sees it.
         self.mask = (flags.CREATE | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
                      | flags.DELETE | flags.ONLYDIR)
         # CREATE too: a delivery by link() from tmp/ (Python's mailbox does so) makes no other.
@@ -815,7 +933,14 @@ class _Inotify:
             raise ProviderError(f"no inotify instance ({exc.strerror}); "
                                 "raise fs.inotify.max_user_instances") from None
         self.wake = os.eventfd(0, os.EFD_CLOEXEC)  # written to stop the thread
-        self.paths: dict[int, Path] = {}
+        self.unread = select.poll()  # readable while events wait in the kernel's queue
+        self.unread.register(self.inotify.fileno(), select.POLLIN)
+        self.paths: dict[int, Path] = {}  # the live watches
+        # Events are numbered as they are read; per watch, the number of its last one, and
+        # the number of the last lost queue: what a calendar folder's look compares with.
+        self.seq = 0
+        self.last_event: dict[int, int] = {}
+        self.lost = 0
         self.interests: dict[int, list[_Interest]] = {}
         self.subscriptions: dict[_Subscription, None] = {}  # in order: overflow wakes them all
         self.thread = threading.Thread(target=self._run, name="mailbridge-inotify", daemon=True)
@@ -857,6 +982,7 @@ class _Inotify:
                 continue
             self.interests.pop(wd, None)
             self.paths.pop(wd, None)
+            self.last_event.pop(wd, None)
             with contextlib.suppress(OSError):  # the kernel dropped it with its folder
                 self.inotify.rm_watch(wd)
         subscription.watches.clear()
@@ -866,7 +992,10 @@ class _Inotify:
         flags = self.flags
         due: dict[_Subscription, None] = {}
         for event in events:
+            self.seq += 1
+            self.last_event[event.wd] = self.seq
             if event.mask & flags.Q_OVERFLOW:
+                self.lost = self.seq  # as if every folder changed
                 due.update(self.subscriptions)  # events were lost: a full pass catches up
                 continue
             if event.mask & flags.IGNORED:
@@ -877,6 +1006,7 @@ class _Inotify:
                 for subscription, _, _ in self.interests.pop(event.wd, ()):
                     subscription.watches.discard(event.wd)
                 self.paths.pop(event.wd, None)
+                self.last_event.pop(event.wd, None)
                 continue
             path = self.paths.get(event.wd)
             for subscription, role, only in list(self.interests.get(event.wd, ())):
@@ -896,6 +1026,22 @@ class _Inotify:
                     due[subscription] = None
         return [s.on_change for s in due if s.active]
 
+    def watches_of(self, folders: Iterable[str]) -> tuple[int, ...] | None:
+        """The watch of each folder; None when one is not watched."""
+        by_path = {str(path): wd for wd, path in self.paths.items()}
+        found = tuple(by_path.get(folder) for folder in folders)
+        return None if None in found else found  # type: ignore[return-value]
+
+    def quiet(self, watches: Iterable[int], since: int) -> bool:
+        """Whether this is still the process's watcher, every one of ``watches`` still lives
+        and had no event numbered after ``since``, no queue was lost since, and no event waits
+        unread (the kernel queues an event before the call that made it returns, and the
+        thread reads and numbers events under the lock)."""
+        with _inotify_lock:
+            return (_inotify is self and self.lost <= since and not self.unread.poll(0)
+                    and all(wd in self.paths and self.last_event.get(wd, 0) <= since
+                            for wd in watches))
+
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self.inotify.fileno(), select.POLLIN)
@@ -905,9 +1051,8 @@ class _Inotify:
                 ready = {fd for fd, _ in poller.poll()}
                 if self.wake in ready:
                     return
-                events = self.inotify.read(timeout=0)
-                with _inotify_lock:
-                    due = self.dispatch(events)
+                with _inotify_lock:  # read and numbered at once: see `quiet`
+                    due = self.dispatch(self.inotify.read(timeout=0))
                 for on_change in due:
                     try:
                         on_change()
@@ -933,6 +1078,13 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         log.warning("%s", message)
+
+
+def _inotify_mark() -> tuple[_Inotify | None, int]:
+    """The process's inotify watcher (None while no account is subscribed, as in a one-shot
+    run or a test calling a provider directly) and the number of the last event it read."""
+    with _inotify_lock:
+        return _inotify, (_inotify.seq if _inotify is not None else 0)
 
 
 def _watch_roots(account: AccountSettings) -> list[tuple[Path, _Role, str | None]]:

@@ -1,6 +1,7 @@
 """Push for local accounts on Linux: one inotify instance and one thread for every account's
-folders (issue 13). Nothing here is timed: a change to another account, made after the one
-that must stay silent, shows that the silent one was read (one queue, read in order)."""
+folders (issue 13), and the calendar folders whose files an idle pass need not stat. Nothing
+here is timed: a change to another account, made after the one that must stay silent, shows
+that the silent one was read (one queue, read in order)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailbridge import config as config_module
+from mailbridge.model import CalendarBatch, Window
 from mailbridge.settings import AccountSettings
-from tests.test_outages import wait_for
+from tests.test_outages import calendar_file, wait_for
 from tests.test_scale import many_accounts
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
@@ -251,3 +256,206 @@ def test_a_one_file_calendar_wakes_its_account_for_that_file_only(
     assert calls.counts["a0"] == 0
     (tmp_path / "a0" / "calendar" / "mine.ics").write_text("BEGIN:VCALENDAR\nX:1\n")
     calls.wait("a0")
+
+
+# --- a watched calendar folder: its files are not stat'ed while nothing can have changed ----
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+WINDOW = Window(NOW - timedelta(days=30), NOW + timedelta(days=30))
+TITLE, EDITED = b"Northwind Robotics", b"Northwind Robotica"  # same size
+
+
+def settle(folder: Path) -> None:
+    """Every folder's time as after a quiet minute, so a look stands for it (`_SETTLE_NS`)."""
+    past = time.time_ns() - 60 * 10**9
+    for each in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        os.utime(each, ns=(past, past))
+
+
+def edit_in_place(file: Path) -> None:
+    """One character changed where it is: same name, same size, same folder time, and a
+    modification time in the same second as the file's writing."""
+    at = file.read_bytes().index(TITLE)
+    with open(file, "r+b") as handle:
+        handle.seek(at)
+        handle.write(EDITED)
+
+
+class Reader:
+    """A calendar read pass after pass, as the engine does, keeping the cursor."""
+
+    def __init__(self, calendar: Any) -> None:
+        self.calendar = calendar
+        self.cursor: str | None = None
+
+    def read(self) -> CalendarBatch:
+        batch: CalendarBatch = self.calendar.changes(self.cursor, WINDOW)
+        self.cursor = batch.cursor
+        return batch
+
+    def sees_edit(self) -> bool:
+        batch = self.read()
+        return batch.complete and any(e.title.startswith(EDITED.decode()) for e in batch.events)
+
+    def skips(self) -> bool:
+        """Whether an idle pass stats no file (and reports nothing)."""
+        looks = self.calendar.full_looks
+        return not self.read().complete and self.calendar.full_looks == looks
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> tuple[AccountSettings, Path]:
+    """One account whose calendar folder holds two interviews, and one in a subfolder."""
+    (account,) = accounts(tmp_path, 1)
+    folder = tmp_path / "a0" / "calendar"
+    calendar_file(folder, "iv-0", NOW - timedelta(days=1))
+    calendar_file(folder, "iv-1", NOW - timedelta(days=2))
+    calendar_file(folder / "work", "iv-2", NOW - timedelta(days=3))
+    settle(folder)
+    return account, folder
+
+
+def watched(folder: tuple[AccountSettings, Path],
+            subscribe: Callable[..., Callable[[], None]]) -> Reader:
+    account, _ = folder
+    subscribe(account, lambda: None)
+    reader = Reader(local.open_calendar(account))
+    assert reader.read().complete
+    assert reader.skips()  # the ground every test below stands on
+    return reader
+
+
+def test_an_edit_in_place_in_a_watched_folder_is_seen_on_the_next_pass(
+    folder: tuple[AccountSettings, Path], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    reader = watched(folder, subscribe)
+    edit_in_place(folder[1] / "iv-1.ics")
+    assert reader.sees_edit()
+
+
+def test_a_new_a_deleted_and_a_subfolder_file_are_seen(
+    folder: tuple[AccountSettings, Path], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    _, root = folder
+    reader = watched(folder, subscribe)
+    edit_in_place(root / "work" / "iv-2.ics")
+    assert reader.sees_edit()
+    calendar_file(root, "iv-3", NOW - timedelta(days=4))
+    assert "iv-3" in {e.key.uid for e in reader.read().events}
+    settle(root)
+    reader.read()  # a full look, now that the folder is settled again
+    assert reader.skips()
+    (root / "iv-0.ics").unlink()
+    batch = reader.read()
+    assert batch.complete and "iv-0" not in {e.key.uid for e in batch.events}
+
+
+def test_a_file_made_in_an_unwatched_subfolder_is_seen_by_its_folder_time(
+    folder: tuple[AccountSettings, Path], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    # A hidden folder (.stversions, .git) is read but not watched: what comes into it sends
+    # no event, only its own time moves.
+    _, root = folder
+    (root / ".kept").mkdir()
+    settle(root)
+    reader = watched(folder, subscribe)
+    calendar_file(root / ".kept", "iv-3", NOW - timedelta(days=4))
+    assert "iv-3" in {e.key.uid for e in reader.read().events}
+
+
+def test_an_unwatched_folder_is_looked_at_in_full_at_every_pass(
+    folder: tuple[AccountSettings, Path],
+) -> None:
+    account, root = folder  # nobody subscribed: a one-shot run, or a test calling changes()
+    reader = Reader(local.open_calendar(account))
+    reader.read()
+    assert not reader.skips()
+    edit_in_place(root / "iv-1.ics")
+    assert reader.sees_edit()
+
+
+def test_a_folder_on_a_network_file_system_is_never_skipped(
+    tmp_path: Path, folder: tuple[AccountSettings, Path],
+    subscribe: Callable[..., Callable[[], None]],
+) -> None:
+    account, root = folder
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"1 0 0:1 / / rw - ext4 /dev/vda rw\n"
+                         f"2 1 0:2 / {tmp_path} rw shared:1 - nfs4 server:/home rw\n")
+    subscribe(account, lambda: None)
+    reader = Reader(local.open_calendar(account))
+    reader.calendar.mountinfo = str(mountinfo)
+    reader.read()
+    assert not reader.skips()
+    edit_in_place(root / "iv-1.ics")
+    assert reader.sees_edit()
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/home/jo/calendar", "ext4"),
+    ("/mnt/nas/calendar", "nfs4"),
+    ("/mnt/nas", "nfs4"),
+    ("/mnt/nasty/calendar", "ext4"),  # a prefix of the name is not a parent
+    ("/mnt/my cloud/cal", "fuse.sshfs"),  # \040 in the table
+    ("/mnt/stacked/x", "cifs"),  # two mounts at one point: the later hides the earlier
+    ("/proc/1", "proc"),
+])
+def test_the_file_system_of_a_path_is_its_longest_mount_point(path: str, kind: str) -> None:
+    table = "\n".join([
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
+        "22 27 0:21 / /proc rw,relatime - proc proc rw",
+        "40 27 0:40 / /mnt/nas rw,relatime shared:7 master:2 - nfs4 nas:/export rw",
+        r"41 27 0:41 / /mnt/my\040cloud rw - fuse.sshfs jo@host: rw",
+        "42 27 0:42 / /mnt/stacked rw - ext4 /dev/vdb rw",
+        "43 42 0:43 / /mnt/stacked rw - cifs //srv/share rw",
+        "not a mount line",
+    ])
+    assert local._mount_type(table, path) == kind
+    assert local._mount_type("", path) is None
+
+
+def test_a_full_look_comes_after_the_safety_interval_without_any_event(
+    folder: tuple[AccountSettings, Path], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    _, root = folder
+    reader = watched(folder, subscribe)
+    with open(root / "iv-1.ics", "r+b") as writer:  # kept open: no event until it closes
+        writer.seek((root / "iv-1.ics").read_bytes().index(TITLE))
+        writer.write(EDITED)
+        writer.flush()
+        assert reader.skips()  # the limit the interval is for
+        reader.calendar.full_look_every_ns = 0
+        assert reader.sees_edit()
+
+
+def test_a_lost_event_queue_makes_every_watched_folder_look_again(
+    folder: tuple[AccountSettings, Path], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    from inotify_simple import Event, flags
+
+    _, root = folder
+    reader = watched(folder, subscribe)
+    with open(root / "iv-1.ics", "r+b") as writer:  # kept open: no event of its own
+        writer.seek((root / "iv-1.ics").read_bytes().index(TITLE))
+        writer.write(EDITED)
+        writer.flush()
+        with local._inotify_lock:
+            local._inotify.dispatch([Event(wd=-1, mask=flags.Q_OVERFLOW, cookie=0, name="")])
+        assert reader.sees_edit()
+
+
+def test_a_linked_calendar_file_is_looked_at_in_full_at_every_pass(
+    tmp_path: Path, folder: tuple[AccountSettings, Path],
+    subscribe: Callable[..., Callable[[], None]],
+) -> None:
+    # Edits to the file a link points to happen in another folder, which sends no event here.
+    account, root = folder
+    calendar_file(tmp_path / "elsewhere", "iv-9", NOW - timedelta(days=5))
+    (root / "iv-9.ics").symlink_to(tmp_path / "elsewhere" / "iv-9.ics")
+    settle(root)
+    subscribe(account, lambda: None)
+    reader = Reader(local.open_calendar(account))
+    reader.read()
+    assert not reader.skips()
+    edit_in_place(tmp_path / "elsewhere" / "iv-9.ics")
+    assert reader.sees_edit()
