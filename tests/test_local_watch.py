@@ -279,6 +279,15 @@ def edit_in_place(file: Path) -> None:
     with open(file, "r+b") as handle:
         handle.seek(at)
         handle.write(EDITED)
+    events_read()
+
+
+def events_read() -> None:
+    """Wait until the watcher has read the events queued so far, as it has by a daemon's next
+    pass: what the pass then sees is the events' count, not an unread queue."""
+    watcher = local._inotify
+    if watcher is not None:
+        wait_for("the watcher to read its queue", lambda: not watcher.unread.poll(0))
 
 
 class Reader:
