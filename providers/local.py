@@ -3,7 +3,9 @@
 calendar (``calendar.kind = "file"``)
     ``calendar.path`` is one ``.ics`` file or a folder of them. Any change to the files (their
     names, sizes, modification times) makes the next sync a complete listing of the window;
-    otherwise a sync costs a few ``stat`` calls and reports nothing.
+    otherwise a sync costs a ``stat`` per file and reports nothing, or, while the process's
+    inotify watcher vouches that nothing changed in a folder (`_Look.holds`), a ``stat`` per
+    folder.
 mailbox (``provider = "local"``)
     ``maildir.path`` is a Maildir as mutt, neomutt, aerc, notmuch and mbsync use it. INBOX is
     the root (``cur``/``new``/``tmp``); Drafts, Sent and Trash are Maildir++ subfolders
@@ -135,7 +137,7 @@ def _folder_stamps(folders: Iterable[str]) -> tuple[_Stamp, ...] | None:
 
 class FileCalendar(CalendarSource):
     config = CONFIG
-    reread_every_pass = True  # a few stat calls when unchanged: an edit is seen at once
+    reread_every_pass = True  # few stat calls when unchanged: an edit is seen at once
     # A folder's files are stat'ed one by one at least this often, whatever the watcher says.
     full_look_every_ns = 10 * 60 * 1_000_000_000
     mountinfo = "/proc/self/mountinfo"  # where the file system of each folder is read
