@@ -1030,7 +1030,8 @@ class _Inotify:
 
     def watches_of(self, folders: Iterable[str]) -> tuple[int, ...] | None:
         """The watch of each folder; None when one is not watched."""
-        by_path = {str(path): wd for wd, path in self.paths.items()}
+        with _inotify_lock:  # the thread adds and drops watches
+            by_path = {str(path): wd for wd, path in self.paths.items()}
         found = tuple(by_path.get(folder) for folder in folders)
         return None if None in found else found  # type: ignore[return-value]
 
