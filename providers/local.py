@@ -172,7 +172,7 @@ class FileCalendar(CalendarSource):
         began = time.time_ns()
         watcher, since = _inotify_mark()  # before the listing: an event during it counts
         found: list[tuple[str, os.stat_result]] = []  # text paths: a Path each costs more
-        stamps: dict[str, tuple[int, int, int]] = {}
+        stamps: dict[str, _Stamp] = {}  # every folder of the tree
         linked = unreadable = False
         folders = [str(self.path)]
         while folders:
