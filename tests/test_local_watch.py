@@ -390,7 +390,7 @@ def test_a_folder_on_a_network_file_system_is_never_skipped(
     account, root = folder
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(f"1 0 0:1 / / rw - ext4 /dev/vda rw\n"
-                         f"2 1 0:2 / {tmp_path} rw shared:1 - nfs4 server:/home rw\n")
+                         f"2 1 0:2 / {tmp_path.resolve()} rw shared:1 - nfs4 server:/home rw\n")
     subscribe(account, lambda: None)
     reader = Reader(local.open_calendar(account))
     reader.calendar.mountinfo = str(mountinfo)
