@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from mailbridge.adapters import (
     CalendarSource,
@@ -114,6 +114,11 @@ FOLDER_NAMES = {
 # --- calendar ------------------------------------------------------------------------------
 
 _Stamp = tuple[int, int, int]  # a folder's device, inode and modification time
+_Kept = TypeVar("_Kept")
+# Files of a watched folder are stat'ed one by one at least this often, whatever the watcher
+# says (a writer that keeps a file open and never closes it sends no event the watch sees).
+_FULL_LOOK_EVERY_NS = 10 * 60 * 1_000_000_000
+_MOUNTINFO = "/proc/self/mountinfo"  # where the file system of each folder is read
 
 
 def _stamp_of(st: os.stat_result) -> _Stamp:
@@ -138,9 +143,8 @@ def _folder_stamps(folders: Iterable[str]) -> tuple[_Stamp, ...] | None:
 class FileCalendar(CalendarSource):
     config = CONFIG
     reread_every_pass = True  # few stat calls when unchanged: an edit is seen at once
-    # A folder's files are stat'ed one by one at least this often, whatever the watcher says.
-    full_look_every_ns = 10 * 60 * 1_000_000_000
-    mountinfo = "/proc/self/mountinfo"  # where the file system of each folder is read
+    full_look_every_ns = _FULL_LOOK_EVERY_NS
+    mountinfo = _MOUNTINFO
 
     @classmethod
     def open(cls, account: AccountSettings) -> FileCalendar:
@@ -157,7 +161,8 @@ class FileCalendar(CalendarSource):
         self.path = path
         self.own_addresses = own_addresses
         self.full_looks = 0  # looks at every file of a folder (for tests and benches)
-        self._last: _Look | None = None  # the last full look, while the watcher vouches for it
+        # The last full look (its files and their digest), while the watcher vouches for it.
+        self._last: _Look[tuple[list[str], str]] | None = None
 
     def _files(self) -> tuple[list[str], str]:
         """Every .ics file, and a digest of their names, sizes and times: one stat each (an
@@ -167,10 +172,10 @@ class FileCalendar(CalendarSource):
         if not self.path.is_dir():
             raise ProviderError(f"calendar path {self.path} does not exist")
         if self._last is not None and self._last.holds(self.full_look_every_ns):
-            return self._last.files, self._last.digest
+            return self._last.kept
         self.full_looks += 1
         began = time.time_ns()
-        watcher, since = _inotify_mark()  # before the listing: an event during it counts
+        mark = _inotify_mark()  # before the listing: an event during it counts
         found: list[tuple[str, os.stat_result]] = []  # text paths: a Path each costs more
         stamps: dict[str, _Stamp] = {}  # every folder of the tree
         linked = unreadable = False
@@ -191,14 +196,9 @@ class FileCalendar(CalendarSource):
                 unreadable = True
         found.sort(key=lambda item: item[0])
         files = [name for name, _ in found]
-        self._last = None
-        if watcher is not None and not (linked or unreadable) and began - max(
-                s[2] for s in stamps.values()) >= _SETTLE_NS:
-            holding = sorted({os.path.dirname(name) for name in files})
-            watches = watcher.watches_of(holding)
-            if watches is not None and _inotify_sees(holding, self.mountinfo):
-                self._last = _Look(files, _digest(found), began, tuple(stamps),
-                                   tuple(stamps.values()), watcher, watches, since)
+        self._last = None if linked or unreadable else _vouched(
+            (files, _digest(found)), began, mark, stamps,
+            {os.path.dirname(name) for name in files}, self.mountinfo)
         return files, _digest(found)
 
     def changes(self, cursor: str | None, window: Window) -> CalendarBatch:
@@ -239,29 +239,48 @@ def _digest(files: Iterable[tuple[str, os.stat_result]]) -> str:
 
 
 @dataclass(frozen=True)
-class _Look:
-    """A full look at a calendar folder, kept only while the process's inotify watcher and
-    the folders' file systems can vouch for it (see `holds`)."""
+class _Look(Generic[_Kept]):
+    """What a full look at some folders found (``kept``: a calendar's files, or the markers
+    of the waiting drafts), kept only while the process's inotify watcher and the folders'
+    file systems can vouch for it (see `holds`); made by `_vouched`."""
 
-    files: list[str]
-    digest: str
+    kept: _Kept
     began_ns: int  # wall clock
-    folders: tuple[str, ...]  # every folder of the tree,
+    folders: tuple[str, ...]  # every folder looked at,
     stamps: tuple[_Stamp, ...]  # as each was before its listing (settled then)
     watcher: _Inotify
-    watches: tuple[int, ...]  # of the folders that hold .ics files
+    watches: tuple[int, ...]  # of the folders that hold the files
     since: int  # the number of the watcher's last event before the look
 
     def holds(self, max_age_ns: int) -> bool:
-        """Whether nothing in the folder can have changed since the look, so its files need
-        no stat: (1) no file came, went or was renamed (every folder's stamp as it was), (2)
-        no event came for a folder that holds files (an edit in place), none was lost, none
-        waits unread, and every one of those folders is still watched, (3) they are on file
-        systems where inotify sees every write (checked when the look was kept), and (4) the
-        look is younger than ``max_age_ns``."""
+        """Whether nothing in the folders can have changed since the look, so their files
+        need no stat: (1) no file came, went or was renamed (every folder's stamp as it was),
+        (2) no event came for a folder that holds files (an edit in place), none was lost,
+        none waits unread, and every one of those folders is still watched, (3) they are on
+        file systems where inotify sees every write (checked when the look was kept), and
+        (4) the look is younger than ``max_age_ns``."""
         return (0 <= time.time_ns() - self.began_ns < max_age_ns
                 and self.watcher.quiet(self.watches, self.since)
                 and _folder_stamps(self.folders) == self.stamps)
+
+
+def _vouched(kept: _Kept, began_ns: int, mark: tuple[_Inotify | None, int],
+             stamps: Mapping[str, _Stamp], holding: Iterable[str],
+             mountinfo: str) -> _Look[_Kept] | None:
+    """A look to keep, or None when nothing can vouch for it: no watcher (``mark``, taken
+    before the look: `_inotify_mark`), a folder changed too recently to tell (`_SETTLE_NS`),
+    one of the folders ``holding`` the files not watched, or on a file system whose writes
+    inotify may not see."""
+    watcher, since = mark
+    if watcher is None or not stamps or began_ns - max(
+            s[2] for s in stamps.values()) < _SETTLE_NS:
+        return None
+    holding = sorted(holding)
+    watches = watcher.watches_of(holding)
+    if watches is None or not _inotify_sees(holding, mountinfo):
+        return None
+    return _Look(kept, began_ns, tuple(stamps), tuple(stamps.values()), watcher, watches,
+                 since)
 
 
 # File systems on which inotify reports every write: local disks and memory. A network or FUSE
@@ -449,8 +468,14 @@ class MaildirMailbox(Mailbox):
                   on_change: Callable[[], None]) -> Callable[[], None]:
         return subscribe(account, on_change)
 
+    full_look_every_ns = _FULL_LOOK_EVERY_NS
+    mountinfo = _MOUNTINFO
+
     def __init__(self, root: Path, *, create_folders: bool = True) -> None:
         self.root = root
+        self.full_looks = 0  # stats of every waiting draft (for tests and benches)
+        # The waiting drafts' markers at the last full look, while the watcher vouches for it.
+        self._drafts_look: _Look[dict[str, str]] | None = None
         self._listing: dict[str, str] = {}  # Drafts' files by key, as last listed
         self._listing_stamp: tuple[int, int] | None = None  # Drafts' stamp at that listing
         self._listed: dict[str, _Listed] = {}  # per inbox/Sent folder: its last listing
@@ -599,7 +624,7 @@ class MaildirMailbox(Mailbox):
 
     def create_draft(self, draft: DraftMessage) -> str:
         self._check()
-        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
+        self._forget_drafts()  # our own write: list Drafts afresh
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
@@ -623,14 +648,34 @@ class MaildirMailbox(Mailbox):
         st = os.stat(path)
         return f"{os.path.basename(path)}/{st.st_size}/{st.st_mtime_ns}"
 
+    def _forget_drafts(self) -> None:
+        self._listing, self._listing_stamp, self._drafts_look = {}, None, None
+
     def versions(self, known: Mapping[str, str]) -> dict[str, str]:
+        """One stat per waiting draft; none while the watcher vouches that nothing in Drafts
+        changed since the last full look (`_Look.holds`; a draft rewritten in place keeps
+        its name and its folder's time, but not its silence)."""
         self._check()
-        files = self._draft_files(reuse=True)  # one stat per waiting draft when idle
+        look = self._drafts_look
+        if look is not None and known.keys() <= look.kept.keys() and look.holds(
+                self.full_look_every_ns):
+            return {key: look.kept[key] for key in known}
+        self.full_looks += 1
+        began = time.time_ns()
+        mark = _inotify_mark()  # before the listing: an event during it counts
+        folders = [os.path.join(self.drafts._path, sub) for sub in ("new", "cur")]
+        try:
+            stamps: dict[str, _Stamp] | None = {f: _stamp_of(os.stat(f)) for f in folders}
+        except OSError:
+            stamps = None
+        files = self._draft_files(reuse=True)
         result: dict[str, str] = {}
         for key in known:
             if key in files:
                 with contextlib.suppress(FileNotFoundError):
                     result[key] = self._version(files[key])
+        self._drafts_look = None if stamps is None else _vouched(
+            result, began, mark, stamps, folders, self.mountinfo)
         return result
 
     def observe(
@@ -696,7 +741,7 @@ class MaildirMailbox(Mailbox):
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
-        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
+        self._forget_drafts()  # our own write: list Drafts afresh
         try:
             target: Path | None = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         except KeyError:
@@ -727,7 +772,7 @@ class MaildirMailbox(Mailbox):
 
     def retract(self, provider_id: str) -> None:
         self._check()
-        self._listing, self._listing_stamp = {}, None  # our own write: list Drafts afresh
+        self._forget_drafts()  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
         if self.trash is None:
             os.unlink(source)
@@ -860,9 +905,12 @@ class _Role(enum.Enum):
     MESSAGES = "new/ or cur/: message files"
     CALENDAR = "a calendar folder: .ics files, and its subfolders"
     CALENDAR_FILE = "the folder of a one-file calendar: that file"
+    DRAFTS = "the Drafts folder: its new/ and cur/"
+    DRAFT_FILES = "Drafts' new/ or cur/: watched only so a look at the drafts can be trusted"
 
 
 _SENT_DIRS = frozenset(n for name in FOLDER_NAMES["sent"] for n in (name, "." + name))
+_DRAFTS_DIRS = frozenset(n for name in FOLDER_NAMES["drafts"] for n in (name, "." + name))
 
 
 def _child_role(role: _Role, name: str) -> _Role | None:
@@ -872,6 +920,10 @@ def _child_role(role: _Role, name: str) -> _Role | None:
         return _Role.MESSAGES
     if role is _Role.MAILDIR and name in _SENT_DIRS:
         return _Role.FOLDER
+    if role is _Role.MAILDIR and name in _DRAFTS_DIRS:
+        return _Role.DRAFTS
+    if role is _Role.DRAFTS and name in ("new", "cur"):
+        return _Role.DRAFT_FILES  # its events are numbered (see `quiet`) but wake no pass
     if role is _Role.CALENDAR and not name.startswith("."):
         return _Role.CALENDAR
     return None
@@ -966,7 +1018,7 @@ class _Inotify:
             return
         interests.append(interest)
         subscription.watches.add(wd)
-        if role in (_Role.MESSAGES, _Role.CALENDAR_FILE):
+        if role in (_Role.MESSAGES, _Role.CALENDAR_FILE, _Role.DRAFT_FILES):
             return
         with contextlib.suppress(OSError), os.scandir(path) as entries:
             for entry in entries:

@@ -468,3 +468,111 @@ def test_a_linked_calendar_file_is_looked_at_in_full_at_every_pass(
     assert not reader.skips()
     edit_in_place(tmp_path / "elsewhere" / "iv-9.ics")
     assert reader.sees_edit()
+
+
+# --- the waiting drafts: one stat each per pass, none while the watcher vouches for Drafts ---
+
+
+class DraftLooks:
+    """The waiting drafts of one local account, looked at as a pass does (`versions`)."""
+
+    def __init__(self, account: AccountSettings, root: Path) -> None:
+        drafts = mailbox.Maildir(root, create=False).get_folder("Drafts")
+        self.keys = [drafts.add(b"Subject: Thank you\n\nThanks from " + TITLE + b"!\n")
+                     for _ in range(3)]
+        settle(root)
+        self.drafts = root / ".Drafts"
+        self.box = local.open_mailbox(account)
+        self.known = {key: "" for key in self.keys}
+
+    def look(self) -> dict[str, str]:
+        found: dict[str, str] = self.box.versions(self.known)
+        return found
+
+    def skips(self) -> bool:
+        looks, before = self.box.full_looks, self.box._drafts_look
+        found = self.look()
+        return self.box.full_looks == looks and before is not None and found == before.kept
+
+    def file(self, key: str) -> Path:
+        (path,) = [p for p in self.drafts.glob("*/*") if p.name.split(":")[0] == key]
+        return path
+
+
+@pytest.fixture
+def waiting(tmp_path: Path) -> tuple[AccountSettings, DraftLooks]:
+    (account,) = accounts(tmp_path, 1)
+    root = tmp_path / "a0" / "Maildir"
+    mailbox.Maildir(root, create=False).add_folder("Drafts")
+    return account, DraftLooks(account, root)
+
+
+def test_a_draft_edited_in_place_behind_a_quiet_watch_is_seen_and_wakes_no_one(
+    waiting: tuple[AccountSettings, DraftLooks], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    account, drafts = waiting
+    calls = Calls()
+    subscribe(account, calls.of("a0"))
+    first = drafts.look()
+    assert set(first) == set(drafts.keys)
+    assert drafts.skips() and drafts.skips()  # idle passes: not one stat
+    edit_in_place(drafts.file(drafts.keys[1]))  # same name, size and folder time
+    now = drafts.look()
+    assert now[drafts.keys[1]] != first[drafts.keys[1]]
+    assert now[drafts.keys[0]] == first[drafts.keys[0]]
+    assert calls.counts["a0"] == 0  # Drafts is where passes write: it wakes no pass
+
+
+def test_a_deleted_draft_and_a_new_waiting_one_make_a_full_look(
+    waiting: tuple[AccountSettings, DraftLooks], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    account, drafts = waiting
+    subscribe(account, lambda: None)
+    drafts.look()
+    assert drafts.skips()
+    drafts.file(drafts.keys[2]).unlink()
+    events_read()
+    assert drafts.keys[2] not in drafts.look()
+    del drafts.known[drafts.keys[2]]  # the pass found it gone: it waits no more
+    settle(drafts.drafts)
+    drafts.look()
+    assert drafts.skips()
+    made = mailbox.Maildir(drafts.drafts, create=False).add(b"Subject: Follow-up\n\nx\n")
+    settle(drafts.drafts)  # even with the folder's time put back: a key the look never saw
+    drafts.known[made] = ""
+    assert made in drafts.look()
+
+
+def test_unwatched_drafts_are_looked_at_in_full_at_every_pass(
+    waiting: tuple[AccountSettings, DraftLooks],
+) -> None:
+    _, drafts = waiting  # nobody subscribed
+    first = drafts.look()
+    assert not drafts.skips()
+    edit_in_place(drafts.file(drafts.keys[0]))
+    assert drafts.look()[drafts.keys[0]] != first[drafts.keys[0]]
+
+
+def test_drafts_on_a_network_file_system_are_looked_at_in_full(
+    tmp_path: Path, waiting: tuple[AccountSettings, DraftLooks],
+    subscribe: Callable[..., Callable[[], None]],
+) -> None:
+    account, drafts = waiting
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"1 0 0:1 / / rw - ext4 /dev/vda rw\n"
+                         f"2 1 0:2 / {tmp_path.resolve()} rw - nfs server:/home rw\n")
+    subscribe(account, lambda: None)
+    drafts.box.mountinfo = str(mountinfo)
+    drafts.look()
+    assert not drafts.skips()
+
+
+def test_drafts_are_looked_at_in_full_after_the_safety_interval(
+    waiting: tuple[AccountSettings, DraftLooks], subscribe: Callable[..., Callable[[], None]]
+) -> None:
+    account, drafts = waiting
+    subscribe(account, lambda: None)
+    drafts.look()
+    assert drafts.skips()
+    drafts.box.full_look_every_ns = 0
+    assert not drafts.skips()
