@@ -12,9 +12,10 @@ mailbox (``provider = "local"``)
     (``.Drafts``) or, as mbsync's ``SubFolders Verbatim`` writes them, plain ones (``Drafts``).
     Drafts are written to Drafts/cur with the ``D`` (draft) and ``S`` (seen) flags; the
     provider id is the message's Maildir key; its version marker is the file's name (key and
-    flags), size and modification time: one stat per waiting draft tells which changed, and
-    Drafts is listed again only when its folder times moved. Retraction moves the file to
-    Trash. ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`,
+    flags), size and modification time: one stat per waiting draft tells which changed (none
+    while the inotify watcher vouches for Drafts, whose writes it records but which wake no
+    pass), and Drafts is listed again only when its folder times moved. Retraction moves the
+    file to Trash. ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`,
     reports the messages in Sent to the same recipient as candidates (the core decides).
     The message cursor remembers, per folder, the Maildir keys (the unique file names)
     already looked at, never a file time: a message with a wrong modification time (in the
