@@ -86,9 +86,10 @@ def test_an_impossible_decision_date_is_not_saved_and_passes_go_on(tmp_path: Pat
 
 @contextlib.contextmanager
 def small_disk(where: Path) -> Iterator[Path | None]:
-    """A tiny tmpfs at ``where`` (None when this user cannot mount one)."""
+    """A tiny tmpfs at ``where`` (None when this user cannot mount one): room for the first
+    pass of the example (its ledger and write-ahead log, some 600 KiB at their largest)."""
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs",
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs",
                               str(where)], capture_output=True, check=False).returncode == 0
     try:
         yield where if mounted else None
