@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import json
 import logging
 import sqlite3
@@ -126,6 +127,13 @@ class Quiet:
     until: datetime | None
     next_wakeup: datetime | None
     waiting: tuple[DraftRow, ...]  # the drafts waiting in Drafts, as last observed
+
+    @functools.cached_property
+    def markers(self) -> dict[str, str] | None:
+        """Each waiting draft's marker by its provider id, as `Mailbox.versions` answers when
+        none was touched; None when one has no marker (then it must be looked at)."""
+        found = {d.provider_id: d.version for d in self.waiting if d.provider_id and d.version}
+        return found if len(found) == len(self.waiting) else None
 
 
 def _window(account: AccountSettings, now: datetime) -> Window:
@@ -554,9 +562,9 @@ class Pass:
             return False
         if self.ledger.generation() != quiet.generation:
             return False
-        known = {d.provider_id: d.version for d in quiet.waiting if d.provider_id and d.version}
-        versions = self.mailbox.versions(known) if known else {}
-        if not all(drafts.unchanged(d, versions.get(d.provider_id or "")) for d in quiet.waiting):
+        # Every waiting draft's marker as it was (`drafts.unchanged`, for all of them at once).
+        markers = quiet.markers
+        if markers is None or (markers and self.mailbox.versions(markers) != markers):
             return False  # the user touched a draft: observed, and planned, in full
         self.report.next_wakeup = quiet.next_wakeup
         self.quiet = quiet
