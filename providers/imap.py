@@ -1364,7 +1364,8 @@ class _IdleHub:
             # After a reconnect, mail may have come while nobody watched; not so when a pass
             # lost the connection: that pass failed, and its retry reads the inbox.
             arrived = watcher.connected_before and not watcher.quiet_reconnect
-            watcher.connected_before, watcher.quiet_reconnect = True, False
+            watcher.quiet_reconnect = False
+        watcher.connected_before = True  # a connection a pass gave back counts too
         if arrived:
             self._tell(watcher)
         self._settled(watcher)
