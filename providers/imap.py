@@ -1324,7 +1324,9 @@ class _IdleHub:
                                       watcher.generation, action))
 
     def _connect(self, watcher: _Watcher) -> None:
-        if watcher.ended:
+        # Lent already (a pass asked before the first log-in came round): the connection the
+        # pass gives back is the account's; a second one would idle unheard beside it.
+        if watcher.ended or watcher.lent:
             return
         watcher.busy = True
 
