@@ -24,8 +24,9 @@ What maps to what:
 - ``messages``: headers only (``BODY.PEEK[HEADER]``) plus the first 600 bytes of the first text
   part, from the inbox and Sent. The cursor is JSON: per folder its UIDVALIDITY, UIDNEXT and
   (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
-  UIDVALIDITY change) asks the server for ``SEARCH SINCE <date>``: the mailbox is never
-  downloaded.
+  UIDVALIDITY change, or a folder gone back to a lower UIDNEXT or HIGHESTMODSEQ, as after a
+  restore from backup) finds the look-back window by bisecting INTERNALDATE: the mailbox is
+  never downloaded.
 - ``subscribe`` (push): IDLE on the inbox, renewed every 24 minutes, NOOP polling every 60 s on
   servers without IDLE, reconnecting with backoff and jitter; one shared thread waits on every
   account's IDLE socket (``watch`` is the blocking form).
@@ -945,13 +946,16 @@ class ImapMailbox(Mailbox):
             uids = self._stored_since(client, info, since)
         else:
             now = self._state(client, name)
-            if known.uidvalidity == now.uidvalidity:
+            # A folder restored from a backup keeps its UIDVALIDITY but goes back: its UIDNEXT
+            # or HIGHESTMODSEQ is lower than we read, and new mail takes UIDs we passed.
+            went_back = now.uidnext < known.uidnext or 0 < now.modseq < known.modseq
+            if known.uidvalidity == now.uidvalidity and not went_back:
                 if known.uidnext == now.uidnext:
                     return now, []  # nothing new: one STATUS, no SELECT
                 self._select(client, name, readonly=True)
                 uids = [u for u in client.search(["UID", f"{known.uidnext}:*"])
                         if u >= known.uidnext]
-            else:  # renumbered folder: as on a first pass
+            else:  # renumbered or gone back: as on a first pass
                 info = client.select_folder(name, readonly=True)
                 uids = self._stored_since(client, info, since)
         headers = self._headers(client, sorted(uids), folder, now.uidvalidity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -547,6 +548,37 @@ def test_uidvalidity_change_resyncs(dovecot, mailbox, other, user) -> None:
     again = mailbox.messages(first.cursor, since)
     assert sorted(m.subject for m in again.messages) == ["After", "Before"]
     assert all(m.provider_id.startswith("12345:") for m in again.messages)
+    assert mailbox.messages(again.cursor, since).messages == ()
+
+
+def test_a_folder_restored_from_a_backup_is_read_again(dovecot, mailbox, user) -> None:
+    """The server's Maildir is put back from a backup: same UIDVALIDITY, a lower UIDNEXT, and
+    the next mail takes a UID this cursor had passed. It is read all the same."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    with dovecot.client(user) as program:
+        program.append("INBOX", mail("Before"))
+    first = mailbox.messages(None, since)
+    home = dovecot.dir / "mail" / user
+    backup = home.parent / (user + ".backup")
+    shutil.copytree(home, backup, symlinks=True)
+    with dovecot.client(user) as program:
+        program.append("INBOX", mail("Lost with the restore"))
+        program.append("INBOX", mail("Also lost"))
+    second = mailbox.messages(first.cursor, since)
+    assert len(second.messages) == 2
+    mailbox.close()  # the restore is done with no session open
+    deadline = time.monotonic() + 10
+    while dovecot.connections(user) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(home)
+    shutil.copytree(backup, home, symlinks=True)
+    for path in (home, *home.rglob("*")):
+        os.chown(path, MAIL_UID, MAIL_UID)  # as the backup tool would keep them
+    with dovecot.client(user) as program:
+        program.append("INBOX", mail("After the restore"))
+
+    again = mailbox.messages(second.cursor, since)
+    assert sorted(m.subject for m in again.messages) == ["After the restore", "Before"]
     assert mailbox.messages(again.cursor, since).messages == ()
 
 
