@@ -786,12 +786,12 @@ class ImapMailbox(Mailbox):
             drafts = self._drafts(client)
             current = self._select(client, drafts, readonly=True)
             if current == validity:
-                seen = self._observe_uid(client, current, uid)
+                seen = self._observe_uid(client, current, uid, message_id)
                 if seen is not None:
                     return seen
             uids = self._uids_with_message_id(client, message_id)
             if uids:
-                seen = self._observe_uid(client, current, max(uids))
+                seen = self._observe_uid(client, current, max(uids), message_id)
                 if seen is not None:
                     return replace(seen, provider_id=f"{current}:{max(uids)}")
             sent = self._folder(client, "sent")
@@ -805,12 +805,20 @@ class ImapMailbox(Mailbox):
     def _draft_items(self, client: IMAPClient) -> list[str]:
         return ["FLAGS", "MODSEQ"] if client.has_capability("CONDSTORE") else ["FLAGS"]
 
-    def _observe_uid(self, client: IMAPClient, validity: int, uid: int) -> Observation | None:
-        """The draft under ``uid`` of the selected Drafts, or None when it is not there."""
+    def _observe_uid(self, client: IMAPClient, validity: int, uid: int,
+                     message_id: str) -> Observation | None:
+        """The draft under ``uid`` of the selected Drafts, or None when it is not there. A
+        message under another Message-ID is not it: a Drafts folder restored from a backup
+        keeps its UIDVALIDITY and gives the UIDs it had passed to new messages."""
         data = client.fetch([uid], ["BODY.PEEK[]", *self._draft_items(client)]).get(uid)
         if not data or b"\\Deleted" in data.get(b"FLAGS", ()) or data.get(b"BODY[]") is None:
             return None
-        content_hash, body = compose.read_draft(bytes(data[b"BODY[]"]))
+        raw = bytes(data[b"BODY[]"])
+        found = mailparse.headers_from_bytes(raw.partition(b"\r\n\r\n")[0], folder=Folder.INBOX,
+                                             provider_id="", excerpt_chars=0)
+        if message_id and found.message_id != message_id.strip():
+            return None
+        content_hash, body = compose.read_draft(raw)
         return Observation(Presence.PRESENT, content_hash=content_hash, body=body,
                            version=version_of(validity, uid, data))
 

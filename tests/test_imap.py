@@ -551,35 +551,67 @@ def test_uidvalidity_change_resyncs(dovecot, mailbox, other, user) -> None:
     assert mailbox.messages(again.cursor, since).messages == ()
 
 
+class Backup:
+    """A copy of the user's whole Maildir on the server, put back the way a file-level restore
+    does: UIDVALIDITY kept, UIDNEXT back to what it was, so new mail reuses UIDs."""
+
+    def __init__(self, dovecot: Dovecot, user: str) -> None:
+        self.dovecot, self.user = dovecot, user
+        self.home = dovecot.dir / "mail" / user
+        self.copy = self.home.parent / (user + ".backup")
+        shutil.copytree(self.home, self.copy, symlinks=True)
+
+    def restore(self, mailbox: imap.ImapMailbox) -> None:
+        mailbox.close()  # restored with no session open
+        deadline = time.monotonic() + 10
+        while self.dovecot.connections(self.user) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(self.home)
+        shutil.copytree(self.copy, self.home, symlinks=True)
+        for path in (self.home, *self.home.rglob("*")):
+            os.chown(path, MAIL_UID, MAIL_UID)  # as the backup tool keeps them
+
+
 def test_a_folder_restored_from_a_backup_is_read_again(dovecot, mailbox, user) -> None:
-    """The server's Maildir is put back from a backup: same UIDVALIDITY, a lower UIDNEXT, and
-    the next mail takes a UID this cursor had passed. It is read all the same."""
+    """New mail after the restore takes a UID the cursor had passed: it is read all the same."""
     since = datetime.now(UTC) - timedelta(days=1)
     with dovecot.client(user) as program:
         program.append("INBOX", mail("Before"))
     first = mailbox.messages(None, since)
-    home = dovecot.dir / "mail" / user
-    backup = home.parent / (user + ".backup")
-    shutil.copytree(home, backup, symlinks=True)
+    backup = Backup(dovecot, user)
     with dovecot.client(user) as program:
         program.append("INBOX", mail("Lost with the restore"))
         program.append("INBOX", mail("Also lost"))
     second = mailbox.messages(first.cursor, since)
     assert len(second.messages) == 2
-    mailbox.close()  # the restore is done with no session open
-    deadline = time.monotonic() + 10
-    while dovecot.connections(user) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    shutil.rmtree(home)
-    shutil.copytree(backup, home, symlinks=True)
-    for path in (home, *home.rglob("*")):
-        os.chown(path, MAIL_UID, MAIL_UID)  # as the backup tool would keep them
+    backup.restore(mailbox)
     with dovecot.client(user) as program:
         program.append("INBOX", mail("After the restore"))
 
     again = mailbox.messages(second.cursor, since)
     assert sorted(m.subject for m in again.messages) == ["After the restore", "Before"]
     assert mailbox.messages(again.cursor, since).messages == ()
+
+
+def test_a_draft_lost_with_a_restore_is_gone_though_its_uid_holds_another(
+    dovecot, mailbox, user
+) -> None:
+    """After the restore the user's own new draft takes our draft's UID: that message is not
+    ours (its Message-ID says so), so our draft is gone, not "edited by the user"."""
+    ours = make_draft()
+    with dovecot.client(user) as program:
+        program.select_folder("Drafts")  # created, so the backup holds the empty folder
+    backup = Backup(dovecot, user)
+    provider_id = mailbox.create_draft(ours)
+    assert mailbox.observe(provider_id, ours.message_id).presence is Presence.PRESENT
+    backup.restore(mailbox)
+    theirs = make_draft("Dear Sam, about Saturday.", subject="Saturday")
+    with dovecot.client(user) as program:
+        program.append("Drafts", theirs.raw, flags=(b"\\Draft",))
+        program.select_folder("Drafts")
+        assert program.search() == [imap.parse_provider_id(provider_id)[1]]  # the same UID
+
+    assert mailbox.observe(provider_id, ours.message_id).presence is Presence.GONE
 
 
 # --- push ------------------------------------------------------------------------------
