@@ -193,13 +193,22 @@ def main() -> int:
     if args.check:
         with tempfile.TemporaryDirectory(prefix="mailbridge-scale-") as tmp:
             config = lay_out(Path(tmp), args.check, "local")
-            began = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "check"],
-                capture_output=True, text=True, check=False)
-            took = time.perf_counter() - began
-            print(f"check, {args.check} accounts: {took:.2f} s including start-up "
-                  f"(exit {done.returncode}; goal <= 1 s)")
+            # As installed: pip compiles the modules once, so the first run here writes their
+            # bytecode (in a folder of its own, not beside the source) and is not timed.
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "bytecode")
+            command = [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "check"]
+            times, codes = [], set()
+            for _ in range(4):
+                began = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, check=False,
+                                      env=env)
+                times.append(time.perf_counter() - began)
+                codes.add(done.returncode)
+            timed = sorted(times[1:])
+            print(f"check, {args.check} accounts: median {timed[1]:.2f} s, best {timed[0]:.2f} s "
+                  f"including start-up, first run {times[0]:.2f} s (compiling) "
+                  f"(exit {', '.join(map(str, sorted(codes)))}; goal <= 1 s)")
         return 0
     if args.provider == "imap":
         from tests.servers import Dovecot

@@ -1051,12 +1051,14 @@ def loads(text: str, path: Path) -> Settings:
         ctx.validate(PolicyTable, defaults, ("defaults",), country=top.country)
     if ctx.problems:
         raise ConfigError(sorted(ctx.problems, key=lambda p: p.line or 10**9))
-    by_address: dict[str, list[str]] = {}
+    by_address: dict[str, set[str]] = {}
     for account in accounts:
-        by_address.setdefault(account.address.casefold(), []).append(account.name)
-    accounts = [dataclasses.replace(account, same_address=tuple(
-        n for n in by_address[account.address.casefold()] if n != account.name))
-        for account in accounts]
+        by_address.setdefault(account.address.casefold(), set()).add(account.name)
+    # One set per address, shared by its accounts: a thousand accounts of one address would
+    # otherwise hold a million names.
+    groups = {k: frozenset(v) if len(v) > 1 else frozenset() for k, v in by_address.items()}
+    accounts = [dataclasses.replace(account, same_address=groups[account.address.casefold()])
+                for account in accounts]
     return Settings(
         path=path.expanduser().absolute(),
         state_dir=Path(top.state_dir) if top.state_dir else paths.default_state_dir(),

@@ -717,7 +717,7 @@ class Pass:
             )
             owner = ledger.message_id_owner(message_id)
             skip_reason = action.skip_reason
-            if owner is not None and owner in self.account.same_address:
+            if owner not in (None, self.account.name) and owner in self.account.same_address:
                 # Another account with this address made it: one draft is enough. This
                 # account keeps a skipped row of its own, so it decides once, not every pass.
                 skip_reason = (f"account {owner} has the same address and already has this "

@@ -94,9 +94,10 @@ class AccountSettings:
     poll_interval: timedelta = timedelta(minutes=5)
     calendar_interval: timedelta = timedelta(minutes=15)
     enabled: bool = True
-    # The other configured accounts with this address: a draft one of them made is theirs
-    # (not left by this account under an older name) and is not written twice.
-    same_address: tuple[str, ...] = ()
+    # The configured accounts with this address, this one included (empty when no other
+    # shares it): a draft another of them made is theirs (not left by this account under an
+    # older name) and is not written twice.
+    same_address: frozenset[str] = frozenset()
     token_store: TokenStoreSettings = field(default_factory=TokenStoreSettings)
 
     def settings_of(self, schema: type[T]) -> T | None:
