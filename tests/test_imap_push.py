@@ -526,3 +526,34 @@ def test_mail_as_idle_is_renewed_wakes_the_account(
         assert len(sub.clients) == 1
     finally:
         sub.end()
+
+
+def test_a_loss_while_idling_is_reported_after_a_pass_lost_the_connection(
+    dovecot: Dovecot,
+) -> None:
+    """A pass that lost the connection makes the watcher's reconnect quiet (that pass's retry
+    reads the inbox); once a later pass gave a connection back, a loss while idling is again
+    reported, since mail may come while nobody watches."""
+    with subscribed(dovecot, 1) as (sub,):
+        box = imap.ImapMailbox(sub.account, connector=sub.connect)
+        try:
+            cursor, _ = a_pass(box, None)
+            wait_until("idling again", sub.listening)
+            box.messages(cursor, datetime.now(UTC) - SINCE)
+            dovecot.kick(sub.user)
+            with pytest.raises(ProviderError, match="connection lost"):
+                box.find_draft("<nothing@mailbridge.invalid>")
+            box.pass_ended()
+            # The retry comes before the watcher's reconnect (0.5 s at the soonest): it makes
+            # the connection and gives it back.
+            cursor, _ = a_pass(box, cursor)
+            wait_until("idling again", sub.listening)
+            while sub.woken.acquire(timeout=0.5):
+                pass
+            connections = len(sub.clients)
+
+            dovecot.kick(sub.user)  # dropped while idling
+            assert sub.woken.acquire(timeout=15), "the reconnect after a loss was not reported"
+            assert len(sub.clients) == connections + 1
+        finally:
+            box.close()
