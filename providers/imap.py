@@ -32,9 +32,9 @@ What maps to what:
 - One connection per account while it is subscribed (the daemon): the mailbox borrows the push
   connection for a pass (DONE in the pass's thread, then its commands) and gives it back at
   ``pass_ended``, and the shared thread has the inbox EXAMINEd and IDLEs again; mail stored
-  after the pass read the inbox (a higher UIDNEXT) wakes the account then. A broken
-  connection is dropped by whichever side sees it; the next pass connects afresh, and the
-  watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
+  after the pass read the inbox (a higher UIDNEXT, or an EXISTS as IDLE begins) wakes the
+  account then. A broken connection is dropped by whichever side sees it; the next pass
+  connects afresh, and the watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
   (while the watcher logs in or renews IDLE). Unsubscribed (one run, ``check``), the mailbox
   keeps a connection of its own from pass to pass, checked with NOOP when unused a minute.
 
