@@ -34,9 +34,10 @@ What maps to what:
   ``pass_ended``, and the shared thread has the inbox EXAMINEd and IDLEs again; mail stored
   after the pass read the inbox (a higher UIDNEXT, or an EXISTS as IDLE begins) wakes the
   account then. A broken connection is dropped by whichever side sees it; the next pass
-  connects afresh, and the watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
-  (while the watcher logs in or renews IDLE). Unsubscribed (one run, ``check``), the mailbox
-  keeps a connection of its own from pass to pass, checked with NOOP when unused a minute.
+  connects afresh, and the watcher keeps that connection. A pass waits at most ``timeout``
+  seconds for the connection (while the watcher logs in or renews IDLE). Unsubscribed (one
+  run, ``check``), the mailbox keeps a connection of its own from pass to pass, checked with
+  NOOP when unused a minute.
 
 Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
 selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
