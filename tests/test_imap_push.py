@@ -404,17 +404,17 @@ def test_a_pass_begun_before_the_subscription_ends_on_the_shared_connection(
 
 
 class Staged:
-    """Subscribed, with a hook into the watcher's IDLE command: ``before`` runs once just
-    before the command is sent (after the inbox's EXAMINE, or the DONE of a renewal),
-    ``after`` once just after it was sent, before the server's "+ idling" is read."""
+    """Connections with a hook into their IDLE command: ``before`` runs once just before the
+    command is sent (after the inbox's EXAMINE, or the DONE of a renewal), ``after`` once
+    just after it was sent, before the server's "+ idling" is read."""
 
-    def __init__(self, sub: Subscriber) -> None:
-        self.sub = sub
+    def __init__(self, connect: Callable[[], IMAPClient]) -> None:
+        self.made = connect
         self.before: Callable[[], None] | None = None
         self.after: Callable[[], None] | None = None
 
     def connect(self) -> IMAPClient:
-        client = self.sub.connect()
+        client = self.made()
         raw: Any = client._imap  # imaplib.IMAP4 underneath imapclient
         command = raw._command
 
@@ -446,7 +446,7 @@ def test_mail_around_the_hand_back_always_wakes_the_account(dovecot: Dovecot) ->
     EXAMINEs the inbox, as IDLE starts, at a random instant of it) wakes the account, and
     the pass it wakes reads it: over many rounds, as the CI run that lost one could not."""
     sub = Subscriber(dovecot, dovecot.new_user())
-    staged = Staged(sub)
+    staged = Staged(sub.connect)
     box = imap.ImapMailbox(sub.account, connector=sub.connect)
     other = dovecot.client(sub.user)  # the sender's mail arriving
     jitter = random.Random(1306)
@@ -507,7 +507,7 @@ def test_mail_as_idle_is_renewed_wakes_the_account(
     once, not at the renewal after (which would read it with its DONE)."""
     monkeypatch.setattr(imap, "IDLE_RENEW", 2.0)
     sub = Subscriber(dovecot, dovecot.new_user())
-    staged = Staged(sub)
+    staged = Staged(sub.connect)
     sub.end = imap.subscribe(sub.account, sub.woken.release, connector=staged.connect)
     try:
         wait_until("idling", sub.listening)
