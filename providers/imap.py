@@ -33,11 +33,12 @@ What maps to what:
 - One connection per account while it is subscribed (the daemon): the mailbox borrows the push
   connection for a pass (DONE in the pass's thread, then its commands) and gives it back at
   ``pass_ended``, and the shared thread has the inbox EXAMINEd and IDLEs again; mail stored
-  after the pass read the inbox (a higher UIDNEXT) wakes the account then. A broken
-  connection is dropped by whichever side sees it; the next pass connects afresh, and the
-  watcher keeps that connection. A pass waits at most ``timeout`` seconds for the connection
-  (while the watcher logs in or renews IDLE). Unsubscribed (one run, ``check``), the mailbox
-  keeps a connection of its own from pass to pass, checked with NOOP when unused a minute.
+  after the pass read the inbox (a higher UIDNEXT, or an EXISTS as IDLE begins) wakes the
+  account then. A broken connection is dropped by whichever side sees it; the next pass
+  connects afresh, and the watcher keeps that connection. A pass waits at most ``timeout``
+  seconds for the connection (while the watcher logs in or renews IDLE). Unsubscribed (one
+  run, ``check``), the mailbox keeps a connection of its own from pass to pass, checked with
+  NOOP when unused a minute.
 
 Credentials: ``password_command`` or the keyring entry ``ACCOUNT/imap``; ``oauth2_token_command``
 selects XOAUTH2. Nothing here can send mail: IMAP has no such command, and no SMTP is spoken.
@@ -70,7 +71,13 @@ from typing import Annotated, Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from imapclient.imapclient import DRAFTS, SENT, TRASH, SocketTimeout
+from imapclient.imapclient import (
+    DRAFTS,
+    SENT,
+    TRASH,
+    SocketTimeout,
+    _parse_untagged_response,
+)
 from pydantic import AfterValidator, ValidationInfo
 
 from mailbridge import compose, domains, mailparse, retry, secrets
@@ -1137,14 +1144,57 @@ def _push_watcher(account: AccountSettings, imap: ImapSettings) -> _Watcher | No
     return watcher
 
 
-def _wait_in_inbox(client: IMAPClient, imap: ImapSettings) -> tuple[bool, int | None]:
-    """EXAMINE the inbox and IDLE where the server can: (idling, the inbox's UIDNEXT)."""
+def _wait_in_inbox(client: IMAPClient, imap: ImapSettings) -> tuple[bool, int | None, bool]:
+    """EXAMINE the inbox and IDLE where the server can: (idling, the inbox's UIDNEXT, mail
+    stored between the EXAMINE and the IDLE was reported as IDLE began)."""
     info = client.select_folder(imap.inbox_folder, readonly=True)
     idling = imap.idle and client.has_capability("IDLE")
-    if idling:
-        client.idle()
+    told = _start_idle(client) if idling else False
     uidnext = info.get(b"UIDNEXT")
-    return idling, int(uidnext) if uidnext is not None else None
+    return idling, int(uidnext) if uidnext is not None else None, told
+
+
+def _start_idle(client: IMAPClient) -> bool:
+    """IDLE (as ``client.idle()``), and whether the server reported new mail as it began.
+
+    Dovecot answers "+ idling" and, for mail stored since the last command, "* n EXISTS" in
+    the same packet: imaplib reads both into its buffer, so the socket never turns readable
+    for the EXISTS and the hub would wait for the next one. Other servers may send it before
+    the "+", which ``client.idle()`` takes for an error. Both are read here."""
+    raw: Any = client._imap  # imaplib.IMAP4 underneath imapclient
+    tag = raw._command("IDLE")
+    client._idle_tag = tag  # what ``idle_done()`` ends
+    told: list[Any] = []
+    while (line := raw._get_response()) is not None:  # None: the "+" continuation
+        if raw.tagged_commands.get(tag):
+            typ, data = raw.tagged_commands.pop(tag)
+            raise IMAPClientError(f"IDLE refused: {typ} {data!r}")
+        told.append(_parse_untagged_response(line))
+    return _arrived(told) or _arrived(_read_already(client))
+
+
+def _read_already(client: IMAPClient) -> list[Any]:
+    """The responses that can be read without waiting, those in imaplib's (or TLS's) buffer
+    first: ``client.idle_check`` looks at the socket only, which does not show them."""
+    raw: Any = client._imap
+    sock = client.socket()
+    sock.setblocking(False)
+    responses: list[Any] = []
+    try:
+        while True:
+            try:
+                line = raw._get_line()
+            except OSError:  # nothing more (BlockingIOError, SSLWantReadError)
+                break
+            except IMAPClientAbortError as exc:
+                if "EOF" not in str(exc):  # imaplib's word for an empty non-blocking read
+                    raise
+                break
+            responses.append(_parse_untagged_response(line))
+    finally:
+        sock.setblocking(True)
+        client._set_read_timeout()
+    return responses
 
 
 def backoff(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
@@ -1346,13 +1396,14 @@ class _IdleHub:
             client: IMAPClient | None = None
             try:
                 client = watcher.connector()
-                idling, uidnext = _wait_in_inbox(client, watcher.imap)
+                idling, uidnext, told = _wait_in_inbox(client, watcher.imap)
             except AuthError:
                 failure = 6  # wrong credentials: do not hammer the server
             except (ProviderError, OSError, IMAPClientError):
                 failure = 0
             else:
-                self.call_soon(lambda: self._connected(watcher, client, idling, uidnext))
+                self.call_soon(lambda: self._connected(watcher, client, idling, uidnext,
+                                                       arrived=told or None))
                 return
             if client is not None:
                 _shut(client)
@@ -1362,8 +1413,9 @@ class _IdleHub:
 
     def _connected(self, watcher: _Watcher, client: IMAPClient | None, idling: bool,
                    uidnext: int | None, *, arrived: bool | None = None) -> None:
-        """The connection idles (or polls) in the inbox: a new one (``arrived`` None), or one
-        a pass gave back (``arrived``: mail came after the pass read the inbox)."""
+        """The connection idles (or polls) in the inbox: a new one (``arrived`` None, unless
+        IDLE began with new mail), or one a pass gave back (``arrived``: mail came after the
+        pass read the inbox)."""
         watcher.busy = False
         if watcher.ended or client is None:
             if client is not None:
@@ -1378,7 +1430,8 @@ class _IdleHub:
             # After a reconnect, mail may have come while nobody watched; not so when a pass
             # lost the connection: that pass failed, and its retry reads the inbox.
             arrived = watcher.connected_before and not watcher.quiet_reconnect
-            watcher.quiet_reconnect = False
+        # Spent by any connection that settles: a reconnect after a later loss wakes.
+        watcher.quiet_reconnect = False
         watcher.connected_before = True  # a connection a pass gave back counts too
         if arrived:
             self._tell(watcher)
@@ -1419,18 +1472,19 @@ class _IdleHub:
             self._settled(watcher)
             return
         # Mail stored after the pass read the inbox raises its UIDNEXT: that wakes the
-        # account (IDLE reports only what arrives after the EXAMINE).
+        # account (IDLE reports only what arrives after the EXAMINE). Unknown what the pass
+        # saw: wake (a spurious pass is cheap, a lost one late by a poll interval).
         known = seen_uidnext if seen_uidnext is not None else watcher.uidnext
         watcher.busy = True
 
         def job() -> None:
             try:
-                idling, uidnext = _wait_in_inbox(client, watcher.imap)
+                idling, uidnext, told = _wait_in_inbox(client, watcher.imap)
             except (OSError, IMAPClientError):
                 _shut(client)
                 self.call_soon(lambda: self._failed(watcher, 0))
             else:
-                arrived = known is not None and uidnext is not None and uidnext > known
+                arrived = told or (uidnext is not None and (known is None or uidnext > known))
                 self.call_soon(lambda: self._connected(watcher, client, idling, uidnext,
                                                        arrived=arrived))
 
@@ -1445,6 +1499,7 @@ class _IdleHub:
 
     def _failed(self, watcher: _Watcher, at_least: int) -> None:
         watcher.busy = False
+        watcher.quiet_reconnect = False  # nobody watches until the retry: it wakes the account
         if not watcher.ended:
             watcher.failures = max(watcher.failures, at_least) + 1
             watcher.generation += 1
@@ -1481,11 +1536,11 @@ class _IdleHub:
         def job() -> None:
             try:
                 _, responses = client.idle_done()
-                client.idle()
+                told = _start_idle(client)
             except (OSError, IMAPClientError):
                 self.call_soon(lambda: self._lost(watcher))
             else:
-                changed = tell or _arrived(responses)
+                changed = tell or told or _arrived(responses)
                 self.call_soon(lambda: self._resumed(watcher, changed))
 
         self._in_connector(job)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -263,3 +265,43 @@ def test_xoauth2_refused_token_is_an_auth_error(
     assert "'work'" in message and "mailbridge auth work" in message, message
     assert token in introspection.requests
     assert logins(tls_dovecot, user) == []
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_push_over_tls_reports_mail_that_came_as_idle_began(
+    tls_dovecot: TlsDovecot, test_ca: TestCA, trust: Trust, security: str
+) -> None:
+    """Over TLS the EXISTS sent with "+ idling" waits in the TLS layer's buffer, where the
+    shared thread's socket does not see it either: it wakes the account all the same, and
+    mail while idling still does."""
+    from tests.test_imap import mail
+    from tests.test_imap_push import Staged
+
+    trust(test_ca)
+    user = tls_dovecot.new_user("tlspush")
+    port = tls_dovecot.tls_port if security == "tls" else tls_dovecot.port
+    account = account_for("localhost", port, user, security=security)
+    staged = Staged(lambda: imap.connect(account))
+    woken = threading.Semaphore(0)
+    sent = tls_dovecot.client(user)
+    end = imap.subscribe(account, woken.release, connector=staged.connect)
+    box = imap.ImapMailbox(account)
+    try:
+        cursor: str | None = None
+        for n in range(3):
+            cursor = box.messages(cursor, datetime.now(UTC) - timedelta(days=30)).cursor
+            while woken.acquire(timeout=0):
+                pass
+            staged.before = lambda n=n: sent.append("INBOX", mail(f"Re: Interview {n}"))
+            box.pass_ended()
+            assert woken.acquire(timeout=10), f"mail stored as IDLE began ({n}) was missed"
+            assert staged.before is None
+        time.sleep(0.2)  # idling now
+        while woken.acquire(timeout=0):
+            pass
+        sent.append("INBOX", mail("Re: Interview, idling"))
+        assert woken.acquire(timeout=10), "mail while idling was missed"
+    finally:
+        sent.logout()
+        box.close()
+        end()
