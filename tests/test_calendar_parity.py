@@ -32,7 +32,7 @@ from mailbridge_providers.caldav import CalDavSettings
 from mailbridge_providers.caldav import open_calendar as open_caldav
 
 from mailbridge import detect, secrets
-from mailbridge.model import AttendeeKind, Event, EventStatus, Response, Window
+from mailbridge.model import AttendeeKind, Event, EventStatus, Policy, Response, Window
 from mailbridge.settings import AccountSettings, CalendarSettings, DetectionRules
 from tests.emulators.google import GoogleEmulator, running
 from tests.emulators.graph import GraphEmulator
@@ -42,6 +42,8 @@ from tests.test_outlook import Sleeps, sign_in
 
 ME = "jordan.lee@gmail.com"
 OWN = (ME,)
+ZONE = "America/Los_Angeles"  # the user's: a floating time is read in it
+POLICY = Policy(timezone=ZONE)
 WINDOW = Window(datetime(2031, 3, 1, tzinfo=UTC), datetime(2031, 5, 1, tzinfo=UTC))
 # Recurring series are judged too: the series case is about keys and moved instances.
 RULES = DetectionRules(include_recurring=True)
@@ -82,6 +84,7 @@ class Case:
     all_day: bool = False
     cancelled: bool = False
     duration: bool = False  # iCalendar only: DURATION instead of DTEND
+    floating: bool = False  # iCalendar only: local times without a zone (the user's zone)
     series: Series | None = None
 
     @property
@@ -144,6 +147,12 @@ CORPUS: tuple[Case, ...] = (
          organizer=Guest("recruiting@soylent.example", "Soylent Recruiting"),
          guests=(Guest("dana@soylent.example", "Dana Scully"),
                  Guest("eli@soylent.example", "Eli Vance"), you())),
+    Case("floating", "Interview: QA Lead at Tyrell", datetime(2031, 3, 19, 9), 60,
+         organizer=Guest("rachael@tyrell.example", "Rachael Rosen"), zone=ZONE, floating=True,
+         guests=(Guest("rachael@tyrell.example", "Rachael Rosen"), you())),
+    Case("declined-by-me", "Interview: SRE at Massive Dynamic", datetime(2031, 3, 21, 11), 60,
+         organizer=Guest("nina@massive.example", "Nina Sharp"),
+         guests=(Guest("nina@massive.example", "Nina Sharp"), you(response=Response.DECLINED))),
     Case("mixed-case", "Final interview - Vandelay Industries", datetime(2031, 3, 18, 16), 60,
          organizer=Guest("Art.Vandelay@Vandelay.example", "Art Vandelay"),
          guests=(Guest("Art.Vandelay@Vandelay.example", "Art Vandelay"),
@@ -306,6 +315,8 @@ def _utc(value: datetime, zone: str) -> str:
 def _google_when(name: str, case: Case, value: datetime, zoned: bool) -> str:
     if case.all_day:
         return f"{name};VALUE=DATE:{value:%Y%m%d}"
+    if case.floating:
+        return f"{name}:{value:%Y%m%dT%H%M%S}"
     if zoned:  # Google writes a series in its zone, so that the rule keeps its wall time
         return f"{name};TZID={case.zone}:{value:%Y%m%dT%H%M%S}"
     return f"{name}:{_utc(value, case.zone)}"
@@ -314,6 +325,8 @@ def _google_when(name: str, case: Case, value: datetime, zoned: bool) -> str:
 def _outlook_when(name: str, case: Case, value: datetime) -> str:
     if case.all_day:
         return f"{name};VALUE=DATE:{value:%Y%m%d}"
+    if case.floating:
+        return f"{name}:{value:%Y%m%dT%H%M%S}"
     return f"{name};TZID={WINDOWS_ZONES[case.zone]}:{value:%Y%m%dT%H%M%S}"
 
 
@@ -490,6 +503,13 @@ def graph_resources(case: Case, number: int) -> list[dict[str, Any]]:
         return {"emailAddress": {"name": g.name, "address": g.email}}
 
     me = next(g for g in case.guests if _is_me(g))
+
+    def status(g: Guest) -> str:
+        # "Getting the organizer's response for the event in anybody's calendar also returns
+        # none" (responseStatus resource); the user's own answer is the event's responseStatus.
+        if g.email.lower() == case.organizer.email.lower() or _is_me(g):
+            return "none"
+        return _GRAPH_RESPONSE[g.response]
     found = []
     for index, original, actual in case.instances():
         item: dict[str, Any] = {
@@ -511,8 +531,7 @@ def graph_resources(case: Case, number: int) -> list[dict[str, Any]]:
             "organizer": address(case.organizer),
             "attendees": [
                 {"type": {"room": "resource"}.get(g.role, g.role),
-                 "status": {"response": _GRAPH_RESPONSE[g.response],
-                            "time": "2031-01-01T00:00:00Z"},
+                 "status": {"response": status(g), "time": "2031-01-01T00:00:00Z"},
                  **address(g)}
                 for g in case.guests
             ],
@@ -538,7 +557,11 @@ def read_file(tmp_path: Path, flavour: str) -> Reader:
         folder = tmp_path / f"calendar-{flavour}"
         folder.mkdir()
         (folder / "export.ics").write_text(calendar_text(flavour, cases), newline="")
-        return list(local.FileCalendar(folder, OWN).changes(None, WINDOW).events)
+        account = AccountSettings(
+            name="file", provider="local", address=ME, policy=POLICY,
+            calendar=CalendarSettings(kind="file", options=local.FileCalendarSettings(
+                path=str(folder))))
+        return list(local.open_calendar(account).changes(None, WINDOW).events)
 
     return read
 
@@ -572,7 +595,7 @@ def read_feed(bodies: dict[str, bytes], flavour: str) -> Reader:
         path = f"/{flavour}/basic.ics"
         bodies[path] = calendar_text(flavour, cases).encode()
         account = AccountSettings(
-            name="feed", provider="local", address=ME,
+            name="feed", provider="local", address=ME, policy=POLICY,
             calendar=CalendarSettings(kind="ics", options=ics.IcsCalendarSettings(
                 url=bodies["/"].decode() + path)))
         source = ics.open_calendar(account)
@@ -595,7 +618,7 @@ def read_caldav(radicale: Radicale, flavour: str) -> Reader:
         finally:
             client.close()
         account = AccountSettings(
-            name="dav", provider="local", address=ME,
+            name="dav", provider="local", address=ME, policy=POLICY,
             calendar=CalendarSettings(kind="caldav", options=CalDavSettings(
                 url=radicale.url, username=user, password_command=f"echo {PASSWORD}")))
         source = open_caldav(account)
@@ -620,7 +643,7 @@ def read_google(emulator: GoogleEmulator, tmp_path: Path) -> Reader:
             for item in google_resources(case, number):
                 emulator.add_event(item)
         secrets.store("personal", gmail.KEYRING_PURPOSE, "refresh-1")
-        account = make_account(emulator, tmp_path)
+        account = replace(make_account(emulator, tmp_path), policy=POLICY)
         source = gmail.GoogleCalendar(account, fast_api(account, "calendar"))
         return list(source.changes(None, WINDOW).events)
 
@@ -640,7 +663,7 @@ def read_graph(emulator: GraphEmulator) -> Reader:
         for number, case in enumerate(cases):
             for item in graph_resources(case, number):
                 emulator.put_event(item)
-        account = sign_in(emulator)
+        account = replace(sign_in(emulator), policy=POLICY)
         retry = outlook.RetryPolicy(base=0.01, cap=0.05, sleep=Sleeps())
         source = outlook.open_calendar(account, http_client=emulator.http_client(), retry=retry)
         try:
@@ -684,13 +707,14 @@ def test_every_calendar_source_gives_the_core_the_same_facts(
     assert {n for n, v in judged.items() if v != reference} == set()
     interviews = {k[0] for k, v in reference.items() if v.is_interview}
     assert interviews == {c.title for c in CORPUS
-                          if not (c.cancelled or c.all_day)}
+                          if not (c.cancelled or c.all_day or c.name == "declined-by-me")}
 
 
 def test_the_corpus_renders_what_it_says() -> None:
     """The truth and the renderings come from the same data: check a few by eye-able facts."""
     truth = expected()
     assert len(truth) == len(CORPUS) - 1 + 1  # one cancelled event, one series of 3 minus 1
+    assert "DTSTART:20310319T090000\r\n" in calendar_text("google", CORPUS)  # floating
     text = calendar_text("outlook", CORPUS)
     assert "TZID=Pacific Standard Time:20310312T090000" in text
     assert "DURATION:PT30M" in text and "MAILTO:Jordan.Lee+Jobs@Gmail.com" in text
