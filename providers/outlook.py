@@ -685,25 +685,30 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
     else:
         key = EventKey(CALENDAR, item["id"])
     organizer = _lower(_person(item.get("organizer")))
+    # Graph reports the user's own answer apart from the attendee list (their entry there may
+    # say "none").
+    mine = (item.get("responseStatus") or {}).get("response", "")
     attendees = []
     for entry in item.get("attendees") or ():
         person = _lower(_person(entry))
         if person is None:
             continue
+        is_self = domains.is_own_address(person.email, own)
+        is_organizer = organizer is not None and person.email == organizer.email
+        answer = (entry.get("status") or {}).get("response", "")
+        if is_self and mine not in ("", "none"):
+            answer = mine
         attendees.append(
             Attendee(
                 person.email,
                 person.name,
                 AttendeeKind.RESOURCE if entry.get("type") == "resource" else AttendeeKind.PERSON,
-                _RESPONSES.get((entry.get("status") or {}).get("response", ""), Response.UNKNOWN),
-                is_self=domains.is_own_address(person.email, own),
-                is_organizer=organizer is not None
-                and person.email.lower() == organizer.email.lower(),
+                _RESPONSES.get(answer, Response.UNKNOWN),
+                is_self=is_self,
+                is_organizer=is_organizer,
             )
         )
     if own and not any(a.is_self for a in attendees):
-        # Graph reports the user's own answer apart from the attendee list.
-        mine = (item.get("responseStatus") or {}).get("response", "")
         attendees.append(
             Attendee(
                 own[0],
