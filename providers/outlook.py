@@ -686,7 +686,8 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
         key = EventKey(CALENDAR, item["id"])
     organizer = _lower(_person(item.get("organizer")))
     # Graph reports the user's own answer apart from the attendee list (their entry there may
-    # say "none").
+    # say "none"), and the organizer's as "none" in everybody's calendar (responseStatus
+    # resource): an organizer attends their own meeting, as "organizer" already says.
     mine = (item.get("responseStatus") or {}).get("response", "")
     attendees = []
     for entry in item.get("attendees") or ():
@@ -698,6 +699,8 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
         answer = (entry.get("status") or {}).get("response", "")
         if is_self and mine not in ("", "none"):
             answer = mine
+        elif is_organizer and answer in ("", "none"):
+            answer = "organizer"
         attendees.append(
             Attendee(
                 person.email,
