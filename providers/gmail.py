@@ -7,6 +7,7 @@ What maps to what:
   use each calendar's ``nextSyncToken`` (the cursor is JSON ``{calendar id: sync token}``).
   HTTP 410 (token expired) restarts every calendar with a full pass (``complete=True``).
   An instance of a recurring series is keyed by its series id and its original start (UTC).
+  Addresses are lower-cased, as the iCalendar sources give them.
 - ``mailbox.gmail``: drafts are Gmail drafts (``drafts.create/get/list/update/delete``); a
   follow-up joins the thread of the message it answers (``threadId`` plus the headers compose
   wrote). Mail is read through ``history.list`` (messageAdded) from the stored history id (the
@@ -753,12 +754,14 @@ def to_event(calendar: str, item: dict[str, Any]) -> Event | None:
         status=status,
         description=item.get("description", ""),
         location=item.get("location", ""),
-        organizer=Person(organizer["email"], organizer.get("displayName", ""))
+        # Addresses lower-cased, as the iCalendar sources give them: the same people, the
+        # same facts, whichever source told the core about them.
+        organizer=Person(organizer["email"].lower(), organizer.get("displayName", ""))
         if organizer.get("email")
         else None,
         attendees=tuple(
             Attendee(
-                email=a["email"],
+                email=a["email"].lower(),
                 name=a.get("displayName", ""),
                 kind=AttendeeKind.RESOURCE if a.get("resource") else AttendeeKind.PERSON,
                 response=RESPONSES.get(a.get("responseStatus", ""), Response.UNKNOWN),

@@ -158,9 +158,10 @@ class FileCalendar(CalendarSource):
             return [f"calendar.path {own.path} does not exist"]
         return []
 
-    def __init__(self, path: Path, own_addresses: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, own_addresses: tuple[str, ...], default_tz: str = "UTC") -> None:
         self.path = path
         self.own_addresses = own_addresses
+        self.default_tz = default_tz  # a floating time is the user's, as for a feed or CalDAV
         self.full_looks = 0  # looks at every file of a folder (for tests and benches)
         # The last full look (its files and their digest), while the watcher vouches for it.
         self._last: _Look[tuple[list[str], str]] | None = None
@@ -219,7 +220,7 @@ class FileCalendar(CalendarSource):
             try:
                 data = file.read_bytes()
                 events.extend(events_from_ics(data, calendar_id, window, self.own_addresses,
-                                              skipped=skipped))
+                                              default_tz=self.default_tz, skipped=skipped))
             except OSError as exc:
                 skipped.append(Unreadable(f"file {file}", exc.strerror or type(exc).__name__))
             except ProviderError as exc:
@@ -804,7 +805,8 @@ def open_calendar(account: AccountSettings) -> FileCalendar:
     own = account.calendar.settings_of(FileCalendarSettings)
     if own is None:
         raise ProviderError(f"account {account.name!r}: this calendar kind needs calendar.path")
-    return FileCalendar(Path(own.path).expanduser(), account.own_addresses)
+    return FileCalendar(Path(own.path).expanduser(), account.own_addresses,
+                        account.policy.timezone)
 
 
 # --- push: file system notifications ------------------------------------------------------

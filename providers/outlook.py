@@ -5,7 +5,8 @@ What maps to what:
 - ``calendar.outlook``: ``GET /me/calendarView/delta`` over the sync window → `CalendarBatch`.
   Pages follow ``@odata.nextLink``; the cursor holds the final ``@odata.deltaLink`` plus the keys
   of recurring instances seen (a removal names only the Graph id). ``@removed`` → removed keys;
-  an expired delta token (410) → a fresh full round with ``complete=True``.
+  an expired delta token (410) → a fresh full round with ``complete=True``. Addresses are
+  lower-cased, as the iCalendar sources give them.
 - ``mailbox.outlook``: drafts are Graph messages in Drafts. ``POST /me/messages`` creates one;
   a follow-up in the thank-you's thread is ``POST /me/messages/{id}/createReply`` on the sent
   thank-you, then ``PATCH``; ``PATCH`` updates, ``DELETE`` retracts (Graph moves it to Deleted
@@ -662,6 +663,11 @@ def _person(recipient: Mapping[str, Any] | None) -> Person | None:
     return Person(address, (recipient or {}).get("emailAddress", {}).get("name") or "")
 
 
+def _lower(person: Person | None) -> Person | None:
+    """An event's person with the address lower-cased, as the iCalendar sources give it."""
+    return Person(person.email.lower(), person.name) if person is not None else None
+
+
 def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Event, EventKey]:
     """A calendarView entry as an `Event`; instances are keyed by series and original start.
 
@@ -678,26 +684,34 @@ def event_from_graph(item: Mapping[str, Any], own: tuple[str, ...]) -> tuple[Eve
         key = EventKey(CALENDAR, item["seriesMasterId"], original.isoformat())
     else:
         key = EventKey(CALENDAR, item["id"])
-    organizer = _person(item.get("organizer"))
+    organizer = _lower(_person(item.get("organizer")))
+    # Graph reports the user's own answer apart from the attendee list (their entry there may
+    # say "none"), and the organizer's as "none" in everybody's calendar (responseStatus
+    # resource): an organizer attends their own meeting, as "organizer" already says.
+    mine = (item.get("responseStatus") or {}).get("response", "")
     attendees = []
     for entry in item.get("attendees") or ():
-        person = _person(entry)
+        person = _lower(_person(entry))
         if person is None:
             continue
+        is_self = domains.is_own_address(person.email, own)
+        is_organizer = organizer is not None and person.email == organizer.email
+        answer = (entry.get("status") or {}).get("response", "")
+        if is_self and mine not in ("", "none"):
+            answer = mine
+        elif is_organizer and answer in ("", "none"):
+            answer = "organizer"
         attendees.append(
             Attendee(
                 person.email,
                 person.name,
                 AttendeeKind.RESOURCE if entry.get("type") == "resource" else AttendeeKind.PERSON,
-                _RESPONSES.get((entry.get("status") or {}).get("response", ""), Response.UNKNOWN),
-                is_self=domains.is_own_address(person.email, own),
-                is_organizer=organizer is not None
-                and person.email.lower() == organizer.email.lower(),
+                _RESPONSES.get(answer, Response.UNKNOWN),
+                is_self=is_self,
+                is_organizer=is_organizer,
             )
         )
     if own and not any(a.is_self for a in attendees):
-        # Graph reports the user's own answer apart from the attendee list.
-        mine = (item.get("responseStatus") or {}).get("response", "")
         attendees.append(
             Attendee(
                 own[0],

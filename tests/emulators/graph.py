@@ -65,8 +65,10 @@ from email.utils import format_datetime, formataddr, getaddresses, parsedate_to_
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 AUTHORITY = "https://login.emulator.test"  # what msal sees; mapped to the loopback server
 TENANT = "contoso"
@@ -172,6 +174,24 @@ def _now() -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _in_utc(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an event with its start and end in UTC. An all-day event keeps its midnight
+    times (and their zone): Graph does not convert those ("all day events are not obeying
+    prefer outlook.timezone", Microsoft Q&A 1382503)."""
+    shown: dict[str, Any] = json.loads(json.dumps(event))
+    if shown.get("isAllDay"):
+        return shown
+    for name in ("start", "end"):
+        value = shown[name]
+        zone = value.get("timeZone") or "UTC"
+        if zone == "UTC":
+            continue
+        local = datetime.fromisoformat(value["dateTime"][:19])
+        tz = ZoneInfo(WINDOWS_TO_OLSON.get(zone, zone))
+        shown[name] = _graph_time(local.replace(tzinfo=tz))
+    return shown
 
 
 def _graph_time(value: datetime) -> dict[str, str]:
@@ -573,12 +593,13 @@ class GraphEmulator:
         for ident, event in self.events.items():
             if self._event_seq[ident] <= since:
                 continue
+            shown = _in_utc(event)
             inside = (
-                datetime.fromisoformat(event["start"]["dateTime"][:19] + "+00:00") < end
-                and datetime.fromisoformat(event["end"]["dateTime"][:19] + "+00:00") > start
+                datetime.fromisoformat(shown["start"]["dateTime"][:19] + "+00:00") < end
+                and datetime.fromisoformat(shown["end"]["dateTime"][:19] + "+00:00") > start
             )
             if inside:
-                items.append(json.loads(json.dumps(event)))
+                items.append(shown)
             elif since >= 0:
                 items.append({"id": ident, "@removed": {"reason": "deleted"}})
         if since >= 0:
@@ -649,6 +670,18 @@ class GraphEmulator:
                 event["seriesMasterId"] = series
                 event["originalStart"] = _iso(original_start or start)
             self.events[ident] = event
+            self._event_seq[ident] = self._bump()
+            return ident
+
+    def put_event(self, resource: dict[str, Any]) -> str:
+        """An event resource as Exchange holds it (start and end in the event's own zone, a
+        Windows or IANA name); calendarView answers it in UTC, as asked by the provider's
+        ``Prefer: outlook.timezone="UTC"`` (which is also Graph's default)."""
+        with self.lock:
+            ident = resource.get("id") or f"AAMkEvent{next(self._ids):04d}"
+            self.events[ident] = {"@odata.etag": 'W/"ck0"', "changeKey": "ck0", "type":
+                                  "singleInstance", **json.loads(json.dumps(resource)),
+                                  "id": ident}
             self._event_seq[ident] = self._bump()
             return ident
 
