@@ -894,6 +894,15 @@ class Pass:
             self.decide("draft created",
                         f"{draft.kind.value} draft to {draft.recipient.email}: {reason}{late}",
                         interview_id=interview.id, draft_id=draft.id)
+        if found is not None:
+            # The copy found was written before (by a pass whose ledger was lost, or another
+            # ledger), maybe with other words or edited since: look at it now, as the next
+            # pass would, so this pass already leaves the ledger as it stays.
+            row = ledger.draft(draft.id)
+            hint = self._hint(row)
+            seen = self.mailbox.observe(provider_id, row.message_id, hint)
+            with ledger.transaction():
+                self._apply_observation(row, seen, hint)
         return ledger.draft(draft.id)
 
     def _locate(self, draft: DraftRow) -> Located | None:

@@ -29,6 +29,7 @@ again: deleting here always goes through Trash.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -43,12 +44,11 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mailbridge_providers import gmail
 
 from mailbridge import engine
 from mailbridge.compose import message_id
 from mailbridge.ledger import Ledger
-from mailbridge.model import DraftKind, EventKey, Policy
+from mailbridge.model import DraftKind, DraftState, EventKey, Policy
 from mailbridge.settings import AccountSettings
 from tests.chaos import DANA, PRIYA, TITLES, Ev, GmailWorld, GraphWorld, Mail, mail_from_bytes
 from tests.emulators.google import GoogleEmulator, interview_event
@@ -60,6 +60,8 @@ END = datetime(2026, 11, 17, 16, 0, tzinfo=UTC)  # a Tuesday; every interview en
 CHANGES_UNTIL = END - timedelta(hours=1)  # nothing is due before this
 FINAL = END + timedelta(hours=30)  # late, but within the three-day look-back
 UIDS = ("iv-a", "iv-b")
+# Few examples, always the same ones, so CI is stable; MAILBRIDGE_TIMELINES=200 explores.
+EXAMPLES = int(os.environ.get("MAILBRIDGE_TIMELINES", "10"))
 FOLDERS = ("drafts", "sent", "trash")
 # The pass cursors a perturbation moves; the times of the last full listings stay as they are.
 CURSORS = (engine.CALENDAR, engine.MAILBOX)
@@ -328,6 +330,7 @@ class Lived:
     edited: dict[str, str] = field(default_factory=dict)  # Message-ID -> the user's words
     cursors: list[dict[str, str | None]] = field(default_factory=list)  # after each pass
     edits: Iterator[int] = field(default_factory=lambda: count(1))
+    recovered: bool = False  # drafts may have been made that the ledger did not hear of
 
     def pass_(self, now: datetime, ledger: Ledger | None = None) -> None:
         self.backend.run(now, ledger)
@@ -348,7 +351,9 @@ class Lived:
             self.pass_(now)
         elif what == "wipe":
             b.level.wipe_ledger()
+            self.recovered = True
         elif what in ("lost", "skip"):
+            self.recovered = True
             scratch = Ledger.scratch_copy(b.ledger.state_dir)
             try:
                 self.pass_(now, scratch)
@@ -426,12 +431,28 @@ class Lived:
         assert set(held["drafts"]) == made - self.deleted - self.sent
         assert set(held["sent"]) == self.sent
         assert set(held["trash"]) == self.deleted
-        # Settled: one more pass changes nothing, in the mailbox or the ledger.
+        # The ledger agrees with the mailbox and with what the user did.
+        b = self.backend
+        states = {d.message_id: d.state for d in b.ledger.drafts(b.account.name)
+                  if d.kind == DraftKind.THANK_YOU}
+        expected = {mid: DraftState.CREATED for mid in made}
+        if self.recovered:
+            # A copy the ledger finds in Drafts instead of making it may hold words written at
+            # another time, or the user's: it is kept as the user's, never changed or deleted.
+            expected |= {mid: states.get(mid) for mid in made
+                         if states.get(mid) == DraftState.USER_EDITED}
+        expected |= {mid: DraftState.USER_EDITED for mid in self.edited}
+        expected |= {mid: DraftState.SENT for mid in self.sent}
+        expected |= {mid: DraftState.USER_DELETED for mid in self.deleted}
+        assert {mid: states.get(mid) for mid in made} == expected
+
+    def settled(self, now: datetime) -> None:
+        """One more pass changes nothing, in the mailbox or the ledger."""
         b = self.backend
         before = {which: sorted((m.message_id, _norm(m.body)) for m in b.folder(which))
                   for which in FOLDERS}
         rows, audit = b.ledger.drafts(), len(b.ledger.audit_entries())
-        b.run(FINAL + b.account.policy.removal_grace)
+        b.run(now)
         assert {which: sorted((m.message_id, _norm(m.body)) for m in b.folder(which))
                 for which in FOLDERS} == before
         assert b.ledger.drafts() == rows
@@ -451,18 +472,24 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
     for minutes, step in sorted(late, key=lambda item: item[0]):
         lived.step(step, END + timedelta(minutes=minutes))
     lived.pass_(FINAL)
+    lived.settled(FINAL)
     # Anything absent stays absent past the grace period: it counts as removed now.
     lived.pass_(FINAL + backend.account.policy.removal_grace)
     lived.check_final()
+    lived.settled(FINAL + backend.account.policy.removal_grace)
 
 
 @pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("provider", ["imap", "gmail", "outlook"])
-@settings(max_examples=10, deadline=None, derandomize=True,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES == 10,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(early=early, late=late)
 @example(early=[("put", "iv-a", 0, False), ("put", "iv-b", 3, False)], late=[])  # fresh
+@example(  # the ledger lost after the drafts: the copies found, in yesterday's words, are
+    # recorded as they stay in the pass that finds them (it used to take one pass more)
+    early=[("put", "iv-a", 0, False)], late=[(130, ("run",)), (140, ("wipe",))],
+)
 @example(  # cancelled, then reinstated; the cursors refused meanwhile
     early=[("put", "iv-a", 1, False), ("run",), ("put", "iv-a", 1, True), ("refuse",),
            ("run",), ("put", "iv-a", 2, False)],
