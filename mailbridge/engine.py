@@ -496,6 +496,11 @@ class Pass:
                 self.decide("draft sent", f"you sent the draft to {ours.recipient.email}",
                             interview_id=ours.interview_id, draft_id=ours.id)
             return
+        if compose.is_draft_message_id(account.address, message.message_id):
+            # One of our drafts the user sent, before the ledger that knew it was lost: not
+            # their own writing to the employer (which skips other interviews' drafts). Its row,
+            # planned again, finds it in Sent; a later full listing records it against that row.
+            return
         if verdict.kind not in (MessageKind.HUMAN, MessageKind.OUT_OF_OFFICE, MessageKind.OWN):
             return  # bounces, lists, invitations: not a reply, and not worth a row
         interview_id, how = classify.match(message, candidates, known, account.own_addresses)

@@ -490,6 +490,11 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
     # recorded as they stay in the pass that finds them (it used to take one pass more)
     early=[("put", "iv-a", 0, False)], late=[(130, ("run",)), (140, ("wipe",))],
 )
+@example(  # the user sent one interview's thank-you, then the ledger was lost: the copy in
+    # Sent is ours, not the user's own writing to the other interview's interviewer
+    early=[("put", "iv-a", 0, False), ("put", "iv-b", 1, False)],
+    late=[(180, ("run",)), (190, ("send", 0)), (200, ("send", 1)), (210, ("wipe",))],
+)
 @example(  # cancelled, then reinstated; the cursors refused meanwhile
     early=[("put", "iv-a", 1, False), ("run",), ("put", "iv-a", 1, True), ("refuse",),
            ("run",), ("put", "iv-a", 2, False)],
