@@ -604,6 +604,7 @@ class Pass:
             subject=self.ledger.draft_subject(draft.id),
             since=draft.created_at or draft.due,
             thread=(parent.message_id,) if parent else (),
+            address=self.account.address,
         )
 
     def _apply_observation(
