@@ -122,6 +122,10 @@ class Backend:
     def user_deletes(self, mail: Mail) -> None:
         raise NotImplementedError
 
+    def user_discards(self, mail: Mail) -> None:
+        """Deleted for good, not kept in Trash (Gmail's Discard drafts)."""
+        self.world.user_deletes(mail)
+
     def problems(self) -> list[str]:
         return []
 
@@ -223,6 +227,9 @@ class GmailBackend(Backend):
     def user_deletes(self, mail: Mail) -> None:
         self.emu.user_trashes_draft(mail.key)
 
+    def user_discards(self, mail: Mail) -> None:
+        self.emu.user_deletes_draft(mail.key)
+
     def problems(self) -> list[str]:
         sends = SEND_METHODS & set(self.emu.counts)
         return [*self.emu.violations, *(f"send method called: {m}" for m in sends)]
@@ -270,6 +277,9 @@ class GraphBackend(Backend):
     def user_deletes(self, mail: Mail) -> None:
         self.emu.user_deletes(mail.key)  # to Deleted Items
 
+    def user_discards(self, mail: Mail) -> None:
+        self.user_deletes(mail)  # Outlook's Discard also goes through Deleted Items
+
     def problems(self) -> list[str]:
         return [*self.emu.violations, *(f"send attempt: {s}" for s in self.emu.send_attempts)]
 
@@ -314,7 +324,7 @@ mechanics = st.one_of(
     st.tuples(st.just("rewind"), st.integers(1, 3)),
     st.tuples(st.just("lose"), st.integers(1, 2)),
 )
-by_hand = st.tuples(st.sampled_from(["delete", "edit", "send"]), st.integers(0, 3))
+by_hand = st.tuples(st.sampled_from(["delete", "discard", "edit", "send"]), st.integers(0, 3))
 # Weighted so that most timelines end with drafts for the user's hand and the checks.
 early = st.lists(st.one_of(put, put, put, vanish, mechanics, st.just(("run",))), max_size=10)
 ALL_DUE = 8 * 60  # minutes after END: a pass then has every draft made, for the user's hand
@@ -330,6 +340,9 @@ class Lived:
     backend: Backend
     calendar: dict[str, tuple[int, bool] | None] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)  # Message-IDs the user sent to Trash
+    # Message-IDs the user deleted for good: never made again while a ledger remembers them
+    # (a lost ledger cannot know, and finds nothing in Trash: it makes them again, by design).
+    discarded: set[str] = field(default_factory=set)
     sent: set[str] = field(default_factory=set)
     edited: dict[str, str] = field(default_factory=dict)  # Message-ID -> the user's words
     cursors: list[dict[str, str | None]] = field(default_factory=list)  # after each pass
@@ -358,6 +371,7 @@ class Lived:
         elif what == "wipe":
             b.level.wipe_ledger()
             self.recovered = True
+            self.discarded.clear()
         elif what in ("lost", "skip"):
             self.recovered = True
             scratch = Ledger.scratch_copy(b.ledger.state_dir)
@@ -392,6 +406,15 @@ class Lived:
         if what == "delete":
             self.backend.user_deletes(mail)
             self.deleted.add(mail.message_id)
+        elif what == "discard":
+            self.backend.user_discards(mail)
+            row = self.backend.ledger.draft_by_message_id(self.backend.account.name,
+                                                          mail.message_id)
+            if mail.message_id in self.held()["trash"]:
+                self.deleted.add(mail.message_id)  # the provider keeps it in Trash anyway
+            elif row is not None and row.state.on_server:
+                self.discarded.add(mail.message_id)
+            # else made by a pass whose ledger was lost: nothing remembers it, it comes back
         elif what == "send":
             self.backend.world.user_sends(mail)
             self.sent.add(mail.message_id)
@@ -412,7 +435,8 @@ class Lived:
         everywhere = Counter(m.message_id for mails in box.values() for m in mails)
         assert [mid for mid, n in everywhere.items() if n > 1] == [], f"twice at {when}"
         in_drafts = {m.message_id: m for m in box["drafts"]}
-        assert not self.deleted & in_drafts.keys(), f"a deleted draft came back at {when}"
+        assert not (self.deleted | self.discarded) & in_drafts.keys(), (
+            f"a deleted draft came back at {when}")
         assert not self.sent & in_drafts.keys(), f"a sent draft came back at {when}"
         for mid, words in self.edited.items():
             assert mid in in_drafts, f"an edited draft is gone at {when}"
@@ -435,7 +459,7 @@ class Lived:
         held = self.held()
         assert all(n == 1 for counts in held.values() for n in counts.values())
         made = self.fresh_install()
-        assert set(held["drafts"]) == made - self.deleted - self.sent
+        assert set(held["drafts"]) == made - self.deleted - self.discarded - self.sent
         assert set(held["sent"]) == self.sent
         assert set(held["trash"]) == self.deleted
         # The ledger agrees with the mailbox and with what the user did.
@@ -450,7 +474,7 @@ class Lived:
                          if states.get(mid) == DraftState.USER_EDITED}
         expected |= {mid: DraftState.USER_EDITED for mid in self.edited}
         expected |= {mid: DraftState.SENT for mid in self.sent}
-        expected |= {mid: DraftState.USER_DELETED for mid in self.deleted}
+        expected |= {mid: DraftState.USER_DELETED for mid in self.deleted | self.discarded}
         assert {mid: states.get(mid) for mid in made} == expected
 
     def settled(self, now: datetime) -> None:
@@ -502,6 +526,10 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
     # Sent is ours, not the user's own writing to the other interview's interviewer
     early=[("put", "iv-a", 0, False), ("put", "iv-b", 1, False)],
     late=[(180, ("run",)), (190, ("send", 0)), (200, ("send", 1)), (210, ("wipe",))],
+)
+@example(  # one thank-you to Trash, the other interview's to the same person sent: that one
+    # is not the first sent under a Message-ID of its own (same person, same subject)
+    early=[("put", "iv-b", 0, False)], late=[(481, ("delete", 0)), (481, ("send", 2))],
 )
 @example(  # cancelled, then reinstated; the cursors refused meanwhile
     early=[("put", "iv-a", 1, False), ("run",), ("put", "iv-a", 1, True), ("refuse",),
