@@ -345,6 +345,14 @@ def message_id(address: str, key: EventKey, recipient: str, kind: DraftKind, seq
     return f"<{digest}.mailbridge@{_domain_for_id(address.rpartition('@')[2])}>"
 
 
+def is_draft_message_id(address: str, value: str) -> bool:
+    """Whether ``value`` has the form of a Message-ID `message_id` gives ``address``: one of
+    our drafts, even when no ledger row (a lost ledger) says which."""
+    domain = re.escape(_domain_for_id(address.rpartition("@")[2]))
+    pattern = rf"<[0-9a-f]{{40}}\.mailbridge@{domain}>"
+    return re.fullmatch(pattern, value.strip().lower()) is not None
+
+
 def fingerprint(subject: str, recipients: Sequence[str], body: str) -> str:
     """A hash of what a draft says, blind to what transport does to it.
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mailbridge.compose import is_draft_message_id
 from mailbridge.model import (
     DraftRow,
     DraftState,
@@ -45,8 +46,11 @@ def is_sent_copy(candidate: SentCandidate, hint: SentHint) -> bool:
     same recipient, not dated before the draft was made (less `SENT_SLACK`), and in the
     draft's thread (by the mailbox's threading or by its references) or, outside it, under
     the same subject (ignoring "Re:"/"Fwd:"). The message the draft replies to (a sent
-    thank-you in a follow-up's thread) is never the draft."""
+    thank-you in a follow-up's thread) is never the draft, nor is another of our drafts (the
+    thank-you for another interview with the same person and title)."""
     if candidate.message_id and candidate.message_id in hint.thread:
+        return False
+    if hint.address and is_draft_message_id(hint.address, candidate.message_id):
         return False
     if hint.recipient.lower() not in {r.lower() for r in candidate.recipients}:
         return False

@@ -496,6 +496,11 @@ class Pass:
                 self.decide("draft sent", f"you sent the draft to {ours.recipient.email}",
                             interview_id=ours.interview_id, draft_id=ours.id)
             return
+        if compose.is_draft_message_id(account.address, message.message_id):
+            # One of our drafts the user sent, before the ledger that knew it was lost: not
+            # their own writing to the employer (which skips other interviews' drafts). Its row,
+            # planned again, finds it in Sent; a later full listing records it against that row.
+            return
         if verdict.kind not in (MessageKind.HUMAN, MessageKind.OUT_OF_OFFICE, MessageKind.OWN):
             return  # bounces, lists, invitations: not a reply, and not worth a row
         interview_id, how = classify.match(message, candidates, known, account.own_addresses)
@@ -599,6 +604,7 @@ class Pass:
             subject=self.ledger.draft_subject(draft.id),
             since=draft.created_at or draft.due,
             thread=(parent.message_id,) if parent else (),
+            address=self.account.address,
         )
 
     def _apply_observation(
@@ -894,6 +900,15 @@ class Pass:
             self.decide("draft created",
                         f"{draft.kind.value} draft to {draft.recipient.email}: {reason}{late}",
                         interview_id=interview.id, draft_id=draft.id)
+        if found is not None:
+            # The copy found was written before (by a pass whose ledger was lost, or another
+            # ledger), maybe with other words or edited since: look at it now, as the next
+            # pass would, so this pass already leaves the ledger as it stays.
+            row = ledger.draft(draft.id)
+            hint = self._hint(row)
+            seen = self.mailbox.observe(provider_id, row.message_id, hint)
+            with ledger.transaction():
+                self._apply_observation(row, seen, hint)
         return ledger.draft(draft.id)
 
     def _locate(self, draft: DraftRow) -> Located | None:

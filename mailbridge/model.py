@@ -392,6 +392,7 @@ class SentHint:
     subject: str
     since: datetime  # when the draft was created
     thread: tuple[str, ...] = ()  # Message-IDs the draft replies to
+    address: str = ""  # the user's: a message under one of our Message-IDs is another draft
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from mailbridge.compose import (
     fingerprint,
     first_name,
     gap,
+    is_draft_message_id,
     message_id,
     one_line,
     render,
@@ -144,6 +145,21 @@ def test_message_id_is_deterministic_and_well_formed() -> None:
     assert one == two
     assert ID_SHAPE.fullmatch(one)
     assert one.endswith("@mail.org>")
+
+
+@pytest.mark.parametrize(("address", "value", "ours"), [
+    ("me@mail.org", message_id("me@mail.org", KEY, "x@y.z", DraftKind.FOLLOW_UP, 2), True),
+    ("Me@Mail.org", message_id("me@mail.org", KEY, "x@y.z", DraftKind.THANK_YOU, 1), True),
+    ("you@mail.org", message_id("me@mail.org", KEY, "x@y.z", DraftKind.THANK_YOU, 1), True),
+    ("me@other.org", message_id("me@mail.org", KEY, "x@y.z", DraftKind.THANK_YOU, 1), False),
+    ("me@mail.org", "<CAF1234.abcdef@mail.gmail.com>", False),  # the user's own mail
+    ("me@mail.org", "<thanks.mailbridge@mail.org>", False),
+    ("me@mail.org", "", False),
+])
+def test_is_draft_message_id_knows_our_drafts_without_a_ledger(
+    address: str, value: str, ours: bool
+) -> None:
+    assert is_draft_message_id(address, value) is ours
 
 
 def test_message_id_ignores_recipient_and_address_case_and_spaces() -> None:

@@ -6,6 +6,7 @@ The providers only report facts (`Observation`, `SentCandidate`); these tables p
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -15,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from mailbridge import drafts
+from mailbridge.compose import message_id
 from mailbridge.drafts import Outcome, PauseStep, Repair
 from mailbridge.model import (
     DraftKind,
     DraftRow,
     DraftState,
+    EventKey,
     Located,
     Observation,
     Person,
@@ -83,6 +86,18 @@ def sent(
 )
 def test_is_sent_copy(candidate: SentCandidate, is_copy: bool) -> None:
     assert drafts.is_sent_copy(candidate, HINT) is is_copy
+
+
+def test_another_of_our_drafts_in_sent_is_not_this_one_sent_as_a_copy() -> None:
+    # Two interviews with one person and one title: the other thank-you, sent, is not this
+    # one (gone to Trash) sent under a Message-ID of its own.
+    me = "jordan.lee@mail.example"
+    other = message_id(me, EventKey("", "iv-b"), LEAD, DraftKind.THANK_YOU, 1)
+    hint = dataclasses.replace(HINT, address=me)
+    candidate = dataclasses.replace(sent(), message_id=other)
+    assert not drafts.is_sent_copy(candidate, hint)
+    assert drafts.is_sent_copy(dataclasses.replace(sent(), message_id="<CA1@mail.example>"), hint)
+    assert drafts.is_sent_copy(candidate, HINT)  # no address given: by the facts alone
 
 
 def test_a_hint_without_subject_matches_by_thread_only() -> None:
