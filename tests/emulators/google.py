@@ -479,6 +479,13 @@ class GoogleEmulator:
             self.drafts[draft_id] = new.id
             return new.id
 
+    def user_labels_draft(self, draft_id: str, label: str) -> None:
+        """The user stars (or otherwise labels) a draft: the same message, one label more."""
+        with self.lock:
+            message = self.messages[self.drafts[draft_id]]
+            message.labels = set(message.labels) | {label}
+            self._change("labelAdded", message, [label])
+
     def user_deletes_draft(self, draft_id: str) -> None:
         with self.lock:
             self._change("messageDeleted", self.messages.pop(self.drafts.pop(draft_id)))
