@@ -924,6 +924,7 @@ class OutlookMailbox(Microsoft, Mailbox):
         self._graph = graph
         self._change_keys: dict[str, str] = {}  # provider id -> changeKey when last observed
         self._drafts_folder: str | None = None
+        self._trash_folder: str | None = None
         # Some mailboxes refuse the type cast in $select (400); @odata.type still says which
         # messages are eventMessages, so they are read without it from then on.
         self._detail_fields = DETAIL_FIELDS
@@ -1083,9 +1084,11 @@ class OutlookMailbox(Microsoft, Mailbox):
                 places.append(Located(Place.SENT, str(item["id"])))
             elif item.get("parentFolderId") == drafts:
                 places.append(Located(Place.DRAFTS, str(item["id"])))
-            else:  # an unsent draft anywhere else: Deleted Items, or moved away by the user
+            elif item.get("parentFolderId") == self._trash_id():
                 places.append(Located(Place.TRASH, str(item["id"])))
-        return min(places, key=lambda p: list(Place).index(p.place))
+            # An unsent draft the user moved to a folder of their own is in none of the three
+            # places, as on every other mailbox: Trash would say they deleted it.
+        return min(places, key=lambda p: list(Place).index(p.place), default=None)
 
     def _drafts_id(self) -> str:
         if self._drafts_folder is None:
@@ -1099,6 +1102,13 @@ class OutlookMailbox(Microsoft, Mailbox):
                 raise
             self._drafts_folder = str(folder["id"])
         return self._drafts_folder
+
+    def _trash_id(self) -> str:
+        if self._trash_folder is None:
+            folder = self._graph.call("GET", "/me/mailFolders/deleteditems",
+                                      params={"$select": "id"})  # fmt: skip
+            self._trash_folder = str(folder["id"])
+        return self._trash_folder
 
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
