@@ -1145,6 +1145,16 @@ class GraphEmulator:
             msg.data.update(props)
             self._stamp(msg)
 
+    def user_saves_copy(self, ident: str) -> str:
+        """A mail program on Exchange's IMAP saves the draft again: a new item in Drafts (new
+        id, the same internetMessageId, taken from the message) and the old one expunged."""
+        with self.lock:
+            old = self.messages.pop(ident)
+            self._left[(old.folder, ident)] = self._bump()
+            keep = {k: v for k, v in old.data.items() if k not in ("id", "changeKey",
+                                                                   "@odata.etag")}  # fmt: skip
+            return str(self._new_message("drafts", keep, old.headers).data["id"])
+
     def user_moves(self, ident: str, folder: str) -> None:
         """The user drags the item to another folder (the immutable id stays)."""
         with self.lock:
