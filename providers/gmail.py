@@ -20,7 +20,9 @@ What maps to what:
   part inside. A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
   "deleted". A draft moved to Trash keeps its draft id and gains the TRASH label: ``observe``
-  counts it gone from Drafts, ``locate`` finds it in Trash. For a draft gone from Drafts,
+  counts it gone from Drafts, ``locate`` finds it in Trash. A draft saved again by a program
+  on Gmail's IMAP is a new draft (a new draft id) under our Message-ID: ``observe`` finds it by
+  that Message-ID before it calls the draft gone. For a draft gone from Drafts,
   the SENT messages in its thread and those to the same recipient since about its creation
   are reported as candidates, from which
   `mailbridge.drafts` tells a draft the user's program sent under a new Message-ID.
@@ -1119,7 +1121,19 @@ class GmailMailbox(Google, Mailbox):
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
         draft_id, gmail_id, thread_id = _parse_id(provider_id)
+        query = f"rfc822msgid:{message_id.strip('<>')}"
         draft = self._missing("users.drafts.get", id=draft_id, format="raw")
+        if draft is None or set(draft["message"].get("labelIds", [])) & BINNED:
+            # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
+            if gmail_id:
+                sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
+                if sent and "SENT" in sent.get("labelIds", []):
+                    return Observation(Presence.SENT)
+            # A program on Gmail's IMAP saves a draft as a new one, under a new draft id: our
+            # Message-ID still in Drafts (not in Trash) is the draft.
+            again = self._call("users.drafts.list", q=query).get("drafts", [])
+            draft = (self._missing("users.drafts.get", id=again[0]["id"], format="raw")
+                     if again else None)  # fmt: skip
         if draft is not None and not set(draft["message"].get("labelIds", [])) & BINNED:
             raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
             fingerprint, body = compose.read_draft(raw)
@@ -1127,12 +1141,7 @@ class GmailMailbox(Google, Mailbox):
             version = f"{draft['message'].get('id', '')}@{at}" if at is not None else ""
             return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body,
                                version=version)
-        # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
-        if gmail_id:
-            sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
-            if sent and "SENT" in sent.get("labelIds", []):
-                return Observation(Presence.SENT)
-        found = self._call("users.messages.list", q=f"rfc822msgid:{message_id.strip('<>')}")
+        found = self._call("users.messages.list", q=query)
         for entry in found.get("messages", []):
             sent = self._missing("users.messages.get", id=entry["id"], format="minimal")
             if sent and "SENT" in sent.get("labelIds", []):

@@ -98,6 +98,11 @@ class User:
         """The mail program saves the draft with this text (the same text: a re-save)."""
         raise NotImplementedError
 
+    def save_copy(self, pid: str, message: EmailMessage) -> None:
+        """A program that saves a draft as a new message (and removes the old one), as every
+        IMAP client does, on the server's own IMAP."""
+        self.save(pid, message)
+
     def send(self, pid: str) -> None:
         raise NotImplementedError
 
@@ -233,6 +238,9 @@ class GmailUser(User):
     def save(self, pid: str, message: EmailMessage) -> None:
         self.emulator.user_edits_draft(self._draft(pid), bytes(message))
 
+    def save_copy(self, pid: str, message: EmailMessage) -> None:
+        self.emulator.user_saves_over_imap(self._draft(pid), bytes(message))
+
     def send(self, pid: str) -> None:
         self.emulator.user_sends_draft(self._draft(pid))
 
@@ -266,6 +274,9 @@ class GraphUser(User):
         to = [a.addr_spec for a in message["To"].addresses]
         self.emulator.user_edits(pid, body=text_of(message), subject=str(message["Subject"]),
                                  to=to)  # fmt: skip
+
+    def save_copy(self, pid: str, message: EmailMessage) -> None:
+        self.emulator.user_saves_copy(pid)
 
     def send(self, pid: str) -> None:
         self.emulator.user_sends(pid)
@@ -318,6 +329,7 @@ ACTIONS: dict[str, tuple[Action, Outcome, Place | None]] = {
     "untouched": (untouched, Outcome.OURS, Place.DRAFTS),
     "flagged": (lambda u, p, m: u.flag(p), Outcome.OURS, Place.DRAFTS),
     "resaved": (resaved, Outcome.OURS, Place.DRAFTS),
+    "resaved-as-copy": (lambda u, p, m: u.save_copy(p, m), Outcome.OURS, Place.DRAFTS),
     "body-edited": (body_edited, Outcome.EDITED, Place.DRAFTS),
     "subject-edited": (subject_edited, Outcome.EDITED, Place.DRAFTS),
     "recipient-added": (recipient_added, Outcome.EDITED, Place.DRAFTS),

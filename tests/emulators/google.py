@@ -479,6 +479,16 @@ class GoogleEmulator:
             self.drafts[draft_id] = new.id
             return new.id
 
+    def user_saves_over_imap(self, draft_id: str, raw: bytes) -> str:
+        """A mail program on Gmail's IMAP saves the draft again: it APPENDs a new message to
+        [Gmail]/Drafts (a new draft, with a new draft id) and expunges the old one."""
+        with self.lock:
+            old = self.messages.pop(self.drafts.pop(draft_id))
+            self._change("messageDeleted", old)
+            new_id = "r" + self._next_id()
+            self.drafts[new_id] = self._add_message(raw, {"DRAFT"}, old.thread_id).id
+            return new_id
+
     def user_labels_draft(self, draft_id: str, label: str) -> None:
         """The user stars (or otherwise labels) a draft: the same message, one label more."""
         with self.lock:
