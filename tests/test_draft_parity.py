@@ -76,6 +76,23 @@ def with_body(message: EmailMessage, body: str) -> EmailMessage:
     return changed
 
 
+def flowed(message: EmailMessage, width: int = 72) -> EmailMessage:
+    """The same text as Thunderbird saves it: format=flowed, long lines broken at ``width``
+    after a space that stays at the line's end (a soft break, RFC 3676)."""
+    lines: list[str] = []
+    for paragraph in text_of(message).split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            if line and len(line) + len(word) > width:
+                lines.append(line)  # ends with the space: a soft break
+                line = ""
+            line += word + " "
+        lines.append(line[:-1])
+    changed = parsed(bytes(message))
+    changed.set_content("\n".join(lines), params={"format": "flowed"})
+    return changed
+
+
 def with_header(message: EmailMessage, name: str, value: str) -> EmailMessage:
     changed = parsed(bytes(message))
     del changed[name]
@@ -105,6 +122,11 @@ class User:
 
     def send(self, pid: str) -> None:
         raise NotImplementedError
+
+    def send_copy(self, pid: str, message: EmailMessage) -> None:
+        """A program that sends the draft itself (SMTP), files the copy in Sent under our
+        Message-ID and removes the draft."""
+        self.send(pid)
 
     def send_as_new(self, pid: str, message: EmailMessage) -> None:
         """A program that sends its own copy (``message``, under a new Message-ID) and drops
@@ -244,6 +266,9 @@ class GmailUser(User):
     def send(self, pid: str) -> None:
         self.emulator.user_sends_draft(self._draft(pid))
 
+    def send_copy(self, pid: str, message: EmailMessage) -> None:
+        self.emulator.user_sends_as_new(self._draft(pid), str(message["Message-ID"]))
+
     def send_as_new(self, pid: str, message: EmailMessage) -> None:
         self.emulator.user_sends_as_new(self._draft(pid), str(message["Message-ID"]))
 
@@ -280,6 +305,10 @@ class GraphUser(User):
 
     def send(self, pid: str) -> None:
         self.emulator.user_sends(pid)
+
+    def send_copy(self, pid: str, message: EmailMessage) -> None:
+        self.emulator.user_deletes(pid, for_good=True)
+        self.emulator.deliver_raw(bytes(message), folder="sentitems")
 
     def send_as_new(self, pid: str, message: EmailMessage) -> None:
         self.emulator.user_deletes(pid, for_good=True)
@@ -330,17 +359,24 @@ ACTIONS: dict[str, tuple[Action, Outcome, Place | None]] = {
     "flagged": (lambda u, p, m: u.flag(p), Outcome.OURS, Place.DRAFTS),
     "resaved": (resaved, Outcome.OURS, Place.DRAFTS),
     "resaved-as-copy": (lambda u, p, m: u.save_copy(p, m), Outcome.OURS, Place.DRAFTS),
+    "resaved-flowed": (lambda u, p, m: u.save_copy(p, flowed(m)), Outcome.OURS, Place.DRAFTS),
     "body-edited": (body_edited, Outcome.EDITED, Place.DRAFTS),
     "subject-edited": (subject_edited, Outcome.EDITED, Place.DRAFTS),
     "recipient-added": (recipient_added, Outcome.EDITED, Place.DRAFTS),
     "sent": (lambda u, p, m: u.send(p), Outcome.SENT, Place.SENT),
+    "sent-by-program": (lambda u, p, m: u.send_copy(p, m), Outcome.SENT, Place.SENT),
     "sent-as-new": (sent_as_new, Outcome.SENT, None),
     "trashed": (lambda u, p, m: u.trash(p), Outcome.DELETED, Place.TRASH),
     "deleted": (lambda u, p, m: u.delete(p), Outcome.DELETED, None),
     "archived": (lambda u, p, m: u.archive(p), Outcome.DELETED, None),
 }
 # A Gmail draft has no folder to be moved to: it is in Drafts until sent, trashed or deleted.
-NOT_THERE = {("gmail", "archived")}
+# What Exchange keeps of a flowed text saved over its IMAP (it stores the body it parsed, not
+# the MIME text) is not emulated.
+NOT_THERE = {("gmail", "archived"), ("graph", "resaved-flowed")}
+# Decided alike, but wrongly: compose.read_draft reads a format=flowed body as it is stored,
+# soft breaks and all, so the same text re-saved by Thunderbird counts as the user's edit.
+WRONG_EVERYWHERE = {"resaved-flowed"}
 
 
 @dataclass
@@ -437,7 +473,12 @@ BOXES = ("maildir", "imap", "gmail", "graph")
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("action", list(ACTIONS))
+@pytest.mark.parametrize("action", [
+    pytest.param(action, marks=pytest.mark.xfail(
+        strict=True, reason="compose.read_draft does not undo format=flowed (RFC 3676)"))
+    if action in WRONG_EVERYWHERE else action
+    for action in ACTIONS
+])  # fmt: skip
 def test_every_mailbox_decides_alike(action: str, request: pytest.FixtureRequest) -> None:
     _, outcome, place = ACTIONS[action]
     found: dict[str, Any] = {}
