@@ -136,6 +136,10 @@ class User:
     def trash(self, pid: str) -> None:
         raise NotImplementedError
 
+    def mark_deleted(self, pid: str) -> None:
+        """Deleted the way of a program that expunges later: the message stays, marked."""
+        raise NotImplementedError
+
     def delete(self, pid: str) -> None:
         raise NotImplementedError
 
@@ -179,6 +183,10 @@ class MaildirUser(User):
 
     def trash(self, pid: str) -> None:
         self._into("Trash", self._path(pid), "DS")
+
+    def mark_deleted(self, pid: str) -> None:
+        path = self._path(pid)  # mutt's maildir_trash, mbsync's copy of IMAP's \Deleted
+        os.rename(path, path.with_name(f"{pid}:2,DST"))
 
     def delete(self, pid: str) -> None:
         self._path(pid).unlink()
@@ -228,6 +236,9 @@ class ImapUser(User):
 
     def trash(self, pid: str) -> None:
         self.client.move([self._uid(pid)], "Trash")
+
+    def mark_deleted(self, pid: str) -> None:
+        self.client.add_flags([self._uid(pid)], [b"\\Deleted"])  # not expunged yet
 
     def delete(self, pid: str) -> None:
         self._expunge(self._uid(pid))
@@ -368,12 +379,16 @@ ACTIONS: dict[str, tuple[Action, Outcome, Place | None]] = {
     "sent-as-new": (sent_as_new, Outcome.SENT, None),
     "trashed": (lambda u, p, m: u.trash(p), Outcome.DELETED, Place.TRASH),
     "deleted": (lambda u, p, m: u.delete(p), Outcome.DELETED, None),
+    "marked-deleted": (lambda u, p, m: u.mark_deleted(p), Outcome.DELETED, None),
     "archived": (lambda u, p, m: u.archive(p), Outcome.DELETED, None),
 }
 # A Gmail draft has no folder to be moved to: it is in Drafts until sent, trashed or deleted.
 # What Exchange keeps of a flowed text saved over its IMAP (it stores the body it parsed, not
 # the MIME text) is not emulated.
-NOT_THERE = {("gmail", "archived"), ("graph", "resaved-flowed")}
+# Gmail's IMAP expunges a message marked deleted at once (its default, Auto-Expunge); what
+# Exchange shows of a message its IMAP marked deleted is not emulated.
+NOT_THERE = {("gmail", "archived"), ("graph", "resaved-flowed"),
+             ("gmail", "marked-deleted"), ("graph", "marked-deleted")}  # fmt: skip
 # Decided alike, but wrongly: compose.read_draft reads a format=flowed body as it is stored,
 # soft breaks and all, so the same text re-saved by Thunderbird counts as the user's edit.
 WRONG_EVERYWHERE = {"resaved-flowed"}
