@@ -1126,7 +1126,7 @@ class GraphEmulator:
 
     def user_edits(
         self, ident: str, *, body: str | None = None, subject: str | None = None,
-        to: Iterable[str] | None = None,
+        to: Iterable[str] | None = None, cc: Iterable[str] | None = None,
     ) -> None:
         with self.lock:
             msg = self.messages[ident]
@@ -1136,6 +1136,8 @@ class GraphEmulator:
                 msg.data["subject"] = subject
             if to is not None:
                 msg.data["toRecipients"] = [_recipient(a) for a in to]
+            if cc is not None:
+                msg.data["ccRecipients"] = [_recipient(a) for a in cc]
             self._stamp(msg)
 
     def user_marks(self, ident: str, **props: Any) -> None:
