@@ -319,8 +319,7 @@ class GraphUser(User):
         self.emulator.user_sends(pid)
 
     def send_copy(self, pid: str, message: EmailMessage) -> None:
-        self.emulator.user_deletes(pid, for_good=True)
-        self.emulator.deliver_raw(bytes(message), folder="sentitems")
+        self.send_as_new(pid, message)  # the same, under our Message-ID
 
     def send_as_new(self, pid: str, message: EmailMessage) -> None:
         self.emulator.user_deletes(pid, for_good=True)
