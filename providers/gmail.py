@@ -19,8 +19,12 @@ What maps to what:
   top-level part, and an Outlook invitation is multipart/alternative with its text/calendar
   part inside. A provider id is ``DRAFT:MESSAGE:THREAD``: Gmail
   keeps the message id when the user sends a draft, which is how ``observe`` tells "sent" from
-  "deleted". For a draft gone from Drafts, the SENT messages in its thread and those to the
-  same recipient since about its creation are reported as candidates, from which
+  "deleted". A draft moved to Trash keeps its draft id and gains the TRASH label: ``observe``
+  counts it gone from Drafts, ``locate`` finds it in Trash. A draft saved again by a program
+  on Gmail's IMAP is a new draft (a new draft id) under our Message-ID: ``observe`` finds it by
+  that Message-ID before it calls the draft gone. For a draft gone from Drafts,
+  the SENT messages in its thread and those to the same recipient since about its creation
+  are reported as candidates, from which
   `mailbridge.drafts` tells a draft the user's program sent under a new Message-ID.
 - A draft's version marker is its message id (Gmail makes a new message for every edit of a
   draft) and the history id read on that pass. History is read with every record type, so
@@ -895,6 +899,11 @@ def _provider_id(draft: dict[str, Any]) -> str:
     return f"{draft['id']}:{message.get('id', '')}:{message.get('threadId', '')}"
 
 
+# A draft the user moved to Trash is still a draft under its id, with the TRASH label
+# (drafts.list's includeSpamTrash: "Include drafts from SPAM and TRASH"): deleted, not in Drafts.
+BINNED = frozenset({"TRASH", "SPAM"})
+
+
 
 
 def part_types(payload: dict[str, Any]) -> list[str]:
@@ -1081,17 +1090,25 @@ class GmailMailbox(Google, Mailbox):
 
     def locate(self, message_id: str) -> Located | None:
         query = f"rfc822msgid:{message_id.strip('<>')}"
-        found = self._call("users.drafts.list", q=query)
-        if found.get("drafts"):
-            return Located(Place.DRAFTS, _provider_id(found["drafts"][0]))
         trashed: Located | None = None
+        # The drafts in Trash too (one listing, as many requests as before when none is found):
+        # only the labels of the message tell a trashed one.
+        found = self._call("users.drafts.list", q=query, includeSpamTrash=True)
+        for entry in found.get("drafts", []):
+            message = self._missing("users.messages.get", id=entry["message"]["id"],
+                                    format="minimal")  # fmt: skip
+            if message is None:
+                continue
+            if not set(message.get("labelIds", [])) & BINNED:
+                return Located(Place.DRAFTS, _provider_id(entry))
+            trashed = Located(Place.TRASH, str(message["id"]))
         listed = self._call("users.messages.list", q=query, includeSpamTrash=True)
         for entry in listed.get("messages", []):
             message = self._missing("users.messages.get", id=entry["id"], format="minimal")
             labels = set((message or {}).get("labelIds", []))
             if "SENT" in labels:
                 return Located(Place.SENT, str(entry["id"]))
-            if labels & {"TRASH", "SPAM"}:
+            if labels & BINNED:
                 trashed = Located(Place.TRASH, str(entry["id"]))
         return trashed
 
@@ -1104,20 +1121,27 @@ class GmailMailbox(Google, Mailbox):
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
         draft_id, gmail_id, thread_id = _parse_id(provider_id)
+        query = f"rfc822msgid:{message_id.strip('<>')}"
         draft = self._missing("users.drafts.get", id=draft_id, format="raw")
-        if draft is not None:
+        if draft is None or set(draft["message"].get("labelIds", [])) & BINNED:
+            # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
+            if gmail_id:
+                sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
+                if sent and "SENT" in sent.get("labelIds", []):
+                    return Observation(Presence.SENT)
+            # A program on Gmail's IMAP saves a draft as a new one, under a new draft id: our
+            # Message-ID still in Drafts (not in Trash) is the draft.
+            again = self._call("users.drafts.list", q=query).get("drafts", [])
+            draft = (self._missing("users.drafts.get", id=again[0]["id"], format="raw")
+                     if again else None)  # fmt: skip
+        if draft is not None and not set(draft["message"].get("labelIds", [])) & BINNED:
             raw = base64.urlsafe_b64decode(draft["message"]["raw"] + "==")
             fingerprint, body = compose.read_draft(raw)
             at = self._history_at
             version = f"{draft['message'].get('id', '')}@{at}" if at is not None else ""
             return Observation(Presence.PRESENT, fingerprint, _provider_id(draft), body,
                                version=version)
-        # Gmail keeps the message id (and the Message-ID header) when a draft is sent.
-        if gmail_id:
-            sent = self._missing("users.messages.get", id=gmail_id, format="minimal")
-            if sent and "SENT" in sent.get("labelIds", []):
-                return Observation(Presence.SENT)
-        found = self._call("users.messages.list", q=f"rfc822msgid:{message_id.strip('<>')}")
+        found = self._call("users.messages.list", q=query)
         for entry in found.get("messages", []):
             sent = self._missing("users.messages.get", id=entry["id"], format="minimal")
             if sent and "SENT" in sent.get("labelIds", []):

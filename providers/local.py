@@ -14,9 +14,11 @@ mailbox (``provider = "local"``)
     provider id is the message's Maildir key; its version marker is the file's name (key and
     flags), size and modification time: one stat per waiting draft tells which changed (none
     while the inotify watcher vouches for Drafts, whose writes it records but which wake no
-    pass), and Drafts is listed again only when its folder times moved. Retraction moves the
-    file to Trash. ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`,
-    reports the messages in Sent to the same recipient as candidates (the core decides).
+    pass), and Drafts is listed again only when its folder times moved. A file flagged T
+    (trashed: IMAP's \\Deleted as mbsync writes it, mutt's ``maildir_trash``) is deleted, as on
+    IMAP before the EXPUNGE: no folder counts it. Retraction moves the file to Trash.
+    ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`, reports the
+    messages in Sent to the same recipient as candidates (the core decides).
     The message cursor remembers, per folder, the Maildir keys (the unique file names)
     already looked at, never a file time: a message with a wrong modification time (in the
     future, or kept when a client moves it back from Junk) cannot hide another. It is of one
@@ -438,6 +440,17 @@ def _load_cursor(cursor: str | None, since_ns: int) -> dict[str, _Told]:
     return told
 
 
+def _deleted_flag(name: str) -> bool:
+    """Whether a Maildir file name carries the T (trashed) flag: deleted, not yet removed, as
+    IMAP's \\Deleted before EXPUNGE (mbsync writes it so; mutt with maildir_trash)."""
+    return "T" in name.rpartition(":2,")[2]
+
+
+def _marked_deleted(box: stdlib_mailbox.Maildir, key: str) -> bool:
+    # The name as the listing that gave the key saw it: no stat more per file.
+    return _deleted_flag(box._toc.get(key, ""))  # type: ignore[attr-defined]
+
+
 class MaildirMailbox(Mailbox):
     config = CONFIG
     pushes = True
@@ -597,6 +610,8 @@ class MaildirMailbox(Mailbox):
     def _keys_by_message_id(self, box: stdlib_mailbox.Maildir, message_id: str) -> list[str]:
         found = []
         for key in box.iterkeys():
+            if _marked_deleted(box, key):
+                continue
             try:
                 with box.get_file(key) as handle:
                     parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parse(
@@ -703,6 +718,8 @@ class MaildirMailbox(Mailbox):
     ) -> Observation | None:
         """The draft as it is in Drafts (by its key, else by its Message-ID), or None."""
         key = provider_id if provider_id in files else None
+        if key is not None and _deleted_flag(os.path.basename(files[key])):
+            key = None
         if key is None:
             key = self._key_by_message_id(self.drafts, message_id)  # re-saved by the client
         if key is None:

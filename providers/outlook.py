@@ -10,7 +10,8 @@ What maps to what:
 - ``mailbox.outlook``: drafts are Graph messages in Drafts. ``POST /me/messages`` creates one;
   a follow-up in the thank-you's thread is ``POST /me/messages/{id}/createReply`` on the sent
   thank-you, then ``PATCH``; ``PATCH`` updates, ``DELETE`` retracts (Graph moves it to Deleted
-  Items), ``GET`` observes (a draft gone unsent comes with the messages in Sent Items to
+  Items), ``GET`` observes (our Message-ID elsewhere in Drafts is the draft saved again as a
+  new item by an IMAP program; a draft gone unsent comes with the messages in Sent Items to
   its recipient since about its creation, ``$filter=sentDateTime ge``, as candidates for
   `mailbridge.drafts`); the version marker of a draft is its ``changeKey``, and ``versions``
   reads the change keys of Drafts in one listing (``$select=changeKey``). Mail is
@@ -924,6 +925,7 @@ class OutlookMailbox(Microsoft, Mailbox):
         self._graph = graph
         self._change_keys: dict[str, str] = {}  # provider id -> changeKey when last observed
         self._drafts_folder: str | None = None
+        self._trash_folder: str | None = None
         # Some mailboxes refuse the type cast in $select (400); @odata.type still says which
         # messages are eventMessages, so they are read without it from then on.
         self._detail_fields = DETAIL_FIELDS
@@ -1083,9 +1085,11 @@ class OutlookMailbox(Microsoft, Mailbox):
                 places.append(Located(Place.SENT, str(item["id"])))
             elif item.get("parentFolderId") == drafts:
                 places.append(Located(Place.DRAFTS, str(item["id"])))
-            else:  # an unsent draft anywhere else: Deleted Items, or moved away by the user
+            elif item.get("parentFolderId") == self._trash_id():
                 places.append(Located(Place.TRASH, str(item["id"])))
-        return min(places, key=lambda p: list(Place).index(p.place))
+            # An unsent draft the user moved to a folder of their own is in none of the three
+            # places, as on every other mailbox: Trash would say they deleted it.
+        return min(places, key=lambda p: list(Place).index(p.place), default=None)
 
     def _drafts_id(self) -> str:
         if self._drafts_folder is None:
@@ -1100,36 +1104,56 @@ class OutlookMailbox(Microsoft, Mailbox):
             self._drafts_folder = str(folder["id"])
         return self._drafts_folder
 
+    def _trash_id(self) -> str:
+        if self._trash_folder is None:
+            folder = self._graph.call("GET", "/me/mailFolders/deleteditems",
+                                      params={"$select": "id"})  # fmt: skip
+            self._trash_folder = str(folder["id"])
+        return self._trash_folder
+
     def observe(
         self, provider_id: str, message_id: str, hint: SentHint | None = None
     ) -> Observation:
         from mailbridge.compose import fingerprint
 
         drafts = self._drafts_id()
-        try:
-            msg = self._graph.call(
-                "GET",
-                f"/me/messages/{provider_id}",
-                params={"$select": DRAFT_FIELDS},
-                prefer=('outlook.body-content-type="text"',),
-            )
-        except GraphError as exc:
-            if exc.status != 404:
-                raise
-            sent = self._sent_message(message_id)
-            if sent is not None:
-                return Observation(Presence.SENT, provider_id=sent)
-            return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
-        if not msg.get("isDraft"):
+        msg = self._draft_item(provider_id)
+        if msg is not None and not msg.get("isDraft"):
             return Observation(Presence.SENT, provider_id=provider_id)
-        if msg.get("parentFolderId") != drafts:  # in Deleted Items (or moved away) unsent
-            return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
+        if msg is None or msg.get("parentFolderId") != drafts:
+            # Gone, or in Deleted Items (or moved away) unsent. A program on Exchange's IMAP
+            # saves a draft as a new item and removes the old: our Message-ID still in Drafts
+            # is the draft, under a new id.
+            copy = next((m for m in self._lookup("/me/mailFolders/drafts/messages", message_id)
+                         if m.get("isDraft")), None)  # fmt: skip
+            copy_id = str(copy["id"]) if copy is not None else ""
+            msg = self._draft_item(copy_id) if copy_id else None
+            if msg is None or msg.get("parentFolderId") != drafts:
+                sent = self._sent_message(message_id)
+                if sent is not None:
+                    return Observation(Presence.SENT, provider_id=sent)
+                return Observation(Presence.GONE, sent_candidates=self._sent_candidates(hint))
+            provider_id = copy_id
         change_key = str(msg.get("changeKey", ""))
         self._change_keys[provider_id] = change_key
         recipients = [p.email for p in (_person(r) for r in msg.get("toRecipients") or ()) if p]
         body = (msg.get("body") or {}).get("content") or ""
         digest = fingerprint(msg.get("subject") or "", recipients, body)
         return Observation(Presence.PRESENT, digest, provider_id, body, version=change_key)
+
+    def _draft_item(self, provider_id: str) -> dict[str, Any] | None:
+        """The item with the text body, or None when there is none under that id (404)."""
+        try:
+            return dict(self._graph.call(
+                "GET",
+                f"/me/messages/{provider_id}",
+                params={"$select": DRAFT_FIELDS},
+                prefer=('outlook.body-content-type="text"',),
+            ))  # fmt: skip
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     def versions(self, known: Mapping[str, str]) -> dict[str, str]:
         """The change key of every draft in Drafts, from one listing (paged by 1,000)."""

@@ -479,21 +479,41 @@ class GoogleEmulator:
             self.drafts[draft_id] = new.id
             return new.id
 
+    def user_saves_over_imap(self, draft_id: str, raw: bytes) -> str:
+        """A mail program on Gmail's IMAP saves the draft again: it APPENDs a new message to
+        [Gmail]/Drafts (a new draft, with a new draft id) and expunges the old one."""
+        with self.lock:
+            old = self.messages.pop(self.drafts.pop(draft_id))
+            self._change("messageDeleted", old)
+            new_id = "r" + self._next_id()
+            self.drafts[new_id] = self._add_message(raw, {"DRAFT"}, old.thread_id).id
+            return new_id
+
+    def user_labels_draft(self, draft_id: str, label: str) -> None:
+        """The user stars (or otherwise labels) a draft: the same message, one label more."""
+        with self.lock:
+            message = self.messages[self.drafts[draft_id]]
+            message.labels = set(message.labels) | {label}
+            self._change("labelAdded", message, [label])
+
     def user_deletes_draft(self, draft_id: str) -> None:
         with self.lock:
             self._change("messageDeleted", self.messages.pop(self.drafts.pop(draft_id)))
 
     def user_trashes_draft(self, draft_id: str) -> None:
-        """The user's program moves the draft to Trash (a message labelled TRASH, no draft)."""
+        """The user's program moves the draft to Trash. It stays a draft, under its draft id,
+        with the TRASH label: drafts.list leaves out "drafts from SPAM and TRASH" unless
+        includeSpamTrash is set, and drafts.delete "does not simply trash it"
+        (https://developers.google.com/gmail/api/reference/rest/v1/users.drafts)."""
         with self.lock:
-            message = self.messages[self.drafts.pop(draft_id)]
-            message.labels = (set(message.labels) - {"DRAFT"}) | {"TRASH"}
-            self._change("labelRemoved", message, ["DRAFT"])
+            message = self.messages[self.drafts[draft_id]]
+            message.labels = set(message.labels) | {"TRASH"}
             self._change("labelAdded", message, ["TRASH"])
 
     def draft_messages(self) -> dict[str, EmailMessage]:
         with self.lock:
-            return {d: self.messages[m].parsed for d, m in self.drafts.items()}
+            return {d: self.messages[m].parsed for d, m in self.drafts.items()
+                    if not self.messages[m].labels & {"TRASH", "SPAM"}}  # fmt: skip
 
     # -- the world: calendar
     def add_event(self, event: dict[str, Any], calendar: str = "primary") -> dict[str, Any]:
@@ -943,7 +963,9 @@ class GoogleEmulator:
         return self.labels[label_id]
 
     def _gmail_users_drafts_list(self, p: dict[str, str], q: Any, body: Any) -> Any:
-        by_message = {m: d for d, m in self.drafts.items()}
+        trash = p.get("includeSpamTrash") == "true"
+        by_message = {m: d for d, m in self.drafts.items()
+                      if trash or not self.messages[m].labels & {"TRASH", "SPAM"}}  # fmt: skip
         found = self._search(p.get("q", ""), [self.messages[m] for m in by_message])
         page, token = self._page(found, p.get("pageToken"), int(p.get("maxResults", 100)))
         out: dict[str, Any] = {"resultSizeEstimate": len(found)}

@@ -73,7 +73,7 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 AUTHORITY = "https://login.emulator.test"  # what msal sees; mapped to the loopback server
 TENANT = "contoso"
 TENANT_ID = "72f988bf-0000-0000-0000-2d7cd011db47"
-WELL_KNOWN = ("inbox", "sentitems", "drafts", "deleteditems")
+WELL_KNOWN = ("inbox", "sentitems", "drafts", "deleteditems", "archive")
 
 # Writable message properties (message-update; creation accepts the same plus the headers).
 UPDATE_PROPS = frozenset(
@@ -1125,7 +1125,8 @@ class GraphEmulator:
             return str(msg.data["id"])
 
     def user_edits(
-        self, ident: str, *, body: str | None = None, subject: str | None = None
+        self, ident: str, *, body: str | None = None, subject: str | None = None,
+        to: Iterable[str] | None = None, cc: Iterable[str] | None = None,
     ) -> None:
         with self.lock:
             msg = self.messages[ident]
@@ -1133,7 +1134,33 @@ class GraphEmulator:
                 msg.data["body"] = {"contentType": "text", "content": body}
             if subject is not None:
                 msg.data["subject"] = subject
+            if to is not None:
+                msg.data["toRecipients"] = [_recipient(a) for a in to]
+            if cc is not None:
+                msg.data["ccRecipients"] = [_recipient(a) for a in cc]
             self._stamp(msg)
+
+    def user_marks(self, ident: str, **props: Any) -> None:
+        """Outlook changes what is not content (isRead, flag): a new changeKey all the same."""
+        with self.lock:
+            msg = self.messages[ident]
+            msg.data.update(props)
+            self._stamp(msg)
+
+    def user_saves_copy(self, ident: str) -> str:
+        """A mail program on Exchange's IMAP saves the draft again: a new item in Drafts (new
+        id, the same internetMessageId, taken from the message) and the old one expunged."""
+        with self.lock:
+            old = self.messages.pop(ident)
+            self._left[(old.folder, ident)] = self._bump()
+            keep = {k: v for k, v in old.data.items() if k not in ("id", "changeKey",
+                                                                   "@odata.etag")}  # fmt: skip
+            return str(self._new_message("drafts", keep, old.headers).data["id"])
+
+    def user_moves(self, ident: str, folder: str) -> None:
+        """The user drags the item to another folder (the immutable id stays)."""
+        with self.lock:
+            self._move(self.messages[ident], folder)
 
     def user_sends(self, ident: str) -> None:
         """The user presses Send in Outlook: same immutable id, now in Sent Items."""
@@ -1143,9 +1170,15 @@ class GraphEmulator:
             msg.data["sentDateTime"] = msg.data["receivedDateTime"] = _iso(_now())
             self._move(msg, "sentitems")
 
-    def user_deletes(self, ident: str) -> None:
+    def user_deletes(self, ident: str, *, for_good: bool = False) -> None:
+        """To Deleted Items; ``for_good``: Shift+Delete, the item is gone."""
         with self.lock:
-            self._move(self.messages[ident], "deleteditems")
+            msg = self.messages[ident]
+            if for_good:
+                self._left[(msg.folder, ident)] = self._bump()
+                del self.messages[ident]
+            else:
+                self._move(msg, "deleteditems")
 
     def drafts(self) -> list[dict[str, Any]]:
         with self.lock:
