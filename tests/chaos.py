@@ -561,8 +561,10 @@ class GmailWorld(World):
     def folder(self, which: str) -> list[Mail]:
         with self.emu.lock:
             if which == "drafts":
+                # A draft in Trash stays a draft with the TRASH label; it is not in Drafts.
                 return [mail_from_bytes(d, self.emu.messages[m].raw)
-                        for d, m in self.emu.drafts.items()]
+                        for d, m in self.emu.drafts.items()
+                        if "TRASH" not in self.emu.messages[m].labels]
             if which == "sent":
                 return [mail_from_bytes(m.id, m.raw) for m in self.emu.messages.values()
                         if "SENT" in m.labels]
