@@ -353,14 +353,18 @@ def is_draft_message_id(address: str, value: str) -> bool:
     return re.fullmatch(pattern, value.strip().lower()) is not None
 
 
-def fingerprint(subject: str, recipients: Sequence[str], body: str) -> str:
+def fingerprint(subject: str, recipients: Sequence[str], body: str,
+                cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> str:
     """A hash of what a draft says, blind to what transport does to it.
 
     Newline style, trailing spaces, trailing blank lines, header folding in the subject,
-    the case and order of addresses, and Unicode normal form do not change it.
+    the case and order of addresses, and Unicode normal form do not change it. A Cc or Bcc
+    the user added does; a draft of ours has neither, so its hash is that of its To alone.
     """
     subject_n = " ".join(unicodedata.normalize("NFC", subject).split())
-    rcpts = sorted({r.strip().lower() for r in recipients if r.strip()})
+    rcpts = sorted({prefix + r.strip().lower()
+                    for prefix, group in (("", recipients), ("cc:", cc), ("bcc:", bcc))
+                    for r in group if r.strip()})  # fmt: skip
     text = unicodedata.normalize("NFC", body).replace("\r\n", "\n").replace("\r", "\n")
     lines = [line.rstrip(" \t") for line in text.split("\n")]
     while lines and not lines[-1]:
@@ -369,15 +373,39 @@ def fingerprint(subject: str, recipients: Sequence[str], body: str) -> str:
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
+def unflow(text: str, delsp: bool = False) -> str:
+    """A format=flowed text (RFC 3676) as its writer meant it: space-stuffing removed and
+    soft line breaks (a line ending in a space, other than the "-- " signature separator)
+    joined, within one quote depth. Thunderbird saves drafts this way; the words are the
+    same, so the draft is the same."""
+    out: list[str] = []
+    open_depth: int | None = None  # the quote depth of a paragraph still flowing
+    for line in text.replace("\r\n", "\n").split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        content = content[1:] if content.startswith(" ") else content  # stuffing
+        soft = content.endswith(" ") and content != "-- "
+        if soft and delsp:
+            content = content[:-1]
+        if open_depth == depth:
+            out[-1] += content
+        else:
+            out.append(">" * depth + (" " if depth and content else "") + content)
+        open_depth = depth if soft else None
+    return "\n".join(out)
+
+
 def read_draft(raw: bytes) -> tuple[str, str]:
     """The fingerprint and text body of a stored draft, as a mailbox holds it now.
 
     The one way every mailbox turns the bytes it stores back into what `fingerprint` compares.
     """
     msg = message_from_bytes(raw, policy=email_policy.default)
-    recipients: list[str] = []
-    for value in msg.get_all("to", []) or []:
-        recipients.extend(a.addr_spec for a in getattr(value, "addresses", ()))
+
+    def addresses(name: str) -> list[str]:
+        return [a.addr_spec for value in msg.get_all(name, []) or []
+                for a in getattr(value, "addresses", ())]  # fmt: skip
+
     body = ""
     part = msg.get_body(preferencelist=("plain",)) if isinstance(msg, EmailMessage) else None
     if part is not None:
@@ -385,7 +413,10 @@ def read_draft(raw: bytes) -> tuple[str, str]:
             body = str(part.get_content())
         except (LookupError, ValueError):
             body = ""
-    return fingerprint(str(msg.get("subject", "") or ""), recipients, body), body
+        if str(part.get_param("format", "")).lower() == "flowed":
+            body = unflow(body, delsp=str(part.get_param("delsp", "")).lower() == "yes")
+    return fingerprint(str(msg.get("subject", "") or ""), addresses("to"), body,
+                       addresses("cc"), addresses("bcc")), body
 
 
 # --- templates -------------------------------------------------------------------------

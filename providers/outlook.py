@@ -224,7 +224,8 @@ MESSAGE_FIELDS = (
 # (a property of the derived type, selected with its type cast).
 HEADER_FIELDS = "internetMessageHeaders"
 DETAIL_FIELDS = f"{HEADER_FIELDS},microsoft.graph.eventMessage/meetingMessageType"
-DRAFT_FIELDS = "isDraft,subject,toRecipients,body,internetMessageId,parentFolderId,changeKey"
+DRAFT_FIELDS = ("isDraft,subject,toRecipients,ccRecipients,bccRecipients,body,internetMessageId,"
+                "parentFolderId,changeKey")
 MAIL_FOLDERS = {"inbox": Folder.INBOX, "sentitems": Folder.SENT}
 EXPIRED_SYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 
@@ -1136,9 +1137,12 @@ class OutlookMailbox(Microsoft, Mailbox):
             provider_id = copy_id
         change_key = str(msg.get("changeKey", ""))
         self._change_keys[provider_id] = change_key
-        recipients = [p.email for p in (_person(r) for r in msg.get("toRecipients") or ()) if p]
+        def addresses(field: str) -> list[str]:
+            return [p.email for p in (_person(r) for r in msg.get(field) or ()) if p]
+
         body = (msg.get("body") or {}).get("content") or ""
-        digest = fingerprint(msg.get("subject") or "", recipients, body)
+        digest = fingerprint(msg.get("subject") or "", addresses("toRecipients"), body,
+                             addresses("ccRecipients"), addresses("bccRecipients"))
         return Observation(Presence.PRESENT, digest, provider_id, body, version=change_key)
 
     def _draft_item(self, provider_id: str) -> dict[str, Any] | None:

@@ -26,9 +26,11 @@ from mailbridge.compose import (
     is_draft_message_id,
     message_id,
     one_line,
+    read_draft,
     render,
     sentence,
     template_environment,
+    unflow,
 )
 from mailbridge.model import (
     DraftKind,
@@ -268,6 +270,57 @@ def test_fingerprint_ignores_recipient_order() -> None:
     assert fingerprint("s", ["a@x.example", "b@x.example"], "b") == fingerprint(
         "s", ["B@x.example", "a@x.example"], "b"
     )
+
+
+TO_DANA, TO_SAM = "dana@acme.example", "sam@acme.example"
+
+
+@pytest.mark.parametrize(
+    ("to", "cc", "bcc", "same"),
+    [
+        ([TO_DANA], [], [], True),
+        ([TO_DANA], [TO_SAM], [], False),  # a Cc the user added is an edit
+        ([TO_DANA], [], [TO_SAM], False),
+        ([], [TO_DANA], [], False),  # the lead moved from To to Cc
+    ],
+)
+def test_fingerprint_counts_copies(to: list[str], cc: list[str], bcc: list[str],
+                                   same: bool) -> None:
+    ours = fingerprint("Thank you", [TO_DANA], BASE_BODY)
+    assert (fingerprint("Thank you", to, BASE_BODY, cc, bcc) == ours) is same
+
+
+@pytest.mark.parametrize(
+    ("flowed", "delsp", "meant"),
+    [
+        ("Thank you for the \ntime today.", False, "Thank you for the time today."),
+        ("Thank you for the \ntime today.", True, "Thank you for thetime today."),
+        ("one \ntwo \nthree\n\nnext", False, "one two three\n\nnext"),
+        (" From here\n >not a quote", False, "From here\n>not a quote"),  # space-stuffed
+        ("-- \nJordan", False, "-- \nJordan"),  # the signature separator is no soft break
+        ("> quoted \n> text\nmine", False, "> quoted text\nmine"),
+        ("> deep \n>> deeper", False, "> deep \n>> deeper"),  # depth changes: no join
+        ("no break\nhere", False, "no break\nhere"),
+    ],
+)
+def test_unflow_reads_soft_breaks(flowed: str, delsp: bool, meant: str) -> None:
+    assert unflow(flowed, delsp) == meant
+
+
+def test_read_draft_sees_a_flowed_resave_as_the_same_words() -> None:
+    body = ("Dear Dana,\n\nThank you for taking the time to talk with me today about the "
+            "platform role; I enjoyed hearing how the team ships.\n\nBest,\nJordan\n")
+    ours = EmailMessage()
+    ours["To"], ours["Subject"] = "Dana <dana@acme.example>", "Thank you"
+    ours.set_content(body)
+    resaved = EmailMessage()
+    resaved["To"], resaved["Subject"] = ours["To"], ours["Subject"]
+    resaved.set_content(body.replace("platform ", "platform \n"), params={"format": "flowed"})
+    assert read_draft(bytes(resaved))[0] == read_draft(bytes(ours))[0]
+    resaved.replace_header("Content-Type", "text/plain; charset=utf-8")  # not flowed: an edit
+    assert read_draft(bytes(resaved))[0] != read_draft(bytes(ours))[0]
+    ours["Cc"] = "sam@acme.example"
+    assert read_draft(bytes(ours))[0] != fingerprint("Thank you", ["dana@acme.example"], body)
 
 
 # --- render --------------------------------------------------------------------------------

@@ -394,12 +394,6 @@ ACTIONS: dict[str, tuple[Action, Outcome, Place | None]] = {
 # Exchange shows of a message its IMAP marked deleted is not emulated.
 NOT_THERE = {("gmail", "archived"), ("graph", "resaved-flowed"),
              ("gmail", "marked-deleted"), ("graph", "marked-deleted")}  # fmt: skip
-# Decided alike, but wrongly: compose.read_draft reads a format=flowed body as it is stored,
-# soft breaks and all, so the same text re-saved by Thunderbird counts as the user's edit.
-# And a Cc the user added is no edit to read_draft, nor to the Graph provider, which follows
-# it (toRecipients only): a rewrite of the "untouched" draft drops it.
-WRONG_EVERYWHERE = {"resaved-flowed": "compose.read_draft does not undo format=flowed (RFC 3676)",
-                    "cc-added": "compose.read_draft fingerprints the To recipients only"}
 
 
 @dataclass
@@ -496,11 +490,7 @@ BOXES = ("maildir", "imap", "gmail", "graph")
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("action", [
-    pytest.param(action, marks=pytest.mark.xfail(strict=True, reason=WRONG_EVERYWHERE[action]))
-    if action in WRONG_EVERYWHERE else action
-    for action in ACTIONS
-])  # fmt: skip
+@pytest.mark.parametrize("action", ACTIONS)
 def test_every_mailbox_decides_alike(action: str, request: pytest.FixtureRequest) -> None:
     _, outcome, place = ACTIONS[action]
     found: dict[str, Any] = {}
