@@ -413,6 +413,8 @@ class Lived:
         mail = drafts[index % len(drafts)]
         event(f"the user's hand: {what}")
         self.edited.pop(mail.message_id, None)
+        if what != "edit":  # kept only while shown: gone now, and no pass makes it again
+            self.kept.discard(mail.message_id)
         if what == "delete":
             self.backend.user_deletes(mail)
             self.deleted.add(mail.message_id)
@@ -554,6 +556,11 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
            ("run",), ("put", "iv-a", 0, False)],
     late=[(200, ("lose", 2)), (210, ("run",)), (220, ("edit", 0)), (230, ("delete", 1)),
           (240, ("send", 0)), (300, ("wipe",)), (310, ("refuse",)), (320, ("lost",))],
+)
+@example(  # the ledger lost, the interview cancelled after its thank-yous were shown: one the
+    # user then discards is not made again (the calendar no longer asks for it)
+    early=[], late=[(120, ("run",)), (120, ("wipe",)), (120, ("vanish", "iv-a")),
+                    (481, ("discard", 0))],
 )
 def test_the_final_mailbox_does_not_depend_on_the_path(
     provider: str, request: pytest.FixtureRequest, early: list[Step],
