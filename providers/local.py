@@ -50,13 +50,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from mailbridge.adapters import (
+    AmbiguousWrite,
     CalendarSource,
     FolderMissing,
     Mailbox,
@@ -645,7 +646,8 @@ class MaildirMailbox(Mailbox):
         message = stdlib_mailbox.MaildirMessage(draft.raw)
         message.set_subdir("cur")
         message.set_flags("DS")
-        return str(self.drafts.add(message))
+        with _writing("write a draft", ambiguous=True):
+            return str(self.drafts.add(message))
 
     def _draft_files(self, *, reuse: bool = False) -> dict[str, str]:
         """Every file in Drafts by its Maildir key, as text paths. Kept for the observations
@@ -761,6 +763,10 @@ class MaildirMailbox(Mailbox):
         return tuple(found)
 
     def update_draft(self, provider_id: str, draft: DraftMessage) -> str:
+        with _writing("rewrite a draft", ambiguous=True):
+            return self._update_draft(provider_id, draft)
+
+    def _update_draft(self, provider_id: str, draft: DraftMessage) -> str:
         self._check()
         self._forget_drafts()  # our own write: list Drafts afresh
         try:
@@ -795,16 +801,30 @@ class MaildirMailbox(Mailbox):
         self._check()
         self._forget_drafts()  # our own write: list Drafts afresh
         source = Path(self.drafts._path, self.drafts._lookup(provider_id))  # type: ignore[attr-defined]
-        if self.trash is None:
-            os.unlink(source)
-            return
-        target = Path(self.trash._path, "cur", source.name)
-        os.replace(source, target)  # same file system: atomic, nothing lost
+        with _writing("move a draft to Trash", ambiguous=False):
+            if self.trash is None:
+                os.unlink(source)
+                return
+            target = Path(self.trash._path, "cur", source.name)
+            os.replace(source, target)  # same file system: atomic, nothing lost
 
     def close(self) -> None:
         scratch: tempfile.TemporaryDirectory[str] | None = getattr(self, "_scratch", None)
         if scratch is not None:
             scratch.cleanup()
+
+
+@contextlib.contextmanager
+def _writing(what: str, *, ambiguous: bool) -> Iterator[None]:
+    """A write to the Maildir that the system refused (disk full, a read-only or vanished
+    mount) is a fault that may pass, reported as the other providers report theirs. A create
+    or rewrite may have left its file behind (Python's Maildir renames it into place, then
+    sets its time), so the engine looks for it before trying again."""
+    try:
+        yield
+    except OSError as exc:
+        fault = AmbiguousWrite if ambiguous else ProviderError
+        raise fault(f"cannot {what} in the Maildir: {exc.strerror or exc}") from exc
 
 
 def _maildir(account: AccountSettings) -> Path:

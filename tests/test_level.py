@@ -8,6 +8,7 @@ holds exactly the drafts the current state calls for, and that one more pass cha
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections import Counter
 from datetime import datetime, timedelta
@@ -203,6 +204,41 @@ def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> N
     recovered = [a for a in world.ledger.audit_entries() if a.decision == "draft recovered"]
     assert len(recovered) == 2
     settled(world, DUE)
+
+
+@pytest.mark.parametrize("written", [True, False])
+def test_a_maildir_write_the_system_refuses_is_a_fault_that_passes(
+    world: World, written: bool
+) -> None:
+    """Disk full or an I/O error while a draft is written: with the file in place (Python's
+    Maildir renames it into cur/, then sets its time) the draft is found, not made twice;
+    without it the pass reports the fault in words and the next pass makes the draft."""
+    world.add_interview()
+    box = open_mailbox(world.account)
+    store = box.drafts  # type: ignore[attr-defined]
+    add, failures = store.add, [2]
+
+    def failing_add(message: object) -> str:
+        if failures[0] > 0:
+            failures[0] -= 1
+            if written:
+                add(message)
+                raise OSError(errno.EIO, "Input/output error")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return str(add(message))
+
+    store.add = failing_add
+    report = engine.reconcile(world.account, world.ledger, now=DUE, mailbox=box)
+    recovered = [a for a in world.ledger.audit_entries() if a.decision == "draft recovered"]
+    if written:
+        assert report.error is None and len(recovered) == 2
+    else:
+        assert report.error == "cannot write a draft in the Maildir: No space left on device"
+        assert world.messages("Drafts") == []
+        world.run(DUE + timedelta(minutes=5))
+    assert thank_you_recipients(world) == sorted([LEAD, OTHER])
+    assert {d.state for d in world.drafts(THANK_YOU)} == {DraftState.CREATED}
+    settled(world, DUE + timedelta(minutes=5))
 
 
 def test_a_paused_account_writes_nothing_in_a_mail_only_pass(world: World) -> None:

@@ -32,6 +32,7 @@ the user's (USER_EDITED), never changed or deleted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -48,12 +49,23 @@ import requests
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from mailbridge import config as config_module
 from mailbridge import engine
 from mailbridge.compose import message_id
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftState, EventKey, Policy
 from mailbridge.settings import AccountSettings
-from tests.chaos import DANA, PRIYA, TITLES, Ev, GmailWorld, GraphWorld, Mail, mail_from_bytes
+from tests.chaos import (
+    DANA,
+    PRIYA,
+    TITLES,
+    Ev,
+    GmailWorld,
+    GraphWorld,
+    LocalWorld,
+    Mail,
+    mail_from_bytes,
+)
 from tests.emulators.google import GoogleEmulator, interview_event
 from tests.emulators.graph import GraphEmulator
 from tests.test_gmail import ME, SEND_METHODS
@@ -192,6 +204,93 @@ class ImapBackend(Backend):
             client.move([int(mail.key)], "Trash")
 
 
+class Local:
+    """The chaos harness's Maildir and .ics folder, driven in-process through the engine."""
+
+    def __init__(self, root: Path) -> None:
+        self.world = LocalWorld(root)
+        self.settings = config_module.load(self.world.config)
+        self.account: AccountSettings = self.settings.accounts[0]
+        self.ledger = Ledger.open(self.settings.state_dir)
+        self.mailbox: Any = None  # None: the engine opens the real one
+
+    def run(self, now: datetime) -> None:
+        report = engine.reconcile(self.account, self.ledger, now=now, mailbox=self.mailbox)
+        assert report.error is None, report.error
+
+    def wipe_ledger(self) -> None:
+        self.ledger.close()
+        shutil.rmtree(self.settings.state_dir)
+        self.ledger = Ledger.open(self.settings.state_dir)
+
+
+class LocalBackend(Backend):
+    people = (DANA.email, PRIYA.email)
+    renames = count(1)
+
+    def __init__(self, root: Path) -> None:
+        self.level = Local(root)
+        self.world = self.level.world
+        self.lost_creates = 0
+        super().__init__()
+
+    def run(self, now: datetime, ledger: Ledger | None = None) -> None:
+        if not self.lost_creates:
+            return super().run(now, ledger)
+        from mailbridge_providers import local
+
+        mailbox = local.MaildirMailbox.open(self.account)
+        store = mailbox.drafts
+        original = store.add
+
+        def add(message: Any) -> str:
+            made = original(message)
+            if self.lost_creates > 0:  # the file is in place, then the system fails
+                self.lost_creates -= 1
+                raise OSError(errno.EIO, "Input/output error")
+            return made
+
+        store.add = add  # type: ignore[method-assign]
+        self.level.mailbox = mailbox
+        try:
+            super().run(now, ledger)
+        finally:
+            self.level.mailbox = None
+            mailbox.close()
+
+    def put(self, uid: str, end: datetime, cancelled: bool) -> None:
+        self.world.put_event(Ev(uid, TITLES["A"], end - timedelta(hours=1), end,
+                                (DANA, PRIYA), cancelled=cancelled))
+
+    def vanish(self, uid: str) -> None:
+        (self.world.root / "calendar" / f"{uid}.ics").unlink(missing_ok=True)
+
+    def event_uid(self, uid: str) -> str | None:
+        return uid
+
+    def refuse_cursors(self) -> None:
+        # The local cursors are the provider's own: nothing refuses them. What a server's
+        # refusal stands for here is a mailbox synced down again (mbsync after its state was
+        # lost): every message under a new file name, every calendar file written again.
+        box = self.world.root / "Maildir"
+        for folder in (box, box / ".Drafts", box / ".Sent", box / ".Trash"):
+            for path in [*(folder / "cur").iterdir(), *(folder / "new").iterdir()]:
+                key, colon, info = path.name.partition(":")
+                path.rename(path.with_name(f"{key}.r{next(self.renames)}{colon}{info}"))
+        for ics in (self.world.root / "calendar").glob("*.ics"):
+            ics.write_bytes(ics.read_bytes())
+
+    def lose_create_answers(self, n: int) -> None:
+        self.lost_creates += n
+
+    def user_deletes(self, mail: Mail) -> None:
+        # The user's program moves it to Trash: the same file, in .Trash/cur.
+        drafts = self.world.root / "Maildir" / ".Drafts"
+        path = next(p for sub in ("cur", "new") for p in (drafts / sub).iterdir()
+                    if p.name.partition(":")[0] == mail.key)
+        path.rename(self.world.root / "Maildir" / ".Trash" / "cur" / path.name)
+
+
 class GmailBackend(Backend):
     people = ("maria@acme.example", "raj@acme.example")
 
@@ -294,6 +393,13 @@ def backend_for(provider: str, request: pytest.FixtureRequest) -> Iterator[Backe
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         made: Backend
+        if provider == "local":
+            made = LocalBackend(root / "local")
+            try:
+                yield made
+            finally:
+                made.close()
+            return
         if provider == "imap":
             made = ImapBackend(root / "imap", request.getfixturevalue("dovecot"),
                                request.getfixturevalue("radicale"))
@@ -528,7 +634,7 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
 
 @pytest.mark.server
 @pytest.mark.slow
-@pytest.mark.parametrize("provider", ["imap", "gmail", "outlook"])
+@pytest.mark.parametrize("provider", ["local", "imap", "gmail", "outlook"])
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(early=early, late=late)
