@@ -1,5 +1,6 @@
-"""Property: the path does not matter, on the remote providers. Over random timelines on IMAP
-(Dovecot) with CalDAV (Radicale), the Gmail emulator and the Graph emulator, a final pass
+"""Property: the path does not matter, on every provider. Over random timelines on a Maildir
+with .ics files, IMAP (Dovecot) with CalDAV (Radicale), the Gmail emulator and the Graph
+emulator, a final pass
 leaves the mailbox exactly as a fresh install would from the same final calendar, less what
 the user did by hand; one more pass changes nothing; a draft the user deleted is never made
 again and a draft the user edited is never changed or deleted.
@@ -15,8 +16,9 @@ built on the worlds of tests/chaos.py and tests/test_level_providers.py. A timel
   the work, the ledger never heard of it); a pass whose cursors the ledger keeps but whose
   findings it lost (the cursor skipped); the cursors put back to an earlier pass's (the cursor
   went back); every cursor refused by the server (Gmail history 404 and sync token 410, Graph
-  delta 410, IMAP UIDVALIDITY changed and the CalDAV sync token unknown); draft creates whose
-  answer is lost after the server stored the draft;
+  delta 410, IMAP UIDVALIDITY changed and the CalDAV sync token unknown; a Maildir synced down
+  again under new file names); draft creates whose answer is lost after the server stored the
+  draft (a Maildir write that fails once its file is in place);
 - the user deleting a draft (to Trash, as mail programs do, or for good, as Gmail's Discard
   drafts does), editing or sending it.
 
