@@ -1,9 +1,8 @@
 """Property: the path does not matter, on every provider. Over random timelines on a Maildir
 with .ics files, IMAP (Dovecot) with CalDAV (Radicale), the Gmail emulator and the Graph
-emulator, a final pass
-leaves the mailbox exactly as a fresh install would from the same final calendar, less what
-the user did by hand; one more pass changes nothing; a draft the user deleted is never made
-again and a draft the user edited is never changed or deleted.
+emulator, a final pass leaves the mailbox exactly as a fresh install would from the same final
+calendar, less what the user did by hand; one more pass changes nothing; a draft the user
+deleted is never made again and a draft the user edited is never changed or deleted.
 
 One timeline generator and one checker serve every provider; each provider is a `Backend`
 built on the worlds of tests/chaos.py and tests/test_level_providers.py. A timeline has:
