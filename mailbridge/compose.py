@@ -718,12 +718,12 @@ def _check_templates(templates_dir: Path | None) -> list[str]:
     if templates_dir is not None:
         if not templates_dir.exists():
             errors.append(
-                f"{templates_dir}: the templates directory does not exist; create it, or remove"
-                " templates_dir from the account to use the built-in templates."
+                f"{templates_dir}: the templates folder does not exist; create it, or remove"
+                " templates from the config to use the built-in templates."
             )
             usable_dir = None
         elif not templates_dir.is_dir():
-            errors.append(f"{templates_dir}: templates_dir must be a directory, not a file.")
+            errors.append(f"{templates_dir}: templates must name a folder, not a file.")
             usable_dir = None
         else:
             known = set(TEMPLATE_NAMES.values())
