@@ -594,6 +594,9 @@ class MaildirMailbox(Mailbox):
             except FileNotFoundError:
                 del marks[key]  # moved while we looked; the next pass sees it
                 continue
+            except OSError as exc:  # unreadable: a reply there must not go unseen
+                raise ProviderError(f"cannot read {path}: {exc.strerror or exc}; make it "
+                                    "readable (or move it out of the Maildir)") from exc
             found.append(headers_from_bytes(raw, folder=folder, provider_id=key))
         if mine is None:
             buckets = _buckets(marks.values())

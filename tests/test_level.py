@@ -241,6 +241,32 @@ def test_a_maildir_write_the_system_refuses_is_a_fault_that_passes(
     settled(world, DUE + timedelta(minutes=5))
 
 
+def test_an_unreadable_message_file_is_a_fault_said_in_words_not_skipped(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply nobody can read must not go unseen (it may take a follow-up back): the pass
+    fails naming the file, and once it is readable the next pass reads it."""
+    from mailbridge_providers import local
+
+    world.add_interview()
+    world.deliver(LEAD, "Re: our chat")
+    real_open = open
+
+    def refusing_open(path: object, *args: object, **kw: object) -> object:
+        if "/Maildir/cur/" in str(path) or "/Maildir/new/" in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(local, "open", refusing_open, raising=False)
+    report = engine.reconcile(world.account, world.ledger, now=DUE)
+    assert report.error is not None
+    assert report.error.startswith("cannot read ") and "Permission denied" in report.error
+    assert world.messages("Drafts") == []  # nothing written by a pass that failed
+    monkeypatch.undo()
+    world.run(DUE + timedelta(minutes=5))
+    assert [m for m in world.ledger.messages("me") if LEAD in m.sender]
+
+
 def test_a_paused_account_writes_nothing_in_a_mail_only_pass(world: World) -> None:
     for n in range(4):
         world.add_interview(uid=f"iv{n}", end=END + timedelta(hours=n))
