@@ -742,6 +742,11 @@ class Pass:
                              f"{interview.key.uid}", interview.key.instance),
                     action.recipient.email, action.kind, action.seq,
                 )
+            if skip_reason and action.by_hand and self.mailbox.locate(message_id) is not None:
+                # Our draft is there already (made before the ledger was lost): the note the
+                # user wrote by hand may be that very draft, sent under a Message-ID of its
+                # own. The create below adopts the copy, or records it sent or deleted.
+                skip_reason = None
             state = DraftState.SKIPPED if skip_reason else DraftState.PLANNED
             with ledger.transaction():
                 try:

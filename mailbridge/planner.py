@@ -10,7 +10,9 @@ How the engine applies each action:
 PlanDraft
     insert a draft row: SKIPPED when ``skip_reason`` is set, otherwise PLANNED. A planned row
     whose ``due <= now`` is due at once: the engine creates it in the same pass (as for
-    CreateDraft), since plan() cannot name a row that has no id yet.
+    CreateDraft), since plan() cannot name a row that has no id yet. A skip because the user
+    wrote by hand (``by_hand``) yields to our draft already in the mailbox (made before the
+    ledger was lost): the engine plans the row instead, and the create adopts the copy.
 Reschedule
     set the due time of a PLANNED row.
 CreateDraft
@@ -103,6 +105,7 @@ class PlanDraft:
     late: bool
     skip_reason: str | None
     reason: str
+    by_hand: bool = False  # skipped because the user wrote to them by hand
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,9 @@ def _bound(policy: Policy) -> timedelta:
 def _wrote_by_hand(
     iv: InterviewRow, email: str, msgs: Sequence[MessageRow], policy: Policy
 ) -> bool:
-    """The user wrote to this interviewer themselves during the thank-you window."""
+    """The user wrote to this interviewer themselves during the thank-you window. ``msgs``
+    are the user's messages matched to any interview: one note after two rounds with the same
+    person is matched to the later round, yet answers for both."""
     key = email.casefold()
     until = iv.end + _bound(policy)
     return any(
@@ -296,7 +301,7 @@ def _thank_yous(
     out: _Pass,
     iv: InterviewRow,
     drafts: Sequence[DraftRow],
-    msgs: Sequence[MessageRow],
+    own: Sequence[MessageRow],
     policy: Policy,
     now: datetime,
 ) -> None:
@@ -314,7 +319,7 @@ def _thank_yous(
         theirs = [d for d in rows if d.recipient.email.casefold() == key]
         mine = [d for d in theirs if d.state is not DraftState.CANCELLED]
         cancelled = [d for d in theirs if d.state is DraftState.CANCELLED]
-        by_hand = _wrote_by_hand(iv, key, msgs, policy)
+        by_hand = _wrote_by_hand(iv, key, own, policy)
         too_late = now > lookback_at
         late = now > bound_at
         for row in mine:
@@ -362,6 +367,7 @@ def _thank_yous(
                     False,  # never made, so never late
                     skip,
                     f"{what} skipped: {skip}.",
+                    by_hand,
                 )
             )
         elif late:
@@ -618,6 +624,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> list[Action]:
     """
     now = _utc(now)
     drafts, msgs = _grouped(snapshot)
+    own = [m for m in snapshot.messages if m.kind is MessageKind.OWN]
     actions: list[Action] = []
     for iv in sorted(snapshot.interviews, key=lambda i: i.id):
         out = _Pass()
@@ -636,7 +643,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> list[Action]:
                     )
         else:
             their = msgs.get(iv.id, [])
-            _thank_yous(out, iv, mine, their, policy, now)
+            _thank_yous(out, iv, mine, own, policy, now)
             _follow_ups(out, iv, mine, their, policy, now)
             _notes(out, iv, mine)
             _reminder(out, iv, mine, policy, now)

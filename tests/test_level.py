@@ -149,6 +149,38 @@ def test_a_lost_ledger_writes_no_second_copy_and_remembers_sent_and_deleted(
     settled(world, DUE + timedelta(minutes=10))
 
 
+def test_a_lost_ledger_and_a_thank_you_sent_under_a_new_message_id_two_rounds(
+    world: World,
+) -> None:
+    """Two rounds with the same interviewers; the user's program sends round 1's thank-you
+    to the lead under a Message-ID of its own (as Gmail may), then the ledger is lost. The
+    copy in Sent, the user's hand as far as anyone can tell, answers for round 1 too, so
+    round 1's thank-you is not made again; round 2's, still in Drafts, is adopted, not
+    left there with the ledger saying skipped."""
+    world.add_interview("round1", END - timedelta(hours=3))
+    world.add_interview("round2", END)
+    world.run(DUE)
+    drafts = world.folder("Drafts")
+    assert len(drafts) == 4
+    round1 = next(i.id for i in world.ledger.interviews("me") if i.key.uid == "round1")
+    ours = next(d.message_id for d in world.drafts(THANK_YOU)
+                if d.interview_id == round1 and d.recipient.email == LEAD)
+    first = next(k for k in drafts.iterkeys() if drafts.get_message(k)["Message-ID"] == ours)
+    rounds = {str(m["Message-ID"]): m for m in world.messages("Drafts")}
+    raw = drafts.get_message(first)
+    del raw["Message-ID"]
+    raw["Message-ID"] = "<resent-1@mail.example.org>"
+    world.folder("Sent").add(raw)
+    drafts.remove(first)
+    reopen_ledger(world, wipe=True)
+    world.run(DUE + timedelta(minutes=10))
+    held = {str(m["Message-ID"]) for m in world.messages("Drafts")}
+    assert held == set(rounds) - {ours}, (sorted(held), sorted(rounds), ours)
+    states = {d.message_id: d.state for d in world.drafts(THANK_YOU)}
+    assert {states[m] for m in held} == {DraftState.CREATED}
+    settled(world, DUE + timedelta(minutes=10))
+
+
 def test_a_second_state_dir_on_the_same_mailbox_writes_nothing_twice(world: World) -> None:
     world.add_interview()
     world.run(DUE)

@@ -111,16 +111,16 @@ def draft(
 
 def msg(kind: MessageKind, at: datetime, sender: str, *to: str, **changes: Any) -> MessageRow:
     folder = Folder.SENT if kind is MessageKind.OWN else Folder.INBOX
-    return MessageRow(
-        interview_id=1,
-        kind=kind,
-        folder=folder,
-        sender=sender,
-        at=at,
-        message_id=f"<{kind}-{at.timestamp()}@mail.test>",
-        recipients=to,
+    return MessageRow(**{
+        "interview_id": 1,
+        "kind": kind,
+        "folder": folder,
+        "sender": sender,
+        "at": at,
+        "message_id": f"<{kind}-{at.timestamp()}@mail.test>",
+        "recipients": to,
         **changes,
-    )
+    })
 
 
 def snap(*drafts: DraftRow, messages: tuple[MessageRow, ...] = (), **iv: Any) -> Snapshot:
@@ -441,6 +441,16 @@ CASES: dict[str, Case] = {
                 msg(
                     MessageKind.OWN, local("2026-11-23 14:30"), ME, "Ann Archer <ANN@acme.example>"
                 ),
+            )
+        ),
+        local("2026-11-23 15:00"),
+        [plan_ty(ANN, local("2026-11-23 15:00"), skip=True), plan_ty(BOB, TY_DUE), plan_fu(FU_DUE)],
+    ),
+    "a note by hand matched to a later round with the same person answers this one too": Case(
+        snap(
+            messages=(
+                msg(MessageKind.OWN, local("2026-11-23 14:30"), ME, "ann@acme.example",
+                    interview_id=2),
             )
         ),
         local("2026-11-23 15:00"),
