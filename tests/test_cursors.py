@@ -265,19 +265,23 @@ def test_a_listing_made_within_the_settle_window_is_not_vouched_for_by_its_stamp
     world.run(END + timedelta(hours=2))
     root = world.root / "Maildir"
     since = END - timedelta(days=2)
-    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
+    hello = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: hello", at=END + timedelta(hours=3))
     settle(root)
     settle(root, ago=1.5)  # INBOX changed a moment ago: within the settle window
     window = times_of(root)
     first = MaildirMailbox(root).messages(None, since)
     # Mail landing in the same clock tick leaves the folder's time as it was; once that time
     # is old enough to trust, it is the very time of the first listing. It is no proof.
-    deliver(world, f"Dana Whitfield <{LEAD}>", "Re: same tick", at=END + timedelta(hours=4))
+    tick = deliver(world, f"Dana Whitfield <{LEAD}>", "Re: same tick",
+                   at=END + timedelta(hours=4))
     set_times(root, window)
     time.sleep(max(0.0, (local._SETTLE_NS - (time.time_ns() - max(window))) / 1e9) + 0.1)
     assert local._stamp(mailbox.Maildir(root, create=False)) == tuple(window)
     later = MaildirMailbox(root).messages(first.cursor, since)
-    assert [m.subject for m in later.messages] == ["Re: same tick"]
+    # The new file's bucket is read again, and reported (the engine ignores what it handled):
+    # one time in 256 the reply already seen shares it.
+    again = ["Re: hello"] if bucket_of(hello) == bucket_of(tick) else []
+    assert sorted(m.subject for m in later.messages) == sorted(["Re: same tick", *again])
 
 
 def test_a_cursor_this_process_moved_past_but_the_ledger_did_not_keep_is_read_again(
