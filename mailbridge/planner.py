@@ -45,7 +45,7 @@ of its rows is acted on until it is back or counts as removed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -212,21 +212,24 @@ def _bound(policy: Policy) -> timedelta:
     return max(policy.thank_you_bound, timedelta(0))
 
 
-def _wrote_by_hand(
-    iv: InterviewRow, email: str, msgs: Sequence[MessageRow], policy: Policy
-) -> bool:
-    """The user wrote to this interviewer themselves during the thank-you window. ``msgs``
-    are the user's messages matched to any interview: one note after two rounds with the same
+def _notes_by_hand(msgs: Sequence[MessageRow]) -> dict[str, list[MessageRow]]:
+    """The messages the user wrote themselves (not one of our drafts), by each recipient's
+    address, whatever interview each was matched to: one note after two rounds with the same
     person is matched to the later round, yet answers for both."""
-    key = email.casefold()
+    found: dict[str, list[MessageRow]] = {}
+    for m in msgs:
+        if m.kind is MessageKind.OWN and m.our_draft_id is None:
+            for address in {_address(r) for r in m.recipients}:
+                found.setdefault(address, []).append(m)
+    return found
+
+
+def _wrote_by_hand(
+    iv: InterviewRow, email: str, notes: Mapping[str, Sequence[MessageRow]], policy: Policy
+) -> bool:
+    """The user wrote to this interviewer themselves during the thank-you window."""
     until = iv.end + _bound(policy)
-    return any(
-        m.kind is MessageKind.OWN
-        and m.our_draft_id is None
-        and iv.start <= m.at <= until
-        and any(_address(r) == key for r in m.recipients)
-        for m in msgs
-    )
+    return any(iv.start <= m.at <= until for m in notes.get(email.casefold(), ()))
 
 
 def _employer_replied(iv: InterviewRow, msgs: Sequence[MessageRow]) -> bool:
@@ -301,7 +304,7 @@ def _thank_yous(
     out: _Pass,
     iv: InterviewRow,
     drafts: Sequence[DraftRow],
-    own: Sequence[MessageRow],
+    notes: Mapping[str, Sequence[MessageRow]],
     policy: Policy,
     now: datetime,
 ) -> None:
@@ -319,7 +322,7 @@ def _thank_yous(
         theirs = [d for d in rows if d.recipient.email.casefold() == key]
         mine = [d for d in theirs if d.state is not DraftState.CANCELLED]
         cancelled = [d for d in theirs if d.state is DraftState.CANCELLED]
-        by_hand = _wrote_by_hand(iv, key, own, policy)
+        by_hand = _wrote_by_hand(iv, key, notes, policy)
         too_late = now > lookback_at
         late = now > bound_at
         for row in mine:
@@ -624,7 +627,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> list[Action]:
     """
     now = _utc(now)
     drafts, msgs = _grouped(snapshot)
-    own = [m for m in snapshot.messages if m.kind is MessageKind.OWN]
+    notes = _notes_by_hand(snapshot.messages)
     actions: list[Action] = []
     for iv in sorted(snapshot.interviews, key=lambda i: i.id):
         out = _Pass()
@@ -643,7 +646,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> list[Action]:
                     )
         else:
             their = msgs.get(iv.id, [])
-            _thank_yous(out, iv, mine, own, policy, now)
+            _thank_yous(out, iv, mine, notes, policy, now)
             _follow_ups(out, iv, mine, their, policy, now)
             _notes(out, iv, mine)
             _reminder(out, iv, mine, policy, now)
