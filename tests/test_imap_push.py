@@ -208,6 +208,16 @@ def a_pass(box: imap.ImapMailbox, cursor: str | None) -> tuple[str, int]:
     return batch.cursor, len(batch.messages)
 
 
+def a_pass_dropped(box: imap.ImapMailbox, cursor: str | None, dovecot: Dovecot,
+                   user: str) -> None:
+    """A pass whose connection the server drops halfway: it fails, and ends."""
+    box.messages(cursor, datetime.now(UTC) - SINCE)
+    dovecot.kick(user)
+    with pytest.raises(ProviderError, match="connection lost"):
+        box.find_draft("<nothing@mailbridge.invalid>")
+    box.pass_ended()
+
+
 def one_connection(dovecot: Dovecot, user: str) -> None:
     # A connection just closed may linger a moment in the server's list.
     wait_until("one connection on the server", lambda: dovecot.connections(user) == 1)
@@ -265,11 +275,7 @@ def test_a_pass_works_after_the_server_dropped_the_connection(dovecot: Dovecot) 
             one_connection(dovecot, sub.user)
 
             # Dropped during a pass: that pass fails, the next one works.
-            box.messages(cursor, datetime.now(UTC) - SINCE)
-            dovecot.kick(sub.user)
-            with pytest.raises(ProviderError, match="connection lost"):
-                box.find_draft("<nothing@mailbridge.invalid>")
-            box.pass_ended()
+            a_pass_dropped(box, cursor, dovecot, sub.user)
             cursor, _ = a_pass(box, cursor)
             wait_until("idling again", sub.listening)
             one_connection(dovecot, sub.user)
@@ -539,11 +545,7 @@ def test_a_loss_while_idling_is_reported_after_a_pass_lost_the_connection(
         try:
             cursor, _ = a_pass(box, None)
             wait_until("idling again", sub.listening)
-            box.messages(cursor, datetime.now(UTC) - SINCE)
-            dovecot.kick(sub.user)
-            with pytest.raises(ProviderError, match="connection lost"):
-                box.find_draft("<nothing@mailbridge.invalid>")
-            box.pass_ended()
+            a_pass_dropped(box, cursor, dovecot, sub.user)
             # The retry comes before the watcher's reconnect (0.5 s at the soonest): it makes
             # the connection and gives it back.
             cursor, _ = a_pass(box, cursor)
