@@ -352,6 +352,9 @@ def test_a_new_a_deleted_and_a_subfolder_file_are_seen(
     calendar_file(root, "iv-3", NOW - timedelta(days=4))
     assert "iv-3" in {e.key.uid for e in reader.read().events}
     settle(root)
+    # The look below is kept only when the watcher has numbered the new file's events first:
+    # read after the look, they stand for a change it may have missed (a loaded machine).
+    events_read()
     reader.read()  # a full look, now that the folder is settled again
     assert reader.skips()
     (root / "iv-0.ics").unlink()
