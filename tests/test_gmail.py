@@ -41,6 +41,7 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings, CalendarSettings
+from tests.emulators import half_request
 from tests.emulators.google import ROUTES, GoogleEmulator, interview_event, make_raw, running
 
 ME = "jordan.lee@gmail.com"
@@ -683,6 +684,11 @@ def test_emulator_rejects_what_the_real_api_would(
     assert any("unknown field 'bogus'" in v for v in emu.violations)
     assert any("unknown query parameter madeUp" in v for v in emu.violations)
     emu.violations.clear()
+
+
+def test_a_request_cut_short_by_a_killed_client_is_not_acted_on(emu: GoogleEmulator) -> None:
+    half_request(emu.url, "POST", "/gmail/v1/users/me/drafts")
+    assert emu.calls == [] and emu.drafts == {}  # the fixture checks for violations
 
 
 # --- the whole loop through the engine ----------------------------------------------------

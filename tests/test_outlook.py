@@ -31,6 +31,7 @@ from mailbridge.model import (
     Window,
 )
 from mailbridge.settings import AccountSettings, CalendarSettings
+from tests.emulators import half_request
 from tests.emulators.graph import AUTHORITY, TENANT, GraphEmulator
 
 T0 = datetime(2030, 5, 6, 15, 0, tzinfo=UTC)
@@ -399,6 +400,11 @@ def test_the_emulator_checks_categories_like_graph(emu):
     assert bad.status_code == 400
     assert len(emu.violations) == 1
     emu.violations.clear()
+
+
+def test_a_request_cut_short_by_a_killed_client_is_not_acted_on(emu):
+    half_request(emu.url, "POST", "/v1.0/me/messages")
+    assert emu.requests == [] and emu.drafts() == []  # the fixture checks for violations
 
 
 def test_follow_up_without_a_sent_thank_you_is_a_plain_draft(emu):

@@ -566,6 +566,11 @@ class GoogleEmulator:
         parsed = urllib.parse.urlsplit(request.path)
         length = int(request.headers.get("Content-Length") or 0)
         payload = request.rfile.read(length) if length else b""
+        if len(payload) < length:
+            # The client went away mid-request (killed between the headers and the body): a
+            # server never acts on half a request, and it is no violation of the API.
+            request.close_connection = True
+            return
         status, body, headers = 200, b"", {"Content-Type": "application/json"}
         try:
             if self.latency:

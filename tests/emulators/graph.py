@@ -302,6 +302,9 @@ class GraphEmulator:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:  # the client went away mid-request: nothing to act on
+                    self.close_connection = True
+                    return
                 status, headers, payload = emulator.dispatch(
                     self.command, self.path, dict(self.headers.items()), body
                 )
