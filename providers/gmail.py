@@ -10,9 +10,10 @@ What maps to what:
   Addresses are lower-cased, as the iCalendar sources give them.
 - ``mailbox.gmail``: drafts are Gmail drafts (``drafts.create/get/list/update/delete``); a
   follow-up joins the thread of the message it answers (``threadId`` plus the headers compose
-  wrote). Mail is read through ``history.list`` (messageAdded) from the stored history id (the
-  cursor); ``labelId`` takes one label only, so INBOX/SENT are picked from each record's labels
-  here, keeping one request per idle cycle. A 404 (history expired) falls back to
+  wrote). Mail is read through ``history.list`` (messageAdded, and labelRemoved for mail taken
+  out of Spam or Trash) from the stored history id (the cursor): all mail but drafts, spam,
+  chats and what is in Trash (`is_read_as_mail`), so a reply archived or filtered past the
+  inbox is still seen, with one request per idle cycle. A 404 (history expired) falls back to
   ``messages.list`` bounded by date. The headers, the snippet, the labels and the content
   types of the MIME parts are fetched (``format=full`` narrowed by ``fields`` to
   ``payload.parts[].mimeType``, so no body is downloaded): ``format=metadata`` shows only the
@@ -943,6 +944,17 @@ def sent_candidate(message: dict[str, Any], *, same_thread: bool) -> SentCandida
     )
 
 
+# Labels of messages that are not mail the user keeps: drafts, spam, chats and what they threw
+# away (messages.list leaves Spam and Trash out too, so a first pass and a history read agree).
+# Any other mail is read wherever it is filed: a reply the user archived, or that a filter
+# labelled and kept out of the inbox, is still a reply.
+NOT_READ = frozenset({"DRAFT", "SPAM", "TRASH", "CHAT"})
+
+
+def is_read_as_mail(labels: set[str]) -> bool:
+    return not labels & NOT_READ
+
+
 def history_touches(record: dict[str, Any]) -> set[str]:
     """The message ids a history record says were added, deleted or relabelled."""
     touched = {str(m.get("id")) for m in record.get("messages", [])}
@@ -1000,7 +1012,7 @@ class GmailMailbox(Google, Mailbox):
         return MessageBatch(tuple(headers), cursor=str(history_id))
 
     def _history(self, cursor: str) -> tuple[list[tuple[str, set[str] | None]], str | None]:
-        """Messages added to INBOX or SENT since ``cursor``; (.., None) when history expired.
+        """Mail added since ``cursor`` (`is_read_as_mail`); (.., None) when history expired.
         Every record type is read, so the same request tells which drafts were touched."""
         found: list[tuple[str, set[str] | None]] = []
         touched: set[str] = set()
@@ -1018,8 +1030,13 @@ class GmailMailbox(Google, Mailbox):
                 touched |= history_touches(record)
                 for added in record.get("messagesAdded", []):
                     labels = set(added["message"].get("labelIds", []))
-                    if labels & {"INBOX", "SENT"}:
+                    if is_read_as_mail(labels):
                         found.append((added["message"]["id"], labels))
+                # Mail the user took back out of Spam or Trash is new to us.
+                for removed in record.get("labelsRemoved", []):
+                    labels = set(removed["message"].get("labelIds", []))
+                    if set(removed.get("labelIds", [])) & NOT_READ and is_read_as_mail(labels):
+                        found.append((removed["message"]["id"], labels))
             token = page.get("nextPageToken")
             if not token:
                 self._history_from, self._touched = int(cursor), touched
@@ -1032,7 +1049,7 @@ class GmailMailbox(Google, Mailbox):
         if msg is None:  # deleted since it was listed
             return None
         labels = set(msg.get("labelIds", [])) or labels or set()
-        if "DRAFT" in labels or not labels & {"INBOX", "SENT"}:
+        if not is_read_as_mail(labels):
             return None
         payload = msg.get("payload", {})
         fields = [(h["name"], h["value"]) for h in payload.get("headers", [])]

@@ -691,6 +691,33 @@ def test_a_request_cut_short_by_a_killed_client_is_not_acted_on(emu: GoogleEmula
     assert emu.calls == [] and emu.drafts == {}  # the fixture checks for violations
 
 
+def test_mail_past_the_inbox_is_read_and_spam_trash_and_drafts_are_not(
+    emu: GoogleEmulator, mailbox: gmail.GmailMailbox
+) -> None:
+    """A reply a filter kept out of the inbox, or that the user archived before the pass, is
+    still a reply; so is one the user took back out of Spam. Spam and Trash are not read, by
+    a history read as by a first listing."""
+    start = mailbox.messages(None, NOW - timedelta(days=3))
+    maria = "Maria Chen <maria@acme.example>"
+    emu.deliver(make_raw(maria, ME, "Filtered", "x"), labels=("Label_7", "UNREAD"))
+    archived = emu.deliver(make_raw(maria, ME, "Archived", "x"))
+    emu.user_relabels(archived, remove=["INBOX", "UNREAD"])
+    junk = emu.deliver(make_raw(maria, ME, "Junk", "x"), labels=("SPAM",))
+    emu.deliver(make_raw(maria, ME, "Thrown away", "x"), labels=("TRASH",))
+    emu.deliver(make_raw(ME, "maria@acme.example", "Sent", "x"), labels=("SENT",))
+    emu.deliver(make_raw(ME, "maria@acme.example", "Sent, then deleted", "x"),
+                labels=("SENT", "TRASH"))
+    batch = mailbox.messages(start.cursor, NOW)
+    assert sorted((m.folder, m.subject) for m in batch.messages) == [
+        (Folder.INBOX, "Archived"), (Folder.INBOX, "Filtered"), (Folder.SENT, "Sent")]
+    emu.user_relabels(junk, add=["INBOX"], remove=["SPAM"])  # "Not spam"
+    later = mailbox.messages(batch.cursor, NOW)
+    assert [m.subject for m in later.messages] == ["Junk"]
+    # A lost cursor lists the look-back window again: the same mail, wherever it is filed.
+    again = mailbox.messages(None, NOW - timedelta(days=3))
+    assert sorted(m.subject for m in again.messages) == ["Archived", "Filtered", "Junk", "Sent"]
+
+
 # --- the whole loop through the engine ----------------------------------------------------
 
 

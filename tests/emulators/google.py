@@ -460,6 +460,18 @@ class GoogleEmulator:
             copy["Message-ID"] = message_id or email.utils.make_msgid(domain="client.test")
             return self._add_message(copy.as_bytes(), {"SENT"}).id
 
+    def user_relabels(self, message_id: str, add: Iterable[str] = (),
+                      remove: Iterable[str] = ()) -> None:
+        """Archive (remove INBOX), "Not spam" (remove SPAM, add INBOX), a label, as the user."""
+        with self.lock:
+            msg = self.messages[message_id]
+            if added := set(add) - msg.labels:
+                msg.labels |= added
+                self._change("labelAdded", msg, added)
+            if removed := set(remove) & msg.labels:
+                msg.labels -= removed
+                self._change("labelRemoved", msg, removed)
+
     def user_deletes_label(self, label_id: str) -> None:
         """Gmail removes a deleted label from every message that had it."""
         with self.lock:
