@@ -127,8 +127,8 @@ def main() -> None:
         print(f"acct{i:<4} {sum(idle.values()):>3}  ({detail}){'':>4} {interview:>9}  {total:>5}")
         detail = ", ".join(f"{k}={v}" for k, v in sorted(waiting.items()))
         print(f"{'':<8} {sum(waiting.values()):>3}  (idle with 2 drafts waiting: {detail})")
-    print("goal: 3 per idle cycle (calendarView/delta + inbox delta + sentitems delta); "
-          "4 with drafts waiting (+ one change-key listing of Drafts, no GET message)")
+    print("goal: 4 per idle cycle (calendarView/delta + the inbox, archive and sentitems "
+          "deltas); 5 with drafts waiting (+ one change-key listing of Drafts, no GET message)")
 
 
 if __name__ == "__main__":

@@ -482,7 +482,8 @@ class Pass:
         known: Mapping[str, int],
     ) -> None:
         account = self.account
-        if self.ledger.message_known(account.name, message.folder, message.provider_id):
+        if self.ledger.message_known(account.name, message.folder, message.provider_id,
+                                     message.message_id):
             return
         verdict = classify.classify(message, account.own_addresses)
         ours = (self.ledger.draft_by_message_id(account.name, message.message_id)

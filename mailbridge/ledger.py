@@ -1217,11 +1217,16 @@ class Ledger:
 
     # --- messages ------------------------------------------------------------------------
 
-    def message_known(self, account: str, folder: Folder, provider_id: str) -> bool:
+    def message_known(self, account: str, folder: Folder, provider_id: str,
+                      message_id: str = "") -> bool:
+        """Whether the message has a row: by its id in the mailbox, or by its Message-ID (the
+        same mail seen again after the user moved it to a folder that is also read, where
+        IMAP gives it another UID)."""
         return (
             self.conn.execute(
-                "SELECT 1 FROM message WHERE account=? AND folder=? AND provider_id=?",
-                (account, folder.value, provider_id),
+                "SELECT 1 FROM message WHERE account=? AND folder=? AND (provider_id=? "
+                "OR (?<>'' AND message_id=?))",
+                (account, folder.value, provider_id, message_id, message_id),
             ).fetchone()
             is not None
         )

@@ -15,8 +15,8 @@ What maps to what:
   its recipient since about its creation, ``$filter=sentDateTime ge``, as candidates for
   `mailbridge.drafts`); the version marker of a draft is its ``changeKey``, and ``versions``
   reads the change keys of Drafts in one listing (``$select=changeKey``). Mail is
-  ``GET /me/mailFolders/{inbox,sentitems}/messages/delta``
-  → `MessageBatch`; the cursor is both delta links. Full headers are fetched only for inbound
+  ``GET /me/mailFolders/{inbox,archive,sentitems}/messages/delta``
+  → `MessageBatch`; the cursor is the three delta links. Full headers are fetched only for inbound
   mail from others (``$select=internetMessageHeaders``), together with what Graph knows that
   the headers do not show: an invitation, update, cancellation or response arrives as an
   eventMessage (its ``@odata.type``) with ``meetingMessageType``
@@ -226,7 +226,9 @@ HEADER_FIELDS = "internetMessageHeaders"
 DETAIL_FIELDS = f"{HEADER_FIELDS},microsoft.graph.eventMessage/meetingMessageType"
 DRAFT_FIELDS = ("isDraft,subject,toRecipients,ccRecipients,bccRecipients,body,internetMessageId,"
                 "parentFolderId,changeKey")
-MAIL_FOLDERS = {"inbox": Folder.INBOX, "sentitems": Folder.SENT}
+# Mail is read in the inbox, in Archive (where Outlook's Archive button files it: a reply the
+# user archived before the pass is still a reply) and in Sent Items.
+MAIL_FOLDERS = {"inbox": Folder.INBOX, "archive": Folder.INBOX, "sentitems": Folder.SENT}
 EXPIRED_SYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 
 
@@ -937,7 +939,14 @@ class OutlookMailbox(Microsoft, Mailbox):
         links: dict[str, str] = _load_cursor(cursor) or {}
         found: list[MailHeaders] = []
         for folder, kind in MAIL_FOLDERS.items():
-            batch, links[folder] = self._folder_delta(folder, kind, links.get(folder), since)
+            try:
+                batch, links[folder] = self._folder_delta(folder, kind, links.get(folder), since)
+            except GraphError as exc:
+                if folder != "archive" or exc.status != 404:
+                    raise
+                # A mailbox without the Archive folder (never made): nothing filed there.
+                links.pop(folder, None)
+                continue
             found.extend(batch)
         return MessageBatch(tuple(found), json.dumps(links, sort_keys=True))
 

@@ -390,3 +390,24 @@ def test_an_update_cut_short_is_still_ours_and_unedited(world: World, monkeypatc
     bodies = [m.get_body(preferencelist=("plain",)).get_content()
               for m in world.messages("Drafts")]
     assert len(bodies) == 2 and all("robot arm calibration" in b for b in bodies)
+
+
+def test_a_reply_seen_again_under_another_id_is_one_reply(world: World) -> None:
+    """The same mail found again under another id in the same kind of folder (IMAP gives a
+    message moved to another folder that is read a new UID; a delivery made twice) is the
+    reply already recorded: one row, one decision."""
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    world.send_all_drafts()
+    world.run(END + timedelta(hours=3))
+    world.deliver(f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=END + timedelta(hours=4))
+    world.run(END + timedelta(hours=5))
+    inbox = mailbox.Maildir(world.root / "Maildir", factory=None, create=False)
+    (key,) = inbox.keys()
+    inbox.add(inbox.get_bytes(key))  # the same message, under a new Maildir key
+    world.run(END + timedelta(hours=6))
+    rows = world.ledger.conn.execute(
+        "SELECT count(*) FROM message WHERE folder='inbox'").fetchone()[0]
+    assert rows == 1
+    matched = [e for e in world.ledger.audit_entries() if e.decision == "mail matched"]
+    assert len(matched) == 1

@@ -468,7 +468,8 @@ def test_inbox_and_sent_delta_with_headers_only_for_inbound_mail(emu):
     requests_before = sum(emu.counts[k] for k in ("GET messages/delta", "GET message"))
     idle = mailbox.messages(batch.cursor, since)
     assert idle.messages == ()
-    assert sum(emu.counts[k] for k in ("GET messages/delta", "GET message")) == requests_before + 2
+    # One delta each of the inbox, Archive and Sent Items; nothing fetched.
+    assert sum(emu.counts[k] for k in ("GET messages/delta", "GET message")) == requests_before + 3
 
     late = emu.deliver("lead@fabrikam.example", "One more thing")
     assert [m.provider_id for m in mailbox.messages(idle.cursor, since).messages] == [late]
@@ -476,6 +477,36 @@ def test_inbox_and_sent_delta_with_headers_only_for_inbound_mail(emu):
     emu.expire_deltas()
     again = mailbox.messages(idle.cursor, since)
     assert len(again.messages) == 6  # a full re-read after the delta tokens expired
+
+
+def test_a_reply_archived_before_the_pass_is_read_once(emu):
+    """Outlook's Archive button files mail in Archive: a reply archived before mailbridge
+    looked is still a reply; one archived after it was read is the same message (its
+    immutable id), not a second one."""
+    mailbox, _ = open_both(emu, sign_in(emu))
+    since = datetime.now(UTC) - timedelta(days=1)
+    first = mailbox.messages(None, since)
+    early = emu.deliver("lead@fabrikam.example", "RE: Thank you", "Let's talk")
+    emu.user_moves(early, "archive")
+    late = emu.deliver("ann@fabrikam.example", "RE: Thank you", "Soon")
+    batch = mailbox.messages(first.cursor, since)
+    assert sorted(m.provider_id for m in batch.messages) == sorted([early, late])
+    assert {m.folder for m in batch.messages} == {Folder.INBOX}
+    emu.user_moves(late, "archive")
+    again = mailbox.messages(batch.cursor, since)
+    assert [m.provider_id for m in again.messages] == [late]  # the same id: known to the core
+
+
+def test_a_mailbox_without_an_archive_folder_reads_the_inbox_and_sent(emu):
+    mailbox, _ = open_both(emu, sign_in(emu))
+    emu.missing_folders.add("archive")
+    reply = emu.deliver("lead@fabrikam.example", "RE: Thank you", "Let's talk")
+    since = datetime.now(UTC) - timedelta(days=1)
+    batch = mailbox.messages(None, since)
+    assert [m.provider_id for m in batch.messages] == [reply]
+    emu.missing_folders.clear()  # made later, by the first use of the Archive button
+    emu.user_moves(reply, "archive")
+    assert [m.provider_id for m in mailbox.messages(batch.cursor, since).messages] == [reply]
 
 
 # --- faults ------------------------------------------------------------

@@ -259,6 +259,7 @@ class GraphEmulator:
         self.authority = AUTHORITY
         self._scheme = "http"
         self.drafts_missing = False
+        self.missing_folders: set[str] = set()  # well-known folders this mailbox never made
         # Like some real mailboxes: a type cast in $select is a 400 (RequestBroker--ParseUri).
         self.refuse_type_cast = False
         self.violations: list[str] = []
@@ -528,6 +529,9 @@ class GraphEmulator:
             raise _Reject(404, "ErrorItemNotFound", "The folder was not found", violation=False)
         for known, ident in self.folder_ids.items():
             if name in (known, ident.lower()):
+                if known in self.missing_folders:
+                    raise _Reject(404, "ErrorItemNotFound", "The specified folder could not be "
+                                  "found in the store", violation=False)
                 return known
         raise _Reject(404, "ErrorInvalidIdMalformed", f"no folder {segment!r}", violation=False)
 
