@@ -22,7 +22,9 @@ What maps to what:
   UID). A plain EXPUNGE, which would also remove whatever else the user had flagged, is never
   issued.
 - ``messages``: headers only (``BODY.PEEK[HEADER]``) plus the first 600 bytes of the first text
-  part, from the inbox and Sent. The cursor is JSON: per folder its UIDVALIDITY, UIDNEXT and
+  part, from the inbox, Archive (SPECIAL-USE ``\\Archive`` or its usual names, where there is
+  one; its messages' ids are ``"FOLDER/UIDVALIDITY:UID"``, apart from the inbox's) and Sent.
+  The cursor is JSON: per folder its UIDVALIDITY, UIDNEXT and
   (with CONDSTORE) HIGHESTMODSEQ; an unchanged folder costs one STATUS. The first pass (and a
   UIDVALIDITY change, or a folder gone back to a lower UIDNEXT or HIGHESTMODSEQ, as after a
   restore from backup) finds the look-back window by bisecting INTERNALDATE: the mailbox is
@@ -72,6 +74,7 @@ from typing import Annotated, Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import (
+    ARCHIVE,
     DRAFTS,
     SENT,
     TRASH,
@@ -158,6 +161,7 @@ class ImapSettings:
     drafts_folder: Annotated[Text | None, _folder("Drafts")] = None
     sent_folder: Annotated[Text | None, _folder("Sent")] = None
     trash_folder: Annotated[Text | None, _folder("Trash")] = None
+    archive_folder: Annotated[Text | None, _folder("Archive")] = None
     idle: Annotated[Flag, doc("wait for new mail with IDLE (push)", True)] = True
     timeout: Annotated[Number, between(1, 600), doc("seconds, every command", 60)] = 60.0
 
@@ -184,6 +188,10 @@ SENT_NAMES = (
     "Envoyés", "Éléments envoyés", "Messages envoyés", "Enviados", "Elementos enviados",
     "Posta inviata", "Inviata", "Verzonden", "Verzonden items", "Skickat", "Отправленные",
 )  # fmt: skip
+# Where mail programs' Archive button files mail (Thunderbird "Archives", Apple Mail, Fastmail,
+# Outlook.com "Archive"); not Gmail's All Mail, which holds the inbox and Sent again.
+ARCHIVE_NAMES = ("Archive", "Archives", "Archiv", "Archivio", "Archivo", "Archief", "Arkiv",
+                 "Архив")
 TRASH_NAMES = (
     "Trash", "Deleted Items", "Deleted Messages", "Bin", "[Gmail]/Trash", "[Gmail]/Bin",
     "[Google Mail]/Trash", "Papierkorb", "Gelöschte Elemente", "Corbeille",
@@ -696,6 +704,7 @@ class ImapMailbox(Mailbox):
                 "drafts": pick_folder(listing, DRAFTS, DRAFTS_NAMES, s.drafts_folder),
                 "sent": pick_folder(listing, SENT, SENT_NAMES, s.sent_folder),
                 "trash": pick_folder(listing, TRASH, TRASH_NAMES, s.trash_folder),
+                "archive": pick_folder(listing, ARCHIVE, ARCHIVE_NAMES, s.archive_folder),
             }
         return self._folders[role]
 
@@ -933,13 +942,23 @@ class ImapMailbox(Mailbox):
     def messages(self, cursor: str | None, since: datetime) -> MessageBatch:
         states = load_cursor(cursor)
         found: list[MailHeaders] = []
+        if cursor is None:  # a full listing (daily) looks for folders made since, as Archive
+            self._folders = None
         with self._session("read new mail") as client:
             roles: list[tuple[Folder, str]] = [(Folder.INBOX, self.settings.inbox_folder)]
+            # A reply the user archived before the pass is still a reply.
+            archive = self._folder(client, "archive")
+            if archive is not None and archive != self.settings.inbox_folder:
+                roles.append((Folder.INBOX, archive))
             sent = self._folder(client, "sent")
             if sent is not None:
                 roles.append((Folder.SENT, sent))
             for folder, name in roles:
-                state, headers = self._new_in(client, name, folder, states.get(name), since)
+                # Ids of the inbox's and Sent's messages are UIDVALIDITY:UID, as they always
+                # were; those of another folder read in the inbox's role name the folder too.
+                prefix = f"{name}/" if name == archive else ""
+                state, headers = self._new_in(client, name, folder, states.get(name), since,
+                                              prefix)
                 states[name] = state
                 found.extend(headers)
             self._inbox_next = states[self.settings.inbox_folder].uidnext
@@ -952,6 +971,7 @@ class ImapMailbox(Mailbox):
         folder: Folder,
         known: FolderState | None,
         since: datetime,
+        prefix: str = "",
     ) -> tuple[FolderState, list[MailHeaders]]:
         if known is None:
             # First pass: EXAMINE alone tells UIDVALIDITY and UIDNEXT; a STATUS before it
@@ -973,7 +993,7 @@ class ImapMailbox(Mailbox):
             else:  # renumbered or gone back: as on a first pass
                 info = client.select_folder(name, readonly=True)
                 uids = self._stored_since(client, info, since)
-        headers = self._headers(client, sorted(uids), folder, now.uidvalidity)
+        headers = self._headers(client, sorted(uids), folder, f"{prefix}{now.uidvalidity}")
         next_uid = max([now.uidnext, *(u + 1 for u in uids)])
         return replace(now, uidnext=next_uid), headers
 
@@ -1004,8 +1024,9 @@ class ImapMailbox(Mailbox):
         return uids_stored_since(client, exists, since - timedelta(days=1))
 
     def _headers(
-        self, client: IMAPClient, uids: list[int], folder: Folder, validity: int
+        self, client: IMAPClient, uids: list[int], folder: Folder, place: str
     ) -> list[MailHeaders]:
+        """The messages ``uids``, with ids ``PLACE:UID`` (``place``: [FOLDER/]UIDVALIDITY)."""
         result: list[MailHeaders] = []
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
@@ -1018,7 +1039,7 @@ class ImapMailbox(Mailbox):
                 parsed = mailparse.headers_from_bytes(
                     bytes(data.get(b"BODY[HEADER]") or b""),
                     folder=folder,
-                    provider_id=f"{validity}:{uid}",
+                    provider_id=f"{place}:{uid}",
                     excerpt_chars=0,
                 )
                 result.append(

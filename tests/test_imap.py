@@ -516,6 +516,30 @@ def test_messages_first_pass_by_search_then_incremental(mailbox, other) -> None:
     assert mailbox.messages(second.cursor, now).messages == ()
 
 
+def test_a_reply_in_the_archive_folder_is_read_with_an_id_of_its_own(mailbox, other) -> None:
+    """A reply archived before the pass is still a reply. The Archive folder is found by its
+    name here (Dovecot's config gives it no SPECIAL-USE), made after the mailbox first read
+    mail: the next full listing looks for it. Its messages' ids name the folder, so they can
+    never be taken for the inbox's (each folder numbers its UIDs from 1)."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    first = mailbox.messages(None, since)
+    other.create_folder("Archive")
+    reply_id = make_msgid(domain="acme.example")
+    other.append("Archive", mail("Re: Thank you", message_id=reply_id))
+    other.append("INBOX", mail("Hello"))
+    full = mailbox.messages(None, since)
+    found = {m.message_id: m for m in full.messages}
+    assert found[reply_id].folder is Folder.INBOX
+    assert found[reply_id].provider_id.startswith("Archive/")
+    inbox = next(m for m in full.messages if m.subject == "Hello")
+    assert inbox.provider_id.split(":")[1] == found[reply_id].provider_id.split(":")[1] == "1"
+    assert mailbox.messages(full.cursor, since).messages == ()
+    other.append("Archive", mail("Re: Thank you again"))
+    later = mailbox.messages(full.cursor, since)
+    assert [m.subject for m in later.messages] == ["Re: Thank you again"]
+    assert first.messages == ()
+
+
 def test_excerpt_from_nested_multipart(mailbox, other) -> None:
     msg = EmailMessage()
     msg["From"] = "avery.chen@acme.example"
