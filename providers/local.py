@@ -17,6 +17,8 @@ mailbox (``provider = "local"``)
     pass), and Drafts is listed again only when its folder times moved. A file flagged T
     (trashed: IMAP's \\Deleted as mbsync writes it, mutt's ``maildir_trash``) is deleted, as on
     IMAP before the EXPUNGE: no folder counts it. Retraction moves the file to Trash.
+    Mail is read in the inbox, in an Archive folder where there is one (a reply the user
+    archived before the pass is still a reply) and in Sent.
     ``observe`` looks for the draft's Message-ID in Sent and, with a `SentHint`, reports the
     messages in Sent to the same recipient as candidates (the core decides).
     The message cursor remembers, per folder, the Maildir keys (the unique file names)
@@ -113,6 +115,9 @@ FOLDER_NAMES = {
     "sent": ("Sent", "Sent Items", "Sent Messages", "sent"),
     "trash": ("Trash", "Deleted Items", "Deleted Messages", "trash"),
 }
+# Where a mail program's archive command files mail (mutt/neomutt setups, aerc, Thunderbird's
+# "Archives" through mbsync): read with the inbox, never made.
+ARCHIVE_NAMES = ("Archive", "Archives", "archive")
 
 
 # --- calendar ------------------------------------------------------------------------------
@@ -538,21 +543,25 @@ class MaildirMailbox(Mailbox):
         since_ns = int(since.timestamp() * 1e9)
         told = _load_cursor(cursor, since_ns)
         found: list[MailHeaders] = []
-        folders = [(Folder.INBOX, self.inbox)]
+        # (the cursor's name for it, the role its mail has, the folder); a reply the user
+        # archived before the pass is still a reply. Archive is looked for at every pass: a
+        # mail program makes it at its first use.
+        folders = [("inbox", Folder.INBOX, self.inbox)]
+        if (archive := self._find(ARCHIVE_NAMES)) is not None:
+            folders.append(("archive", Folder.INBOX, archive))
         if self.sent is not None:
-            folders.append((Folder.SENT, self.sent))
+            folders.append(("sent", Folder.SENT, self.sent))
         fresh: dict[str, dict[str, Any]] = {}
-        for folder, box in folders:
-            was = told.get(folder.value)
+        for name, folder, box in folders:
+            was = told.get(name)
             stamp = _stamp(box)  # before the listing: a change during it moves it on
             if was is not None and stamp is not None and was.stamp == stamp:
                 # Nothing came or went since the listing the cursor describes (made by this
                 # process or another): not even the names are read.
-                fresh[folder.value] = {"stamp": list(stamp), "buckets": was.text}
+                fresh[name] = {"stamp": list(stamp), "buckets": was.text}
                 continue
             listed = self._list(folder, box, was, since, found)
-            fresh[folder.value] = {"stamp": list(stamp) if stamp else None,
-                                   "buckets": listed.text}
+            fresh[name] = {"stamp": list(stamp) if stamp else None, "buckets": listed.text}
         cursor = json.dumps({"since": since_ns, "folders": fresh}, sort_keys=True)
         return MessageBatch(messages=tuple(found), cursor=cursor)
 

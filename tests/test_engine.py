@@ -411,3 +411,27 @@ def test_a_reply_seen_again_under_another_id_is_one_reply(world: World) -> None:
     assert rows == 1
     matched = [e for e in world.ledger.audit_entries() if e.decision == "mail matched"]
     assert len(matched) == 1
+
+
+def test_a_reply_archived_before_the_pass_takes_the_follow_up_back(world: World) -> None:
+    """The user read the employer's answer on their phone and archived it while mailbridge
+    was not running: it is still a reply, whichever folder it is in now."""
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    world.send_all_drafts()
+    world.run(END + timedelta(hours=3))
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert len(world.messages("Drafts")) == 1
+    thank_you = next(d for d in world.drafts(DraftKind.THANK_YOU) if d.recipient.email == LEAD)
+    world.deliver(f"Dana Whitfield <{LEAD}>", "Re: Thank you", thank_you.message_id,
+                  at=due + timedelta(hours=1))
+    inbox = mailbox.Maildir(world.root / "Maildir", factory=None, create=False)
+    archive = inbox.add_folder("Archive")
+    for key in list(inbox.keys()):
+        archive.add(inbox.get_bytes(key))
+        inbox.remove(key)
+    world.run(due + timedelta(hours=2))
+    assert world.messages("Drafts") == []
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.state == DraftState.RETRACTED
