@@ -143,6 +143,19 @@ class Backend:
         """Deleted for good, not kept in Trash (Gmail's Discard drafts)."""
         self.world.user_deletes(mail)
 
+    # A full listing of the mailbox finds a message the user filed away in a folder of their
+    # own (Gmail lists all mail but Spam and Trash; the others list the Inbox and Sent).
+    lists_filed = False
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        """The message ``raw`` arrives in the Inbox, received at ``at``; returns its handle."""
+        raise NotImplementedError
+
+    def user_files(self, handle: str, where: str) -> None:
+        """The user moves a message out of the Inbox: to Trash ("trash"), or to a folder of
+        their own ("away"; Gmail: archived, the Inbox label taken off)."""
+        raise NotImplementedError
+
     def problems(self) -> list[str]:
         return []
 
@@ -203,6 +216,22 @@ class ImapBackend(Backend):
         with self.world._client() as client:  # the user's program moves it to Trash
             client.select_folder("Drafts")
             client.move([int(mail.key)], "Trash")
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        with self.world._client() as client:
+            client.append("INBOX", raw, msg_time=at)
+        # UIDs change when the server renumbers a folder: the Message-ID does not.
+        return mail_from_bytes("", raw).message_id
+
+    def user_files(self, handle: str, where: str) -> None:
+        with self.world._client() as client:
+            target = "Trash" if where == "trash" else "Jobs"
+            if not client.folder_exists(target):
+                client.create_folder(target)
+            client.select_folder("INBOX")
+            uids = client.search(["HEADER", "Message-ID", handle])
+            if uids:
+                client.move(uids, target)
 
 
 class Local:
@@ -291,6 +320,22 @@ class LocalBackend(Backend):
                     if p.name.partition(":")[0] == mail.key)
         path.rename(self.world.root / "Maildir" / ".Trash" / "cur" / path.name)
 
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        return str(self.world._box("inbox").add(raw))
+
+    def user_files(self, handle: str, where: str) -> None:
+        import mailbox
+
+        box = self.world.root / "Maildir"
+        if where != "trash" and not (box / ".Jobs").exists():
+            mailbox.Maildir(box, create=False).add_folder("Jobs")
+        # The file may have been renamed since (a mailbox synced down again: refuse_cursors).
+        for path in [*(box / "cur").iterdir(), *(box / "new").iterdir()]:
+            key = path.name.partition(":")[0]
+            if key == handle or key.startswith(f"{handle}.r"):
+                target = box / (".Trash" if where == "trash" else ".Jobs") / "cur"
+                path.rename(target / path.name)
+
 
 class GmailBackend(Backend):
     people = ("maria@acme.example", "raj@acme.example")
@@ -333,6 +378,24 @@ class GmailBackend(Backend):
 
     def user_discards(self, mail: Mail) -> None:
         self.emu.user_deletes_draft(mail.key)
+
+    lists_filed = True
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        ident = self.emu.deliver(raw)
+        with self.emu.lock:  # Gmail dates a message by when it received it (internalDate)
+            self.emu.messages[ident].internal_date = int(at.timestamp() * 1000)
+        return ident
+
+    def user_files(self, handle: str, where: str) -> None:
+        with self.emu.lock:
+            message = self.emu.messages[handle]
+            if where == "trash":
+                message.labels = set(message.labels) | {"TRASH"}
+                self.emu._change("labelAdded", message, ["TRASH"])
+            else:
+                message.labels = set(message.labels) - {"INBOX"}
+                self.emu._change("labelRemoved", message, ["INBOX"])
 
     def problems(self) -> list[str]:
         sends = SEND_METHODS & set(self.emu.counts)
@@ -383,6 +446,15 @@ class GraphBackend(Backend):
 
     def user_discards(self, mail: Mail) -> None:
         self.user_deletes(mail)  # Outlook's Discard also goes through Deleted Items
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        return self.emu.deliver_raw(raw)  # received at its Date header
+
+    def user_files(self, handle: str, where: str) -> None:
+        if where == "trash":
+            self.emu.user_deletes(handle)
+        else:
+            self.emu.user_moves(handle, "archive")
 
     def problems(self) -> list[str]:
         return [*self.emu.violations, *(f"send attempt: {s}" for s in self.emu.send_attempts)]
