@@ -621,6 +621,16 @@ class Pass:
             self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}{how}",
                         interview_id=draft.interview_id, draft_id=draft.id)
             return result
+        if result == drafts.Outcome.DELETED and state == DraftState.RETRACTED:
+            # Our own retraction, whose answer was lost (or whose pass was cut short after the
+            # move): say what happened, as the retraction itself would have.
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
+            self.decide("draft retracted",
+                        f"the {draft.kind.value} draft to {who} was taken back: the employer "
+                        "replied (the answer to its removal was lost)",
+                        interview_id=draft.interview_id, draft_id=draft.id)
+            self._retracted_notice(draft.interview_id)
+            return result
         if result == drafts.Outcome.DELETED:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
             self.decide("draft deleted by you",
@@ -897,9 +907,12 @@ class Pass:
             if provider_id is None:
                 return None
         with ledger.transaction():
+            # A mark left by an earlier take-back (a revived row) is spent: from now on
+            # ``trashed`` says a retraction is under way (drafts.retracting).
             ledger.update_draft(
                 draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
-                created_at=self.now, version="", **self._rendered(message, interview),
+                created_at=self.now, version="", trashed=False,
+                **self._rendered(message, interview),
             )
             late = " (late: the 24-hour window had passed)" if draft.late else ""
             self.decide("draft created",
@@ -1061,14 +1074,20 @@ class Pass:
         current = self._still_ours(draft)  # never delete what the user touched
         if current is None:
             return
+        with self.ledger.transaction():  # the intent first: gone from here on is our doing
+            self.ledger.update_draft(draft.id, self.now, trashed=True)
         self.mailbox.retract(current)
         interview = interviews[draft.interview_id]
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
             self.decide("draft retracted", reason, interview_id=interview.id, draft_id=draft.id)
+        self._retracted_notice(interview.id)
+
+    def _retracted_notice(self, interview_id: int) -> None:
+        interview = self.ledger.interview(interview_id)
+        name = (interview.company or interview.title) if interview else "The employer"
         self.report.notices.append(Notice(
-            interview.id, "retracted",
-            f"{interview.company or interview.title} replied; the follow-up draft was removed",
+            interview_id, "retracted", f"{name} replied; the follow-up draft was removed",
         ))
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from mailbridge import config as config_module
-from mailbridge import engine
-from mailbridge.adapters import AmbiguousWrite, open_mailbox
+from mailbridge import engine, timing
+from mailbridge.adapters import AmbiguousWrite, ProviderError, open_mailbox
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState
 from tests.test_engine import END, LEAD, OTHER, World
@@ -223,6 +223,50 @@ class LostAnswers:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+class LostRemovals:
+    """A real Maildir whose first ``n`` removals are carried out and then reported as failed."""
+
+    def __init__(self, world: World, n: int) -> None:
+        self.inner = open_mailbox(world.account)
+        self.n = n
+
+    def retract(self, provider_id: str) -> None:
+        self.inner.retract(provider_id)
+        if self.n > 0:
+            self.n -= 1
+            raise ProviderError("cannot move a draft to Trash in the Maildir: I/O error")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_retraction_whose_answer_was_lost_is_ours_not_the_users_deletion(
+    world: World,
+) -> None:
+    # The follow-up goes to Trash, then the move is reported as failed (or the pass is cut
+    # short): the next pass finds it gone. That was our retraction, said as one, with its
+    # notice; it used to be recorded as the user's deletion ("deleted by you").
+    world.add_interview()
+    world.run(DUE)
+    world.send_all_drafts()
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert len(world.messages("Drafts")) == 1
+    world.deliver(LEAD, "Re: Thank you", at=due + timedelta(hours=1))
+    box = LostRemovals(world, 1)
+    report = engine.reconcile(world.account, world.ledger, now=due + timedelta(hours=1),
+                              mailbox=box)  # type: ignore[arg-type]
+    assert report.error is not None and box.n == 0
+    assert world.messages("Drafts") == [] and len(world.messages("Trash")) == 1
+    report = world.run(due + timedelta(hours=2))
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.state == DraftState.RETRACTED
+    assert [n.kind for n in report.notices] == ["retracted"]
+    decisions = [a.decision for a in world.ledger.audit_entries()]
+    assert "draft retracted" in decisions and "draft deleted by you" not in decisions
+    settled(world, due + timedelta(hours=2))
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> None:

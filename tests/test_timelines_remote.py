@@ -52,6 +52,7 @@ from hypothesis import strategies as st
 
 from mailbridge import config as config_module
 from mailbridge import engine
+from mailbridge.adapters import ProviderError
 from mailbridge.compose import message_id
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftState, EventKey, Policy
@@ -133,6 +134,11 @@ class Backend:
         """The next ``n`` draft creates are stored, and their answer is lost."""
         raise NotImplementedError
 
+    def lose_delete_answers(self, n: int) -> None:
+        """The next ``n`` draft removals (a follow-up taken back) are carried out, and their
+        answer is lost; a pass that gets no answer fails (and says so in its report)."""
+        raise NotImplementedError
+
     def folder(self, which: str) -> list[Mail]:
         return self.world.folder(which)  # type: ignore[no-any-return]
 
@@ -171,16 +177,23 @@ class ImapBackend(Backend):
         self.level = Imap(root, dovecot, radicale)
         self.world = self.level.world
         self.lost_appends = 0
+        self.lost_moves = 0
         super().__init__()
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
-        lost = LostAppend(self.account, self.lost_appends) if self.lost_appends else None
+        lost = (LostAppend(self.account, self.lost_appends, self.lost_moves)
+                if self.lost_appends or self.lost_moves else None)
         self.level.mailbox = lost.mailbox if lost else None
+        moves = self.lost_moves
         try:
-            super().run(now, ledger)
+            if lost is None:
+                return super().run(now, ledger)
+            report = engine.reconcile(self.account, ledger or self.ledger, now=now,
+                                      mailbox=lost.mailbox)
+            assert report.error is None or lost.moves < moves, report.error
         finally:
             if lost is not None:
-                self.lost_appends = lost.n
+                self.lost_appends, self.lost_moves = lost.n, lost.moves
                 lost.mailbox.close()
             self.level.mailbox = None
 
@@ -211,6 +224,9 @@ class ImapBackend(Backend):
 
     def lose_create_answers(self, n: int) -> None:
         self.lost_appends += n
+
+    def lose_delete_answers(self, n: int) -> None:
+        self.lost_moves += n
 
     def user_deletes(self, mail: Mail) -> None:
         with self.world._client() as client:  # the user's program moves it to Trash
@@ -262,16 +278,18 @@ class LocalBackend(Backend):
         self.level = Local(root)
         self.world = self.level.world
         self.lost_creates = 0
+        self.lost_moves = 0
         super().__init__()
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
-        if not self.lost_creates:
+        if not self.lost_creates and not self.lost_moves:
             return super().run(now, ledger)
         from mailbridge_providers import local
 
         mailbox = local.MaildirMailbox.open(self.account)
         store = mailbox.drafts
-        original = store.add
+        original, retract = store.add, mailbox.retract
+        moves = self.lost_moves
 
         def add(message: Any) -> str:
             made = original(message)
@@ -280,12 +298,20 @@ class LocalBackend(Backend):
                 raise OSError(errno.EIO, "Input/output error")
             return made
 
+        def retracted(provider_id: str) -> None:
+            retract(provider_id)
+            if self.lost_moves > 0:  # moved to Trash, then the system fails
+                self.lost_moves -= 1
+                raise ProviderError("cannot move a draft to Trash in the Maildir: "
+                                    "Input/output error")
+
         store.add = add  # type: ignore[method-assign]
-        self.level.mailbox = mailbox
+        mailbox.retract = retracted  # type: ignore[method-assign]
         try:
-            super().run(now, ledger)
+            report = engine.reconcile(self.account, ledger or self.ledger, now=now,
+                                      mailbox=mailbox)
+            assert report.error is None or self.lost_moves < moves, report.error
         finally:
-            self.level.mailbox = None
             mailbox.close()
 
     def put(self, uid: str, end: datetime, cancelled: bool) -> None:
@@ -312,6 +338,9 @@ class LocalBackend(Backend):
 
     def lose_create_answers(self, n: int) -> None:
         self.lost_creates += n
+
+    def lose_delete_answers(self, n: int) -> None:
+        self.lost_moves += n
 
     def user_deletes(self, mail: Mail) -> None:
         # The user's program moves it to Trash: the same file, in .Trash/cur.
@@ -365,6 +394,10 @@ class GmailBackend(Backend):
     def lose_create_answers(self, n: int) -> None:
         for how in ("drop", "503")[:n]:
             self.emu.lose_answer("gmail.users.drafts.create", how)
+
+    def lose_delete_answers(self, n: int) -> None:
+        for how in ("drop", "503")[:n]:
+            self.emu.lose_answer("gmail.users.drafts.delete", how)
 
     def folder(self, which: str) -> list[Mail]:
         if which != "trash":
@@ -440,6 +473,10 @@ class GraphBackend(Backend):
     def lose_create_answers(self, n: int) -> None:
         for how in ("drop", "504")[:n]:
             self.emu.lose_answer("POST", "/me/messages", how)
+
+    def lose_delete_answers(self, n: int) -> None:
+        for how in ("drop", "504")[:n]:
+            self.emu.lose_answer("DELETE", "/me/messages/", how)
 
     def user_deletes(self, mail: Mail) -> None:
         self.emu.user_deletes(mail.key)  # to Deleted Items
