@@ -22,7 +22,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -414,6 +414,8 @@ class Pass:
         self.news = self.news or bool(batch.messages or retries)
         # Archived interviews too: their replies are kept (for `status`), though they change
         # nothing. Loaded only when there is mail to match, so an idle pass reads no history.
+        interviews = (self.ledger.interviews(account.name, ended_since=horizon)
+                      if batch.messages or retries else [])
         candidates = [
             classify.Candidate(
                 interview_id=i.id,
@@ -423,10 +425,21 @@ class Pass:
                 start=i.start,
                 end=i.end,
             )
-            for i in self.ledger.interviews(account.name, ended_since=horizon)
-        ] if batch.messages or retries else []
+            for i in interviews
+        ]
+        # Our drafts' Message-IDs are derived, so a reply in one of their threads is told even
+        # before the ledger has the draft's row: the first pass after a lost ledger reads the
+        # mailbox before it plans the drafts again (a reply from outside the employer's domain,
+        # an agency recruiter's, used to be dropped then, until the next full listing).
+        derived = {
+            mid: i.id
+            for i in interviews
+            for mid in compose.draft_message_ids(
+                account.address, i.key,
+                [p.email for p in (*i.attendees, *([i.lead] if i.lead else []))])
+        }
         with self.ledger.transaction():
-            known = self.ledger.message_ids(account.name)
+            known = _Threads(self.ledger.message_ids(account.name), derived)
             for message in (*batch.messages, *retries):
                 key = _waiting_key(message)
                 if key in waiting and (waiting[key].given_up or waiting[key].next_try > self.now):
@@ -1089,6 +1102,27 @@ class Pass:
         self.report.notices.append(Notice(
             interview_id, "retracted", f"{name} replied; the follow-up draft was removed",
         ))
+
+
+@dataclass(frozen=True)
+class _Threads(Mapping[str, int]):
+    """Message-ID -> interview for threading mail: the ledger's (rows and matched mail) first,
+    then those derived for our drafts of the interviews that mail is matched against."""
+
+    ledger: Mapping[str, int]
+    derived: Mapping[str, int]
+
+    def __getitem__(self, message_id: str) -> int:
+        try:
+            return self.ledger[message_id]
+        except KeyError:
+            return self.derived[message_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.derived, **self.ledger})
+
+    def __len__(self) -> int:
+        return len({**self.derived, **self.ledger})
 
 
 def _with_message_id(message: DraftMessage, message_id: str) -> DraftMessage:

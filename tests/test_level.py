@@ -20,7 +20,7 @@ from mailbridge import config as config_module
 from mailbridge import engine, timing
 from mailbridge.adapters import AmbiguousWrite, ProviderError, open_mailbox
 from mailbridge.ledger import Ledger
-from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState
+from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState, MessageKind
 from tests.test_engine import END, LEAD, OTHER, World
 
 THANK_YOU = DraftKind.THANK_YOU
@@ -267,6 +267,31 @@ def test_a_retraction_whose_answer_was_lost_is_ours_not_the_users_deletion(
     decisions = [a.decision for a in world.ledger.audit_entries()]
     assert "draft retracted" in decisions and "draft deleted by you" not in decisions
     settled(world, due + timedelta(hours=2))
+
+
+def test_a_reply_in_our_thread_from_another_domain_counts_in_the_first_pass_after_a_lost_ledger(
+    world: World,
+) -> None:
+    # A recruiter at an agency answers in the thank-you's thread. The first pass of a new
+    # ledger reads the mailbox before it plans the thank-yous again: our Message-IDs are
+    # derived, so the thread is told all the same (the reply used to be dropped until the
+    # next full listing, a day later, and the follow-up made meanwhile).
+    world.add_interview()
+    world.run(DUE)
+    thank_you = next(d for d in world.drafts(THANK_YOU) if d.recipient.email == LEAD)
+    reopen_ledger(world, wipe=True)
+    world.deliver("Robin Agent <robin@talent-partners.example>", "Re: Thank you",
+                  thank_you.message_id, at=DUE + timedelta(hours=1))
+    world.run(DUE + timedelta(hours=2))
+    (reply,) = [m for m in world.ledger.messages(world.account.name)
+                if m.kind == MessageKind.HUMAN]
+    assert reply.sender == "robin@talent-partners.example"
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert world.drafts(DraftKind.FOLLOW_UP) == []
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in world.messages("Drafts")) == \
+        sorted([LEAD, OTHER])
+    settled(world, due)
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> None:

@@ -8,9 +8,10 @@ the interview, which timing.follow_up_due clamps to the end of the 24-hour thank
 moments:
 
 - mail arrives: a reply from the lead, from the other interviewer or from a colleague at the
-  employer's domain, threaded under the thank-you or not (these count from the interview's
-  start on); an out-of-office (``Auto-Submitted: auto-replied``), a reply from someone at
-  another domain, or anything before the interview (these never count);
+  employer's domain, threaded under the thank-you or not, or from someone at another domain
+  in the thank-you's thread (an agency recruiter; matched by thread): these count from the
+  interview's start on. An out-of-office (``Auto-Submitted: auto-replied``), a reply from
+  another domain outside our thread, or anything before the interview never count;
 - the user moves a message to Trash or to a folder of their own;
 - the ledger wiped; a pass whose ledger commit is lost; a pass whose cursors the ledger keeps
   but whose findings it lost; the cursors rewound; every cursor refused; draft creates whose
@@ -247,7 +248,7 @@ class Replied(Lived):
         at = min(now, START - timedelta(minutes=5)) if now < END else now
         parent = self.thank_you(sender.email if sender.email in people else self.lead)
         subject, in_reply_to = "Next steps", ""
-        if threaded and who != "outsider":
+        if threaded:
             in_reply_to = parent
             found = [m for which in ("drafts", "sent") for m in b.folder(which)
                      if m.message_id == parent]
@@ -265,7 +266,8 @@ class Replied(Lived):
         if auto:
             msg["Auto-Submitted"] = "auto-replied"
         raw = msg.as_bytes()
-        counts = who != "outsider" and not auto and at >= START
+        # From another domain only in our thread (an agency recruiter answering there).
+        counts = (who != "outsider" or threaded) and not auto and at >= START
         event(f"mail: {'counts' if counts else 'does not count'}")
         self.replies.append(Reply(b.deliver(raw, at), str(msg["Message-ID"]), counts))
 
@@ -394,6 +396,12 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]], most
     # gone, which was our doing, not the user's (it was recorded as deleted by the user)
     early=[], late=[(25 * 60, ("run",)), (25 * 60 + 1, ("lose_delete", 1)),
                     (26 * 60, ("reply", "lead", True, False)), (27 * 60, ("run",))], most=1,
+)
+@example(  # the ledger lost, then a recruiter at an agency answers in the thank-you's thread:
+    # the first pass of the new ledger threads it by the derived Message-ID (it used to read
+    # it before the thank-you rows were back, drop it, and make the follow-up)
+    early=[], late=[(ALL_DUE + 1, ("wipe",)), (ALL_DUE + 2, ("reply", "outsider", True, False)),
+                    (25 * 60, ("run",))], most=1,
 )
 @example(  # the user sent the first follow-up: a second one, then a reply takes it back
     early=[], late=[(25 * 60, ("run",)), (25 * 60 + 1, ("fu", "send")), (29 * 60, ("run",)),
