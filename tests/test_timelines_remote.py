@@ -93,6 +93,7 @@ class Backend:
     calendar's, the server's and the user's hands."""
 
     people: tuple[str, ...] = ()  # who gets a thank-you for an interview
+    failed = False  # the last pass failed (a removal whose answer was lost), as it may
     level: Any  # the tests/test_level_providers world: run, wipe_ledger, account, ledger
     world: Any  # the tests/chaos world: folder, user_sends, user_edits
 
@@ -109,6 +110,7 @@ class Backend:
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
         """One pass; with ``ledger``, against that ledger instead of the account's own."""
+        self.failed = False
         own = self.level.ledger
         self.level.ledger = ledger or own
         try:
@@ -191,6 +193,7 @@ class ImapBackend(Backend):
             report = engine.reconcile(self.account, ledger or self.ledger, now=now,
                                       mailbox=lost.mailbox)
             assert report.error is None or lost.moves < moves, report.error
+            self.failed = report.error is not None
         finally:
             if lost is not None:
                 self.lost_appends, self.lost_moves = lost.n, lost.moves
@@ -311,6 +314,7 @@ class LocalBackend(Backend):
             report = engine.reconcile(self.account, ledger or self.ledger, now=now,
                                       mailbox=mailbox)
             assert report.error is None or self.lost_moves < moves, report.error
+            self.failed = report.error is not None
         finally:
             mailbox.close()
 
