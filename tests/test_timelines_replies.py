@@ -2,20 +2,23 @@
 
 One interview (the lead and one more interviewer, on the backends of
 tests/test_timelines_remote.py) with its thank-yous; the user sends some of them; then time
-runs through the follow-up's due date and beyond. The account's follow-up comes "1m" after
+runs through the follow-up's due date and beyond, with ``max_follow_ups`` 1 or 2 (the second
+three hours after the first was sent). The account's follow-up comes "1m" after
 the interview, which timing.follow_up_due clamps to the end of the 24-hour thank-you window
 (END + 24 h), so every date stays within the three-day look-back. Along the way, at random
 moments:
 
 - mail arrives: a reply from the lead, from the other interviewer or from a colleague at the
-  employer's domain, threaded under the thank-you or not, or from someone at another domain
-  in the thank-you's thread (an agency recruiter; matched by thread): these count from the
-  interview's start on. An out-of-office (``Auto-Submitted: auto-replied``), a reply from
-  another domain outside our thread, or anything before the interview never count;
+  employer's domain, threaded under the thank-you or the follow-up or not, or from someone at
+  another domain in our thread (an agency recruiter; matched by thread): these count from the
+  interview's start on. An out-of-office (``Auto-Submitted: auto-replied``; undated, or away
+  until a day that moves the follow-up within the timeline), a reply from another domain
+  outside our thread, or anything before the interview never count;
 - the user moves a message to Trash or to a folder of their own;
 - the ledger wiped; a pass whose ledger commit is lost; a pass whose cursors the ledger keeps
   but whose findings it lost; the cursors rewound; every cursor refused; draft creates whose
-  answer is lost (all as in test_timelines_remote's ``Lived.step``);
+  answer is lost (all as in test_timelines_remote's ``Lived.step``); a follow-up's removal
+  whose answer is lost (the move done, the pass failed);
 - the user sends a thank-you, or edits, sends, deletes (to Trash) or discards the follow-up;
 - passes.
 
@@ -31,8 +34,12 @@ The model, from the final mailbox and what the user did:
   none that was not a counting reply, and none gone before the last wipe, is. Then: with a
   reply known, no unedited follow-up is in Drafts, and one the user edited stays, flagged in
   its row. With none known, once it is due, exactly one follow-up is in Drafts unless the user
-  sent, deleted or discarded it (or a pass took it back: see below).
+  sent, deleted or discarded it (or a pass took it back: see below). A second follow-up
+  comes only after the user sent the first (when it falls due depends on the provider's date
+  of the sent copy, so the model does not require it).
 - The thank-yous: each one in Drafts unless the user sent it.
+- A follow-up a pass on the own ledger took back is retracted (or cancelled) in it, however
+  that pass ended.
 - One more pass changes nothing (the mailbox, the ledger's rows, the audit log).
 
 What a lost ledger may legitimately forget (the model says so, and no more):
