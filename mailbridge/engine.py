@@ -166,6 +166,9 @@ class Pass:
         self.generation: int | None = None  # read before the drafts the plan stands on
         self.waiting: tuple[DraftRow, ...] = ()
         self.quiet: Quiet | None = None  # what this pass leaves to the next one
+        # Sent copies of our drafts read before the ledger had their rows (a lost ledger):
+        # recorded once this pass has planned the rows again (`_claim_sent`).
+        self.unclaimed: list[MailHeaders] = []
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -512,7 +515,11 @@ class Pass:
         if compose.is_draft_message_id(account.address, message.message_id):
             # One of our drafts the user sent, before the ledger that knew it was lost: not
             # their own writing to the employer (which skips other interviews' drafts). Its row,
-            # planned again, finds it in Sent; a later full listing records it against that row.
+            # planned again, finds it in Sent; it is recorded against that row at the end of
+            # this pass (`_claim_sent`), so when it was sent is known (a next follow-up is due
+            # a spacing after that, not after the first one's due time).
+            if message.folder == Folder.SENT:
+                self.unclaimed.append(message)
             return
         if verdict.kind not in (MessageKind.HUMAN, MessageKind.OUT_OF_OFFICE, MessageKind.OWN):
             return  # bounces, lists, invitations: not a reply, and not worth a row
@@ -698,6 +705,7 @@ class Pass:
                     f"A follow-up draft to {follow[0].recipient.name or follow[0].recipient.email} "
                     f"about your {company} interview is in your Drafts",
                 ))
+        self._claim_sent()
         after = self.ledger.snapshot(self.account.name) if actions else snapshot
         policy = self.account.policy
         self.report.next_wakeup = planner.next_wakeup(after, policy, self.now)
@@ -708,6 +716,15 @@ class Pass:
             self.quiet = Quiet(self.generation, self.now, min(moments, default=None),
                                self.report.next_wakeup, self.waiting)
         self._archive(after)
+
+    def _claim_sent(self) -> None:
+        """Record the sent copies of our drafts whose rows this pass planned again."""
+        unclaimed, self.unclaimed = self.unclaimed, []
+        for message in unclaimed:
+            if self.ledger.draft_by_message_id(self.account.name, message.message_id) is None:
+                continue  # no row wants it (yet): a later full listing sees it again
+            with self.ledger.transaction():
+                self._apply_message(message, [], {})
 
     def _archive(self, snapshot: Snapshot) -> None:
         """Move the interviews that are over for good out of the passes' way."""

@@ -8,10 +8,14 @@ holds exactly the drafts the current state calls for, and that one more pass cha
 
 from __future__ import annotations
 
+import email
+import email.policy
 import errno
 import shutil
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,14 @@ from mailbridge import config as config_module
 from mailbridge import engine, timing
 from mailbridge.adapters import AmbiguousWrite, ProviderError, open_mailbox
 from mailbridge.ledger import Ledger
-from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState, MessageKind
+from mailbridge.model import (
+    Delay,
+    DraftKind,
+    DraftMessage,
+    DraftState,
+    InterviewState,
+    MessageKind,
+)
 from tests.test_engine import END, LEAD, OTHER, World
 
 THANK_YOU = DraftKind.THANK_YOU
@@ -292,6 +303,41 @@ def test_a_reply_in_our_thread_from_another_domain_counts_in_the_first_pass_afte
     assert sorted(str(m["To"].addresses[0].addr_spec) for m in world.messages("Drafts")) == \
         sorted([LEAD, OTHER])
     settled(world, due)
+
+
+def test_a_lost_ledger_spaces_the_second_follow_up_from_when_the_first_was_sent(
+    world: World,
+) -> None:
+    # The user sent the first follow-up a day after it appeared (their program dates the
+    # copy in Sent then); the ledger is lost. The first pass of the new ledger reads that copy
+    # before it has the follow-up's row again: it used to drop it until the next full listing,
+    # a day later, and meanwhile space the second follow-up from the first one's due time, so
+    # it came a day early.
+    # A follow-up a day after the interview (clamped from "1m"), a second three days after
+    # the first: the dates stay within the calendar's look-back, which a new ledger lists.
+    world.account = replace(world.account, policy=replace(
+        world.account.policy, follow_up=Delay(timedelta(minutes=1)), max_follow_ups=2,
+        follow_up_spacing=timedelta(days=3)))
+    world.add_interview()
+    world.run(DUE)
+    world.send_all_drafts()
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    (key,) = world.folder("Drafts").keys()
+    sent_at = due + timedelta(days=1)
+    copy = email.message_from_bytes(world.folder("Drafts").get_bytes(key),
+                                    policy=email.policy.default)
+    copy.replace_header("Date", format_datetime(sent_at))
+    world.folder("Sent").add(copy.as_bytes())
+    world.folder("Drafts").remove(key)
+    reopen_ledger(world, wipe=True)
+    world.run(sent_at + timedelta(hours=1))
+    world.run(sent_at + timedelta(hours=2))
+    first, second = sorted(world.drafts(DraftKind.FOLLOW_UP), key=lambda d: d.seq)
+    assert first.state == DraftState.SENT
+    assert second.state == DraftState.PLANNED
+    assert second.due == timing.next_follow_up_due(sent_at, world.account.policy)
+    settled(world, sent_at + timedelta(hours=2))
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> None:
