@@ -99,6 +99,7 @@ DUE = int((timing.follow_up_due(END, None, POLICY) - END).total_seconds()) // 60
 ALL_DUE = 8 * 60  # minutes after END: every thank-you is in Drafts after a pass then
 LAST_STEP = 46 * 60
 FINAL = END + timedelta(hours=47)  # within the three-day look-back
+AWAY_UNTIL = END.replace(hour=0) + timedelta(days=2)  # away through Wednesday the 18th
 OUTSIDER = Person("Alex Stone", "alex.stone@elsewhere-corp.example")
 WHO = ("lead", "other", "colleague", "outsider")
 
@@ -269,7 +270,10 @@ class Replied(Lived):
         body = "Thanks for your note! We will be in touch by Friday.\n"
         if auto:
             # Back before the end of the timeline: a follow-up moved there is due by then.
-            until = " until Wednesday, November 18" if auto == "back" else ""
+            # Only while that day has not passed: a notice naming a day gone by is read as
+            # next year's (classify.parse_return_date), as a person would read it.
+            back = auto == "back" and at < AWAY_UNTIL
+            until = f" until {AWAY_UNTIL - timedelta(days=1):%A, %B %d}" if back else ""
             subject = f"Automatic reply: {subject}"
             body = (f"I am currently out of the office{until} with limited access to email. "
                     "I will respond when I return.\n")
