@@ -90,7 +90,7 @@ from tests.test_timelines_remote import (
 
 # The fixed examples below, then a few drawn ones, always the same, so CI stays under a
 # minute on the four providers; MAILBRIDGE_TIMELINES=200 explores.
-EXAMPLES = int(EXPLORE or "5")
+EXAMPLES = int(EXPLORE or "2")
 START = END - timedelta(hours=1)  # the interview's start: a reply counts from here on
 # A second follow-up (``max_follow_ups`` 2) three hours after the first was sent.
 POLICY = Policy(follow_up=Delay(timedelta(minutes=1)), follow_up_spacing=timedelta(hours=3))
