@@ -38,6 +38,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailbridge.model import (
+    HARD_MAX_FOLLOW_UPS,
     DraftKind,
     DraftMessage,
     EventKey,
@@ -343,6 +344,19 @@ def message_id(address: str, key: EventKey, recipient: str, kind: DraftKind, seq
     ]
     digest = hashlib.sha256(json.dumps(parts).encode("ascii")).hexdigest()[:40]
     return f"<{digest}.mailbridge@{_domain_for_id(address.rpartition('@')[2])}>"
+
+
+def draft_message_ids(address: str, key: EventKey, recipients: Iterable[str]) -> list[str]:
+    """Every Message-ID a draft of ours for this event to one of ``recipients`` has or would
+    have (a thank-you, each follow-up): derived, so a reply in one of their threads can be
+    told without a ledger row for the draft."""
+    return [
+        message_id(address, key, recipient, kind, seq)
+        for recipient in recipients
+        for kind, seqs in ((DraftKind.THANK_YOU, (1,)),
+                           (DraftKind.FOLLOW_UP, range(1, HARD_MAX_FOLLOW_UPS + 1)))
+        for seq in seqs
+    ]
 
 
 def is_draft_message_id(address: str, value: str) -> bool:
@@ -952,6 +966,7 @@ __all__ = [
     "clean_message_id",
     "clean_text",
     "default_subject",
+    "draft_message_ids",
     "find_gaps",
     "fingerprint",
     "first_name",

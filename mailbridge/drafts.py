@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from mailbridge.compose import is_draft_message_id
 from mailbridge.model import (
+    DraftKind,
     DraftRow,
     DraftState,
     Located,
@@ -96,14 +97,25 @@ def outcome(draft: DraftRow, seen: Observation, hint: SentHint | None) -> Outcom
 
 def new_state(draft: DraftRow, result: Outcome) -> DraftState | None:
     """The draft's state after ``result``, or None when it stays as it is. An edited draft stays
-    edited for good, even if the user puts our text back."""
+    edited for good, even if the user puts our text back. An unedited follow-up gone from
+    Drafts while we were taking it back (``trashed``: the move was under way, and its answer
+    was lost or the pass cut short) was retracted by us, not deleted by the user."""
     if result == Outcome.SENT:
         return DraftState.SENT
     if result == Outcome.DELETED:
+        if retracting(draft):
+            return DraftState.RETRACTED
         return DraftState.USER_DELETED
     if result == Outcome.EDITED and draft.state == DraftState.CREATED:
         return DraftState.USER_EDITED
     return None
+
+
+def retracting(draft: DraftRow) -> bool:
+    """Whether a retraction of ours was under way for this draft: only an unedited follow-up
+    is ever taken back, and the engine records ``trashed`` on it right before the move (a
+    created draft carries no older ``trashed``: creating it clears the mark)."""
+    return draft.kind is DraftKind.FOLLOW_UP and draft.state is DraftState.CREATED and draft.trashed
 
 
 def unchanged(draft: DraftRow, version: str | None) -> bool:

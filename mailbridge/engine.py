@@ -22,7 +22,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -166,6 +166,9 @@ class Pass:
         self.generation: int | None = None  # read before the drafts the plan stands on
         self.waiting: tuple[DraftRow, ...] = ()
         self.quiet: Quiet | None = None  # what this pass leaves to the next one
+        # Sent copies of our drafts read before the ledger had their rows (a lost ledger):
+        # recorded once this pass has planned the rows again (`_claim_sent`).
+        self.unclaimed: list[MailHeaders] = []
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -414,6 +417,8 @@ class Pass:
         self.news = self.news or bool(batch.messages or retries)
         # Archived interviews too: their replies are kept (for `status`), though they change
         # nothing. Loaded only when there is mail to match, so an idle pass reads no history.
+        interviews = (self.ledger.interviews(account.name, ended_since=horizon)
+                      if batch.messages or retries else [])
         candidates = [
             classify.Candidate(
                 interview_id=i.id,
@@ -423,10 +428,21 @@ class Pass:
                 start=i.start,
                 end=i.end,
             )
-            for i in self.ledger.interviews(account.name, ended_since=horizon)
-        ] if batch.messages or retries else []
+            for i in interviews
+        ]
+        # Our drafts' Message-IDs are derived, so a reply in one of their threads is told even
+        # before the ledger has the draft's row: the first pass after a lost ledger reads the
+        # mailbox before it plans the drafts again (a reply from outside the employer's domain,
+        # an agency recruiter's, used to be dropped then, until the next full listing).
+        derived = {
+            mid: i.id
+            for i in interviews
+            for mid in compose.draft_message_ids(
+                account.address, i.key,
+                [p.email for p in (*i.attendees, *([i.lead] if i.lead else []))])
+        }
         with self.ledger.transaction():
-            known = self.ledger.message_ids(account.name)
+            known = _Threads(self.ledger.message_ids(account.name), derived)
             for message in (*batch.messages, *retries):
                 key = _waiting_key(message)
                 if key in waiting and (waiting[key].given_up or waiting[key].next_try > self.now):
@@ -500,7 +516,11 @@ class Pass:
         if compose.is_draft_message_id(account.address, message.message_id):
             # One of our drafts the user sent, before the ledger that knew it was lost: not
             # their own writing to the employer (which skips other interviews' drafts). Its row,
-            # planned again, finds it in Sent; a later full listing records it against that row.
+            # planned again, finds it in Sent; it is recorded against that row at the end of
+            # this pass (`_claim_sent`), so when it was sent is known (a next follow-up is due
+            # a spacing after that, not after the first one's due time).
+            if message.folder == Folder.SENT:
+                self.unclaimed.append(message)
             return
         if verdict.kind not in (MessageKind.HUMAN, MessageKind.OUT_OF_OFFICE, MessageKind.OWN):
             return  # bounces, lists, invitations: not a reply, and not worth a row
@@ -622,6 +642,16 @@ class Pass:
             self.decide("draft sent", f"you sent the {draft.kind.value} draft to {who}{how}",
                         interview_id=draft.interview_id, draft_id=draft.id)
             return result
+        if result == drafts.Outcome.DELETED and state == DraftState.RETRACTED:
+            # Our own retraction, whose answer was lost (or whose pass was cut short after the
+            # move): say what happened, as the retraction itself would have.
+            self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
+            self.decide("draft retracted",
+                        f"the {draft.kind.value} draft to {who} was taken back: the employer "
+                        "replied (the answer to its removal was lost)",
+                        interview_id=draft.interview_id, draft_id=draft.id)
+            self._retracted_notice(draft.interview_id)
+            return result
         if result == drafts.Outcome.DELETED:
             self.ledger.update_draft(draft.id, self.now, state=DraftState.USER_DELETED)
             self.decide("draft deleted by you",
@@ -676,6 +706,7 @@ class Pass:
                     f"A follow-up draft to {follow[0].recipient.name or follow[0].recipient.email} "
                     f"about your {company} interview is in your Drafts",
                 ))
+        self._claim_sent()
         after = self.ledger.snapshot(self.account.name) if actions else snapshot
         policy = self.account.policy
         self.report.next_wakeup = planner.next_wakeup(after, policy, self.now)
@@ -686,6 +717,15 @@ class Pass:
             self.quiet = Quiet(self.generation, self.now, min(moments, default=None),
                                self.report.next_wakeup, self.waiting)
         self._archive(after)
+
+    def _claim_sent(self) -> None:
+        """Record the sent copies of our drafts whose rows this pass planned again."""
+        unclaimed, self.unclaimed = self.unclaimed, []
+        for message in unclaimed:
+            if self.ledger.draft_by_message_id(self.account.name, message.message_id) is None:
+                continue  # no row wants it (yet): a later full listing sees it again
+            with self.ledger.transaction():
+                self._apply_message(message, [], {})
 
     def _archive(self, snapshot: Snapshot) -> None:
         """Move the interviews that are over for good out of the passes' way."""
@@ -898,9 +938,12 @@ class Pass:
             if provider_id is None:
                 return None
         with ledger.transaction():
+            # A mark left by an earlier take-back (a revived row) is spent: from now on
+            # ``trashed`` says a retraction is under way (drafts.retracting).
             ledger.update_draft(
                 draft.id, self.now, state=DraftState.CREATED, provider_id=provider_id,
-                created_at=self.now, version="", **self._rendered(message, interview),
+                created_at=self.now, version="", trashed=False,
+                **self._rendered(message, interview),
             )
             late = " (late: the 24-hour window had passed)" if draft.late else ""
             self.decide("draft created",
@@ -1062,15 +1105,42 @@ class Pass:
         current = self._still_ours(draft)  # never delete what the user touched
         if current is None:
             return
+        with self.ledger.transaction():  # the intent first: gone from here on is our doing
+            self.ledger.update_draft(draft.id, self.now, trashed=True)
         self.mailbox.retract(current)
         interview = interviews[draft.interview_id]
         with self.ledger.transaction():
             self.ledger.update_draft(draft.id, self.now, state=DraftState.RETRACTED)
             self.decide("draft retracted", reason, interview_id=interview.id, draft_id=draft.id)
+        self._retracted_notice(interview.id)
+
+    def _retracted_notice(self, interview_id: int) -> None:
+        interview = self.ledger.interview(interview_id)
+        name = (interview.company or interview.title) if interview else "The employer"
         self.report.notices.append(Notice(
-            interview.id, "retracted",
-            f"{interview.company or interview.title} replied; the follow-up draft was removed",
+            interview_id, "retracted", f"{name} replied; the follow-up draft was removed",
         ))
+
+
+@dataclass(frozen=True)
+class _Threads(Mapping[str, int]):
+    """Message-ID -> interview for threading mail: the ledger's (rows and matched mail) first,
+    then those derived for our drafts of the interviews that mail is matched against."""
+
+    ledger: Mapping[str, int]
+    derived: Mapping[str, int]
+
+    def __getitem__(self, message_id: str) -> int:
+        try:
+            return self.ledger[message_id]
+        except KeyError:
+            return self.derived[message_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.derived, **self.ledger})
+
+    def __len__(self) -> int:
+        return len({**self.derived, **self.ledger})
 
 
 def _with_message_id(message: DraftMessage, message_id: str) -> DraftMessage:

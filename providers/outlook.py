@@ -1238,10 +1238,16 @@ class OutlookMailbox(Microsoft, Mailbox):
             )
         except GraphError as exc:
             if exc.status == 412:
-                raise ProviderError(
-                    f"account {self._account.name!r}: the draft changed before we removed it"
-                ) from None
-            if exc.status != 404:  # already gone: nothing left to take back
+                # A DELETE repeated after its answer was lost meets the item it already moved
+                # to Deleted Items, under a new changeKey. Out of Drafts is all a retraction
+                # wants; only a draft still there was changed by the user before we removed it.
+                item = self._draft_item(provider_id)
+                if item is not None and item.get("parentFolderId") == self._drafts_id():
+                    raise ProviderError(
+                        f"account {self._account.name!r}: the draft changed before we removed "
+                        "it"
+                    ) from None
+            elif exc.status != 404:  # already gone: nothing left to take back
                 raise
         self._change_keys.pop(provider_id, None)
 

@@ -20,6 +20,7 @@ from mailbridge.compose import (
     TEMPLATE_NAMES,
     ComposeError,
     check_templates,
+    draft_message_ids,
     fingerprint,
     first_name,
     gap,
@@ -162,6 +163,17 @@ def test_is_draft_message_id_knows_our_drafts_without_a_ledger(
     address: str, value: str, ours: bool
 ) -> None:
     assert is_draft_message_id(address, value) is ours
+
+
+def test_draft_message_ids_are_every_draft_an_event_may_have() -> None:
+    # A thank-you and each follow-up per recipient: what threads a reply without a ledger row.
+    found = draft_message_ids("me@mail.org", KEY, ["dana@acme.example", "lee@acme.example"])
+    assert found == [
+        message_id("me@mail.org", KEY, who, kind, seq)
+        for who in ("dana@acme.example", "lee@acme.example")
+        for kind, seq in ((DraftKind.THANK_YOU, 1), (DraftKind.FOLLOW_UP, 1),
+                          (DraftKind.FOLLOW_UP, 2), (DraftKind.FOLLOW_UP, 3))
+    ]
 
 
 def test_message_id_ignores_recipient_and_address_case_and_spaces() -> None:

@@ -125,12 +125,16 @@ def test_presence(seen: Observation, hint: SentHint | None, where: Presence) -> 
 
 
 def row(state: DraftState = DraftState.CREATED, content: str = "ours", pending: str = "",
-        version: str = "") -> DraftRow:
+        version: str = "", kind: DraftKind = DraftKind.THANK_YOU,
+        trashed: bool = False) -> DraftRow:
     return DraftRow(
-        id=1, interview_id=1, kind=DraftKind.THANK_YOU, seq=1, recipient=Person(LEAD),
+        id=1, interview_id=1, kind=kind, seq=1, recipient=Person(LEAD),
         state=state, due=SINCE, message_id="<m@x>", provider_id="p1", content_hash=content,
-        pending_hash=pending, version=version,
+        pending_hash=pending, version=version, trashed=trashed,
     )  # fmt: skip
+
+
+FOLLOW_UP = DraftKind.FOLLOW_UP
 
 
 @pytest.mark.parametrize(
@@ -153,6 +157,17 @@ def row(state: DraftState = DraftState.CREATED, content: str = "ours", pending: 
          DraftState.SENT),
         (row(), Observation(Presence.GONE, sent_candidates=(sent(subject="Other"),)),
          Outcome.DELETED, DraftState.USER_DELETED),
+        # Gone while our retraction was under way (its answer lost): ours, not the user's.
+        (row(kind=FOLLOW_UP, trashed=True), Observation(Presence.GONE), Outcome.DELETED,
+         DraftState.RETRACTED),
+        (row(kind=FOLLOW_UP), Observation(Presence.GONE), Outcome.DELETED,
+         DraftState.USER_DELETED),
+        # An edited follow-up is never taken back: gone, the user deleted it.
+        (row(DraftState.USER_EDITED, kind=FOLLOW_UP, trashed=True), Observation(Presence.GONE),
+         Outcome.DELETED, DraftState.USER_DELETED),
+        # Sent is sent, whatever we were about to do.
+        (row(kind=FOLLOW_UP, trashed=True), Observation(Presence.SENT), Outcome.SENT,
+         DraftState.SENT),
     ],
 )
 def test_outcome_and_state(
@@ -160,6 +175,20 @@ def test_outcome_and_state(
 ) -> None:
     assert drafts.outcome(draft, seen, HINT) is result
     assert drafts.new_state(draft, result) == state
+
+
+@pytest.mark.parametrize(
+    ("draft", "retracting"),
+    [
+        (row(kind=FOLLOW_UP, trashed=True), True),
+        (row(kind=FOLLOW_UP), False),  # no removal of ours under way
+        (row(DraftState.USER_EDITED, kind=FOLLOW_UP, trashed=True), False),  # never taken back
+        (row(DraftState.RETRACTED, kind=FOLLOW_UP, trashed=True), False),  # done already
+        (row(trashed=True), False),  # a thank-you is never taken back
+    ],
+)
+def test_retracting(draft: DraftRow, retracting: bool) -> None:
+    assert drafts.retracting(draft) is retracting
 
 
 @pytest.mark.parametrize(

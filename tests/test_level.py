@@ -8,19 +8,30 @@ holds exactly the drafts the current state calls for, and that one more pass cha
 
 from __future__ import annotations
 
+import email
+import email.policy
 import errno
 import shutil
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from mailbridge import config as config_module
-from mailbridge import engine
-from mailbridge.adapters import AmbiguousWrite, open_mailbox
+from mailbridge import engine, timing
+from mailbridge.adapters import AmbiguousWrite, ProviderError, open_mailbox
 from mailbridge.ledger import Ledger
-from mailbridge.model import DraftKind, DraftMessage, DraftState, InterviewState
+from mailbridge.model import (
+    Delay,
+    DraftKind,
+    DraftMessage,
+    DraftState,
+    InterviewState,
+    MessageKind,
+)
 from tests.test_engine import END, LEAD, OTHER, World
 
 THANK_YOU = DraftKind.THANK_YOU
@@ -223,6 +234,110 @@ class LostAnswers:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+class LostRemovals:
+    """A real Maildir whose first ``n`` removals are carried out and then reported as failed."""
+
+    def __init__(self, world: World, n: int) -> None:
+        self.inner = open_mailbox(world.account)
+        self.n = n
+
+    def retract(self, provider_id: str) -> None:
+        self.inner.retract(provider_id)
+        if self.n > 0:
+            self.n -= 1
+            raise ProviderError("cannot move a draft to Trash in the Maildir: I/O error")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_retraction_whose_answer_was_lost_is_ours_not_the_users_deletion(
+    world: World,
+) -> None:
+    # The follow-up goes to Trash, then the move is reported as failed (or the pass is cut
+    # short): the next pass finds it gone. That was our retraction, said as one, with its
+    # notice; it used to be recorded as the user's deletion ("deleted by you").
+    world.add_interview()
+    world.run(DUE)
+    world.send_all_drafts()
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert len(world.messages("Drafts")) == 1
+    world.deliver(LEAD, "Re: Thank you", at=due + timedelta(hours=1))
+    box = LostRemovals(world, 1)
+    report = engine.reconcile(world.account, world.ledger, now=due + timedelta(hours=1),
+                              mailbox=box)  # type: ignore[arg-type]
+    assert report.error is not None and box.n == 0
+    assert world.messages("Drafts") == [] and len(world.messages("Trash")) == 1
+    report = world.run(due + timedelta(hours=2))
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.state == DraftState.RETRACTED
+    assert [n.kind for n in report.notices] == ["retracted"]
+    decisions = [a.decision for a in world.ledger.audit_entries()]
+    assert "draft retracted" in decisions and "draft deleted by you" not in decisions
+    settled(world, due + timedelta(hours=2))
+
+
+def test_a_reply_in_our_thread_from_another_domain_counts_in_the_first_pass_after_a_lost_ledger(
+    world: World,
+) -> None:
+    # A recruiter at an agency answers in the thank-you's thread. The first pass of a new
+    # ledger reads the mailbox before it plans the thank-yous again: our Message-IDs are
+    # derived, so the thread is told all the same (the reply used to be dropped until the
+    # next full listing, a day later, and the follow-up made meanwhile).
+    world.add_interview()
+    world.run(DUE)
+    thank_you = next(d for d in world.drafts(THANK_YOU) if d.recipient.email == LEAD)
+    reopen_ledger(world, wipe=True)
+    world.deliver("Robin Agent <robin@talent-partners.example>", "Re: Thank you",
+                  thank_you.message_id, at=DUE + timedelta(hours=1))
+    world.run(DUE + timedelta(hours=2))
+    (reply,) = [m for m in world.ledger.messages(world.account.name)
+                if m.kind == MessageKind.HUMAN]
+    assert reply.sender == "robin@talent-partners.example"
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert world.drafts(DraftKind.FOLLOW_UP) == []
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in world.messages("Drafts")) == \
+        sorted([LEAD, OTHER])
+    settled(world, due)
+
+
+def test_a_lost_ledger_spaces_the_second_follow_up_from_when_the_first_was_sent(
+    world: World,
+) -> None:
+    # The user sent the first follow-up a day after it appeared (their program dates the
+    # copy in Sent then); the ledger is lost. The first pass of the new ledger reads that copy
+    # before it has the follow-up's row again: it used to drop it until the next full listing,
+    # a day later, and meanwhile space the second follow-up from the first one's due time, so
+    # it came a day early.
+    # A follow-up a day after the interview (clamped from "1m"), a second three days after
+    # the first: the dates stay within the calendar's look-back, which a new ledger lists.
+    world.account = replace(world.account, policy=replace(
+        world.account.policy, follow_up=Delay(timedelta(minutes=1)), max_follow_ups=2,
+        follow_up_spacing=timedelta(days=3)))
+    world.add_interview()
+    world.run(DUE)
+    world.send_all_drafts()
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    (key,) = world.folder("Drafts").keys()
+    sent_at = due + timedelta(days=1)
+    copy = email.message_from_bytes(world.folder("Drafts").get_bytes(key),
+                                    policy=email.policy.default)
+    copy.replace_header("Date", format_datetime(sent_at))
+    world.folder("Sent").add(copy.as_bytes())
+    world.folder("Drafts").remove(key)
+    reopen_ledger(world, wipe=True)
+    world.run(sent_at + timedelta(hours=1))
+    world.run(sent_at + timedelta(hours=2))
+    first, second = sorted(world.drafts(DraftKind.FOLLOW_UP), key=lambda d: d.seq)
+    assert first.state == DraftState.SENT
+    assert second.state == DraftState.PLANNED
+    assert second.due == timing.next_follow_up_due(sent_at, world.account.policy)
+    settled(world, sent_at + timedelta(hours=2))
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World) -> None:

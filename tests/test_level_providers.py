@@ -20,6 +20,7 @@ from mailbridge_providers import gmail, imap
 
 from mailbridge import config as config_module
 from mailbridge import engine, secrets
+from mailbridge.adapters import ProviderError
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftState
 from mailbridge.settings import AccountSettings
@@ -157,15 +158,16 @@ def test_imap_user_deleted_draft_in_trash_is_not_recreated_by_a_new_ledger(
 
 
 class LostAppend:
-    """The real IMAP mailbox on Dovecot; its first APPENDs are stored, then the connection
-    drops before the answer is read."""
+    """The real IMAP mailbox on Dovecot; its first ``n`` APPENDs (and first ``moves`` MOVEs)
+    are carried out, then the connection drops before the answer is read."""
 
-    def __init__(self, account: AccountSettings, n: int) -> None:
+    def __init__(self, account: AccountSettings, n: int, moves: int = 0) -> None:
         self.n = n
+        self.moves = moves
 
         def connector() -> Any:
             client = imap.connect(account)
-            original = client.append
+            original, move = client.append, client.move
 
             def append(*args: Any, **kw: Any) -> Any:
                 result = original(*args, **kw)
@@ -175,7 +177,16 @@ class LostAppend:
                     raise OSError("connection reset after APPEND")
                 return result
 
+            def moved(*args: Any, **kw: Any) -> Any:
+                result = move(*args, **kw)
+                if self.moves > 0:
+                    self.moves -= 1
+                    client.shutdown()
+                    raise OSError("connection reset after MOVE")
+                return result
+
             client.append = append
+            client.move = moved
             return client
 
         self.mailbox = imap.ImapMailbox(account, connector=connector)
@@ -469,6 +480,30 @@ def test_graph_update_and_delete_whose_answer_was_lost(
     graph.lose_answer("DELETE", "/me/messages/", how)
     mailbox.retract(drafts[0]["id"])
     assert len(graph.drafts()) == 1
+
+
+@pytest.mark.parametrize("how", ["drop", "504"])
+def test_graph_retraction_whose_answer_was_lost_is_done_not_an_edit(
+    graph: GraphEmulator, tmp_path: Path, how: str
+) -> None:
+    # Observed first, as the engine does, so the DELETE carries If-Match. Repeated after its
+    # answer was lost, it meets the item it moved to Deleted Items under a new changeKey
+    # (412): that is the retraction done, not the user's edit (it used to fail the pass).
+    world = Graph(graph, tmp_path)
+    world.add()
+    world.run(GRAPH_START + timedelta(hours=4))
+    mailbox, _ = open_both(graph, world.account)
+    first, second = graph.drafts()
+    for draft in (first, second):
+        mailbox.observe(draft["id"], draft["internetMessageId"])
+    graph.lose_answer("DELETE", "/me/messages/", how)
+    mailbox.retract(first["id"])
+    assert [d["id"] for d in graph.drafts()] == [second["id"]]
+    # A draft the user changed since it was observed is still refused.
+    graph.user_edits(second["id"], body="My own words.")
+    with pytest.raises(ProviderError, match="changed before we removed it"):
+        mailbox.retract(second["id"])
+    assert [d["id"] for d in graph.drafts()] == [second["id"]]
 
 
 @pytest.mark.server

@@ -52,6 +52,7 @@ from hypothesis import strategies as st
 
 from mailbridge import config as config_module
 from mailbridge import engine
+from mailbridge.adapters import ProviderError
 from mailbridge.compose import message_id
 from mailbridge.ledger import Ledger
 from mailbridge.model import DraftKind, DraftState, EventKey, Policy
@@ -92,6 +93,7 @@ class Backend:
     calendar's, the server's and the user's hands."""
 
     people: tuple[str, ...] = ()  # who gets a thank-you for an interview
+    failed = False  # the last pass failed (a removal whose answer was lost), as it may
     level: Any  # the tests/test_level_providers world: run, wipe_ledger, account, ledger
     world: Any  # the tests/chaos world: folder, user_sends, user_edits
 
@@ -108,6 +110,7 @@ class Backend:
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
         """One pass; with ``ledger``, against that ledger instead of the account's own."""
+        self.failed = False
         own = self.level.ledger
         self.level.ledger = ledger or own
         try:
@@ -133,6 +136,11 @@ class Backend:
         """The next ``n`` draft creates are stored, and their answer is lost."""
         raise NotImplementedError
 
+    def lose_delete_answers(self, n: int) -> None:
+        """The next ``n`` draft removals (a follow-up taken back) are carried out, and their
+        answer is lost; a pass that gets no answer fails (and says so in its report)."""
+        raise NotImplementedError
+
     def folder(self, which: str) -> list[Mail]:
         return self.world.folder(which)  # type: ignore[no-any-return]
 
@@ -142,6 +150,19 @@ class Backend:
     def user_discards(self, mail: Mail) -> None:
         """Deleted for good, not kept in Trash (Gmail's Discard drafts)."""
         self.world.user_deletes(mail)
+
+    # A full listing of the mailbox finds a message the user filed away in a folder of their
+    # own (Gmail lists all mail but Spam and Trash; the others list the Inbox and Sent).
+    lists_filed = False
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        """The message ``raw`` arrives in the Inbox, received at ``at``; returns its handle."""
+        raise NotImplementedError
+
+    def user_files(self, handle: str, where: str) -> None:
+        """The user moves a message out of the Inbox: to Trash ("trash"), or to a folder of
+        their own ("away"; Gmail: archived, the Inbox label taken off)."""
+        raise NotImplementedError
 
     def problems(self) -> list[str]:
         return []
@@ -158,16 +179,24 @@ class ImapBackend(Backend):
         self.level = Imap(root, dovecot, radicale)
         self.world = self.level.world
         self.lost_appends = 0
+        self.lost_moves = 0
         super().__init__()
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
-        lost = LostAppend(self.account, self.lost_appends) if self.lost_appends else None
+        lost = (LostAppend(self.account, self.lost_appends, self.lost_moves)
+                if self.lost_appends or self.lost_moves else None)
         self.level.mailbox = lost.mailbox if lost else None
+        moves = self.lost_moves
         try:
-            super().run(now, ledger)
+            if lost is None:
+                return super().run(now, ledger)
+            report = engine.reconcile(self.account, ledger or self.ledger, now=now,
+                                      mailbox=lost.mailbox)
+            assert report.error is None or lost.moves < moves, report.error
+            self.failed = report.error is not None
         finally:
             if lost is not None:
-                self.lost_appends = lost.n
+                self.lost_appends, self.lost_moves = lost.n, lost.moves
                 lost.mailbox.close()
             self.level.mailbox = None
 
@@ -199,10 +228,29 @@ class ImapBackend(Backend):
     def lose_create_answers(self, n: int) -> None:
         self.lost_appends += n
 
+    def lose_delete_answers(self, n: int) -> None:
+        self.lost_moves += n
+
     def user_deletes(self, mail: Mail) -> None:
         with self.world._client() as client:  # the user's program moves it to Trash
             client.select_folder("Drafts")
             client.move([int(mail.key)], "Trash")
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        with self.world._client() as client:
+            client.append("INBOX", raw, msg_time=at)
+        # UIDs change when the server renumbers a folder: the Message-ID does not.
+        return mail_from_bytes("", raw).message_id
+
+    def user_files(self, handle: str, where: str) -> None:
+        with self.world._client() as client:
+            target = "Trash" if where == "trash" else "Jobs"
+            if not client.folder_exists(target):
+                client.create_folder(target)
+            client.select_folder("INBOX")
+            uids = client.search(["HEADER", "Message-ID", handle])
+            if uids:
+                client.move(uids, target)
 
 
 class Local:
@@ -233,16 +281,18 @@ class LocalBackend(Backend):
         self.level = Local(root)
         self.world = self.level.world
         self.lost_creates = 0
+        self.lost_moves = 0
         super().__init__()
 
     def run(self, now: datetime, ledger: Ledger | None = None) -> None:
-        if not self.lost_creates:
+        if not self.lost_creates and not self.lost_moves:
             return super().run(now, ledger)
         from mailbridge_providers import local
 
         mailbox = local.MaildirMailbox.open(self.account)
         store = mailbox.drafts
-        original = store.add
+        original, retract = store.add, mailbox.retract
+        moves = self.lost_moves
 
         def add(message: Any) -> str:
             made = original(message)
@@ -251,12 +301,21 @@ class LocalBackend(Backend):
                 raise OSError(errno.EIO, "Input/output error")
             return made
 
+        def retracted(provider_id: str) -> None:
+            retract(provider_id)
+            if self.lost_moves > 0:  # moved to Trash, then the system fails
+                self.lost_moves -= 1
+                raise ProviderError("cannot move a draft to Trash in the Maildir: "
+                                    "Input/output error")
+
         store.add = add  # type: ignore[method-assign]
-        self.level.mailbox = mailbox
+        mailbox.retract = retracted  # type: ignore[method-assign]
         try:
-            super().run(now, ledger)
+            report = engine.reconcile(self.account, ledger or self.ledger, now=now,
+                                      mailbox=mailbox)
+            assert report.error is None or self.lost_moves < moves, report.error
+            self.failed = report.error is not None
         finally:
-            self.level.mailbox = None
             mailbox.close()
 
     def put(self, uid: str, end: datetime, cancelled: bool) -> None:
@@ -284,12 +343,31 @@ class LocalBackend(Backend):
     def lose_create_answers(self, n: int) -> None:
         self.lost_creates += n
 
+    def lose_delete_answers(self, n: int) -> None:
+        self.lost_moves += n
+
     def user_deletes(self, mail: Mail) -> None:
         # The user's program moves it to Trash: the same file, in .Trash/cur.
         drafts = self.world.root / "Maildir" / ".Drafts"
         path = next(p for sub in ("cur", "new") for p in (drafts / sub).iterdir()
                     if p.name.partition(":")[0] == mail.key)
         path.rename(self.world.root / "Maildir" / ".Trash" / "cur" / path.name)
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        return str(self.world._box("inbox").add(raw))
+
+    def user_files(self, handle: str, where: str) -> None:
+        import mailbox
+
+        box = self.world.root / "Maildir"
+        if where != "trash" and not (box / ".Jobs").exists():
+            mailbox.Maildir(box, create=False).add_folder("Jobs")
+        # The file may have been renamed since (a mailbox synced down again: refuse_cursors).
+        for path in [*(box / "cur").iterdir(), *(box / "new").iterdir()]:
+            key = path.name.partition(":")[0]
+            if key == handle or key.startswith(f"{handle}.r"):
+                target = box / (".Trash" if where == "trash" else ".Jobs") / "cur"
+                path.rename(target / path.name)
 
 
 class GmailBackend(Backend):
@@ -321,6 +399,10 @@ class GmailBackend(Backend):
         for how in ("drop", "503")[:n]:
             self.emu.lose_answer("gmail.users.drafts.create", how)
 
+    def lose_delete_answers(self, n: int) -> None:
+        for how in ("drop", "503")[:n]:
+            self.emu.lose_answer("gmail.users.drafts.delete", how)
+
     def folder(self, which: str) -> list[Mail]:
         if which != "trash":
             return super().folder(which)
@@ -333,6 +415,24 @@ class GmailBackend(Backend):
 
     def user_discards(self, mail: Mail) -> None:
         self.emu.user_deletes_draft(mail.key)
+
+    lists_filed = True
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        ident = self.emu.deliver(raw)
+        with self.emu.lock:  # Gmail dates a message by when it received it (internalDate)
+            self.emu.messages[ident].internal_date = int(at.timestamp() * 1000)
+        return ident
+
+    def user_files(self, handle: str, where: str) -> None:
+        with self.emu.lock:
+            message = self.emu.messages[handle]
+            if where == "trash":
+                message.labels = set(message.labels) | {"TRASH"}
+                self.emu._change("labelAdded", message, ["TRASH"])
+            else:
+                message.labels = set(message.labels) - {"INBOX"}
+                self.emu._change("labelRemoved", message, ["INBOX"])
 
     def problems(self) -> list[str]:
         sends = SEND_METHODS & set(self.emu.counts)
@@ -378,11 +478,24 @@ class GraphBackend(Backend):
         for how in ("drop", "504")[:n]:
             self.emu.lose_answer("POST", "/me/messages", how)
 
+    def lose_delete_answers(self, n: int) -> None:
+        for how in ("drop", "504")[:n]:
+            self.emu.lose_answer("DELETE", "/me/messages/", how)
+
     def user_deletes(self, mail: Mail) -> None:
         self.emu.user_deletes(mail.key)  # to Deleted Items
 
     def user_discards(self, mail: Mail) -> None:
         self.user_deletes(mail)  # Outlook's Discard also goes through Deleted Items
+
+    def deliver(self, raw: bytes, at: datetime) -> str:
+        return self.emu.deliver_raw(raw)  # received at its Date header
+
+    def user_files(self, handle: str, where: str) -> None:
+        if where == "trash":
+            self.emu.user_deletes(handle)
+        else:
+            self.emu.user_moves(handle, "archive")
 
     def problems(self) -> list[str]:
         return [*self.emu.violations, *(f"send attempt: {s}" for s in self.emu.send_attempts)]
