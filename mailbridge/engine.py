@@ -688,6 +688,19 @@ class Pass:
         created: dict[int, list[DraftRow]] = {}
         for action in actions:
             self._act(action, interviews, created)
+        found = {a.interview_id for a in actions if isinstance(a, planner.PlanDraft)
+                 and a.look_first and a.kind is DraftKind.FOLLOW_UP}
+        if found:
+            # A follow-up this ledger never recorded, found after the employer replied: taken
+            # back (or flagged, if it may be the user's) in this pass, never announced.
+            for interview_id in found:
+                created[interview_id] = [d for d in created.get(interview_id, [])
+                                         if d.kind is not DraftKind.FOLLOW_UP]
+            again = planner.plan(self.ledger.snapshot(self.account.name),
+                                 self.account.policy, self.now)
+            for action in again:
+                self._act(action, interviews, created)
+            actions = [*actions, *again]
         for interview_id, made in created.items():
             interview = interviews[interview_id]
             thanks = [d for d in made if d.kind == DraftKind.THANK_YOU]
@@ -783,10 +796,11 @@ class Pass:
                              f"{interview.key.uid}", interview.key.instance),
                     action.recipient.email, action.kind, action.seq,
                 )
-            if skip_reason and action.by_hand and self.mailbox.locate(message_id) is not None:
+            if skip_reason and action.look_first and self.mailbox.locate(message_id) is not None:
                 # Our draft is there already (made before the ledger was lost): the note the
                 # user wrote by hand may be that very draft, sent under a Message-ID of its
-                # own. The create below adopts the copy, or records it sent or deleted.
+                # own; a follow-up the employer's reply makes unwanted must be taken back.
+                # The create below adopts the copy, or records it sent or deleted.
                 skip_reason = None
             state = DraftState.SKIPPED if skip_reason else DraftState.PLANNED
             with ledger.transaction():

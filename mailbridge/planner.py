@@ -10,9 +10,10 @@ How the engine applies each action:
 PlanDraft
     insert a draft row: SKIPPED when ``skip_reason`` is set, otherwise PLANNED. A planned row
     whose ``due <= now`` is due at once: the engine creates it in the same pass (as for
-    CreateDraft), since plan() cannot name a row that has no id yet. A skip because the user
-    wrote by hand (``by_hand``) yields to our draft already in the mailbox (made before the
-    ledger was lost): the engine plans the row instead, and the create adopts the copy.
+    CreateDraft), since plan() cannot name a row that has no id yet. A skip marked
+    ``look_first`` (the user wrote by hand; the employer replied to a follow-up the ledger
+    never recorded) yields to our draft already in the mailbox (made before the ledger was
+    lost): the engine plans the row instead, and the create adopts the copy.
 Reschedule
     set the due time of a PLANNED row.
 CreateDraft
@@ -105,7 +106,9 @@ class PlanDraft:
     late: bool
     skip_reason: str | None
     reason: str
-    by_hand: bool = False  # skipped because the user wrote to them by hand
+    # Skipped, but our draft may be in the mailbox already (made before the ledger was lost,
+    # or by a pass whose record was lost): the engine looks its Message-ID up first.
+    look_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -370,7 +373,7 @@ def _thank_yous(
                     False,  # never made, so never late
                     skip,
                     f"{what} skipped: {skip}.",
-                    by_hand,
+                    look_first=by_hand,
                 )
             )
         elif late:
@@ -425,6 +428,17 @@ def _follow_ups(
     rows = sorted((d for d in drafts if d.kind is DraftKind.FOLLOW_UP), key=lambda d: (d.seq, d.id))
     about = _about(iv)
     if _employer_replied(iv, msgs):
+        lead = iv.lead
+        if not rows and lead is not None and now >= follow_up_due(iv.end, iv.decision_date,
+                                                                 policy):
+            # No follow-up is wanted, but one may be in Drafts that this ledger never heard
+            # of (made before it was lost): looked up once, then kept as a skipped row. Found,
+            # it is adopted, and taken back (or flagged, if the user edited it) below.
+            out.add(PlanDraft(
+                iv.id, DraftKind.FOLLOW_UP, 1, lead, now, False, "the employer replied",
+                f"Follow-up 1 to {_who(lead)} for {about} not needed: the employer replied.",
+                look_first=True,
+            ))
         for row in rows:
             what = f"Follow-up to {_who(row.recipient)} for {about}"
             if row.state in _PENDING:
@@ -658,7 +672,7 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
     """The earliest moment after ``now`` at which plan() would have something new to say, or
     None. Call it on the snapshot after the actions of plan(now) were carried out."""
     now = _utc(now)
-    drafts, _ = _grouped(snapshot)
+    drafts, msgs = _grouped(snapshot)
     moments: list[datetime] = []
     for iv in snapshot.interviews:
         if iv.state is not InterviewState.ACTIVE:
@@ -667,6 +681,10 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
             moments.append(iv.missing_since + policy.removal_grace)  # when it counts as removed
             continue
         mine = drafts.get(iv.id, [])
+        if (iv.lead is not None and _employer_replied(iv, msgs.get(iv.id, []))
+                and not any(d.kind is DraftKind.FOLLOW_UP for d in mine)):
+            # When a follow-up the ledger never recorded is looked up (`_follow_ups`).
+            moments.append(follow_up_due(iv.end, iv.decision_date, policy))
         for row in mine:
             if row.state is DraftState.PLANNED:
                 moments.append(row.due)

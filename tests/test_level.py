@@ -299,10 +299,42 @@ def test_a_reply_in_our_thread_from_another_domain_counts_in_the_first_pass_afte
     assert reply.sender == "robin@talent-partners.example"
     due = timing.follow_up_due(END, None, world.account.policy)
     world.run(due)
-    assert world.drafts(DraftKind.FOLLOW_UP) == []
+    # Not made: only looked up once (one a lost ledger made could be in Drafts), then skipped.
+    assert [d.state for d in world.drafts(DraftKind.FOLLOW_UP)] == [DraftState.SKIPPED]
     assert sorted(str(m["To"].addresses[0].addr_spec) for m in world.messages("Drafts")) == \
         sorted([LEAD, OTHER])
     settled(world, due)
+
+
+def test_a_follow_up_made_before_a_lost_ledger_is_taken_back_when_the_employer_replied(
+    world: World,
+) -> None:
+    # The follow-up was in Drafts, the ledger was lost, and the employer replied: the new
+    # ledger, which knows the reply before it ever plans a follow-up, looks the derived
+    # Message-ID up, finds the draft and deals with it in the same pass. Its words may be
+    # from another time (or the user's), so it is kept as the user's and flagged, never
+    # deleted; and it is not announced as a new follow-up.
+    # A follow-up due within the look-back, so a new ledger still tracks the interview.
+    policy = replace(world.account.policy, follow_up=Delay(timedelta(minutes=1)))
+    world.account = replace(world.account, policy=policy)
+    world.add_interview()
+    world.run(DUE)
+    world.send_all_drafts()
+    due = timing.follow_up_due(END, None, policy)
+    world.run(due)
+    (follow_up,) = world.messages("Drafts")
+    reopen_ledger(world, wipe=True)
+    world.deliver(f"Dana Whitfield <{LEAD}>", "Re: Thank you", at=due + timedelta(hours=1))
+    report = world.run(due + timedelta(hours=2))
+    (row,) = world.drafts(DraftKind.FOLLOW_UP)
+    assert row.message_id == follow_up["Message-ID"]
+    assert row.state in (DraftState.RETRACTED, DraftState.USER_EDITED)
+    if row.state is DraftState.USER_EDITED:
+        assert row.flagged and len(world.messages("Drafts")) == 1
+    else:
+        assert world.messages("Drafts") == []
+    assert "follow_up_ready" not in {n.kind for n in report.notices}
+    settled(world, due + timedelta(hours=2))
 
 
 def test_a_lost_ledger_spaces_the_second_follow_up_from_when_the_first_was_sent(

@@ -151,8 +151,9 @@ class Backend:
         """Deleted for good, not kept in Trash (Gmail's Discard drafts)."""
         self.world.user_deletes(mail)
 
-    # A full listing of the mailbox finds a message the user filed away in a folder of their
-    # own (Gmail lists all mail but Spam and Trash; the others list the Inbox and Sent).
+    # A full listing of the mailbox finds a message the user filed away (Gmail reads all mail
+    # but Spam and Trash, and the user archives; Outlook reads Archive, where the user files
+    # it here; IMAP and the Maildir read Archive too, but the user files it in "Jobs" there).
     lists_filed = False
 
     def deliver(self, raw: bytes, at: datetime) -> str:
@@ -441,6 +442,7 @@ class GmailBackend(Backend):
 
 class GraphBackend(Backend):
     people = (LEE, ANN)
+    lists_filed = True
 
     def __init__(self, root: Path, emu: GraphEmulator) -> None:
         self.emu = emu
