@@ -43,7 +43,7 @@ from tests.emulators.graph import GraphEmulator
 from tests.servers import PASSWORD, Dovecot, Radicale
 from tests.test_caldav import NOW as DAV_NOW
 from tests.test_caldav import vevent
-from tests.test_engine import END, LEAD, OTHER, USER, World, event_ics
+from tests.test_engine import END, LEAD, OTHER, USER, World, event_ics, follow_up_waiting
 from tests.test_outlook import T0
 
 
@@ -81,18 +81,6 @@ def deliver(world: World, sender: str, subject: str, *, folder: str = "",
         stamp = time.time() - file_age
         os.utime(path, (stamp, stamp))
     return path
-
-
-def follow_up_waiting(world: World) -> datetime:
-    """Thank-yous sent, the follow-up to the lead in Drafts; the time it was made."""
-    world.add_interview()
-    world.run(END + timedelta(hours=2))
-    world.send_all_drafts()
-    world.run(END + timedelta(hours=3))
-    due = timing.follow_up_due(END, None, world.account.policy)
-    world.run(due)
-    assert len(world.messages("Drafts")) == 1
-    return due
 
 
 def thank_you_to_lead(world: World) -> str:

@@ -123,6 +123,18 @@ class World:
         mailbox.Maildir(self.root / "Maildir", factory=None, create=False).add(message.as_bytes())
 
 
+def follow_up_waiting(world: World) -> datetime:
+    """Thank-yous sent, the follow-up to the lead in Drafts; the time it was made."""
+    world.add_interview()
+    world.run(END + timedelta(hours=2))
+    world.send_all_drafts()
+    world.run(END + timedelta(hours=3))
+    due = timing.follow_up_due(END, None, world.account.policy)
+    world.run(due)
+    assert len(world.messages("Drafts")) == 1
+    return due
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     w = World(tmp_path)
@@ -416,13 +428,7 @@ def test_a_reply_seen_again_under_another_id_is_one_reply(world: World) -> None:
 def test_a_reply_archived_before_the_pass_takes_the_follow_up_back(world: World) -> None:
     """The user read the employer's answer on their phone and archived it while mailbridge
     was not running: it is still a reply, whichever folder it is in now."""
-    world.add_interview()
-    world.run(END + timedelta(hours=2))
-    world.send_all_drafts()
-    world.run(END + timedelta(hours=3))
-    due = timing.follow_up_due(END, None, world.account.policy)
-    world.run(due)
-    assert len(world.messages("Drafts")) == 1
+    due = follow_up_waiting(world)
     thank_you = next(d for d in world.drafts(DraftKind.THANK_YOU) if d.recipient.email == LEAD)
     world.deliver(f"Dana Whitfield <{LEAD}>", "Re: Thank you", thank_you.message_id,
                   at=due + timedelta(hours=1))

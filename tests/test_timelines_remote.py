@@ -716,6 +716,20 @@ class Lived:
         expected |= {mid: DraftState.USER_DELETED for mid in self.deleted | self.discarded}
         assert {mid: states.get(mid) for mid in made} == {mid: expected[mid] for mid in made}
 
+    def finish(self, last: datetime) -> None:
+        """The checks at the end of a timeline whose last pass was at ``last``."""
+        b = self.backend
+        if self.skipped:
+            # What a skipped cursor passed over is found by the next full listing, at most a
+            # day after the last one (engine.FULL_LISTING_EVERY); the mailbox was right already.
+            listed = [b.ledger.cursor(b.account.name, f"{r}.listed") for r in CURSORS]
+            healed = max(datetime.fromisoformat(w) for w in listed if w) + engine.FULL_LISTING_EVERY
+            if healed > last:
+                last = healed
+                self.pass_(last)
+        self.check_final()
+        self.settled(last)
+
     def settled(self, now: datetime) -> None:
         """One more pass changes nothing, in the mailbox or the ledger."""
         b = self.backend
@@ -747,16 +761,7 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]]) -> N
     # Anything absent stays absent past the grace period: it counts as removed now.
     last = FINAL + backend.account.policy.removal_grace
     lived.pass_(last)
-    if lived.skipped:
-        # What a skipped cursor passed over is found by the next full listing, at most a
-        # day after the last one (engine.FULL_LISTING_EVERY); the mailbox was right already.
-        listed = [backend.ledger.cursor(backend.account.name, f"{r}.listed") for r in CURSORS]
-        healed = max(datetime.fromisoformat(w) for w in listed if w) + engine.FULL_LISTING_EVERY
-        if healed > last:
-            last = healed
-            lived.pass_(last)
-    lived.check_final()
-    lived.settled(last)
+    lived.finish(last)
 
 
 @pytest.mark.server

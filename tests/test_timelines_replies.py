@@ -367,19 +367,7 @@ def live(backend: Backend, early: list[Step], late: list[tuple[int, Step]], most
     lived.settled(FINAL)
     last = FINAL + backend.account.policy.removal_grace
     lived.pass_(last)
-    if lived.skipped:
-        # What a skipped cursor passed over is found by the next full listing, at most a
-        # day after the last one (engine.FULL_LISTING_EVERY).
-        from mailbridge import engine
-
-        listed = [backend.ledger.cursor(backend.account.name, f"{r}.listed")
-                  for r in (engine.CALENDAR, engine.MAILBOX)]
-        healed = max(datetime.fromisoformat(w) for w in listed if w) + engine.FULL_LISTING_EVERY
-        if healed > last:
-            last = healed
-            lived.pass_(last)
-    lived.check_final()
-    lived.settled(last)
+    lived.finish(last)
 
 
 @pytest.mark.server
