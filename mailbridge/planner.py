@@ -239,6 +239,18 @@ def _employer_replied(iv: InterviewRow, msgs: Sequence[MessageRow]) -> bool:
     return any(m.kind is MessageKind.HUMAN and m.at >= iv.start for m in msgs)
 
 
+def _unrecorded_follow_up_lookup(
+    iv: InterviewRow, drafts: Sequence[DraftRow], msgs: Sequence[MessageRow], policy: Policy
+) -> datetime | None:
+    """When `_follow_ups` looks up a follow-up the ledger has no row of although the employer
+    replied (one made before the ledger was lost would be in Drafts): when it would have been
+    due. None when there is nothing to look up."""
+    if (iv.lead is None or not _employer_replied(iv, msgs)
+            or any(d.kind is DraftKind.FOLLOW_UP for d in drafts)):
+        return None
+    return follow_up_due(iv.end, iv.decision_date, policy)
+
+
 def _manual_follow_up(iv: InterviewRow, msgs: Sequence[MessageRow], policy: Policy) -> bool:
     until = iv.end + _bound(policy)
     return any(m.kind is MessageKind.OWN and m.our_draft_id is None and m.at > until for m in msgs)
@@ -429,8 +441,8 @@ def _follow_ups(
     about = _about(iv)
     if _employer_replied(iv, msgs):
         lead = iv.lead
-        if not rows and lead is not None and now >= follow_up_due(iv.end, iv.decision_date,
-                                                                 policy):
+        lookup = _unrecorded_follow_up_lookup(iv, rows, msgs, policy)
+        if lead is not None and lookup is not None and now >= lookup:
             # No follow-up is wanted, but one may be in Drafts that this ledger never heard
             # of (made before it was lost): looked up once, then kept as a skipped row. Found,
             # it is adopted, and taken back (or flagged, if the user edited it) below.
@@ -681,10 +693,9 @@ def next_wakeup(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime |
             moments.append(iv.missing_since + policy.removal_grace)  # when it counts as removed
             continue
         mine = drafts.get(iv.id, [])
-        if (iv.lead is not None and _employer_replied(iv, msgs.get(iv.id, []))
-                and not any(d.kind is DraftKind.FOLLOW_UP for d in mine)):
-            # When a follow-up the ledger never recorded is looked up (`_follow_ups`).
-            moments.append(follow_up_due(iv.end, iv.decision_date, policy))
+        lookup = _unrecorded_follow_up_lookup(iv, mine, msgs.get(iv.id, []), policy)
+        if lookup is not None:
+            moments.append(lookup)
         for row in mine:
             if row.state is DraftState.PLANNED:
                 moments.append(row.due)
